@@ -1,0 +1,1 @@
+"""Human interfaces: the `likeness` CLI and the web console."""

@@ -1,0 +1,66 @@
+"""`likeness publication list|show|takedown`: what is out there, and taking it down with a reason."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from console.context import ActorOption, governance_command, out, show_time
+from console.errors import one_line_errors
+from flows.publishing import PUBLISHING_ERRORS, make_store, takedown_publication
+from governance import publications
+from governance.uow import unit_of_work
+
+app = typer.Typer(help="Published videos: list, show, take down.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_(all_: Annotated[bool, typer.Option("--all", help="Include taken-down publications.")] = False) -> None:
+    """List publications, newest first."""
+    with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
+        rows = publications.list_publications(session, active_only=not all_)
+        table = Table("published", "watermark", "status")
+        table.add_column("job", no_wrap=True, min_width=36)
+        table.add_column("id", no_wrap=True, min_width=36)
+        for row in rows:
+            status = f"taken down {show_time(row.taken_down_at)}" if row.taken_down_at else "live"
+            table.add_row(show_time(row.published_at), str(row.watermark_payload), status, row.job_id, row.id)
+        out.print(table)
+
+
+@app.command("show")
+def show(publication_id: Annotated[str, typer.Argument(help="Publication id.")]) -> None:
+    """Show one publication: where it lies, and the job, consent, model and reviewer behind it."""
+    with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
+        record = publications.describe(session, publications.get_publication(session, publication_id))
+        table = Table("", "", show_header=False, title=f"publication {record.publication_id}")
+        for label, value in (
+            ("object", f"{record.bucket}/{record.object_key} (version {record.version_id or '-'})"),
+            ("sha256", record.sha256), ("watermark", str(record.watermark_payload)), ("job", record.job_id),
+            ("consent", f"{record.consent_id} v{record.consent_version}" + (" (revoked)" if record.consent_revoked else "")),
+            ("model sha256", record.model_sha256 or "-"), ("reviewer", record.reviewer or "none (approved by policy)"),
+            ("published", f"{show_time(record.published_at)} by {record.published_by}"),
+            ("taken down", f"{show_time(record.taken_down_at)} by {record.taken_down_by}: {record.takedown_reason}"
+             if record.taken_down_at else "no"),
+        ):
+            table.add_row(label, value)
+        out.print(table)
+
+
+@app.command("takedown")
+def takedown(
+    publication_id: Annotated[str, typer.Argument(help="Publication id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
+    actor: ActorOption,
+    retain: Annotated[bool, typer.Option("--retain", help="Keep versions under legal hold instead of deleting.")] = False,
+) -> None:
+    """Stop serving a publication (compliance or admin) and record who, when and why."""
+    with governance_command() as ctx, one_line_errors(*PUBLISHING_ERRORS):
+        report = takedown_publication(ctx.session_factory, make_store(ctx.settings), publication_id=publication_id,
+                                      reason=reason, actor_email=actor, retain=retain)
+        storage = report.storage
+        out.print(f"publication {report.publication_id} (job {report.job_id}) taken down by {report.taken_down_by}: "
+                  f"{len(storage.deleted_versions)} version(s) deleted, {len(storage.held_versions)} held"
+                  + (", delete marker set" if storage.delete_marker else ""))

@@ -1,0 +1,170 @@
+"""`likeness train`: prepare training clips, train an MCNet, and score a checkpoint on held-out clips."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from console.errors import one_line_errors
+from console.terminal import make_console
+from flows import training
+
+app = typer.Typer(help="Train MCNet on talking-face videos and evaluate checkpoints.", no_args_is_help=True)
+console = make_console()
+
+
+def _configure_logging() -> None:
+    """Training reports through logging (e.g. the VGG19 fallback); show it on stderr once."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _scores_table(report: training.EvaluationReport, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("")
+    table.add_column("L1 (lower is better)", justify="right")
+    table.add_column("PSNR dB", justify="right")
+    table.add_column("SSIM", justify="right")
+    for name, scores in (("model", report.model), ("copy the source frame", report.copy_source)):
+        table.add_row(name, f"{scores.l1:.4f}", f"{scores.psnr:.2f}", f"{scores.ssim:.4f}")
+    return table
+
+
+@app.command("prepare")
+def prepare(
+    inputs: Annotated[list[Path], typer.Argument(help="Videos, frame folders, or folders of either.")],
+    out: Annotated[Path, typer.Option("--out", help="New data folder (must not exist or be empty).")],
+    size: Annotated[int, typer.Option(help="Frame side in pixels (the model's image_size).")] = 256,
+    heldout: Annotated[float, typer.Option(help="Share of each clip's last frames held out.")] = 0.2,
+    max_frames: Annotated[int | None, typer.Option(help="Read at most this many frames per input.")] = None,
+) -> None:
+    """Decode videos into the clip files training reads (square centre crop, resized)."""
+    _configure_logging()
+    with one_line_errors(*training.EXPECTED_ERRORS):
+        manifest = training.prepare_data(inputs, out, size=size, heldout_fraction=heldout, max_frames=max_frames)
+    train = sum(c.frames for c in manifest.split("train"))
+    held = sum(c.frames for c in manifest.split("heldout"))
+    console.print(f"prepared {len(manifest.clips)} clip(s) in {out}: {train} training and {held} held-out frames")
+
+
+@app.command("run")
+def run(
+    data: Annotated[list[Path], typer.Argument(help="A prepared data folder, or videos / frame folders.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, history, prepared data.")],
+    config: Annotated[str, typer.Option(help=f"Preset ({', '.join(training.PRESETS)}) or config JSON.")] = "vox256",
+    steps: Annotated[int, typer.Option(help="Total optimisation steps.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 4,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 2e-4).")] = 2e-4,
+    lr_milestone: Annotated[
+        list[int] | None, typer.Option(help="Step at which the learning rate is multiplied by 0.1 (repeatable).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seeds weights, sampling, warps and noise.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    vgg_weights: Annotated[
+        Path | None, typer.Option(help="Local torchvision VGG19 state dict; without it an L1 loss is used.")
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 250,
+    eval_every: Annotated[int, typer.Option(help="Steps between held-out evaluations (0: end only).")] = 0,
+    heldout: Annotated[float, typer.Option(help="Held-out share when videos are given.")] = 0.2,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop early (saved) after this wall time.")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="No flips or colour jitter.")] = False,
+) -> None:
+    """Train MCNet with the paper's losses; checkpoints go to OUT/last.pth.tar (and best.pth.tar)."""
+    _configure_logging()
+    with one_line_errors(*training.EXPECTED_ERRORS):
+        spec_kwargs: dict[str, object] = {}
+        if no_augment:
+            spec_kwargs["augmentation"] = None
+        spec = training.TrainingSpec(
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            lr_milestones=tuple(sorted(lr_milestone or ())),
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            eval_every=eval_every,
+            **spec_kwargs,  # type: ignore[arg-type]
+        )
+        model_config = training.resolve_config(config)
+        columns = (
+            TextColumn("[bold]training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[loss]}"),
+        )
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("train", total=steps, loss="")
+
+            def report(step: training.StepReport) -> None:
+                text = f"loss {step.losses['total']:.3f}" + (" (skipped)" if step.skipped else "")
+                bar.update(task, completed=step.step, loss=text)
+
+            result = training.train_model(
+                data,
+                out,
+                config=model_config,
+                spec=spec,
+                device=device,
+                vgg_weights=vgg_weights,
+                resume=resume,
+                heldout_fraction=heldout,
+                max_seconds=None if max_minutes is None else max_minutes * 60,
+                threads=threads,
+                progress=report,
+            )
+    console.print(
+        f"trained to step {result.steps} ({result.reconstruction_loss} reconstruction loss); "
+        f"checkpoint {result.last_checkpoint} sha256 {result.last_sha256}"
+    )
+    if result.evaluation is not None:
+        console.print(_scores_table(result.evaluation, f"held-out reconstruction, {result.evaluation.frames} frames"))
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to score.")],
+    data: Annotated[Path, typer.Argument(help="Prepared data folder with held-out clips.")],
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    sha256: Annotated[str | None, typer.Option(help="Refuse the checkpoint unless its sha256 matches.")] = None,
+    per_clip: Annotated[int, typer.Option(help="Driving frames per held-out clip.")] = 16,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+) -> None:
+    """Held-out L1 / PSNR / SSIM of a checkpoint against copying the source frame."""
+    _configure_logging()
+    with one_line_errors(*training.EXPECTED_ERRORS):
+        report = training.evaluate_checkpoint(checkpoint, data, device=device, expected_sha256=sha256, per_clip=per_clip)
+    if as_json:
+        console.print_json(json.dumps(report.as_dict()))
+    else:
+        console.print(_scores_table(report, f"held-out reconstruction, {report.frames} frames"))
+
+
+@app.command("export")
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (e.g. RUN/best.pth.tar).")],
+    out: Annotated[Path, typer.Argument(help="Where to write the inference checkpoint.")],
+    storage: Annotated[str, typer.Option(help="Weight storage dtype: float32, float16 or bfloat16.")] = "float32",
+) -> None:
+    """Write an inference-only checkpoint (networks + config + step), e.g. to ship or commit."""
+    _configure_logging()
+    with one_line_errors(*training.EXPECTED_ERRORS):
+        sha256 = training.export_model(checkpoint, out, storage=storage)
+    console.print(f"wrote {out} ({out.stat().st_size} bytes) sha256 {sha256}")

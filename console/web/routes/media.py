@@ -1,0 +1,34 @@
+"""A job's media (render, portrait, driving video), streamed through the app so RBAC covers every byte."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from console.web.errors import PageNotFound
+from console.web.mediafiles import cached_copy
+from console.web.state import console
+from flows.jobdata import StoredRef
+from governance import assets, jobs
+from governance.uow import unit_of_work
+
+router = APIRouter()
+
+
+@router.get("/jobs/{job_id}/media/{which}", name="job_media")
+def job_media(request: Request, job_id: str, which: Literal["output", "portrait", "driving"]) -> FileResponse:
+    """The job's render (from quarantine or wherever the job records it), portrait or driving video."""
+    state = console(request)
+    with unit_of_work(state.runtime.sessions) as db:
+        job = jobs.get_job(db, job_id)
+        if which == "output":
+            if not (job.output_bucket and job.output_key and job.output_sha256):
+                raise PageNotFound(f"job {job_id} has no render yet")
+            ref = StoredRef(job.output_bucket, job.output_key, job.output_sha256)
+        else:
+            asset = assets.get_asset(db, job.portrait_asset_id if which == "portrait" else job.driving_asset_id)
+            ref = StoredRef(asset.bucket, asset.object_key, asset.sha256)
+    path, media_type = cached_copy(state, ref)
+    return FileResponse(path, media_type=media_type, headers={"cache-control": "private, max-age=300"})

@@ -1,0 +1,53 @@
+"""`publish_job` and `publish_approved`: deliver approved jobs, once, after checking consent again.
+
+`publish_job` runs right after an auto-approval (as a subflow of the render) or after a reviewer's
+approval (`flows.review.apply_decision`). `publish_approved` is the scheduled safety net: it
+publishes every job that is approved but not yet published (a decision taken while no worker ran, or
+a publish that crashed), so a re-run is the whole recovery procedure.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows import tasks
+from flows.publish_steps import ACTOR
+from flows.render_steps import HELD_ELSEWHERE, describe
+from flows.retry import is_transient
+from flows.runtime import get_runtime
+from governance.enums import JobState
+from governance.errors import InvalidTransition
+
+
+@flow(name="publish-job")
+def publish_job(job_id: str) -> str:
+    """Claim, re-verify consent, mark and publish one approved job; returns the job's final state."""
+    try:
+        claimed = tasks.claim_publish(job_id)
+        if claimed == HELD_ELSEWHERE:
+            return claimed
+        state = JobState(claimed)
+        if state != JobState.publishing:
+            return state.value
+        state = JobState(tasks.verify_consent(job_id, actor=ACTOR))
+        if state != JobState.publishing:
+            return state.value
+        state = JobState(tasks.publish(job_id))
+    except Exception as exc:  # noqa: BLE001 - recorded on the job, then re-raised for Prefect
+        if not is_transient(exc) and not isinstance(exc, InvalidTransition):
+            error_type, message = describe(exc)
+            tasks.mark_failed(job_id, error_type, message)
+        raise
+    return state.value
+
+
+@flow(name="publish-approved")
+def publish_approved(limit: int = 100) -> dict[str, str]:
+    """Publish every approved (or half-published) job, oldest first; returns job id → final state."""
+    from flows.queries import jobs_in_states
+
+    results: dict[str, str] = {}
+    for job_id in jobs_in_states(get_runtime(), [JobState.approved, JobState.publishing], limit=limit):
+        state = publish_job(job_id, return_state=True)
+        results[job_id] = state.result() if state.is_completed() else f"error: {state.message}"
+    return results

@@ -1,0 +1,158 @@
+"""The human gate: a reviewer's decision, wherever it is taken, goes through one function.
+
+The render flow ends a flagged job at `awaiting_review` and exits, so nobody holds a worker or a GPU
+while a person decides. The decision is then applied by `apply_decision` — from the CLI
+(`likeness review approve|reject`), the web console, or the Prefect UI form of `review_gate` — which
+records it through `governance.review.decide` (reviewer role, four eyes, once only, with the
+reviewer's identity: Prefect does not record who resumed a run) and, on approval, runs the publish
+flow, which verifies consent once more. `review_timeout_sweep` rejects jobs whose review window has
+passed, and says so in the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+
+from flows.jobdata import load_job
+from flows.queries import jobs_in_states
+from flows.runtime import Runtime, get_runtime, use_runtime
+from flows.settings import Settings
+from governance import audit, jobs, review
+from governance.enums import JobState, Verdict
+from governance.types import utcnow
+from governance.uow import unit_of_work
+from governance.users import get_user_by_email
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_ACTOR = "system:review-timeout"
+GATE_POLL_SECONDS = 2  # how often a paused gate checks for the reviewer's form
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    """What applying a decision did: the verdict recorded, the job's state after it, the published key."""
+
+    job_id: str
+    decision_id: str
+    verdict: str
+    state: str
+    published_key: str | None
+
+
+def apply_decision(
+    *,
+    settings_or_runtime: Settings | Runtime,
+    job_id: str,
+    reviewer_email: str,
+    verdict: Verdict | str,
+    reason: str,
+    publish: bool = True,
+) -> DecisionResult:
+    """Record a reviewer's verdict on a job awaiting review; on approval, publish it (unless `publish=False`).
+
+    The one code path for every review surface. Governance refuses (and audits the refusal) when the
+    user lacks the reviewer role, requested the batch (four eyes), or the job was decided already.
+    With `publish=False` the approved job is left for the `publish-approved` deployment.
+
+    Raises:
+        governance.errors.GovernanceError: the refusal (`RoleRequired`, `FourEyesViolation`,
+            `AlreadyDecided`, `NotFound`, `ValidationFailed`, `InvalidTransition`), one line.
+    """
+    owned = not isinstance(settings_or_runtime, Runtime)
+    rt = settings_or_runtime if isinstance(settings_or_runtime, Runtime) else Runtime(settings_or_runtime)
+    try:
+        return _apply(rt, job_id=job_id, reviewer_email=reviewer_email, verdict=verdict, reason=reason,
+                      publish=publish)
+    finally:
+        if owned:
+            rt.close()
+
+
+def _apply(rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | str, reason: str,
+           publish: bool) -> DecisionResult:
+    with unit_of_work(rt.sessions) as session:
+        reviewer = get_user_by_email(session, reviewer_email)
+        decision = review.decide(session, job_id=job_id, reviewer_id=reviewer.id, verdict=verdict, reason=reason)
+        decision_id, chosen = decision.id, Verdict(decision.verdict)
+    state, key = (JobState.rejected if chosen == Verdict.reject else JobState.approved), None
+    if chosen == Verdict.approve and publish:
+        from flows.publish import publish_job
+        from flows.publish_steps import existing_publication
+
+        with use_runtime(rt):
+            state = JobState(publish_job(job_id))
+            key = existing_publication(rt, job_id)
+    logger.info("review of job %s: %s by %s; job now %s", job_id, chosen.value, reviewer_email, state.value)
+    return DecisionResult(job_id=job_id, decision_id=decision_id, verdict=chosen.value, state=state.value,
+                          published_key=key)
+
+
+class ReviewForm(RunInput):
+    """The form the Prefect UI shows a reviewer; the identity is checked by governance, not by Prefect."""
+
+    reviewer_email: str
+    verdict: Literal["approve", "reject"]
+    reason: str
+
+
+@flow(name="review-gate")
+def review_gate(job_id: str, timeout_hours: float | None = None) -> str:
+    """Wait (paused, in the Prefect UI) for a reviewer's form, then apply it; a timeout rejects the job.
+
+    Meant for deployments whose reviewers work in Prefect's UI. The CLI and the web console do not
+    need it: they call `apply_decision` directly. Returns the job's state afterwards.
+    """
+    rt = get_runtime()
+    hours = timeout_hours if timeout_hours is not None else rt.settings.review_timeout_hours
+    with unit_of_work(rt.sessions) as session:
+        state = JobState(load_job(session, job_id).state)
+    if state != JobState.awaiting_review:
+        return state.value
+    try:
+        form = pause_flow_run(wait_for_input=ReviewForm, timeout=max(1, round(hours * 3600)),
+                              poll_interval=GATE_POLL_SECONDS)
+    except FlowPauseTimeout:
+        return expire_review(rt, job_id).value
+    answer = form.model_dump()
+    result = apply_decision(settings_or_runtime=rt, job_id=job_id, reviewer_email=answer["reviewer_email"],
+                            verdict=answer["verdict"], reason=answer["reason"])
+    return result.state
+
+
+def expire_review(rt: Runtime, job_id: str) -> JobState:
+    """Reject a job whose review window passed; audited as `review.timed_out` with the job's rejection."""
+    with unit_of_work(rt.sessions) as session:
+        job = jobs.get_job(session, job_id, for_update=True)
+        if job.state != JobState.awaiting_review:
+            return JobState(job.state)
+        hours = round((utcnow() - job.state_changed_at).total_seconds() / 3600, 2)
+        reason = f"review of job {job_id} timed out after {hours:g} h"
+        audit.record(session, action="review.timed_out", actor=TIMEOUT_ACTOR, subject_id=job.subject_id,
+                     job_id=job.id, resource_type="job", resource_id=job.id,
+                     details={"waited_hours": hours})
+        jobs.transition(session, job, to=JobState.rejected, actor=TIMEOUT_ACTOR, details={"reason": reason},
+                        changes={"last_error": reason})
+    logger.info("job %s rejected: review window passed", job_id)
+    return JobState.rejected
+
+
+@flow(name="review-timeout-sweep")
+def review_timeout_sweep(timeout_hours: float | None = None) -> list[str]:
+    """Reject every job that has awaited review longer than the window; returns their ids."""
+    log = get_run_logger()
+    rt = get_runtime()
+    hours = timeout_hours if timeout_hours is not None else rt.settings.review_timeout_hours
+    window = timedelta(hours=hours)
+    overdue = jobs_in_states(rt, [JobState.awaiting_review], changed_before=utcnow() - window)
+    expired = [job_id for job_id in overdue if expire_review(rt, job_id) == JobState.rejected]
+    log.info("%d overdue review(s) rejected", len(expired))
+    return expired

@@ -1,0 +1,138 @@
+"""Submitting a batch: check each input, store it once (content-addressed), register it, create the jobs.
+
+Everything is checked before anything is recorded: a path outside the allowed folders, an unreadable
+image, a video ffprobe cannot read, an unknown subject or vocabulary term refuses the whole batch with
+one line naming the job. Consent is not checked here but at render time (and again at publish time),
+because what counts is the consent in force when the video is made and delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from flows.batchfile import BatchRequest, JobRequest
+from flows.runtime import Runtime
+from governance import assets, batches
+from governance.enums import AssetKind
+from governance.errors import NotFound
+from governance.subjects import find_subject
+from governance.uow import unit_of_work
+from governance.users import get_user_by_email
+from pipeline.errors import PipelineError
+from pipeline.storage import sha256_file
+
+logger = logging.getLogger(__name__)
+
+
+class SubmissionError(ValueError):
+    """A job of the batch cannot be submitted; the message names the job and the cause."""
+
+
+@dataclass(frozen=True)
+class CheckedInput:
+    """A local input file that passed its checks, with what storage and the asset row need."""
+
+    path: Path
+    kind: AssetKind
+    sha256: str
+    size: int
+    media_type: str
+    media_info: dict[str, object]
+
+
+def input_key(sha256: str, path: Path) -> str:
+    """Inputs are stored by content (`inputs/<sha256>/<suffix>`): the same file is stored once."""
+    suffix = path.suffix.lower().lstrip(".") or "bin"
+    return f"inputs/{sha256}/original.{suffix}"
+
+
+def check_input(rt: Runtime, path: Path, kind: AssetKind, *, where: str) -> CheckedInput:
+    """Refuse a path outside the allowed folders or a file the pipeline cannot read."""
+    from pipeline.images import load_image
+    from pipeline.inputs import require_allowed_path
+    from pipeline.video import probe
+
+    try:
+        safe = require_allowed_path(path, rt.settings.allowed_input_dirs)
+        if kind == AssetKind.portrait:
+            image = load_image(safe, max_pixels=rt.settings.max_image_pixels)
+            info: dict[str, object] = {"width": int(image.shape[1]), "height": int(image.shape[0])}
+        else:
+            video = probe(safe)
+            info = {"width": video.width, "height": video.height, "fps": video.fps,
+                    "frames": video.frame_count, "duration": video.duration}
+    except PipelineError as exc:
+        raise SubmissionError(f"{where}: {exc}") from None
+    media_type = mimetypes.guess_type(safe.name)[0] or "application/octet-stream"
+    return CheckedInput(path=safe, kind=kind, sha256=sha256_file(safe), size=safe.stat().st_size,
+                        media_type=media_type, media_info=info)
+
+
+def submit_batch(rt: Runtime, request: BatchRequest, *, requested_by_email: str) -> str:
+    """Check, store and register every input, then create the batch and its jobs; returns the batch id.
+
+    Raises:
+        SubmissionError: an input is refused (the message names the job).
+        governance.errors.GovernanceError: the requester may not submit, or a subject/term is unknown.
+    """
+    checked: list[tuple[JobRequest, CheckedInput, CheckedInput]] = []
+    for index, job in enumerate(request.jobs, start=1):
+        where = f"job {index}"
+        checked.append((job, check_input(rt, job.portrait, AssetKind.portrait, where=f"{where} portrait"),
+                        check_input(rt, job.driving, AssetKind.driving_video, where=f"{where} driving video")))
+    with unit_of_work(rt.sessions) as session:
+        get_user_by_email(session, requested_by_email)
+        subjects: dict[str, str] = {}
+        for index, (job, _, _) in enumerate(checked, start=1):
+            try:
+                subjects[job.subject] = find_subject(session, job.subject).id
+            except NotFound as exc:
+                raise NotFound(f"job {index}: {exc}") from None
+    stored = {item.sha256: item for _, portrait, driving in checked for item in (portrait, driving)}
+    for item in stored.values():
+        rt.store.put_file("inputs", input_key(item.sha256, item.path), item.path,
+                          metadata={"kind": item.kind.value}, expected_sha256=item.sha256)
+    bucket = rt.store.bucket_name("inputs")
+    with unit_of_work(rt.sessions) as session:
+        requester = get_user_by_email(session, requested_by_email)
+        asset_ids: dict[tuple[str, AssetKind, str], str] = {}
+        specs = []
+        for job, portrait, driving in checked:
+            subject_id = subjects[job.subject]
+            ids = []
+            for item in (portrait, driving):
+                cache_key = (item.sha256, item.kind, subject_id)
+                if cache_key not in asset_ids:
+                    asset_ids[cache_key] = _asset_id(session, item, bucket=bucket, subject_id=subject_id,
+                                                     actor=requester.email)
+                ids.append(asset_ids[cache_key])
+            specs.append(batches.JobSpec(subject_id=subject_id, portrait_asset_id=ids[0], driving_asset_id=ids[1],
+                                         purpose=job.purpose, channel=job.channel, territory=job.territory))
+        batch = batches.create_batch(session, name=request.name, requested_by=requester.id, jobs=specs,
+                                     spec=request.model_dump(mode="json"))
+        for spec_job, job in zip(batches.jobs_of_batch(session, batch.id), request.jobs, strict=True):
+            if job.seed is not None:
+                spec_job.seed = job.seed
+        batch_id = batch.id
+    logger.info("batch %s submitted with %d job(s)", batch_id, len(request.jobs))
+    return batch_id
+
+
+def _asset_id(session: Session, item: CheckedInput, *, bucket: str, subject_id: str, actor: str) -> str:
+    """Reuse the asset row of an identical file of the same kind and subject, or register a new one."""
+    for existing in assets.find_by_sha256(session, item.sha256, kind=item.kind):
+        if existing.subject_id == subject_id and existing.bucket == bucket:
+            return existing.id
+    asset = assets.register_asset(
+        session, kind=item.kind, bucket=bucket, object_key=input_key(item.sha256, item.path),
+        sha256=item.sha256, size_bytes=item.size, actor=actor, media_type=item.media_type,
+        media_info=item.media_info, subject_id=subject_id,
+    )
+    return asset.id
+
+

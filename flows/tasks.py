@@ -1,0 +1,119 @@
+"""Prefect tasks: one small, typed wrapper per step, retried only for transient failures.
+
+Each task takes a job id, calls one plain function of `flows.render_steps` / `flows.publish_steps`
+with the process's runtime, and returns a state name or an object key: never frames, embeddings or
+image bytes, so nothing personal lands in Prefect's result storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from prefect import get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.context import get_run_context
+from prefect.exceptions import ObjectNotFound
+
+from flows import publish_steps, render_steps
+from flows.retry import RETRIES, RETRY_DELAYS, only_transient
+from flows.runtime import get_runtime
+
+RETRYING: dict[str, Any] = {
+    "retries": RETRIES,
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_condition_fn": only_transient,
+}
+
+
+def flow_run_id() -> str:
+    """The id of the flow run the caller belongs to: it is recorded on the job as the job's holder."""
+    context: Any = get_run_context()
+    run = getattr(context, "flow_run", None)
+    if run is not None:
+        return str(run.id)
+    return str(context.task_run.flow_run_id)
+
+
+def run_is_alive(run_id: str) -> bool:
+    """Whether the Prefect flow run that holds a job is still running (so nobody else may take the job).
+
+    A run unknown to this Prefect API (another server, an ephemeral one that is gone) counts as dead.
+    """
+    try:
+        run_uuid = UUID(run_id)
+    except ValueError:
+        return False
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(run_uuid)
+        except ObjectNotFound:
+            return False
+    return bool(run.state is not None and (run.state.is_running() or run.state.is_paused()))
+
+
+@task(name="claim-render", **RETRYING)
+def claim_render(job_id: str) -> str:
+    """Claim the job for rendering; returns its state after the claim, or `held_elsewhere`."""
+    try:
+        return render_steps.claim_render(get_runtime(), job_id, run_id=flow_run_id(), holder_alive=run_is_alive).value
+    except render_steps.HeldElsewhere as exc:
+        get_run_logger().info("%s: left to that run", exc)
+        return render_steps.HELD_ELSEWHERE
+
+
+@task(name="verify-consent", **RETRYING)
+def verify_consent(job_id: str, actor: str = render_steps.ACTOR) -> str:
+    """Fail closed on consent; returns the job's state (`refused` when no consent covers it)."""
+    return render_steps.verify_consent(get_runtime(), job_id, actor=actor).value
+
+
+@task(name="bind-likeness", **RETRYING)
+def bind_likeness(job_id: str) -> str:
+    """The portrait must show the consenting person; returns the job's state."""
+    return render_steps.bind_likeness(get_runtime(), job_id).value
+
+
+@task(name="render-video", **RETRYING)
+def render_video(job_id: str) -> str:
+    """Preprocess, animate (holding a `gpu` slot), encode, upload to quarantine; returns the object key."""
+    logger = get_run_logger()
+    last = {"decile": -1}
+
+    def progress(done: int, total: int | None) -> None:
+        if total:
+            decile = min(10, done * 10 // total)
+            if decile > last["decile"]:
+                last["decile"] = decile
+                logger.info("job %s: %d/%d frames rendered", job_id, done, total)
+
+    return render_steps.render_video(get_runtime(), job_id, progress=progress)
+
+
+@task(name="evaluate-checks", **RETRYING)
+def evaluate_checks(job_id: str) -> str:
+    """Identity and artifact checks, then the policy; returns the job's new state."""
+    return render_steps.evaluate_checks(get_runtime(), job_id).value
+
+
+@task(name="claim-publish", **RETRYING)
+def claim_publish(job_id: str) -> str:
+    """Claim an approved job for publishing; returns its state after the claim, or `held_elsewhere`."""
+    try:
+        return publish_steps.claim_publish(get_runtime(), job_id, run_id=flow_run_id(),
+                                           holder_alive=run_is_alive).value
+    except render_steps.HeldElsewhere as exc:
+        get_run_logger().info("%s: left to that run", exc)
+        return render_steps.HELD_ELSEWHERE
+
+
+@task(name="publish", **RETRYING)
+def publish(job_id: str) -> str:
+    """Mark and publish once; returns the job's state (`published`, or `refused` at the last moment)."""
+    return publish_steps.publish(get_runtime(), job_id).value
+
+
+@task(name="mark-failed", **RETRYING)
+def mark_failed(job_id: str, error_type: str, message: str) -> str:
+    """Record a technical failure that retrying will not fix; returns the job's state."""
+    return render_steps.fail(get_runtime(), job_id, error_type=error_type, message=message).value

@@ -1,0 +1,1 @@
+"""Alembic migrations of the governance schema (the only way it changes)."""

@@ -1,0 +1,1 @@
+"""MCNet in PyTorch: configuration, networks, checkpoint loading, inference and training. Imports torch only."""

@@ -1,0 +1,110 @@
+"""Face detection through deepface's offline detectors (dlib HOG or OpenCV Haar), and its errors.
+
+Only `dlib` and `opencv` work without a network here (the others download weights). The detector
+object is built once per process (deepface caches it) after `pipeline.deepface_weights` has put the
+dlib landmark file in place. Boxes are tight face boxes in image pixels; deepface clips them to the
+image, so a box that touches the border means a face cut by the border.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from pipeline.deepface_weights import deepface_module
+from pipeline.errors import InputError
+
+Detector = Literal["dlib", "opencv"]
+DETECTORS: tuple[Detector, ...] = ("dlib", "opencv")
+# dlib's HOG scores are > 0 and uncapped (deepface clips them to 1); weak hits below this are clutter.
+DEFAULT_MIN_CONFIDENCE = 0.5
+
+_lock = threading.Lock()
+
+
+class FaceError(InputError):
+    """Base of the face errors (bad input: never retried)."""
+
+
+class NoFaceError(FaceError):
+    """No face was found where one was required."""
+
+
+class MultipleFacesError(FaceError):
+    """More than one face where exactly one is required."""
+
+    def __init__(self, count: int, where: str = "the portrait") -> None:
+        super().__init__(f"{where} shows {count} faces; exactly one is required")
+        self.count = count
+
+
+class FaceTooSmallError(FaceError):
+    """The face is smaller than the minimum size (its side in pixels is in the message)."""
+
+    def __init__(self, size_px: int, minimum_px: int, where: str = "the portrait") -> None:
+        super().__init__(f"the face in {where} is {size_px} px wide; at least {minimum_px} px is required")
+        self.size_px = size_px
+        self.minimum_px = minimum_px
+
+
+class FaceCutByBorderError(FaceError):
+    """The face touches the image border, so part of it is missing."""
+
+
+class TooManyMissingFacesError(FaceError):
+    """Too many frames of a driving video show no face."""
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detected face: top-left corner, width, height (pixels) and the detector's confidence."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    confidence: float
+
+    @property
+    def side(self) -> int:
+        """The longer side: the face's size in pixels."""
+        return max(self.w, self.h)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        """(x, y) of the box centre."""
+        return self.x + self.w / 2.0, self.y + self.h / 2.0
+
+    def touches_border(self, width: int, height: int, *, tolerance: int = 1) -> bool:
+        """Whether the box reaches the image edge (deepface clips boxes, so a clipped box ends there)."""
+        return (self.x <= tolerance or self.y <= tolerance
+                or self.x + self.w >= width - tolerance or self.y + self.h >= height - tolerance)
+
+
+def _detector(name: Detector) -> Any:
+    if name not in DETECTORS:
+        raise ValueError(f"face detector must be one of {DETECTORS}, got {name!r}")
+    deepface_module()
+    from deepface.modules import modeling
+
+    with _lock:  # deepface's model cache is a plain dict
+        return modeling.build_model(task="face_detector", model_name=name)
+
+
+def detect_faces(
+    image: np.ndarray, *, detector: Detector = "dlib", min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> list[FaceBox]:
+    """All faces in an (H, W, 3) uint8 RGB image with confidence >= `min_confidence`, largest first."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    regions = _detector(detector).detect_faces(bgr)
+    faces = [
+        FaceBox(x=int(r.x), y=int(r.y), w=int(r.w), h=int(r.h), confidence=float(r.confidence or 0.0))
+        for r in regions
+        if r.w > 0 and r.h > 0 and float(r.confidence or 0.0) >= min_confidence
+    ]
+    return sorted(faces, key=lambda f: f.w * f.h, reverse=True)

@@ -1,0 +1,199 @@
+"""The human gate: flagged jobs wait at `awaiting_review`; the decision (CLI or API) goes through governance.
+
+One batch of six flagged jobs is set up once for the module (rendered and checked already: the render
+path is tested in test_batch_flow.py); each test then
+decides one job a different way: approved from the CLI (published), four eyes refused from the CLI,
+rejected by the reviewer, consent revoked while waiting (refused at delivery), decided in the Prefect
+UI form of the paused `review-gate` flow, approved without publishing (left to `publish-approved`), and the
+review window timing out (rejected by the sweep, audited).
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from prefect.flow_runs import resume_flow_run
+from typer.testing import CliRunner
+
+from console.cli import app
+from flows.publish import publish_approved
+from flows.review import apply_decision, review_gate, review_timeout_sweep
+from flows.runtime import use_runtime
+from governance import review
+from governance.enums import JobState
+from governance.errors import AlreadyDecided
+from governance.schema import User
+from governance.uow import unit_of_work
+from tests.fixtures.model import TinyCheckpoint
+from tests.fixtures.storage import S3ServerHandle
+from tests.flows.conftest import REVIEWER, REVIEWER_OPERATOR, FlowWorld, Media, cli_env, make_world
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def review_world(
+    _sqlite_template: Path, s3_server: S3ServerHandle, tiny_checkpoint: TinyCheckpoint, flow_media: Media,
+    tmp_path_factory: pytest.TempPathFactory, prefect_api: str,
+) -> Iterator[tuple[FlowWorld, list[str], str]]:
+    """Four jobs (two subjects) awaiting review, requested by a user who is also a reviewer."""
+    root = tmp_path_factory.mktemp("review-world")
+    database = root / "likeness.db"
+    shutil.copyfile(_sqlite_template, database)
+    world = make_world(f"sqlite:///{database}", s3_server, tiny_checkpoint, flow_media, root)
+    with use_runtime(world.rt):
+        world.add_subject("S-A")
+        world.add_subject("S-B")
+        world.grant("S-A")
+        consent_b = world.grant("S-B")
+        job_ids = world.flagged_batch(["S-A", "S-A", "S-B", "S-A", "S-A", "S-A"], requester=REVIEWER_OPERATOR)
+        yield world, job_ids, consent_b
+    world.rt.close()
+
+
+def test_approve_from_the_cli_publishes(review_world: tuple[FlowWorld, list[str], str]) -> None:
+    world, job_ids, _ = review_world
+    job_id = job_ids[0]
+    listed = CliRunner().invoke(app, ["review", "list"], env=cli_env(world))
+    assert listed.exit_code == 0, listed.output
+    assert job_id in listed.output
+
+    result = CliRunner().invoke(
+        app, ["review", "approve", job_id, "--actor", REVIEWER, "--reason", "looks like the subject"],
+        env=cli_env(world),
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert "published" in result.output
+    assert world.state(job_id) == JobState.published
+    assert world.publications(job_id) == 1
+    actions = world.actions(job_id)
+    assert actions.index("review.approved") < actions.index("job.publishing") < actions.index("job.published")
+
+
+def test_four_eyes_refused_from_the_cli(review_world: tuple[FlowWorld, list[str], str]) -> None:
+    world, job_ids, _ = review_world
+    job_id = job_ids[1]
+
+    result = CliRunner().invoke(
+        app, ["review", "approve", job_id, "--actor", REVIEWER_OPERATOR, "--reason", "mine"], env=cli_env(world)
+    )
+
+    assert result.exit_code == 1
+    assert "four eyes" in result.output
+    assert result.output.strip().startswith("error:")
+    assert world.state(job_id) == JobState.awaiting_review
+    assert world.actions(job_id)[-1] == "review.refused"
+
+    # The reviewer then rejects it; a second decision is refused.
+    decision = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
+                              verdict="reject", reason="mouth artifacts")
+    assert (decision.state, decision.published_key) == ("rejected", None)
+    assert world.state(job_id) == JobState.rejected
+    assert world.publications(job_id) == 0
+    with pytest.raises(AlreadyDecided, match="already decided"):
+        apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER, verdict="approve",
+                       reason="changed my mind")
+    assert world.state(job_id) == JobState.rejected
+
+
+def test_consent_revoked_during_review_refuses_delivery(review_world: tuple[FlowWorld, list[str], str]) -> None:
+    world, job_ids, consent_b = review_world
+    job_id = job_ids[2]
+    world.revoke(consent_b)
+
+    with use_runtime(world.rt):
+        decision = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
+                                  verdict="approve", reason="fine")
+
+    assert decision.state == "refused"
+    job = world.job(job_id)
+    assert job.state == JobState.refused
+    assert "revoked" in (job.last_error or "")
+    assert world.publications(job_id) == 0
+    actions = world.actions(job_id)
+    assert actions.index("review.approved") < actions.index("job.refused")
+
+
+def test_decision_through_the_prefect_ui_gate(review_world: tuple[FlowWorld, list[str], str]) -> None:
+    world, job_ids, _ = review_world
+    job_id = job_ids[4]
+    outcome: dict[str, object] = {}
+
+    def gate() -> None:
+        with use_runtime(world.rt):
+            outcome["state"] = review_gate(job_id=job_id, timeout_hours=0.05)
+
+    thread = threading.Thread(target=gate)
+    thread.start()
+    run_id = _paused_gate_run(timeout=60)
+    resume_flow_run(run_id, run_input={"reviewer_email": REVIEWER, "verdict": "reject",
+                                       "reason": "lip sync drifts (from the Prefect UI)"})
+    thread.join(timeout=60)
+
+    assert outcome["state"] == "rejected"
+    assert world.state(job_id) == JobState.rejected
+    with unit_of_work(world.sessions) as session:
+        decision = review.get_decision(session, job_id)
+        assert decision is not None and decision.reason == "lip sync drifts (from the Prefect UI)"
+        reviewer = session.get(User, decision.reviewer_id)
+        assert reviewer is not None and reviewer.email == REVIEWER  # who decided, recorded by us
+    assert "review.rejected" in world.actions(job_id)
+
+
+def _paused_gate_run(*, timeout: float) -> UUID:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    deadline = time.monotonic() + timeout
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    while time.monotonic() < deadline:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_run_filter=paused)
+        if runs:
+            return runs[0].id
+        time.sleep(0.5)
+    raise AssertionError("the review gate never paused")
+
+
+def test_approved_without_publishing_is_picked_up_by_publish_approved(
+    review_world: tuple[FlowWorld, list[str], str],
+) -> None:
+    world, job_ids, _ = review_world
+    job_id = job_ids[5]
+    decision = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
+                              verdict="approve", reason="fine, publish tonight", publish=False)
+    assert (decision.state, decision.published_key) == ("approved", None)
+    assert world.publications(job_id) == 0
+
+    with use_runtime(world.rt):
+        results = publish_approved()
+
+    assert results == {job_id: "published"}
+    assert world.publications(job_id) == 1
+    with use_runtime(world.rt):
+        assert publish_approved() == {}
+
+
+def test_review_window_times_out(review_world: tuple[FlowWorld, list[str], str]) -> None:
+    world, job_ids, _ = review_world
+    job_id = job_ids[3]
+
+    with use_runtime(world.rt):
+        expired = review_timeout_sweep(timeout_hours=1e-6)
+
+    assert job_id in expired
+    job = world.job(job_id)
+    assert job.state == JobState.rejected
+    assert "timed out" in (job.last_error or "")
+    actions = world.actions(job_id)
+    assert actions[-2:] == ["review.timed_out", "job.rejected"]
+    with use_runtime(world.rt):
+        assert job_id not in review_timeout_sweep(timeout_hours=1e-6)

@@ -1,0 +1,112 @@
+"""Helpers for governance tests: the World the `world` fixture builds, scores, counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from governance import batches, consent, jobs
+from governance.enums import JobState
+from governance.policy import CheckScores, load_policy
+from governance.schema import AuditEvent, Consent, Job
+from governance.types import utcnow
+from governance.uow import unit_of_work
+
+
+@dataclass
+class World:
+    """Ids of what the fixture created, and the session factory to reach it."""
+
+    sf: sessionmaker[Session]
+    admin: str
+    compliance: str
+    operator: str
+    reviewer: str
+    reviewer_operator: str  # holds reviewer and operator: may request and review, never the same batch
+    auditor: str
+    subject: str
+    portrait: str
+    driving: str
+    evidence: Path
+    evidence_sha256: str
+
+    def grant(self, **overrides: object) -> Consent:
+        """Grant a consent for the subject (advertising/web/DE+FR by default, valid for a year)."""
+        now = utcnow()
+        args: dict[str, object] = {
+            "subject_id": self.subject, "purposes": ["advertising"], "channels": ["web"],
+            "territories": ["DE", "FR"], "valid_from": now - timedelta(days=1),
+            "valid_until": now + timedelta(days=365), "evidence_path": self.evidence,
+            "evidence_sha256": self.evidence_sha256, "evidence_key": "evidence/test.pdf",
+            "recorded_by": self.compliance,
+        }  # fmt: skip
+        args.update(overrides)
+        with unit_of_work(self.sf) as session:
+            return consent.grant(session, **args)  # type: ignore[arg-type]
+
+    def batch_job(self, *, requested_by: str | None = None, territory: str = "DE") -> str:
+        """A batch with one job (advertising/web/territory); returns the job id."""
+        spec = batches.JobSpec(
+            subject_id=self.subject, portrait_asset_id=self.portrait, driving_asset_id=self.driving,
+            purpose="advertising", channel="web", territory=territory,
+        )  # fmt: skip
+        with unit_of_work(self.sf) as session:
+            batch = batches.create_batch(session, name="b", requested_by=requested_by or self.operator, jobs=[spec])
+            return batches.jobs_of_batch(session, batch.id)[0].id
+
+    def job_awaiting_review(self, *, requested_by: str | None = None) -> str:
+        """A job rendered and flagged by the policy (colour drift in the review band)."""
+        job_id = self.batch_job(requested_by=requested_by)
+        consent_row = self.grant()
+        with unit_of_work(self.sf) as session:
+            job = jobs.get_job(session, job_id)
+            jobs.claim(session, job, to=JobState.rendering, flow_run_id="run-1", actor="system:test",
+                       consent_id=consent_row.id)  # fmt: skip
+            jobs.record_render(
+                session, job, actor="system:test", output_bucket="quarantine", output_key=f"out/{job_id}.mp4",
+                output_sha256="a" * 64, seed=7, model_sha256="b" * 64, inference_mode="exact",
+            )  # fmt: skip
+            scores = good_scores(colour_drift=7.0)
+            jobs.record_checks(session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores))
+            assert job.state == JobState.awaiting_review
+        return job_id
+
+
+def good_scores(**overrides: object) -> CheckScores:
+    """Scores that the default policy approves, with overrides."""
+    base: dict[str, object] = {
+        "binding_distance": 0.03, "fidelity_mean_distance": 0.03, "fidelity_worst5_distance": 0.05,
+        "missing_face_ratio": 0.0, "sharpness_ratio": 0.9, "flicker_outlier_ratio": 0.0,
+        "longest_frozen_run": 1, "colour_drift": 2.0, "duration_ok": True, "fps_ok": True, "size_ok": True,
+    }  # fmt: skip
+    base.update(overrides)
+    return CheckScores.model_validate(base)
+
+
+def audit_actions(sf: sessionmaker[Session]) -> list[str]:
+    """Every audit action, in chain order."""
+    with sf() as session:
+        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
+
+
+def count(sf: sessionmaker[Session], model: type) -> int:
+    """Rows of a table."""
+    with sf() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def job_state(sf: sessionmaker[Session], job_id: str) -> JobState:
+    """A job's state as committed."""
+    with sf() as session:
+        return session.get_one(Job, job_id).state
+
+
+def aware(year: int, month: int, day: int) -> datetime:
+    """A UTC datetime at midnight."""
+    from datetime import UTC
+
+    return datetime(year, month, day, tzinfo=UTC)

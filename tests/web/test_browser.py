@@ -1,0 +1,226 @@
+"""Each role's main path in Debian's Chromium (headless, driven by Playwright), against the console served
+by uvicorn on a free loopback port, on real SQLite and the real S3 server. Screenshots go to
+test-artifacts/web/ (gitignored). Playwright never downloads a browser here: it drives /usr/bin/chromium."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from tests.web.conftest import PASSWORD, WebWorld, store_job_media
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.s3,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at /usr/bin/chromium "
+                                                     "(run `make browser`)"),
+]
+
+
+class LiveServer:
+    """uvicorn serving an app in a thread, on a socket bound here (so the port is known and free)."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"  # Chromium keeps Secure cookies for localhost over http
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def live(web_s3: WebWorld) -> Iterator[LiveServer]:
+    with LiveServer(web_s3.app) as server:
+        yield server
+
+
+@pytest.fixture
+def page_for(browser: Any, live: LiveServer, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Open a fresh browser context per person; CSP violations and page errors fail the test."""
+    contexts: list[Any] = []
+    problems: list[str] = []
+
+    def open_as(name: str) -> Any:
+        context = browser.new_context(base_url=live.url, viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page.goto("/")
+        assert page.url.endswith("/sign-in?next=%2F")
+        page.fill("input[name=email]", f"{name}@example.org")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live.url}/")
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+    assert [p for p in problems if "favicon" not in p] == []
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_compliance_records_a_subject_and_grants_a_consent(
+    page_for: Any, web_s3: WebWorld, sample_media: dict[str, Path], tmp_path: Path
+) -> None:
+    evidence = tmp_path / "release.pdf"
+    evidence.write_bytes(b"%PDF-1.4\nsigned release of Grace\n")
+    page = page_for("compliance")
+    page.click("text=Subjects & consents")
+    page.fill("input[name=reference]", "S-GRACE")
+    page.fill("input[name=display_name]", "Grace <b>Example</b>")
+    page.click("text=Record subject")
+    assert page.locator(".flash").inner_text() == "subject S-GRACE recorded"
+    assert page.locator("h1").inner_text().startswith("Grace <b>Example</b>")  # shown as text, not markup
+    page.click("text=Grant a consent")
+    page.check("input[name=purposes][value=advertising]")
+    page.check("input[name=channels][value=web]")
+    page.fill("input[name=territories]", "DE, AT")
+    page.fill("input[name=valid_from]", "2026-01-01")
+    page.fill("input[name=valid_until]", "2029-12-31")
+    page.set_input_files("input[name=evidence]", str(evidence))
+    page.set_input_files("input[name=reference_photo]", str(sample_media["portrait"]))
+    shot(page, "compliance-grant-form")
+    page.click("text=Grant consent")
+    assert "granted (version 1)" in page.locator(".flash").inner_text()
+    assert page.locator("#versions tbody tr").count() == 1
+    assert "AT, DE" in page.locator("#versions").inner_text()
+    shot(page, "compliance-consent-history")
+
+
+def test_reviewer_watches_the_render_and_rejects(
+    page_for: Any, web_s3: WebWorld, sample_media: dict[str, Path], live: LiveServer
+) -> None:
+    parts = store_job_media(web_s3, sample_media)
+    job_id = web_s3.job_awaiting_review(portrait=parts["portrait"], driving=parts["driving"], output=parts["output"])
+    page = page_for("reviewer")
+    page.click("text=Review")
+    page.click(f"text={job_id[:8]}")
+    page.wait_for_url(f"{live.url}/review/jobs/{job_id}")
+    # The browser really loads the video streamed from storage through the app.
+    page.wait_for_function("document.querySelector('#output-video').readyState >= 1", timeout=15000)
+    assert page.evaluate("document.querySelector('#output-video').duration") == pytest.approx(2.0, abs=0.2)
+    assert page.evaluate("document.querySelector('#portrait').naturalWidth") > 0
+    assert page.locator("#identity-plot svg line.threshold").count() == 1
+    assert "colour_drift" in page.locator("#scores").inner_text()
+    shot(page, "reviewer-job")
+    page.check("input[name=verdict][value=reject]")
+    page.click("text=Record decision")  # the reason is required: the browser refuses to submit
+    assert page.url.endswith(f"/review/jobs/{job_id}")
+    assert page.locator("#decision").count() == 0
+    page.fill("textarea[name=reason]", "mouth shape breaks at frame 9")
+    page.click("text=Record decision")
+    assert "rejectd" not in page.content()
+    assert "now rejected" in page.locator(".flash").inner_text()
+    assert "mouth shape breaks at frame 9" in page.locator("#decision").inner_text()
+    shot(page, "reviewer-decided")
+
+
+def test_operator_submits_a_batch_and_follows_it(
+    page_for: Any, web_s3: WebWorld, sample_media: dict[str, Path]
+) -> None:
+    page = page_for("operator")
+    page.click("text=Batches")
+    page.click("text=Submit a batch")
+    page.fill("input[name=name]", "launch video")
+    page.select_option("select[name=job0_subject]", web_s3.subject_id)
+    page.select_option("select[name=job0_purpose]", "advertising")
+    page.select_option("select[name=job0_channel]", "web")
+    page.fill("input[name=job0_territory]", "DE")
+    page.set_input_files("input[name=job0_portrait_file]", str(sample_media["portrait"]))
+    page.set_input_files("input[name=job0_driving_file]", str(sample_media["driving"]))
+    page.click("text=Submit batch")
+    assert "submitted with 1 job(s)" in page.locator(".flash").inner_text()
+    assert "submitted" in page.locator("#jobs").inner_text()
+    shot(page, "operator-batch-status")
+
+
+def test_auditor_searches_follows_a_job_and_checks_the_chain(
+    page_for: Any, web_s3: WebWorld, live: LiveServer
+) -> None:
+    job_id = web_s3.job_awaiting_review()
+    page = page_for("auditor")
+    page.click("text=Audit log")
+    page.fill("input[name=action]", "job.*")
+    page.click("text=Search")
+    text = page.locator("table.events").inner_text()
+    assert "job.awaiting_review" in text and "consent.granted" not in text
+    shot(page, "auditor-search")
+    page.locator(f"a:has-text('{job_id[:8]}')").first.click()
+    page.wait_for_url(f"{live.url}/audit/jobs/{job_id}")
+    assert "consent.granted" in page.locator("table.events").inner_text()
+    shot(page, "auditor-timeline")
+    page.goto("/audit/chain")
+    assert page.locator("#chain-status").inner_text() == "Intact"
+    with page.expect_download() as download:
+        page.goto("/audit")
+        page.click("text=JSONL")
+    assert download.value.suggested_filename.endswith(".jsonl")
+    shot(page, "auditor-chain")
+
+
+def test_admin_creates_a_reviewer_who_can_then_sign_in(page_for: Any, web_s3: WebWorld) -> None:
+    page = page_for("admin")
+    assert page.locator("header nav a").all_inner_texts() == ["Users"]  # admins see only what they may use
+    page.click("text=Users")
+    page.fill("input[name=email]", "new.reviewer@example.org")
+    page.fill("input[name=display_name]", "New Reviewer")
+    page.fill("input[name=password]", "a long enough passphrase")
+    page.check("input[name=roles][value=reviewer]")
+    page.click("text=Create user")
+    assert page.locator(".flash").inner_text() == "user new.reviewer@example.org created"
+    assert "new.reviewer@example.org" in page.locator("#users").inner_text()
+    shot(page, "admin-users")
+    page.click("text=Sign out")
+    page.fill("input[name=email]", "new.reviewer@example.org")
+    page.fill("input[name=password]", "a long enough passphrase")
+    page.click("button[type=submit]")
+    assert page.locator("header nav a").all_inner_texts() == ["Review"]
