@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from models.config import MCNetConfig
 from models.dynamic_conv import DynamicConv2d
+from models.fused import composed_pointwise_conv, pointwise_conv
 from models.style import StyleConv
 
 
@@ -76,6 +77,9 @@ class MemoryUnit(nn.Module):
             nn.Linear(config.memory_style_hidden, m),
         )
         self.styleconv = StyleConv(m, m, 3, m)
+        # Reference arithmetic when False (1x1 convs through conv2d, the divisor applied to the scores);
+        # see models.fused.
+        self.fused = True
 
     def noise_shape(self, batch: int) -> tuple[int, int, int, int]:
         """Shape of the noise one call needs: (B, 1, S, S)."""
@@ -92,24 +96,52 @@ class MemoryUnit(nn.Module):
         """
         kept, compensated = feature[:, ::2], feature[:, 1::2]
         bs, c, h, w = compensated.shape
-        feat = getattr(self, f"feat_forward_proj_{w}")(compensated)
+        project = getattr(self, f"feat_forward_proj_{w}")
+        feat = pointwise_conv(project, compensated) if self.fused else project(compensated)
         keypoints = kp_source_value.reshape(bs, -1).to(feat.dtype)
         code = torch.cat((F.adaptive_avg_pool2d(feat, 1).view(bs, -1), keypoints), -1)
         style = self.style_route(code)
         memory = self.mb.expand(bs, *self.mb.shape[1:]).contiguous()
         memory = self.styleconv(memory, style, noise)
         key, value = F.relu(self.conv_kv(feat, memory)).chunk(2, dim=1)
-        query = F.relu(self.query_conv(feat))
-
-        q, k, v = (t.flatten(2).transpose(1, 2) for t in (query, key, value))  # (B, positions, M)
-        similarity = torch.einsum("b i d, b j d -> b i j", q, k)
-        # Softmax in float32 even when the rest runs in bf16/fp16 (a no-op in float32).
-        attention = torch.softmax(similarity.float() / self.config.memory_attention_divisor, -1).to(v.dtype)
-        residual = torch.einsum("b i j, b j d -> b i d", attention, v)
+        if self.fused:
+            residual = self._attend_fused(feat, compensated, project, key, value)
+        else:
+            residual = self._attend_reference(feat, key, value)
         residual = residual.view(bs, h, w, -1).permute(0, 3, 1, 2)
 
-        out = F.relu(self.diff_conv(feat - residual)) + feat
+        if self.fused:
+            out = F.relu(pointwise_conv(self.diff_conv, feat - residual)) + feat
+        else:
+            out = F.relu(self.diff_conv(feat - residual)) + feat
         out = getattr(self, f"conv_{w}")(out)
         out = F.relu(getattr(self, f"norm_{w}")(out))
         out = torch.stack((kept, out.to(kept.dtype)), dim=2).view(bs, c * 2, h, w)
         return MemoryOutput(output=out, feature=feat, value=value)
+
+    def _attend_reference(self, feat: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        """softmax(q k^T / divisor) v over the memory positions, op for op as the authors write it."""
+        query = F.relu(self.query_conv(feat))
+        q, k, v = (t.flatten(2).transpose(1, 2) for t in (query, key, value))  # (B, positions, M)
+        similarity = torch.einsum("b i d, b j d -> b i j", q, k)
+        attention = torch.softmax(similarity.float() / self.config.memory_attention_divisor, -1).to(v.dtype)
+        return torch.einsum("b i j, b j d -> b i d", attention, v)
+
+    def _attend_fused(self, feat: Tensor, compensated: Tensor, project: nn.Conv2d, key: Tensor, value: Tensor) -> Tensor:
+        """The same attention with fewer passes over the (B, w*w, S*S) score matrix.
+
+        The divisor is applied in place in float32 (the same rounding as the reference). In low
+        precision it is folded into the (8x smaller) query instead, and the softmax runs on the bf16/fp16
+        scores directly (PyTorch accumulates it in float32 internally) rather than through float32
+        copies: at w = 128 those copies were a fifth of a fast-mode frame. The query comes straight from
+        the narrow odd channels (`compensated`) through the composed projection and query convolutions.
+        """
+        divisor = self.config.memory_attention_divisor
+        query = F.relu(composed_pointwise_conv(self.query_conv, project, compensated))
+        q, k, v = (t.flatten(2).transpose(1, 2) for t in (query, key, value))  # (B, positions, M)
+        if q.dtype == torch.float32:
+            similarity = torch.bmm(q, k.transpose(1, 2)).div_(divisor)
+        else:
+            similarity = torch.bmm(q / divisor, k.transpose(1, 2))
+        attention = torch.softmax(similarity, -1)
+        return torch.bmm(attention.to(v.dtype), v)
