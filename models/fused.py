@@ -9,11 +9,12 @@ benchmark's "authors' loop" runs that way.
   2x2 convolutions of the low-resolution input, one per output phase, whose kernels are sums of the 3x3
   taps that land on the same low-resolution pixel. 16 instead of 36 multiply-adds per output pixel and
   input channel, and the 4x larger up-sampled map is never materialised.
-* `pointwise_conv`: a 1x1 convolution as one batched matrix multiply over the flattened pixels, which
-  BLAS runs faster than oneDNN's 1x1 path on NCHW maps.
-* `composed_pointwise_conv`: two 1x1 convolutions in a row are one 1x1 convolution with the product of
-  their weights. The memory unit's query reads the projected feature (512 channels) made from 64-256
-  channels; composing reads the narrow input directly (8x fewer multiply-adds at the 128x128 scale).
+* `pointwise_linear`: a 1x1 convolution as one matrix multiply over pixels-major rows, which BLAS
+  runs faster than oneDNN's 1x1 path on NCHW maps.
+* `composed_pointwise_linear`: two 1x1 convolutions in a row are one 1x1 convolution with the product
+  of their weights. The memory unit's query and diff convs read the projected feature (512 channels)
+  made from 64-256 channels; composing reads the narrow input directly (8x fewer multiply-adds at the
+  128x128 scale). `MemoryUnit._compensate_fused` lists the other rewrites of the memory step.
 """
 
 from __future__ import annotations
@@ -59,33 +60,25 @@ def upsample_conv3x3(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return out.view(batch, out_channels, 2 * height, 2 * width)
 
 
-def pointwise_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """`conv(x)` for a 1x1, stride-1, ungrouped convolution, as one batched matrix multiply."""
-    batch, channels, height, width = x.shape
-    weight = conv.weight.view(1, conv.out_channels, channels).to(x.dtype)
-    flat = x.reshape(batch, channels, height * width)
-    if conv.bias is None:
-        out = torch.matmul(weight, flat)
-    else:
-        out = torch.baddbmm(conv.bias.to(x.dtype).view(1, -1, 1), weight.expand(batch, -1, -1), flat)
-    return out.view(batch, conv.out_channels, height, width)
+def pointwise_linear(rows: Tensor, conv: nn.Conv2d) -> Tensor:
+    """A 1x1 convolution on pixels-major rows: (B, P, C_in) -> (B, P, C_out)."""
+    bias = None if conv.bias is None else conv.bias.to(rows.dtype)
+    return F.linear(rows, conv.weight.flatten(1).to(rows.dtype), bias)
 
 
-def composed_pointwise_conv(outer: nn.Conv2d, inner: nn.Conv2d, x: Tensor) -> Tensor:
-    """`outer(inner(x))` for two 1x1 convolutions, as one: W = W_o W_i, b = W_o b_i + b_o (composed in float32)."""
+def composed_pointwise_linear(rows: Tensor, outer: nn.Conv2d, inner: nn.Conv2d) -> Tensor:
+    """`outer(inner(.))` for two 1x1 convolutions on pixels-major rows, as one: W = W_o W_i, b = W_o b_i + b_o.
+
+    The product is formed in float32 (C_out x C_in, tiny next to the pixels it saves).
+    """
     w_outer = outer.weight.flatten(1).float()
-    w_inner = inner.weight.flatten(1).float()
-    weight = w_outer @ w_inner
+    weight = w_outer @ inner.weight.flatten(1).float()
     bias = None
     if inner.bias is not None:
         bias = w_outer @ inner.bias.float()
     if outer.bias is not None:
         bias = outer.bias.float() if bias is None else bias + outer.bias.float()
-    batch, channels, height, width = x.shape
-    flat = x.reshape(batch, channels, height * width)
-    weight = weight.to(x.dtype).view(1, -1, channels).expand(batch, -1, -1)
-    out = torch.matmul(weight, flat) if bias is None else torch.baddbmm(bias.to(x.dtype).view(1, -1, 1), weight, flat)
-    return out.view(batch, -1, height, width)
+    return F.linear(rows, weight.to(rows.dtype), None if bias is None else bias.to(rows.dtype))
 
 
 def set_fused_kernels(model: nn.Module, enabled: bool) -> nn.Module:

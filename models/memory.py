@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from models.config import MCNetConfig
 from models.dynamic_conv import DynamicConv2d
-from models.fused import composed_pointwise_conv, pointwise_conv
+from models.fused import composed_pointwise_linear, pointwise_linear
 from models.style import StyleConv
 
 
@@ -95,53 +95,72 @@ class MemoryUnit(nn.Module):
             noise: (B, 1, S, S) standard normal noise for the StyleConv (scaled by its learned strength).
         """
         kept, compensated = feature[:, ::2], feature[:, 1::2]
+        if self.fused:
+            out, feat, value = self._compensate_fused(compensated, kp_source_value, noise)
+        else:
+            out, feat, value = self._compensate_reference(compensated, kp_source_value, noise)
         bs, c, h, w = compensated.shape
-        project = getattr(self, f"feat_forward_proj_{w}")
-        feat = pointwise_conv(project, compensated) if self.fused else project(compensated)
-        keypoints = kp_source_value.reshape(bs, -1).to(feat.dtype)
-        code = torch.cat((F.adaptive_avg_pool2d(feat, 1).view(bs, -1), keypoints), -1)
-        style = self.style_route(code)
-        memory = self.mb.expand(bs, *self.mb.shape[1:]).contiguous()
-        memory = self.styleconv(memory, style, noise)
-        key, value = F.relu(self.conv_kv(feat, memory)).chunk(2, dim=1)
-        if self.fused:
-            residual = self._attend_fused(feat, compensated, project, key, value)
-        else:
-            residual = self._attend_reference(feat, key, value)
-        residual = residual.view(bs, h, w, -1).permute(0, 3, 1, 2)
-
-        if self.fused:
-            out = F.relu(pointwise_conv(self.diff_conv, feat - residual)) + feat
-        else:
-            out = F.relu(self.diff_conv(feat - residual)) + feat
-        out = getattr(self, f"conv_{w}")(out)
-        out = F.relu(getattr(self, f"norm_{w}")(out))
-        out = torch.stack((kept, out.to(kept.dtype)), dim=2).view(bs, c * 2, h, w)
+        out = torch.stack((kept, out.to(kept.dtype)), dim=2).reshape(bs, c * 2, h, w)
         return MemoryOutput(output=out, feature=feat, value=value)
 
-    def _attend_reference(self, feat: Tensor, key: Tensor, value: Tensor) -> Tensor:
-        """softmax(q k^T / divisor) v over the memory positions, op for op as the authors write it."""
+    def _memory(self, feat_pooled: Tensor, kp_source_value: Tensor, noise: Tensor) -> Tensor:
+        """Steps 3-4: the implicit identity code from the pooled feature and source keypoints, then IICM."""
+        bs = feat_pooled.shape[0]
+        keypoints = kp_source_value.reshape(bs, -1).to(feat_pooled.dtype)
+        style = self.style_route(torch.cat((feat_pooled, keypoints), -1))
+        memory = self.mb.expand(bs, *self.mb.shape[1:]).contiguous()
+        return self.styleconv(memory, style, noise)
+
+    def _compensate_reference(self, compensated: Tensor, kp_source_value: Tensor, noise: Tensor) -> tuple[Tensor, ...]:
+        """Steps 2-9 op for op as the authors write them. Returns (out, feat, value)."""
+        bs, c, h, w = compensated.shape
+        feat = getattr(self, f"feat_forward_proj_{w}")(compensated)
+        memory = self._memory(F.adaptive_avg_pool2d(feat, 1).view(bs, -1), kp_source_value, noise)
+        key, value = F.relu(self.conv_kv(feat, memory)).chunk(2, dim=1)
         query = F.relu(self.query_conv(feat))
         q, k, v = (t.flatten(2).transpose(1, 2) for t in (query, key, value))  # (B, positions, M)
         similarity = torch.einsum("b i d, b j d -> b i j", q, k)
+        # Softmax in float32 even when the rest runs in bf16/fp16 (a no-op in float32).
         attention = torch.softmax(similarity.float() / self.config.memory_attention_divisor, -1).to(v.dtype)
-        return torch.einsum("b i j, b j d -> b i d", attention, v)
+        residual = torch.einsum("b i j, b j d -> b i d", attention, v)
+        residual = residual.view(bs, h, w, -1).permute(0, 3, 1, 2)
+        out = F.relu(self.diff_conv(feat - residual)) + feat
+        out = getattr(self, f"conv_{w}")(out)
+        return F.relu(getattr(self, f"norm_{w}")(out)), feat, value
 
-    def _attend_fused(self, feat: Tensor, compensated: Tensor, project: nn.Conv2d, key: Tensor, value: Tensor) -> Tensor:
-        """The same attention with fewer passes over the (B, w*w, S*S) score matrix.
+    def _compensate_fused(self, compensated: Tensor, kp_source_value: Tensor, noise: Tensor) -> tuple[Tensor, ...]:
+        """Steps 2-9 with the same result and less work (see models.fused); returns (out, feat, value).
 
-        The divisor is applied in place in float32 (the same rounding as the reference). In low
-        precision it is folded into the (8x smaller) query instead, and the softmax runs on the bf16/fp16
-        scores directly (PyTorch accumulates it in float32 internally) rather than through float32
-        copies: at w = 128 those copies were a fifth of a fast-mode frame. The query comes straight from
-        the narrow odd channels (`compensated`) through the composed projection and query convolutions.
+        Pixels-major ("NHWC") throughout, so every product is a plain matrix multiply:
+          * feat, the query and diff_conv(feat) all come from the narrow odd channels x (C/2 wide): the
+            query and diff_conv weights are composed with the projection (1x1 after 1x1 is one 1x1);
+          * diff_conv(feat - A v) = diff_conv(feat) - A (v W_diff^T): the diff conv is applied to the
+            1024 memory values instead of the w*w pixels, and the subtraction fuses into that product;
+          * the divisor is applied in place (float32) or folded into the query (bf16/fp16), and the
+            softmax reads the low-precision scores directly (it accumulates in float32 internally);
+          * conv_w reads the result as a channels-last map, oneDNN's fastest layout for it.
         """
+        bs, c, h, w = compensated.shape
+        project = getattr(self, f"feat_forward_proj_{w}")
+        x = compensated.permute(0, 2, 3, 1).reshape(bs, h * w, c)  # (B, w*w, C/2)
+        feat_rows = pointwise_linear(x, project)  # (B, w*w, M)
+        feat = feat_rows.view(bs, h, w, -1).permute(0, 3, 1, 2)  # (B, M, w, w), a channels-last view
+        memory = self._memory(feat_rows.mean(1), kp_source_value, noise)
+        key, value = F.relu(self.conv_kv(feat, memory)).chunk(2, dim=1)
+        k, v = key.flatten(2), value.flatten(2)  # (B, M, S*S)
+
         divisor = self.config.memory_attention_divisor
-        query = F.relu(composed_pointwise_conv(self.query_conv, project, compensated))
-        q, k, v = (t.flatten(2).transpose(1, 2) for t in (query, key, value))  # (B, positions, M)
-        if q.dtype == torch.float32:
-            similarity = torch.bmm(q, k.transpose(1, 2)).div_(divisor)
+        query = F.relu(composed_pointwise_linear(x, self.query_conv, project))  # (B, w*w, M)
+        if query.dtype == torch.float32:
+            scores = torch.bmm(query, k.to(query.dtype)).div_(divisor)
         else:
-            similarity = torch.bmm(q / divisor, k.transpose(1, 2))
-        attention = torch.softmax(similarity, -1)
-        return torch.bmm(attention.to(v.dtype), v)
+            scores = torch.bmm(query / divisor, k.to(query.dtype))
+        attention = torch.softmax(scores, -1)  # (B, w*w, S*S)
+        diff_weight = self.diff_conv.weight.flatten(1)
+        values = torch.matmul(v.transpose(1, 2), diff_weight.to(v.dtype).t())  # (B, S*S, M): W_diff v_j
+        direct = composed_pointwise_linear(x, self.diff_conv, project)  # diff_conv(feat), bias included
+        out_rows = torch.baddbmm(direct, attention.to(values.dtype), values.to(direct.dtype), alpha=-1)
+        out_rows = F.relu(out_rows) + feat_rows.to(out_rows.dtype)
+        out = out_rows.view(bs, h, w, -1).permute(0, 3, 1, 2)  # channels-last (B, M, w, w)
+        out = getattr(self, f"conv_{w}")(out)
+        return F.relu(getattr(self, f"norm_{w}")(out)), feat, value

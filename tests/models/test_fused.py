@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.blocks import UpBlock2d
-from models.fused import composed_pointwise_conv, pointwise_conv, set_fused_kernels, upsample_conv3x3
+from models.fused import composed_pointwise_linear, pointwise_linear, set_fused_kernels, upsample_conv3x3
 from models.memory import MemoryUnit
 from tests.fixtures.model import build_tiny_model
 
@@ -45,20 +45,52 @@ def test_upsample_conv3x3_gradients_match() -> None:
         torch.testing.assert_close(fused, reference, atol=1e-4, rtol=1e-5)
 
 
-def test_pointwise_conv_matches_conv2d_on_strided_input() -> None:
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1])
+
+
+def test_pointwise_linear_matches_conv2d_on_strided_input() -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(6, 10, kernel_size=1)
     x = torch.randn(3, 12, 7, 5)[:, 1::2]  # the memory unit's odd channels: a strided view
-    torch.testing.assert_close(pointwise_conv(conv, x), conv(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pointwise_linear(_rows(x), conv), _rows(conv(x)), atol=1e-5, rtol=1e-5)
     conv.bias = None
-    torch.testing.assert_close(pointwise_conv(conv, x), conv(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pointwise_linear(_rows(x), conv), _rows(conv(x)), atol=1e-5, rtol=1e-5)
 
 
-def test_composed_pointwise_conv_is_two_convs_in_a_row() -> None:
+def test_composed_pointwise_linear_is_two_convs_in_a_row() -> None:
     torch.manual_seed(1)
     inner, outer = nn.Conv2d(4, 9, kernel_size=1), nn.Conv2d(9, 7, kernel_size=1)
     x = torch.randn(2, 4, 6, 6)
-    torch.testing.assert_close(composed_pointwise_conv(outer, inner, x), outer(inner(x)), atol=1e-5, rtol=1e-5)
+    expected = _rows(outer(inner(x)))
+    torch.testing.assert_close(composed_pointwise_linear(_rows(x), outer, inner), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_memory_unit_fused_matches_reference_forward_and_backward() -> None:
+    model = build_tiny_model()
+    unit = model.generator.mbUnit
+    g = torch.Generator().manual_seed(2)
+    width = unit.widths[-1]
+    channels = getattr(unit, f"feat_forward_proj_{width}").in_channels * 2
+    feature = torch.randn(2, channels, width, width, generator=g)
+    keypoints = torch.rand(2, model.config.num_kp, 2, generator=g) * 2 - 1
+    noise = torch.randn(unit.noise_shape(2), generator=g)
+    results = []
+    for fused in (False, True):
+        unit.fused = fused
+        unit.zero_grad()
+        inputs = feature.clone().requires_grad_(True)
+        out = unit(inputs, keypoints, noise)
+        (out.output.square().sum() + out.value.sum()).backward()
+        results.append((out, inputs.grad, unit.diff_conv.weight.grad.clone()))
+    unit.fused = True
+    (ref, ref_grad, ref_wgrad), (got, got_grad, got_wgrad) = results
+    torch.testing.assert_close(got.output, ref.output, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got.feature, ref.feature, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got.value, ref.value, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_grad, ref_grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got_wgrad, ref_wgrad, atol=1e-4, rtol=1e-4)
+    assert ref_wgrad.abs().sum() > 0
 
 
 def test_set_fused_kernels_switches_every_flagged_module() -> None:
