@@ -33,6 +33,7 @@ from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.config import vox256
+from models.cpu_allocator import retain_freed_memory
 from models.fused import set_fused_kernels
 from models.inference import animate, fast_dtype, use_channels_last, use_low_precision
 from models.keypoints import movement_scale, normalize_keypoints
@@ -56,6 +57,7 @@ class Variant:
     device: str
     channels_last: bool = False  # NHWC conv weights: the PortraitAnimator default in fast mode on CUDA only
     autocast: bool = False  # fast mode through autocast on float32 weights instead of a converted decoder
+    allocator: bool = False  # baseline with our glibc allocator thresholds too (ours always has them on CPU)
 
 
 @dataclass
@@ -148,6 +150,10 @@ def _worker(checkpoint: str, variant: Variant, frames: int, threads: int, out_di
     model = load_mcnet(checkpoint, device=device).model
     if variant.kind == "baseline":
         set_fused_kernels(model, False)  # the authors' arithmetic, op for op
+        if variant.allocator:
+            retain_freed_memory()
+    elif device.type == "cpu":
+        retain_freed_memory()  # what PortraitAnimator does on CPU
     if variant.kind == "ours" and variant.mode == "fast" and not variant.autocast:
         low = fast_dtype(device)
         assert low is not None
@@ -266,6 +272,8 @@ def variants(device: str, batch_sizes: list[int], explore: bool) -> list[Variant
         chosen += [Variant(f"{device}-fast-b{b}", "ours", b, "fast", device, channels_last=nhwc)
                    for b in sorted({1, max(batch_sizes)})]
     if explore:
+        if device == "cpu":
+            chosen.append(Variant("cpu-baseline-allocator", "baseline", 1, "exact", device, allocator=True))
         chosen.append(Variant(f"{device}-exact-b4-nhwc", "ours", 4, "exact", device, channels_last=True))
         if fast_dtype(torch.device(device)) is not None:
             chosen.append(Variant(f"{device}-fast-b1-{'nchw' if device == 'cuda' else 'nhwc'}", "ours", 1, "fast",

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import pipeline.animation
 from pipeline.animation import AnimationInputError, ModelUnavailable, PortraitAnimator
 from pipeline.errors import InputError, PermanentError
 from tests.fixtures.model import TinyCheckpoint
@@ -155,3 +156,10 @@ def test_cuda_render_matches_cpu(tiny_checkpoint: TinyCheckpoint, animator: Port
     a = np.stack(list(animator.render(_crop(0), driving, seed=2))).astype(int)
     b = np.stack(list(gpu.render(_crop(0), driving, seed=2))).astype(int)
     assert np.abs(a - b).max() <= 1
+
+
+def test_portrait_animator_applies_it_on_cpu(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: TinyCheckpoint) -> None:
+    calls: list[bool] = []
+    monkeypatch.setattr(pipeline.animation, "retain_freed_memory", lambda: calls.append(True) or True)
+    PortraitAnimator(tiny_checkpoint.path, device="cpu")
+    assert calls == [True]
