@@ -68,8 +68,7 @@ class PortraitAnimator:
         batch_size: driving frames per forward pass; default 1 on CPU (its convolutions already run near
             the CPU's peak at batch 1, and memory grows with the batch) and 8 on CUDA.
         channels_last: run the convolutions in NHWC; default: only in fast mode on CUDA (tensor cores).
-            On this CPU NHWC measured no faster (bf16 and fp32), and in exact mode it would move frames
-            by up to ~5e-5 from the reference, which NCHW matches bit for bit.
+            On this CPU NHWC measured no faster (bf16 and fp32).
 
     Raises:
         ModelUnavailable: the checkpoint or the device cannot be used.
