@@ -4,6 +4,7 @@ test-artifacts/web/ (gitignored). Playwright never downloads a browser here: it 
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -191,6 +192,7 @@ def test_auditor_searches_follows_a_job_and_checks_the_chain(
     page.click("text=Audit log")
     page.fill("input[name=action]", "job.*")
     page.click("text=Search")
+    page.wait_for_url(re.compile(r"action=job"))  # the unfiltered table is on the page until then
     text = page.locator("table.events").inner_text()
     assert "job.awaiting_review" in text and "consent.granted" not in text
     shot(page, "auditor-search")
@@ -207,7 +209,7 @@ def test_auditor_searches_follows_a_job_and_checks_the_chain(
     shot(page, "auditor-chain")
 
 
-def test_admin_creates_a_reviewer_who_can_then_sign_in(page_for: Any, web_s3: WebWorld) -> None:
+def test_admin_creates_a_reviewer_who_can_then_sign_in(page_for: Any, web_s3: WebWorld, live: LiveServer) -> None:
     page = page_for("admin")
     assert page.locator("header nav a").all_inner_texts() == ["Users"]  # admins see only what they may use
     page.click("text=Users")
@@ -220,7 +222,9 @@ def test_admin_creates_a_reviewer_who_can_then_sign_in(page_for: Any, web_s3: We
     assert "new.reviewer@example.org" in page.locator("#users").inner_text()
     shot(page, "admin-users")
     page.click("text=Sign out")
+    page.wait_for_url(re.compile(r"/sign-in"))  # the users page has an email field too
     page.fill("input[name=email]", "new.reviewer@example.org")
     page.fill("input[name=password]", "a long enough passphrase")
     page.click("button[type=submit]")
+    page.wait_for_url(f"{live.url}/")  # the sign-in page has no navigation links to read yet
     assert page.locator("header nav a").all_inner_texts() == ["Review"]
