@@ -1,6 +1,6 @@
-"""Exact rewrites of two reference operations that do the same arithmetic with less work.
+"""Exact rewrites of reference operations that do the same arithmetic with less work.
 
-Both give the reference's result up to float rounding (about 1e-6 relative in float32), keep the
+Each gives the reference's result up to float rounding (about 1e-6 relative in float32), keep the
 authors' parameters untouched (the checkpoint still loads strictly) and are differentiable, so training
 uses them too. `set_fused_kernels(model, False)` restores the reference arithmetic op for op; the
 benchmark's "authors' loop" runs that way.
