@@ -126,8 +126,10 @@ def seed_people(rt: Runtime, inputs: dict[str, Path], evidence: Path) -> str:
     reference_key = f"references/{sha256_file(inputs['reference'])}.png"
     reference = store.put_file("inputs", reference_key, inputs["reference"], metadata={"kind": "reference"})
     evidence_sha = sha256_file(evidence)
-    evidence_key = f"evidence/{evidence_sha}.txt"
-    store.put_file("inputs", evidence_key, evidence, metadata={"kind": "evidence"})
+    # The console's key scheme and form (`s3://bucket/key`), so the console serves the demo's evidence too.
+    stored_evidence = store.put_file("inputs", f"evidence/{evidence_sha}/original.txt", evidence,
+                                     metadata={"kind": "evidence"}, expected_sha256=evidence_sha)
+    evidence_key = f"s3://{stored_evidence.bucket}/{stored_evidence.key}"
     with unit_of_work(rt.sessions) as session:
         made = {email: users.add_user(session, email=email, roles=[role], actor="system:demo")
                 for email, role in ((COMPLIANCE, "compliance"), (OPERATOR, "operator"), (REVIEWER, "reviewer"))}

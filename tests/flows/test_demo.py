@@ -13,7 +13,7 @@ from console.cli import app
 from flows import demo
 from governance.audit import verify_chain
 from governance.database import make_engine, make_session_factory
-from governance.schema import AuditEvent
+from governance.schema import AuditEvent, Consent
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +41,13 @@ def test_demo_runs_end_to_end(tmp_path: Path, prefect_api: str, monkeypatch: pyt
         with make_session_factory(engine)() as session:
             assert verify_chain(session).ok
             actions = list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))
+            evidence = session.execute(select(Consent.evidence_key, Consent.evidence_sha256)).one()
     finally:
         engine.dispose()
     for action in ("consent.granted", "batch.created", "job.refused", "review.approved", "publication.created",
                    "job.published"):
         assert action in actions
+    # Recorded the way the console records (and serves) evidence: an s3:// key, content-addressed.
+    assert evidence.evidence_key.startswith("s3://")
+    assert evidence.evidence_key.endswith(f"/evidence/{evidence.evidence_sha256}/original.txt")
     assert not (root / "s3" / "server.json").exists()  # the demo's S3 server was stopped
