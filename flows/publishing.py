@@ -27,6 +27,7 @@ from governance.schema import Consent, Publication
 from governance.types import new_id
 from governance.uow import unit_of_work
 from governance.users import require_role
+from governance.withdrawals import due_reason
 from pipeline import label as labels
 from pipeline import provenance, watermark
 from pipeline.errors import PipelineError
@@ -80,7 +81,8 @@ class VerifyReport:
     watermark_frames: int
     publication: PublicationRecord | None
     exact_copy: bool
-    verdict: str  # published | taken_down | unknown_watermark | not_published
+    verdict: str  # published | withdrawal_pending | taken_down | unknown_watermark | not_published
+    withdrawal: str | None = None  # why it is withdrawn (its consent revoked or no longer covering it)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -285,10 +287,15 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
             found = session.get(Publication, manifest_pub)
         if found is None:
             found = pubs.find_by_sha256(session, digest)
+        withdrawal = None
         if found is not None:
             record = pubs.describe(session, found)
+            job = jobs.get_job(session, found.job_id)
+            withdrawal = found.takedown_reason if found.taken_down_at is not None else due_reason(session, job)
     if record is not None:
         verdict = "published" if record.active else "taken_down"
+        if record.active and withdrawal is not None:
+            verdict = "withdrawal_pending"  # due for takedown: the storage has not confirmed it yet
     elif reading.payload is not None:
         verdict = "unknown_watermark"
     else:
@@ -297,7 +304,7 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
         path=str(path), sha256=digest, c2pa_state=report.state, c2pa_failures=report.failures,
         manifest_publication_id=manifest_pub, watermark_payload=reading.payload,
         watermark_frames=reading.frames_read, publication=record,
-        exact_copy=record is not None and record.sha256 == digest, verdict=verdict,
+        exact_copy=record is not None and record.sha256 == digest, verdict=verdict, withdrawal=withdrawal,
     )
 
 

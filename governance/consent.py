@@ -29,6 +29,7 @@ from governance.errors import (
     NotFound,
     ValidationFailed,
 )
+from governance.publications import publications_for_consent
 from governance.schema import Consent
 from governance.subjects import check_sha256, get_subject
 from governance.types import new_id, utcnow
@@ -199,7 +200,8 @@ def amend(
     """Write the next version of a consent with the given changes; the old version stays as it was.
 
     Only the version in force can be amended, and not once revoked. New evidence, if any, is checked
-    like at grant. Audited as `consent.amended` with the fields that changed.
+    like at grant. Audited as `consent.amended` with the fields that changed and the live publications
+    the new version no longer covers (due for takedown, like after a revocation).
     """
     now = now or utcnow()
     user = require_role(session, user_id=recorded_by, roles=RECORDING_ROLES, action="consent.amend")
@@ -243,11 +245,15 @@ def amend(
     old.superseded_by_id = new.id
     old.superseded_at = now
     session.flush()
+    # withdrawals reads consents, so it is imported here rather than at the top
+    from governance.withdrawals import takedowns_due
+
+    due = [d.publication_id for d in takedowns_due(session, consent_id=new.id, at=now)]
     audit.record(
         session, action="consent.amended", actor=user.email, subject_id=old.subject_id,
         resource_type="consent", resource_id=new.id,
         details={"lineage_id": old.lineage_id, "version": new.version, "supersedes": old.id,
-                 "reason": reason.strip(), "changes": changes},
+                 "reason": reason.strip(), "changes": changes, "publications_to_take_down": due},
     )  # fmt: skip
     return new
 
@@ -255,7 +261,9 @@ def amend(
 def revoke(session: Session, *, consent_id: str, revoked_by: str, reason: str, now: datetime | None = None) -> Consent:
     """Revoke the consent (its version in force) from now on; a consent is revoked once.
 
-    Audited as `consent.revoked`. Jobs not yet published will fail their next `verify`.
+    Audited as `consent.revoked`, with the live publications made under the consent: from now on they
+    are due for takedown (`governance.withdrawals.takedowns_due`), which `flows.revocation` carries out
+    at once and the `takedown` sweep retries until done. Jobs not yet published fail their next `verify`.
     """
     now = now or utcnow()
     user = require_role(session, user_id=revoked_by, roles=RECORDING_ROLES, action="consent.revoke")
@@ -270,10 +278,12 @@ def revoke(session: Session, *, consent_id: str, revoked_by: str, reason: str, n
     consent.revoked_by = user.id
     consent.revoke_reason = reason.strip()
     session.flush()
+    due = [p.id for p in publications_for_consent(session, consent.id, active_only=True)]
     audit.record(
         session, action="consent.revoked", actor=user.email, subject_id=consent.subject_id,
         resource_type="consent", resource_id=consent.id,
-        details={"lineage_id": consent.lineage_id, "version": consent.version, "reason": consent.revoke_reason},
+        details={"lineage_id": consent.lineage_id, "version": consent.version, "reason": consent.revoke_reason,
+                 "publications_to_take_down": due},
     )  # fmt: skip
     return consent
 
@@ -302,6 +312,33 @@ def _standing(consent: Consent, *, purpose: str, channel: str, territory: str, a
 
 
 _PRIORITY: list[type[Exception]] = [ConsentRevoked, ConsentExpired, ConsentNotYetValid]
+_SCOPE_FIELD = {"purpose": "purposes", "channel": "channels", "territory": "territories"}
+
+
+def lapse(session: Session, *, consent_id: str, purpose: str, channel: str, territory: str,
+          at: datetime | None = None) -> str | None:
+    """Why the consent `consent_id` belongs to no longer covers this use at `at`, or None while it does.
+
+    Looks at the lineage's version in force (a job records the version it was verified under; an
+    amendment or a revocation happens to a later version). The answer names the consent and version
+    and what no longer covers the use, e.g. `consent C (version 2) no longer covers territory 'DE'
+    (territories now FR)`, or that it was revoked, with the reason, or expired.
+    """
+    at = _aware(at, "at") if at is not None else utcnow()
+    current = current_version(session, consent_id)
+    name = f"consent {current.id} (version {current.version}"
+    name += f" of lineage {current.lineage_id})" if current.version > 1 else ")"
+    standing = _standing(current, purpose=purpose, channel=channel, territory=territory, at=at)
+    if standing.problem is ConsentRevoked:
+        return f"{name} was {standing.why}: {current.revoke_reason}"
+    value = {"purpose": purpose, "channel": channel, "territory": territory}
+    gaps = [f"{dim} {value[dim]!r} ({_SCOPE_FIELD[dim]} now {', '.join(getattr(current, _SCOPE_FIELD[dim]))})"
+            for dim in ("purpose", "channel", "territory") if not standing.covers[dim]]
+    if gaps:
+        return f"{name} no longer covers {'; '.join(gaps)}"
+    if standing.problem is not None:
+        return f"{name} {standing.why}" if standing.problem is ConsentExpired else f"{name} is {standing.why}"
+    return None
 
 
 def verify(

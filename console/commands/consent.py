@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy import select
 
 from console.context import (
     ActorOption,
@@ -19,6 +20,8 @@ from console.context import (
     parse_time,
     show_time,
 )
+from flows.publishing import make_store
+from flows.revocation import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
 from governance import consent
 from governance.enums import Role
 from governance.schema import Consent
@@ -126,14 +129,29 @@ def amend(
             copy, key, created = _keep_evidence(ctx, evidence, evidence_sha256)
             changes.update(evidence_path=copy, evidence_sha256=evidence_sha256, evidence_key=key)
         try:
-            with unit_of_work(ctx.session_factory) as session:
-                new = consent.amend(session, consent_id=consent_id, reason=reason,
-                                    recorded_by=get_user_by_email(session, actor).id, **changes)  # type: ignore[arg-type]
+            new = amend_consent(ctx.session_factory, make_store(ctx.settings), consent_id=consent_id,
+                                actor_email=actor, reason=reason, **changes)
         except BaseException:
-            if created and copy is not None:
+            if created and copy is not None and not _recorded(ctx, copy):
                 copy.unlink(missing_ok=True)
             raise
-        out.print(f"consent {new.id} is version {new.version} (supersedes {consent_id})")
+        out.print(f"consent {new.consent_id} is version {new.version} (supersedes {consent_id})")
+        _report_takedowns(new.report)
+
+
+def _recorded(ctx: CliContext, copy: Path) -> bool:
+    """Whether the amendment was recorded after all (a takedown failed after it): the copy then stays."""
+    key = copy.relative_to(ctx.settings.var_dir).as_posix()
+    with ctx.session_factory() as session:
+        return session.scalars(select(Consent.id).where(Consent.evidence_key == key)).first() is not None
+
+
+def _report_takedowns(report: WithdrawalReport) -> None:
+    """List which publications were taken down and where; exit 1 if any takedown is still queued."""
+    for line in report.lines():
+        out.print(line, markup=False, highlight=False)
+    if report.queued:
+        raise CliError(f"{len(report.queued)} takedown(s) still queued (storage refused them); {RETRY_HINT}")
 
 
 @app.command("revoke")
@@ -142,11 +160,17 @@ def revoke(
     reason: Annotated[str, typer.Option(help="Why (kept with the consent and in the audit log).")],
     actor: ActorOption,
 ) -> None:
-    """Revoke a consent from now on (compliance or admin). A consent is revoked once."""
-    with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
-        revoked = consent.revoke(session, consent_id=consent_id, revoked_by=get_user_by_email(session, actor).id,
-                                 reason=reason)  # fmt: skip
-        out.print(f"consent {revoked.id} (version {revoked.version}) revoked")
+    """Revoke a consent from now on (compliance or admin) and take down every publication made under it.
+
+    A consent is revoked once. The revocation stands even when the storage is down: the takedowns then
+    stay queued (listed, exit 1) and the takedown sweep retries them until done.
+    """
+    with governance_command() as ctx:
+        revoked = revoke_consent(ctx.session_factory, make_store(ctx.settings), consent_id=consent_id,
+                                 actor_email=actor, reason=reason)
+        out.print(f"consent {revoked.consent_id} (version {revoked.version}) revoked; "
+                  f"{len(revoked.report.taken_down)} publication(s) taken down, {len(revoked.report.queued)} queued")
+        _report_takedowns(revoked.report)
 
 
 @app.command("show")

@@ -1,4 +1,7 @@
-"""`likeness publication list|show|takedown`: what is out there, and taking it down with a reason."""
+"""`likeness publication list|show|takedown|sweep`: what is out there, and taking it down with a reason.
+
+Reading the list or a record is an audited access (`access.read`): who looked at which publication.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,29 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from console.context import ActorOption, governance_command, out, show_time
+from console.context import ActorOption, CliError, acting_user, governance_command, out, show_time
 from console.errors import one_line_errors
 from flows.publishing import PUBLISHING_ERRORS, make_store, takedown_publication
+from flows.revocation import RETRY_HINT, take_down_due
 from governance import publications
+from governance.access import record_read
+from governance.enums import Role
 from governance.uow import unit_of_work
 
 app = typer.Typer(help="Published videos: list, show, take down.", no_args_is_help=True)
+READERS = (Role.compliance, Role.admin, Role.auditor, Role.operator)
 
 
 @app.command("list")
-def list_(all_: Annotated[bool, typer.Option("--all", help="Include taken-down publications.")] = False) -> None:
+def list_(
+    actor: ActorOption,
+    all_: Annotated[bool, typer.Option("--all", help="Include taken-down publications.")] = False,
+) -> None:
     """List publications, newest first."""
     with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
         rows = publications.list_publications(session, active_only=not all_)
+        record_read(session, actor_email=actor, roles=READERS, what="publication.list", resource_type="publication",
+                    details={"publications": [row.id for row in rows], "include_taken_down": all_})
         table = Table("published", "watermark", "status")
         table.add_column("job", no_wrap=True, min_width=36)
         table.add_column("id", no_wrap=True, min_width=36)
@@ -31,10 +43,12 @@ def list_(all_: Annotated[bool, typer.Option("--all", help="Include taken-down p
 
 
 @app.command("show")
-def show(publication_id: Annotated[str, typer.Argument(help="Publication id.")]) -> None:
+def show(publication_id: Annotated[str, typer.Argument(help="Publication id.")], actor: ActorOption) -> None:
     """Show one publication: where it lies, and the job, consent, model and reviewer behind it."""
     with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
         record = publications.describe(session, publications.get_publication(session, publication_id))
+        record_read(session, actor_email=actor, roles=READERS, what="publication.show", resource_type="publication",
+                    resource_id=record.publication_id, subject_id=record.subject_id, job_id=record.job_id)
         table = Table("", "", show_header=False, title=f"publication {record.publication_id}")
         for label, value in (
             ("object", f"{record.bucket}/{record.object_key} (version {record.version_id or '-'})"),
@@ -64,3 +78,17 @@ def takedown(
         out.print(f"publication {report.publication_id} (job {report.job_id}) taken down by {report.taken_down_by}: "
                   f"{len(storage.deleted_versions)} version(s) deleted, {len(storage.held_versions)} held"
                   + (", delete marker set" if storage.delete_marker else ""))
+
+
+@app.command("sweep")
+def sweep(actor: ActorOption) -> None:
+    """Take down every publication no consent covers any more (revoked, narrowed, expired); what the
+    `takedown` deployment runs every 10 minutes. Exit 1 while the storage still refuses some."""
+    with governance_command() as ctx:
+        acting_user(ctx, actor, publications.TAKEDOWN_ROLES, "publication.sweep")  # even when nothing is due
+        report = take_down_due(ctx.session_factory, make_store(ctx.settings), actor_email=actor)
+        for line in report.lines():
+            out.print(line, markup=False, highlight=False)
+        out.print(f"{len(report.taken_down)} publication(s) taken down, {len(report.queued)} still queued")
+        if report.queued:
+            raise CliError(f"{len(report.queued)} takedown(s) still queued (storage refused them); {RETRY_HINT}")

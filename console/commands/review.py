@@ -8,6 +8,7 @@ publishes the job right away (after consent is verified once more).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,8 +20,14 @@ from flows.review import apply_decision
 from flows.review_queue import ReviewItem, download_render, pending_reviews, review_item
 from flows.runtime import Runtime, use_runtime
 from flows.settings import load_settings
+from governance import consent, jobs
+from governance.access import record_read
+from governance.enums import JobState, Role
+from governance.uow import unit_of_work
+from governance.users import require_role
 
 app = typer.Typer(help="Review flagged jobs: list, show, approve, reject.", no_args_is_help=True)
+READERS = (Role.reviewer, Role.auditor)  # as the console's review pages and media (reviewers; auditors read)
 
 
 def console() -> Console:
@@ -32,13 +39,27 @@ def _runtime() -> Runtime:
     return Runtime(load_settings())
 
 
+def _record_read(rt: Runtime, actor: str, what: str, *, job_id: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+    """The reviewer's read of personal data is on record (`access.read`); a reader without the role is refused."""
+    with unit_of_work(rt.sessions) as session:
+        subject_id = jobs.get_job(session, job_id).subject_id if job_id is not None else None
+        record_read(session, actor_email=actor, roles=READERS, what=what, resource_type="job" if job_id else None,
+                    resource_id=job_id, subject_id=subject_id, job_id=job_id, details=details)
+
+
 @app.command("list")
-def list_reviews() -> None:
-    """Jobs awaiting review, longest waiting first, with why the policy flagged them."""
+def list_reviews(
+    actor: str = typer.Option(..., "--actor", envvar="LIKENESS_ACTOR", help="e-mail of the reviewer (or auditor)"),
+) -> None:
+    """Jobs awaiting review, longest waiting first, with why the policy flagged them (an audited read)."""
     with flow_errors():
         rt = _runtime()
         try:
+            with unit_of_work(rt.sessions) as session:  # refuse before reading anything
+                require_role(session, email=actor, roles=READERS, action="review.list")
             items = pending_reviews(rt)
+            _record_read(rt, actor, "review.list", details={"jobs": [item.job_id for item in items]})
         finally:
             rt.close()
     table = Table(title=f"{len(items)} job(s) awaiting review")
@@ -54,14 +75,21 @@ def list_reviews() -> None:
 @app.command("show")
 def show(
     job_id: str = typer.Argument(..., help="the job to look at"),
+    actor: str = typer.Option(..., "--actor", envvar="LIKENESS_ACTOR", help="e-mail of the reviewer (or auditor)"),
     download: Path | None = typer.Option(None, help="also save the render here to watch it"),
 ) -> None:
-    """Everything the decision rests on: use, scores, reasons, policy version, model, render."""
+    """Everything the decision rests on: use, scores, reasons, policy version, model, render (an audited read)."""
     with flow_errors():
         rt = _runtime()
         try:
+            with unit_of_work(rt.sessions) as session:  # refuse before reading anything
+                require_role(session, email=actor, roles=READERS, action="review.show")
             item = review_item(rt, job_id)
             saved = download_render(rt, item, download) if download is not None else None
+            media = ({"render": {"bucket": item.output.bucket, "key": item.output.key, "sha256": item.output.sha256}}
+                     if saved is not None and item.output is not None else {})
+            _record_read(rt, actor, "review.download" if saved is not None else "review.show", job_id=item.job_id,
+                         details=media)
         finally:
             rt.close()
     print_item(item)
@@ -93,11 +121,28 @@ def _decide(job_id: str, reviewer: str, verdict: str, reason: str, publish: bool
             with use_runtime(rt):
                 result = apply_decision(settings_or_runtime=rt, job_id=job_id, reviewer_email=reviewer,
                                         verdict=verdict, reason=reason, publish=publish)
+            if result.state == JobState.refused.value:
+                raise ApprovalRefused(f"job {result.job_id} approved by {reviewer} but refused before publishing: "
+                                      f"{refusal_reason(rt, result.job_id)}")
         finally:
             rt.close()
     where = f"; published as {result.published_key}" if result.published_key else ""
     verdict = "approved" if result.verdict == "approve" else "rejected"
     console().print(f"job {result.job_id}: {verdict} by {reviewer}; now [bold]{result.state}[/bold]{where}")
+
+
+class ApprovalRefused(ValueError):
+    """An approved job was refused at publishing (its consent revoked or narrowed meanwhile): exit 1."""
+
+
+def refusal_reason(rt: Runtime, job_id: str) -> str:
+    """Why a job was refused: which consent, and what of it no longer covers the job's use."""
+    with unit_of_work(rt.sessions) as session:
+        job = jobs.get_job(session, job_id)
+        why = (consent.lapse(session, consent_id=job.consent_id, purpose=job.purpose, channel=job.channel,
+                             territory=job.territory) if job.consent_id else None)
+        use = f"{job.purpose}/{job.channel}/{job.territory}"
+        return f"{why} (the job's use is {use})" if why else (job.last_error or "refused")
 
 
 @app.command("approve")

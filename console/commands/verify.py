@@ -14,13 +14,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from console.context import governance_command, out, show_time
+from console.context import ActorOption, acting_user, governance_command, out, show_time
 from console.errors import one_line_errors
 from flows.publishing import PUBLISHING_ERRORS, trust_anchors, verify_file
+from governance.access import record_read
+from governance.enums import Role
+from governance.uow import unit_of_work
+
+# Anyone with a role may check a video; the check is on record (it reads a publication's record).
+READERS = tuple(Role)
 
 VERDICTS = {
     "published": "published by likeness",
-    "taken_down": "published by likeness, since TAKEN DOWN",
+    "withdrawal_pending": "published by likeness, WITHDRAWN (takedown pending)",
+    "taken_down": "published by likeness, WITHDRAWN (TAKEN DOWN)",
     "unknown_watermark": "carries a likeness-style watermark that no publication here claims",
     "not_published": "not published by likeness (no watermark, no manifest of ours)",
 }
@@ -32,13 +39,22 @@ def register(app: typer.Typer) -> None:
     @app.command("verify")
     def verify(
         file: Annotated[Path, typer.Argument(help="The video to check.")],
+        actor: ActorOption,
         as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     ) -> None:
-        """Check a video's C2PA manifest and watermark, and trace it to its publication."""
+        """Check a video's C2PA manifest and watermark, and trace it to its publication (an audited read)."""
         with governance_command() as ctx, one_line_errors(*PUBLISHING_ERRORS):
+            acting_user(ctx, actor, READERS, "verify")  # refuse before reading the file
             if not file.is_file():
                 raise ValueError(f"file not found: {file}")
             report = verify_file(file, sessions=ctx.session_factory, trust=trust_anchors(ctx.settings))
+            record = report.publication
+            with unit_of_work(ctx.session_factory) as session:
+                record_read(session, actor_email=actor, roles=READERS, what="verify", resource_type="publication",
+                            resource_id=record.publication_id if record else None,
+                            subject_id=record.subject_id if record else None,
+                            job_id=record.job_id if record else None,
+                            details={"sha256": report.sha256, "verdict": report.verdict})
             if as_json:
                 out.print_json(json.dumps(report.as_dict(), default=str))
                 return
@@ -48,7 +64,6 @@ def register(app: typer.Typer) -> None:
             table.add_row("watermark", str(report.watermark_payload) if report.watermark_payload is not None
                           else f"none found ({report.watermark_frames} frames read)")
             table.add_row("sha256", report.sha256 + ("  (identical to the published file)" if report.exact_copy else ""))
-            record = report.publication
             if record is not None:
                 table.add_row("publication", record.publication_id)
                 table.add_row("job", record.job_id)
@@ -60,4 +75,6 @@ def register(app: typer.Typer) -> None:
                 if record.taken_down_at is not None:
                     table.add_row("taken down", f"{show_time(record.taken_down_at)} by {record.taken_down_by}: "
                                   f"{record.takedown_reason}")
+                elif report.withdrawal is not None:
+                    table.add_row("withdrawn", f"{report.withdrawal} (takedown queued)")
             out.print(table)

@@ -60,7 +60,7 @@ def review_world(
 def test_approve_from_the_cli_publishes(review_world: tuple[FlowWorld, list[str], str]) -> None:
     world, job_ids, _ = review_world
     job_id = job_ids[0]
-    listed = CliRunner().invoke(app, ["review", "list"], env=cli_env(world))
+    listed = CliRunner().invoke(app, ["review", "list", "--actor", REVIEWER], env=cli_env(world))
     assert listed.exit_code == 0, listed.output
     assert job_id in listed.output
 

@@ -58,11 +58,15 @@ def test_storage_up_refuses_a_remote_endpoint(env: dict[str, str], monkeypatch: 
 def test_verify_unmarked_and_missing_file(env: dict[str, str], clip: Path) -> None:
     upgrade(env["LIKENESS_DATABASE_URL"])
     runner = CliRunner()
-    result = runner.invoke(app, ["verify", str(clip)])
+    assert runner.invoke(app, ["user", "add", "aud@example.org", "--role", "admin"]).exit_code == 0
+    result = runner.invoke(app, ["verify", str(clip), "--actor", "aud@example.org"])
     assert result.exit_code == 0, result.output
     assert "not published by likeness" in result.output
-    missing = runner.invoke(app, ["verify", str(Path(env["LIKENESS_VAR_DIR"]) / "nope.mp4")])
+    missing = runner.invoke(app, ["verify", str(Path(env["LIKENESS_VAR_DIR"]) / "nope.mp4"),
+                                  "--actor", "aud@example.org"])
     assert missing.exit_code == 1 and "error: file not found" in missing.output
+    nobody = runner.invoke(app, ["verify", str(clip), "--actor", "ghost@example.org"])
+    assert nobody.exit_code == 1 and "error: user ghost@example.org not found" in nobody.output
 
 
 def test_verify_and_takedown_of_a_publication(publish_world: PublishWorld, monkeypatch: pytest.MonkeyPatch,
@@ -78,11 +82,11 @@ def test_verify_and_takedown_of_a_publication(publish_world: PublishWorld, monke
     published = tmp_path / "published.mp4"
     world.store.get_file("published", result.object_key, published)
     runner = CliRunner()
-    shown = runner.invoke(app, ["verify", str(published)])
+    shown = runner.invoke(app, ["verify", str(published), "--actor", world.compliance_email])
     assert shown.exit_code == 0, shown.output
     assert "published by likeness" in shown.output and "Trusted" in shown.output
     assert world.job_id in shown.output
-    listed = runner.invoke(app, ["publication", "list"])
+    listed = runner.invoke(app, ["publication", "list", "--actor", world.compliance_email])
     assert result.publication_id in listed.output
     denied = runner.invoke(app, ["publication", "takedown", result.publication_id, "--reason", "x",
                                  "--actor", world.operator_email])
@@ -92,5 +96,5 @@ def test_verify_and_takedown_of_a_publication(publish_world: PublishWorld, monke
     assert done.exit_code == 0, done.output
     assert "taken down by compliance@example.org" in done.output
     assert not world.store.exists("published", result.object_key)
-    after = runner.invoke(app, ["verify", str(published)])
-    assert "TAKEN DOWN" in after.output and "court order" in after.output
+    after = runner.invoke(app, ["verify", str(published), "--actor", world.compliance_email])
+    assert "WITHDRAWN (TAKEN DOWN)" in after.output and "court order" in after.output

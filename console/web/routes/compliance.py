@@ -20,9 +20,8 @@ from console.web.mediafiles import cached_copy
 from console.web.pages import redirect, render
 from console.web.state import ConsoleState, console, current_user
 from console.web.uploads import EVIDENCE, IMAGE, SavedUpload, has_file, save_upload, upload_folder
-from flows.errors import USER_FACING
 from flows.jobdata import StoredRef
-from flows.publishing import takedown_for_consent
+from flows.revocation import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
 from flows.submission import SubmissionError, check_input
 from governance import consent, subjects
 from governance.enums import AssetKind
@@ -224,15 +223,16 @@ def consent_amend(
         if doc is not None:
             bucket, key = _store(state, doc, "evidence", "evidence")
             new_key = f"{S3_SCHEME}{bucket}/{key}"
-        with unit_of_work(state.runtime.sessions) as db:
-            new = consent.amend(
-                db, consent_id=consent_id, recorded_by=me.id, reason=why, purposes=purposes, channels=channels,
-                territories=terms, valid_until=end, notes=notes,
-                evidence_path=doc.path if doc else None, evidence_sha256=doc.sha256 if doc else None,
-                evidence_key=new_key,
-            )
-            new_id, version = new.id, new.version
-    return redirect(request, "consent_page", flash=f"consent amended: version {version}", consent_id=new_id)
+        change = amend_consent(
+            state.runtime.sessions, state.runtime.store, consent_id=consent_id, actor_email=me.email, reason=why,
+            purposes=purposes, channels=channels, territories=terms, valid_until=end, notes=notes,
+            evidence_path=doc.path if doc else None, evidence_sha256=doc.sha256 if doc else None,
+            evidence_key=new_key,
+        )
+    message = f"consent amended: version {change.version}"
+    if change.report.taken_down or change.report.queued:
+        message += f"; {_takedown_summary(change.report)}"
+    return redirect(request, "consent_page", flash=message, consent_id=change.consent_id)
 
 
 @router.get("/consents/{consent_id}/revoke", name="consent_revoke_form", response_class=HTMLResponse)
@@ -246,22 +246,23 @@ def consent_revoke_form(request: Request, consent_id: str) -> Response:
 
 @router.post("/consents/{consent_id}/revoke", name="consent_revoke")
 def consent_revoke(request: Request, consent_id: str, reason: str = Form(max_length=2000)) -> Response:
-    """Revoke (governance), then take down every live publication made under the consent (flows)."""
+    """Revoke and take down every live publication made under the consent (`flows.revocation`, as the CLI).
+
+    The revocation stands even when the storage is down; the takedowns then stay queued, the message
+    says which, and the takedown sweep retries them until done.
+    """
     state = console(request)
-    me = current_user(request)
     why = required_text(reason, "reason")
-    with unit_of_work(state.runtime.sessions) as db:
-        revoked = consent.revoke(db, consent_id=consent_id, revoked_by=me.id, reason=why)
-        current_id = revoked.id
-        pending = len(publications_for_consent(db, current_id, active_only=True))
-    message = f"consent {current_id} revoked"
-    if pending:
-        try:
-            reports = takedown_for_consent(state.runtime.sessions, state.runtime.store, consent_id=current_id,
-                                           reason=f"consent revoked: {why}", actor_email=me.email)
-            message += f"; {len(reports)} publication(s) taken down"
-        except USER_FACING as exc:  # the revocation stands; the takedown can be retried from the CLI
-            logger.warning("takedown after revoking %s failed: %s", current_id, exc)
-            message += (f"; TAKEDOWN FAILED ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
-                        f"retry with `likeness publication takedown`")
-    return redirect(request, "consent_page", flash=message, consent_id=current_id)
+    change = revoke_consent(state.runtime.sessions, state.runtime.store, consent_id=consent_id,
+                            actor_email=current_user(request).email, reason=why)
+    message = f"consent {change.consent_id} revoked; {_takedown_summary(change.report)}"
+    return redirect(request, "consent_page", flash=message, consent_id=change.consent_id)
+
+
+def _takedown_summary(report: WithdrawalReport) -> str:
+    """The flash message's account of the takedowns: how many, and each publication and where."""
+    text = f"{len(report.taken_down)} publication(s) taken down"
+    if report.queued:
+        text += f"; TAKEDOWN QUEUED for {len(report.queued)} (storage unavailable): {RETRY_HINT}"
+    lines = report.lines()
+    return text + (" — " + " | ".join(lines) if lines else "")

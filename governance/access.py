@@ -1,0 +1,40 @@
+"""Reads of personal data are on record: who looked at which job's media or publication's record, and when.
+
+Writes are audited by the services that make them; reads change nothing, so they would leave no trace
+without this. `record_read` checks the reader's role (a refusal is audited as `access.denied`, like any
+other) and appends `access.read` naming what was read, in the caller's transaction: the read and its
+record commit together. Details name resources, never their content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from governance import audit
+from governance.enums import Role
+from governance.schema import User
+from governance.users import require_role
+
+
+def record_read(
+    session: Session,
+    *,
+    actor_email: str,
+    roles: Iterable[Role],
+    what: str,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    subject_id: str | None = None,
+    job_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> User:
+    """The reader, if they hold one of `roles`; the read is audited as `access.read` (`details.what`)."""
+    user = require_role(session, email=actor_email, roles=roles, action=what)
+    audit.record(
+        session, action="access.read", actor=user.email, subject_id=subject_id, job_id=job_id,
+        resource_type=resource_type, resource_id=resource_id, details={"what": what, **(details or {})},
+    )  # fmt: skip
+    return user
