@@ -11,8 +11,9 @@ surface calls the same code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from flows.publishing import takedown_publication
 from governance import consent, withdrawals
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from pipeline.storage import ObjectStore
 
 logger = logging.getLogger(__name__)
+
+# The store, or how to get it: the console's runtime connects (and ensures buckets) on first use, which
+# must not happen before the revocation is recorded, nor at all when nothing is due.
+StoreSource = Union["ObjectStore", Callable[[], "ObjectStore"]]
 
 RETRY_HINT = "the takedown sweep retries every 10 minutes; `likeness publication sweep` retries now"
 
@@ -74,7 +79,7 @@ class ConsentChange:
 
 def take_down_due(
     sessions: sessionmaker[Session],
-    store: ObjectStore,
+    store: StoreSource,
     *,
     consent_id: str | None = None,
     subject_id: str | None = None,
@@ -93,6 +98,8 @@ def take_down_due(
     queued: list[TakedownOutcome] = []
     for item in due:
         try:
+            if callable(store):
+                store = store()
             report = takedown_publication(sessions, store, publication_id=item.publication_id, reason=item.reason,
                                           actor_email=actor_email, actor=actor)
         except InvalidTransition:
@@ -111,7 +118,7 @@ def take_down_due(
     return WithdrawalReport(tuple(done), tuple(queued))
 
 
-def revoke_consent(sessions: sessionmaker[Session], store: ObjectStore, *, consent_id: str, actor_email: str,
+def revoke_consent(sessions: sessionmaker[Session], store: StoreSource, *, consent_id: str, actor_email: str,
                    reason: str) -> ConsentChange:
     """Revoke the consent (governance; audited), then take down every live publication made under it.
 
@@ -126,7 +133,7 @@ def revoke_consent(sessions: sessionmaker[Session], store: ObjectStore, *, conse
     return ConsentChange(change.consent_id, change.version, report)
 
 
-def amend_consent(sessions: sessionmaker[Session], store: ObjectStore, *, consent_id: str, actor_email: str,
+def amend_consent(sessions: sessionmaker[Session], store: StoreSource, *, consent_id: str, actor_email: str,
                   reason: str, **changes: Any) -> ConsentChange:
     """Amend the consent (governance; audited), then take down the publications the new version no longer covers."""
     with unit_of_work(sessions) as session:

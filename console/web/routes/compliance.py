@@ -224,7 +224,7 @@ def consent_amend(
             bucket, key = _store(state, doc, "evidence", "evidence")
             new_key = f"{S3_SCHEME}{bucket}/{key}"
         change = amend_consent(
-            state.runtime.sessions, state.runtime.store, consent_id=consent_id, actor_email=me.email, reason=why,
+            state.runtime.sessions, lambda: state.runtime.store, consent_id=consent_id, actor_email=me.email, reason=why,
             purposes=purposes, channels=channels, territories=terms, valid_until=end, notes=notes,
             evidence_path=doc.path if doc else None, evidence_sha256=doc.sha256 if doc else None,
             evidence_key=new_key,
@@ -253,7 +253,7 @@ def consent_revoke(request: Request, consent_id: str, reason: str = Form(max_len
     """
     state = console(request)
     why = required_text(reason, "reason")
-    change = revoke_consent(state.runtime.sessions, state.runtime.store, consent_id=consent_id,
+    change = revoke_consent(state.runtime.sessions, lambda: state.runtime.store, consent_id=consent_id,
                             actor_email=current_user(request).email, reason=why)
     message = f"consent {change.consent_id} revoked; {_takedown_summary(change.report)}"
     return redirect(request, "consent_page", flash=message, consent_id=change.consent_id)
