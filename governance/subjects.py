@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,7 +14,9 @@ from governance.errors import NotFound, ValidationFailed
 from governance.schema import LikenessReference, Subject
 from governance.users import require_role
 
-REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+REFERENCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")  # whole string (fullmatch)
+# Control, format (zero-width, bidi) and line/paragraph separators: invisible, or breaking lines and logs.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 RECORDING_ROLES = (Role.compliance, Role.admin)
 
@@ -34,11 +37,26 @@ def get_subject(session: Session, subject_id: str) -> Subject:
     return subject
 
 
+def normalise_reference(reference: str) -> str:
+    """The canonical form of a subject reference: Unicode NFC, trimmed; control characters refused.
+
+    Two references that look the same must be the same string, or the uniqueness check would let a
+    second subject in under what reads as the first one's reference.
+    """
+    for char in reference:
+        if unicodedata.category(char) in _INVISIBLE:
+            raise ValidationFailed(f"subject reference {reference!r} contains the control character "
+                                   f"U+{ord(char):04X}: use letters, digits or ._:-")
+    cleaned = unicodedata.normalize("NFC", reference).strip()
+    if not REFERENCE_PATTERN.fullmatch(cleaned):
+        raise ValidationFailed(f"subject reference {reference!r} must be 1-100 letters, digits or ._:-")
+    return cleaned
+
+
 def find_subject(session: Session, id_or_reference: str) -> Subject:
-    """A subject by id or by the organisation's reference, or NotFound."""
-    subject = session.get(Subject, id_or_reference) or session.scalar(
-        select(Subject).where(Subject.reference == id_or_reference)
-    )
+    """A subject by id or by the organisation's reference (normalised as when recorded), or NotFound."""
+    lookup = unicodedata.normalize("NFC", id_or_reference).strip()
+    subject = session.get(Subject, lookup) or session.scalar(select(Subject).where(Subject.reference == lookup))
     if subject is None:
         raise NotFound(f"subject {id_or_reference} not found")
     return subject
@@ -50,10 +68,12 @@ def list_subjects(session: Session) -> list[Subject]:
 
 
 def add_subject(session: Session, *, reference: str, display_name: str, created_by: str) -> Subject:
-    """Record a subject (compliance or admin; audited as `subject.created`, without the name)."""
+    """Record a subject (compliance or admin; audited as `subject.created`, without the name).
+
+    The reference is normalised (NFC, trimmed; control characters refused) before the uniqueness check.
+    """
     user = require_role(session, user_id=created_by, roles=RECORDING_ROLES, action="subject.create")
-    if not REFERENCE_PATTERN.match(reference):
-        raise ValidationFailed(f"subject reference {reference!r} must be 1-100 letters, digits or ._:-")
+    reference = normalise_reference(reference)
     if not display_name.strip():
         raise ValidationFailed("subject display name is empty")
     if session.scalar(select(Subject.id).where(Subject.reference == reference)) is not None:
