@@ -40,7 +40,7 @@ __all__ = [
     "CropBox", "DrivingCrops", "DrivingReport", "FaceBox", "FaceCutByBorderError", "FaceError",
     "FaceTooSmallError", "MIN_FACE_PX", "MultipleFacesError", "NoFaceError", "OutputMode", "PortraitCrop",
     "TooManyMissingFacesError", "compose_output", "crop_driving", "detect_faces", "paste_back",
-    "prepare_portrait",
+    "prepare_portrait", "require_one_face",
 ]
 
 OutputMode = Literal["crop", "full_frame"]
@@ -67,21 +67,39 @@ def prepare_portrait(
         NoFaceError, MultipleFacesError, FaceTooSmallError, FaceCutByBorderError.
     """
     height, width = image.shape[:2]
-    faces = detect_faces(image, detector=detector, min_confidence=min_confidence)
-    if not faces:
-        raise NoFaceError(f"no face found in the portrait ({width}x{height}, detector {detector})")
-    if len(faces) > 1:
-        raise MultipleFacesError(len(faces))
-    face = faces[0]
-    if face.side < min_face_px:
-        raise FaceTooSmallError(face.side, min_face_px)
-    if face.touches_border(width, height):
-        raise FaceCutByBorderError(
-            f"the face in the portrait touches the image border at ({face.x}, {face.y}, {face.w}x{face.h}); "
-            "give a photo with the whole face inside"
-        )
+    face = require_one_face(image, detector=detector, min_face_px=min_face_px, min_confidence=min_confidence)
     box = square_around(face.center, face.side, (width, height), scale=scale, lift=lift)
     return PortraitCrop(crop=cut(image, box, size), box=box, face=face, image_size=(width, height))
+
+
+def require_one_face(
+    image: np.ndarray, *, where: str = "the portrait", detector: Detector = "dlib", min_face_px: int = MIN_FACE_PX,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> FaceBox:
+    """The one face of an (H, W, 3) RGB image, if it is a usable portrait: the rules every portrait meets.
+
+    Exactly one face, at least `min_face_px` wide, not cut by the border. Also applied to a subject's
+    reference photo when consent is granted, so a group photo or a tiny face is refused there, not at
+    binding (which would otherwise bind to whoever is largest).
+
+    Raises:
+        NoFaceError, MultipleFacesError, FaceTooSmallError, FaceCutByBorderError (each names `where`).
+    """
+    height, width = image.shape[:2]
+    faces = detect_faces(image, detector=detector, min_confidence=min_confidence)
+    if not faces:
+        raise NoFaceError(f"no face found in {where} ({width}x{height}, detector {detector})")
+    if len(faces) > 1:
+        raise MultipleFacesError(len(faces), where)
+    face = faces[0]
+    if face.side < min_face_px:
+        raise FaceTooSmallError(face.side, min_face_px, where)
+    if face.touches_border(width, height):
+        raise FaceCutByBorderError(
+            f"the face in {where} touches the image border at ({face.x}, {face.y}, {face.w}x{face.h}); "
+            "give a photo with the whole face inside"
+        )
+    return face
 
 
 def compose_output(frame: np.ndarray, *, mode: OutputMode, portrait: np.ndarray | None = None,

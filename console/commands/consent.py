@@ -20,9 +20,13 @@ from console.context import (
     parse_time,
     show_time,
 )
+from console.errors import one_line_errors
+from flows.errors import USER_FACING
 from flows.publishing import make_store
+from flows.references import StoredUpload, check_reference_photo, discard_unreferenced, store_upload
 from flows.revocation import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
-from governance import consent
+from flows.runtime import Runtime
+from governance import consent, subjects
 from governance.enums import Role
 from governance.schema import Consent
 from governance.subjects import find_subject
@@ -75,25 +79,47 @@ def grant(
     valid_from: Annotated[str | None, typer.Option("--from", help="Start (ISO; default now).")] = None,
     valid_until: Annotated[str | None, typer.Option("--until", help="End (ISO; default open-ended).")] = None,
     notes: Annotated[str, typer.Option(help="Free text kept with the consent.")] = "",
+    reference_photo: Annotated[Path | None, typer.Option(
+        "--reference-photo", help="The subject's reference photo (one face, as for portraits); attached with the consent.",
+    )] = None,
 ) -> None:
     """Record a new consent (compliance or admin); the evidence must match its SHA-256."""
-    with governance_command() as ctx:
+    with governance_command() as ctx, one_line_errors(*USER_FACING):
         start = parse_time(valid_from, "--from")
         end = parse_time(valid_until, "--until")
-        copy, key, created = _keep_evidence(ctx, evidence, evidence_sha256)
+        consent.check_validity(start or utcnow(), end, now=utcnow())  # refuse before keeping anything
+        rt = Runtime(ctx.settings) if reference_photo is not None else None
         try:
-            with unit_of_work(ctx.session_factory) as session:
-                granted = consent.grant(
-                    session, subject_id=find_subject(session, subject).id, purposes=purpose, channels=channel,
-                    territories=territory, valid_from=start or utcnow(), valid_until=end,
-                    evidence_path=copy, evidence_sha256=evidence_sha256, evidence_key=key,
-                    recorded_by=get_user_by_email(session, actor).id, notes=notes,
-                )  # fmt: skip
-        except BaseException:
-            if created:
-                copy.unlink(missing_ok=True)  # nothing half-written: the refused grant keeps no evidence copy
-            raise
-        out.print(f"consent {granted.id} granted (version 1), evidence kept as {key}")
+            photo = check_reference_photo(rt, reference_photo) if rt is not None and reference_photo else None
+            copy, key, created = _keep_evidence(ctx, evidence, evidence_sha256)
+            stored: list[StoredUpload | None] = []
+            try:
+                if rt is not None and photo is not None:
+                    stored.append(store_upload(rt, photo.path, photo.sha256, prefix="references", kind="reference"))
+                with unit_of_work(ctx.session_factory) as session:
+                    subject_id = find_subject(session, subject).id
+                    recorder = get_user_by_email(session, actor).id
+                    granted = consent.grant(
+                        session, subject_id=subject_id, purposes=purpose, channels=channel,
+                        territories=territory, valid_from=start or utcnow(), valid_until=end,
+                        evidence_path=copy, evidence_sha256=evidence_sha256, evidence_key=key,
+                        recorded_by=recorder, notes=notes,
+                    )  # fmt: skip
+                    for ref in stored:
+                        if ref is not None and photo is not None:
+                            subjects.add_reference(session, subject_id=subject_id, bucket=ref.bucket,
+                                                   object_key=ref.key, sha256=photo.sha256, created_by=recorder)
+            except BaseException:
+                if created:
+                    copy.unlink(missing_ok=True)  # nothing half-written: the refused grant keeps no evidence copy
+                if rt is not None:
+                    discard_unreferenced(rt, stored)
+                raise
+        finally:
+            if rt is not None:
+                rt.close()
+        photo_note = f", reference photo stored as {stored[0].bucket}/{stored[0].key}" if stored and stored[0] else ""
+        out.print(f"consent {granted.id} granted (version 1), evidence kept as {key}{photo_note}")
 
 
 @app.command("amend")

@@ -21,13 +21,13 @@ from console.web.pages import redirect, render
 from console.web.state import ConsoleState, console, current_user
 from console.web.uploads import EVIDENCE, IMAGE, SavedUpload, has_file, save_upload, upload_folder
 from flows.jobdata import StoredRef
+from flows.references import StoredUpload, check_reference_photo, discard_unreferenced, store_upload
 from flows.revocation import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
-from flows.submission import SubmissionError, check_input
 from governance import consent, subjects
-from governance.enums import AssetKind
 from governance.errors import ValidationFailed
 from governance.publications import publications_for_consent
 from governance.schema import User
+from governance.types import utcnow
 from governance.uow import unit_of_work
 from governance.vocabulary import CHANNELS, PURPOSES, check_terms
 
@@ -116,11 +116,16 @@ def consent_grant(
     evidence: UploadFile = File(),
     reference_photo: UploadFile | None = File(None),
 ) -> Response:
-    """Check both uploads, store them, then grant the consent (and attach the photo) in one transaction."""
+    """Check both uploads, store them, then grant the consent (and attach the photo) in one transaction.
+
+    The reference photo must be a usable portrait (one face, large enough: `flows.references`). Whatever
+    refuses the grant, the uploads this request stored are removed again.
+    """
     state = console(request)
     me = current_user(request)
     start, end = _validity(valid_from, valid_until)
     terms = _scope_terms(purposes, channels, territories)  # refuse bad words before touching storage
+    consent.check_validity(start, end, now=utcnow())  # and an inverted or past validity
     with unit_of_work(state.runtime.sessions) as db:
         subjects.get_subject(db, subject_id)
     with upload_folder(state.upload_dir) as folder:
@@ -128,22 +133,27 @@ def consent_grant(
         photo = (save_upload(reference_photo, folder, IMAGE, field="reference photo")
                  if reference_photo is not None and has_file(reference_photo) else None)
         if photo is not None:
-            try:
-                check_input(state.runtime, photo.path, AssetKind.portrait, where="reference photo")
-            except SubmissionError as exc:  # name the file as the person knows it, not our spool path
-                raise SubmissionError(str(exc).replace(str(photo.path), repr(photo.original_name))) from None
-        evidence_bucket, evidence_key = _store(state, doc, "evidence", "evidence")
-        photo_ref = _store(state, photo, "references", "reference") if photo is not None else None
-        with unit_of_work(state.runtime.sessions) as db:
-            granted = consent.grant(
-                db, subject_id=subject_id, purposes=purposes, channels=channels, territories=terms,
-                valid_from=start, valid_until=end, evidence_path=doc.path, evidence_sha256=doc.sha256,
-                evidence_key=f"{S3_SCHEME}{evidence_bucket}/{evidence_key}", recorded_by=me.id, notes=notes,
-            )
-            if photo is not None and photo_ref is not None:
-                subjects.add_reference(db, subject_id=subject_id, bucket=photo_ref[0], object_key=photo_ref[1],
-                                       sha256=photo.sha256, created_by=me.id)
-            consent_id = granted.id
+            check_reference_photo(state.runtime, photo.path, name=photo.original_name)
+        stored: list[StoredUpload | None] = []
+        try:
+            evidence_ref = store_upload(state.runtime, doc.path, doc.sha256, prefix="evidence", kind="evidence")
+            stored.append(evidence_ref)
+            photo_ref = (store_upload(state.runtime, photo.path, photo.sha256, prefix="references", kind="reference")
+                         if photo is not None else None)
+            stored.append(photo_ref)
+            with unit_of_work(state.runtime.sessions) as db:
+                granted = consent.grant(
+                    db, subject_id=subject_id, purposes=purposes, channels=channels, territories=terms,
+                    valid_from=start, valid_until=end, evidence_path=doc.path, evidence_sha256=doc.sha256,
+                    evidence_key=f"{S3_SCHEME}{evidence_ref.bucket}/{evidence_ref.key}", recorded_by=me.id, notes=notes,
+                )
+                if photo is not None and photo_ref is not None:
+                    subjects.add_reference(db, subject_id=subject_id, bucket=photo_ref.bucket,
+                                           object_key=photo_ref.key, sha256=photo.sha256, created_by=me.id)
+                consent_id = granted.id
+        except BaseException:
+            discard_unreferenced(state.runtime, stored)  # nothing half-written: a refused grant keeps no upload
+            raise
     return redirect(request, "consent_page", flash=f"consent {consent_id} granted (version 1)", consent_id=consent_id)
 
 

@@ -1,0 +1,135 @@
+"""`likeness consent grant --reference-photo`: the photo is checked like a portrait (one face, large enough)
+before anything is kept, and a grant refused after storing leaves neither evidence copy nor photo behind.
+Real SQLite, the real SeaweedFS server, the real CLI in-process."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner, Result
+
+from console.cli import app
+from flows.references import discard_unreferenced, store_upload
+from flows.runtime import Runtime
+from flows.settings import Settings
+from governance.database import make_engine, make_session_factory
+from governance.schema import Consent, LikenessReference
+from tests.fixtures.media import BadMedia
+from tests.fixtures.storage import S3ServerHandle, unique_prefix
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+COMPLIANCE = "comp@example.org"
+
+
+@pytest.fixture
+def cli(sqlite_db_url: str, s3_server: S3ServerHandle, tmp_path: Path) -> tuple[Callable[..., Result], Runtime]:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    env = {"LIKENESS_DATABASE_URL": sqlite_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"),
+           "LIKENESS_S3_ENDPOINT": s3_server.endpoint, "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
+           "LIKENESS_S3_SECRET_KEY": s3_server.secret_key, "LIKENESS_S3_BUCKET_PREFIX": unique_prefix(),
+           "LIKENESS_ALLOWED_INPUT_DIRS": json.dumps([str(photos)]), "LIKENESS_ACTOR": "", "COLUMNS": "250"}
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(app, list(args), env=env)
+
+    for args in (("user", "add", "admin@example.org", "--role", "admin"),
+                 ("user", "add", COMPLIANCE, "--role", "compliance", "--actor", "admin@example.org"),
+                 ("subject", "add", "--reference", "S-1", "--name", "Ada", "--actor", COMPLIANCE)):
+        assert invoke(*args).exit_code == 0
+    settings = Settings(database_url=sqlite_db_url, var_dir=tmp_path / "var", s3_endpoint=s3_server.endpoint,
+                        s3_access_key=s3_server.access_key, s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
+                        s3_bucket_prefix=env["LIKENESS_S3_BUCKET_PREFIX"], allowed_input_dirs=[photos])
+    rt = Runtime(settings)
+    yield invoke, rt
+    rt.close()
+
+
+def grant_args(tmp_path: Path, photo: Path, *extra: str) -> list[str]:
+    evidence = tmp_path / "form.pdf"
+    evidence.write_bytes(b"%PDF-1.4 signed consent form")
+    target = tmp_path / "photos" / photo.name
+    target.write_bytes(photo.read_bytes())
+    return ["consent", "grant", "--subject", "S-1", "--purpose", "advertising", "--channel", "web",
+            "--territory", "DE", "--evidence", str(evidence), "--evidence-sha256",
+            hashlib.sha256(evidence.read_bytes()).hexdigest(), "--until", "2099-01-01", "--actor", COMPLIANCE,
+            "--reference-photo", str(target), *extra]
+
+
+def keys(rt: Runtime) -> list[str]:
+    store = rt.store
+    return [o.object_name for o in store.client.list_objects(store.bucket_name("inputs"), recursive=True)]
+
+
+def rows(rt: Runtime, model: type) -> int:
+    engine = make_engine(rt.settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            return len(list(session.scalars(select(model))))
+    finally:
+        engine.dispose()
+
+
+def evidence_copies(rt: Runtime) -> list[Path]:
+    folder = rt.settings.var_dir / "evidence"
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("no_face_image", "no face found in reference photo"),
+    ("two_faces_image", "shows 2 faces; exactly one is required"),
+    ("small_face_image", "px wide; at least 64 px is required"),
+])
+def test_grant_refuses_a_photo_that_is_no_usable_portrait(
+    cli: tuple[Callable[..., Result], Runtime], bad_media: BadMedia, tmp_path: Path, name: str, message: str,
+) -> None:
+    invoke, rt = cli
+    result = invoke(*grant_args(tmp_path, getattr(bad_media, name)))
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1 and message in result.output
+    assert rows(rt, Consent) == rows(rt, LikenessReference) == 0
+    assert evidence_copies(rt) == [] and keys(rt) == []
+
+
+def test_grant_with_a_good_photo_attaches_it_and_a_later_refusal_removes_it(
+    cli: tuple[Callable[..., Result], Runtime], portrait_path: Path, tmp_path: Path,
+) -> None:
+    invoke, rt = cli
+    # Refused after the photo was stored (unknown subject): nothing is kept.
+    refused = invoke(*[a if a != "S-1" else "S-404" for a in grant_args(tmp_path, portrait_path)])
+    assert refused.exit_code == 1 and "error: subject S-404 not found" in refused.output
+    assert rows(rt, Consent) == rows(rt, LikenessReference) == 0 and evidence_copies(rt) == [] and keys(rt) == []
+    inverted = invoke(*grant_args(tmp_path, portrait_path, "--from", "2099-06-01"))
+    assert inverted.exit_code == 1 and "is not after valid_from" in inverted.output and keys(rt) == []
+
+    granted = invoke(*grant_args(tmp_path, portrait_path))
+    assert granted.exit_code == 0, granted.output
+    assert "reference photo stored as" in granted.output
+    [key] = keys(rt)
+    assert key.startswith("references/") and rows(rt, LikenessReference) == 1 and rows(rt, Consent) == 1
+
+
+def test_discard_keeps_what_a_recorded_reference_or_an_older_upload_uses(
+    cli: tuple[Callable[..., Result], Runtime], portrait_path: Path, tmp_path: Path,
+) -> None:
+    invoke, rt = cli
+    assert invoke(*grant_args(tmp_path, portrait_path)).exit_code == 0
+    [key] = keys(rt)
+    digest = hashlib.sha256(portrait_path.read_bytes()).hexdigest()
+    again = store_upload(rt, portrait_path, digest, prefix="references", kind="reference")
+    assert (again.key, again.created) == (key, False)
+    discard_unreferenced(rt, [again, again.__class__(again.bucket, again.key, digest, created=True)])
+    assert keys(rt) == [key]  # not created by this request, and in use by a recorded reference
+    other = tmp_path / "other.png"
+    other.write_bytes(portrait_path.read_bytes() + b"\0")
+    fresh = store_upload(rt, other, hashlib.sha256(other.read_bytes()).hexdigest(), prefix="references",
+                         kind="reference")
+    assert fresh.created and len(keys(rt)) == 2
+    discard_unreferenced(rt, [fresh, None])
+    assert keys(rt) == [key]
