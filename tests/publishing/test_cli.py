@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from console.cli import app
 from flows.publishing import mark_and_publish
 from governance.migrate import upgrade
+from governance.schema import AuditEvent
 from pipeline.s3server import choose_ports
 from tests.publishing.conftest import PublishWorld
 
@@ -98,3 +100,12 @@ def test_verify_and_takedown_of_a_publication(publish_world: PublishWorld, monke
     assert not world.store.exists("published", result.object_key)
     after = runner.invoke(app, ["verify", str(published), "--actor", world.compliance_email])
     assert "WITHDRAWN (TAKEN DOWN)" in after.output and "court order" in after.output
+    # Every read of a publication's record is on record: who, what, which publication.
+    with world.sf() as session:
+        reads = [(e.actor, e.details["what"], e.resource_id) for e in session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "access.read").order_by(AuditEvent.seq))]
+    assert reads == [(world.compliance_email, "verify", result.publication_id),
+                     (world.compliance_email, "publication.list", None),
+                     (world.compliance_email, "verify", result.publication_id)]
+    refused = runner.invoke(app, ["publication", "show", result.publication_id, "--actor", world.operator_email + "x"])
+    assert refused.exit_code == 1 and "not found" in refused.output

@@ -9,9 +9,11 @@ from fastapi.responses import FileResponse
 
 from console.web.errors import PageNotFound
 from console.web.mediafiles import cached_copy
-from console.web.state import console
+from console.web.state import console, current_user
 from flows.jobdata import StoredRef
 from governance import assets, jobs
+from governance.access import record_read
+from governance.enums import Role
 from governance.uow import unit_of_work
 
 router = APIRouter()
@@ -19,10 +21,18 @@ router = APIRouter()
 
 @router.get("/jobs/{job_id}/media/{which}", name="job_media")
 def job_media(request: Request, job_id: str, which: Literal["output", "portrait", "driving"]) -> FileResponse:
-    """The job's render (from quarantine or wherever the job records it), portrait or driving video."""
+    """The job's render (from quarantine or wherever the job records it), portrait or driving video.
+
+    Each viewing is an audited read (`access.read`, as `likeness review show --download`); a player's
+    follow-up range requests for the same file are not recorded again.
+    """
     state = console(request)
     with unit_of_work(state.runtime.sessions) as db:
         job = jobs.get_job(db, job_id)
+        if request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-"):
+            record_read(db, actor_email=current_user(request).email, roles=(Role.reviewer, Role.auditor),
+                        what=f"job_media.{which}", resource_type="job", resource_id=job.id,
+                        subject_id=job.subject_id, job_id=job.id)
         if which == "output":
             if not (job.output_bucket and job.output_key and job.output_sha256):
                 raise PageNotFound(f"job {job_id} has no render yet")
