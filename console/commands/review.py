@@ -2,7 +2,10 @@
 
 A decision goes through `flows.review.apply_decision`, the same code path as the web console and the
 Prefect UI form: reviewer role, four eyes and decided-once are enforced by governance, and an approval
-publishes the job right away (after consent is verified once more).
+publishes the job right away (after consent is verified once more). An approval that delivery then
+refuses (consent revoked or narrowed while the job waited) exits 1 with one line naming the consent and
+what no longer covers the use. `list` and `show` need `--actor` (reviewer or auditor): each read, and
+each `--download` of a render, is audited as `access.read`.
 """
 
 from __future__ import annotations
