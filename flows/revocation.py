@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
-from flows.publishing import takedown_publication
 from governance import consent, withdrawals
 from governance.errors import InvalidTransition
 from governance.uow import unit_of_work
@@ -92,6 +91,8 @@ def take_down_due(
     a publication another worker took down meanwhile is skipped. Governance errors (the actor may not
     take down) are raised before storage is touched.
     """
+    from flows.publishing import takedown_publication  # media stack: only when something is due
+
     with unit_of_work(sessions) as session:
         due = withdrawals.takedowns_due(session, consent_id=consent_id, subject_id=subject_id)
     done: list[TakedownOutcome] = []

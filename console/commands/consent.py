@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,11 +21,7 @@ from console.context import (
     show_time,
 )
 from console.errors import one_line_errors
-from flows.errors import USER_FACING
-from flows.publishing import make_store
-from flows.references import StoredUpload, check_reference_photo, discard_unreferenced, store_upload
 from flows.revocation import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
-from flows.runtime import Runtime
 from governance import consent, subjects
 from governance.enums import Role
 from governance.schema import Consent
@@ -33,6 +29,10 @@ from governance.subjects import find_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from governance.users import get_user_by_email
+
+if TYPE_CHECKING:
+    from flows.settings import Settings
+    from pipeline.storage import ObjectStore
 
 app = typer.Typer(help="Consents: versioned, revocable, with evidence.", no_args_is_help=True)
 READERS = (Role.compliance, Role.admin, Role.auditor, Role.operator)
@@ -84,6 +84,10 @@ def grant(
     )] = None,
 ) -> None:
     """Record a new consent (compliance or admin); the evidence must match its SHA-256."""
+    from flows.errors import USER_FACING
+    from flows.references import StoredUpload, check_reference_photo, discard_unreferenced, store_upload
+    from flows.runtime import Runtime
+
     with governance_command() as ctx, one_line_errors(*USER_FACING):
         start = parse_time(valid_from, "--from")
         end = parse_time(valid_until, "--until")
@@ -155,7 +159,7 @@ def amend(
             copy, key, created = _keep_evidence(ctx, evidence, evidence_sha256)
             changes.update(evidence_path=copy, evidence_sha256=evidence_sha256, evidence_key=key)
         try:
-            new = amend_consent(ctx.session_factory, make_store(ctx.settings), consent_id=consent_id,
+            new = amend_consent(ctx.session_factory, lambda: make_store(ctx.settings), consent_id=consent_id,
                                 actor_email=actor, reason=reason, **changes)
         except BaseException:
             if created and copy is not None and not _recorded(ctx, copy):
@@ -163,6 +167,13 @@ def amend(
             raise
         out.print(f"consent {new.consent_id} is version {new.version} (supersedes {consent_id})")
         _report_takedowns(new.report)
+
+
+def make_store(settings: Settings) -> ObjectStore:
+    """The object store, built only when a takedown is due (the media stack stays unloaded otherwise)."""
+    from flows.publishing import make_store as build
+
+    return build(settings)
 
 
 def _recorded(ctx: CliContext, copy: Path) -> bool:
@@ -192,7 +203,7 @@ def revoke(
     stay queued (listed, exit 1) and the takedown sweep retries them until done.
     """
     with governance_command() as ctx:
-        revoked = revoke_consent(ctx.session_factory, make_store(ctx.settings), consent_id=consent_id,
+        revoked = revoke_consent(ctx.session_factory, lambda: make_store(ctx.settings), consent_id=consent_id,
                                  actor_email=actor, reason=reason)
         out.print(f"consent {revoked.consent_id} (version {revoked.version}) revoked; "
                   f"{len(revoked.report.taken_down)} publication(s) taken down, {len(revoked.report.queued)} queued")
