@@ -143,7 +143,7 @@ def consistency_ranges(first: int, second: int) -> list[Range]:
     return ranges
 
 
-def _pieces(start: int, end: int) -> list[Range]:
+def subtree_pieces(start: int, end: int) -> list[Range]:
     """The aligned complete subtrees a node [start, end) of the tree folds together, left to right."""
     pieces: list[Range] = []
     remaining = end - start
@@ -156,7 +156,7 @@ def _pieces(start: int, end: int) -> list[Range]:
 
 def range_hashes(leaves: Iterable[bytes], ranges: Sequence[Range], *, size: int) -> list[bytes]:
     """MTH of each range (nodes of the tree of `size` leaves), from one pass over the first `size` leaves."""
-    wanted = {piece for start, end in ranges for piece in _pieces(start, end)}
+    wanted = {piece for start, end in ranges for piece in subtree_pieces(start, end)}
     builder = TreeBuilder(wanted)
     for leaf in leaves:
         if builder.size == size:
@@ -164,14 +164,15 @@ def range_hashes(leaves: Iterable[bytes], ranges: Sequence[Range], *, size: int)
         builder.append(leaf)
     if builder.size < size:
         raise ProofError(f"the log holds {builder.size} leaves, fewer than the tree size {size}")
-    out: list[bytes] = []
-    for start, end in ranges:
-        hashes = [builder.found[piece] for piece in _pieces(start, end)]
-        value = hashes[-1]
-        for left in reversed(hashes[:-1]):
-            value = node_hash(left, value)
-        out.append(value)
-    return out
+    return [fold([builder.found[piece] for piece in subtree_pieces(start, end)]) for start, end in ranges]
+
+
+def fold(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a node from its aligned complete subtrees (left to right): folded from the right."""
+    value = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        value = node_hash(left, value)
+    return value
 
 
 def inclusion_proof(leaves: Iterable[bytes], index: int, size: int) -> list[bytes]:
