@@ -10,6 +10,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from sqlalchemy import select
 
+from flows.audit_checkpoints import checkpoint_after
 from flows.retry import RETRIES, RETRY_DELAYS, only_transient
 from flows.runtime import Runtime, get_runtime
 from governance import consent
@@ -72,4 +73,6 @@ def takedown(subject_id: str | None = None, job_id: str | None = None, reason: s
         if why is not None:
             done.append(take_down(publication_id, why))
     log.info("%d publication(s) taken down", len(done))
+    if done:
+        checkpoint_after(rt.settings, rt.sessions, "takedown")
     return done

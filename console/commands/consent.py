@@ -19,6 +19,7 @@ from console.context import (
     parse_time,
     show_time,
 )
+from flows.audit_checkpoints import checkpoint_after
 from governance import consent
 from governance.enums import Role
 from governance.schema import Consent
@@ -91,6 +92,7 @@ def grant(
                 copy.unlink(missing_ok=True)  # nothing half-written: the refused grant keeps no evidence copy
             raise
         out.print(f"consent {granted.id} granted (version 1), evidence kept as {key}")
+        checkpoint_after(ctx.settings, ctx.session_factory, "consent.granted")
 
 
 @app.command("amend")
@@ -134,6 +136,7 @@ def amend(
                 copy.unlink(missing_ok=True)
             raise
         out.print(f"consent {new.id} is version {new.version} (supersedes {consent_id})")
+        checkpoint_after(ctx.settings, ctx.session_factory, "consent.amended")
 
 
 @app.command("revoke")
@@ -143,10 +146,12 @@ def revoke(
     actor: ActorOption,
 ) -> None:
     """Revoke a consent from now on (compliance or admin). A consent is revoked once."""
-    with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
-        revoked = consent.revoke(session, consent_id=consent_id, revoked_by=get_user_by_email(session, actor).id,
-                                 reason=reason)  # fmt: skip
+    with governance_command() as ctx:
+        with unit_of_work(ctx.session_factory) as session:
+            revoked = consent.revoke(session, consent_id=consent_id, revoked_by=get_user_by_email(session, actor).id,
+                                     reason=reason)  # fmt: skip
         out.print(f"consent {revoked.id} (version {revoked.version}) revoked")
+        checkpoint_after(ctx.settings, ctx.session_factory, "consent.revoked")
 
 
 @app.command("show")

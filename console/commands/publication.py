@@ -9,6 +9,7 @@ from rich.table import Table
 
 from console.context import ActorOption, governance_command, out, show_time
 from console.errors import one_line_errors
+from flows.audit_checkpoints import checkpoint_after
 from flows.publishing import PUBLISHING_ERRORS, make_store, takedown_publication
 from governance import publications
 from governance.uow import unit_of_work
@@ -64,3 +65,4 @@ def takedown(
         out.print(f"publication {report.publication_id} (job {report.job_id}) taken down by {report.taken_down_by}: "
                   f"{len(storage.deleted_versions)} version(s) deleted, {len(storage.held_versions)} held"
                   + (", delete marker set" if storage.delete_marker else ""))
+        checkpoint_after(ctx.settings, ctx.session_factory, "publication.taken_down")

@@ -20,6 +20,7 @@ from console.web.mediafiles import cached_copy
 from console.web.pages import redirect, render
 from console.web.state import ConsoleState, console, current_user
 from console.web.uploads import EVIDENCE, IMAGE, SavedUpload, has_file, save_upload, upload_folder
+from flows.audit_checkpoints import checkpoint_after
 from flows.errors import USER_FACING
 from flows.jobdata import StoredRef
 from flows.publishing import takedown_for_consent
@@ -145,6 +146,7 @@ def consent_grant(
                 subjects.add_reference(db, subject_id=subject_id, bucket=photo_ref[0], object_key=photo_ref[1],
                                        sha256=photo.sha256, created_by=me.id)
             consent_id = granted.id
+    checkpoint_after(state.runtime.settings, state.runtime.sessions, "consent.granted")
     return redirect(request, "consent_page", flash=f"consent {consent_id} granted (version 1)", consent_id=consent_id)
 
 
@@ -232,6 +234,7 @@ def consent_amend(
                 evidence_key=new_key,
             )
             new_id, version = new.id, new.version
+    checkpoint_after(state.runtime.settings, state.runtime.sessions, "consent.amended")
     return redirect(request, "consent_page", flash=f"consent amended: version {version}", consent_id=new_id)
 
 
@@ -264,4 +267,5 @@ def consent_revoke(request: Request, consent_id: str, reason: str = Form(max_len
             logger.warning("takedown after revoking %s failed: %s", current_id, exc)
             message += (f"; TAKEDOWN FAILED ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
                         f"retry with `likeness publication takedown`")
+    checkpoint_after(state.runtime.settings, state.runtime.sessions, "consent.revoked")
     return redirect(request, "consent_page", flash=message, consent_id=current_id)
