@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +32,7 @@ from governance import audit, audit_ledger
 from governance.audit_bundle import verify_bundle, write_bundle
 from governance.audit_note import NoteSigner, NoteVerifier, open_checkpoint, sign_checkpoint
 from governance.audit_tree import leaf_hash, root_of
+from governance.database import make_engine, make_session_factory
 from governance.schema import AuditEvent
 from pipeline.audit_store import CheckpointStore, checkpoint_key
 from tests.fixtures.storage import S3ServerHandle, unique_prefix
@@ -217,8 +222,6 @@ def test_bundle_verifies_offline_and_names_what_broke(settings: Settings, sessio
     assert "is not the trusted key" in (verify_bundle(lines, trusted_key=other)[0].problem or "")
     # A consistently re-hashed event in the bundle: the chain links, the checkpoint does not match.
     events = [i for i, line in enumerate(lines) if '"record":"event"' in line]
-    import json
-
     items = [json.loads(lines[i]) for i in events]
     prev = items[0]["prev_hash"]
     for item in items:
@@ -236,3 +239,51 @@ def test_bundle_verifies_offline_and_names_what_broke(settings: Settings, sessio
     # A line dropped from the middle.
     dropped, _ = verify_bundle(lines[:events[1]] + lines[events[1] + 1:])
     assert dropped.broken_seq == 3 and "missing or reordered" in (dropped.problem or "")
+
+
+WRITER = """
+import sys
+from flows.audit_checkpoints import write_checkpoint
+from flows.settings import Settings
+from governance import audit
+from governance.database import make_engine, make_session_factory
+from governance.uow import unit_of_work
+
+settings = Settings()
+sf = make_session_factory(make_engine(settings.database_url))
+for i in range(int(sys.argv[1])):
+    with unit_of_work(sf) as session:
+        for j in range(3):
+            audit.record(session, action="test.appended", actor=sys.argv[2], details={"i": i, "j": j})
+    write_checkpoint(settings, sf)
+"""
+
+
+@pytest.mark.postgres
+def test_two_processes_append_and_checkpoint_one_linear_log(postgres_db_url: str, s3_server: S3ServerHandle,
+                                                            tmp_path: Path) -> None:
+    """Two writer processes (and their development-key race) still give one chain and consistent checkpoints."""
+    prefix = unique_prefix()
+    env = {**os.environ, "LIKENESS_DATABASE_URL": postgres_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"),
+           "LIKENESS_S3_ENDPOINT": s3_server.endpoint, "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
+           "LIKENESS_S3_SECRET_KEY": s3_server.secret_key, "LIKENESS_S3_BUCKET_PREFIX": prefix,
+           "LIKENESS_AUDIT_ORIGIN": "test.example/audit", "LIKENESS_AUDIT_RETENTION_DAYS": "1"}  # fmt: skip
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, "12", f"w{n}@example.org"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for n in range(2)]
+    outputs = [w.communicate(timeout=300)[0] for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], outputs
+    settings = Settings(var_dir=tmp_path / "var", database_url=postgres_db_url, s3_endpoint=s3_server.endpoint,
+                        s3_access_key=s3_server.access_key, s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
+                        s3_bucket_prefix=prefix, audit_origin="test.example/audit")
+    engine = make_engine(postgres_db_url)
+    try:
+        sf = make_session_factory(engine)
+        chain = chain_report(sf)
+        assert chain.ok and chain.checked == 2 * 12 * 3
+        notes = stored_notes(settings)
+        sizes = {open_checkpoint(audit_verifier(settings), n.text).size for n in notes}
+        assert max(sizes) == 72 and len(sizes) >= 12  # every checkpoint a prefix of the one log
+        result = verify(settings, sf)
+        assert result.ok and result.checkpoints == len(notes), result.message
+    finally:
+        engine.dispose()
