@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from hashlib import sha256
 
 from sqlalchemy.orm import Session
 
@@ -31,7 +32,7 @@ from governance.audit_tree import (
     verify_consistency,
     verify_inclusion,
 )
-from governance.audit_verify import leaf_data, link_problem, stored_rows
+from governance.audit_verify import linked_leaf_data, stored_rows
 from governance.errors import GovernanceError
 
 
@@ -56,10 +57,10 @@ def _linked_leaves(session: Session, max_seq: int | None) -> Iterator[tuple[int,
     """(seq, hash, leaf hash) of each event, checking every link; `AuditLogBroken` at the first break."""
     expected, prev = 1, GENESIS_HASH
     for row, occurred_at in stored_rows(session, max_seq=max_seq):
-        problem = link_problem(row, occurred_at, expected, prev)
+        problem, data = linked_leaf_data(row, occurred_at, expected, prev)
         if problem:
             raise AuditLogBroken(f"audit chain broken at event #{row[0]} ({row[1]}): {problem}")
-        yield expected, row[11], leaf_hash(leaf_data(row, occurred_at))
+        yield expected, row[11], leaf_hash(data)
         expected, prev = expected + 1, row[11]
 
 
@@ -181,8 +182,8 @@ def stored_links(session: Session) -> Iterator[EventLink]:
     """The stored events as links, ending at the first one that breaks the chain."""
     expected, prev = 1, GENESIS_HASH
     for row, occurred_at in stored_rows(session):
-        problem = link_problem(row, occurred_at, expected, prev)
-        yield int(row[0]), row[1], row[11], problem, None if problem else leaf_hash(leaf_data(row, occurred_at))
+        problem, data = linked_leaf_data(row, occurred_at, expected, prev)
+        yield int(row[0]), row[1], row[11], problem, None if problem else sha256(b"\x00" + data).digest()
         if problem:
             return
         expected, prev = expected + 1, row[11]

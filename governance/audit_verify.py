@@ -116,25 +116,41 @@ def link_problem(row: tuple[Any, ...], occurred_at: str, expected_seq: int, prev
 
 
 def leaf_data(row: tuple[Any, ...], occurred_at: str) -> bytes:
-    """The canonical event text (what its chain hash covers), as the Merkle tree's leaf data.
+    """The canonical event text (what its chain hash covers), as the Merkle tree's leaf data."""
+    return checked_leaf_data(row, occurred_at)[1]
+
+
+def checked_leaf_data(row: tuple[Any, ...], occurred_at: str) -> tuple[bool, bytes]:
+    """(whether the stored hash matches, the canonical event text): one serialisation for chain and tree.
 
     The fast serialisation is used when it re-hashes to the stored hash (then it is the canonical
     text); otherwise the details are parsed and canonicalised by the definition.
     """
     fast = stored_hash_input(row, occurred_at).encode("utf-8")
     if hashlib.sha256(fast).hexdigest() == row[11]:
-        return fast
+        return True, fast
     seq, id_, _, actor, action, subject_id, job_id, rtype, rid, details_text, prev_hash, _ = row
     try:
         details = json.loads(details_text)
     except ValueError:
-        return fast
+        return False, fast
     fields = {
         "seq": int(seq), "id": id_, "occurred_at": occurred_at, "actor": actor, "action": action,
         "subject_id": subject_id, "job_id": job_id, "resource_type": rtype, "resource_id": rid,
         "details": details, "prev_hash": prev_hash,
     }  # fmt: skip
-    return canonical_json({name: fields[name] for name in HASHED_FIELDS}).encode("utf-8")
+    canonical = canonical_json({name: fields[name] for name in HASHED_FIELDS}).encode("utf-8")
+    return hashlib.sha256(canonical).hexdigest() == row[11], canonical
+
+
+def linked_leaf_data(row: tuple[Any, ...], occurred_at: str, expected_seq: int,
+                     prev_hash: str) -> tuple[str | None, bytes]:
+    """`link_problem` and `leaf_data` in one serialisation: (why the link breaks or None, leaf data)."""
+    seq = int(row[0])
+    if seq != expected_seq or row[10] != prev_hash:
+        return link_problem(row, occurred_at, expected_seq, prev_hash), b""
+    intact, data = checked_leaf_data(row, occurred_at)
+    return (None if intact else "contents do not match the stored hash (altered?)"), data
 
 
 def verify_chain(session: Session, *, anchor_hash: str | None = None, batch_size: int = 5000) -> ChainReport:
