@@ -23,6 +23,7 @@ serialised by design, so commits cannot be grouped).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -244,7 +245,7 @@ def main() -> None:
             parser.error(f"unknown backend {backend!r}")
         for events, per_transaction in runs:
             console.print(f"[bold]{backend}[/bold]: appending {events:,} events, {per_transaction} per transaction...")
-            results.append(_run_fresh(backend, lambda b, url, n=events, k=per_transaction: run_backend(b, url, n, k)))
+            results.append(_run_fresh(backend, functools.partial(run_backend, events=events, per_transaction=per_transaction)))
     table = Table("backend", "mode", "events", "per tx", "append s", "appends/s", "appends/CPU-s", "verify s", "verified/s", "verified/CPU-s", "chain ok",
                   title="audit log: append + verify")  # fmt: skip
     for r in results:

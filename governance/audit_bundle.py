@@ -76,45 +76,74 @@ def _event_links(events: Iterable[dict[str, Any]]) -> Iterator[EventLink]:
         expected, prev = expected + 1, stored
 
 
+def _records(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind, record) of each non-blank line; `_BundleError` naming the first line that is not one."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError:
+            raise _BundleError(f"line {number} is not JSON") from None
+        kind = item.get("record") if isinstance(item, dict) else None
+        if kind not in ("verifier_key", "checkpoint", "event", "chain_head"):
+            raise _BundleError(f"line {number} is not a bundle record")
+        yield str(kind), item
+
+
 def verify_bundle(lines: Iterable[str], *, trusted_key: str | None = None) -> tuple[LogReport, NoteVerifier | None]:
-    """Check a bundle offline; returns the report and the key its checkpoints were checked with."""
+    """Check a bundle offline, streaming its events; returns the report and the key it was checked with.
+
+    The verifier key and the checkpoints come before the events (as `write_bundle` writes them), so
+    the events are checked as they are read, in constant memory.
+    """
     key_text: str | None = None
     notes: list[StoredNote] = []
-    events: list[dict[str, Any]] = []
-    head: dict[str, Any] | None = None
+    head: dict[str, Any] = {}
+    records = _records(lines)
+    first_event: dict[str, Any] | None = None
     try:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError:
-                raise _BundleError(f"line {number} is not JSON") from None
-            kind = item.get("record") if isinstance(item, dict) else None
+        for kind, item in records:
             if kind == "verifier_key":
                 key_text = str(item.get("key"))
             elif kind == "checkpoint":
                 notes.append(StoredNote(str(item.get("label")), str(item.get("note"))))
-            elif kind == "event":
-                events.append(item)
             elif kind == "chain_head":
                 head = item
             else:
-                raise _BundleError(f"line {number} is not a bundle record")
+                first_event = item
+                break
         if key_text is None:
-            raise _BundleError("no verifier_key record: not an audit bundle")
-        if head is None:
-            raise _BundleError("no chain_head record: the bundle is incomplete")
+            raise _BundleError("no verifier_key record before the events: not an audit bundle")
         try:
             verifier = NoteVerifier.parse(trusted_key or key_text)
             if trusted_key is not None and NoteVerifier.parse(key_text).key_string() != verifier.key_string():
                 raise _BundleError(f"the bundle's key {key_text} is not the trusted key {verifier.key_string()}")
         except NoteError as exc:
             raise _BundleError(f"verifier key: {exc}") from None
+
+        def events() -> Iterator[dict[str, Any]]:
+            if first_event is not None:
+                yield first_event
+            for kind, item in records:
+                if kind == "event":
+                    if head:
+                        raise _BundleError("an event after the chain_head record")
+                    yield item
+                elif kind == "chain_head":
+                    head.update(item)
+                else:
+                    raise _BundleError(f"a {kind} record among the events")
+
+        report = check_links(_event_links(events()), notes, verifier)
     except _BundleError as exc:
-        return LogReport(False, len(events), len(notes), None, None, problem=str(exc)), None
-    report = check_links(_event_links(events), notes, verifier)
-    if report.ok and (head.get("count") != report.checked or head.get("hash") != report.head_hash):
+        return LogReport(False, 0, len(notes), None, None, problem=str(exc)), None
+    if not report.ok:
+        return report, verifier
+    if not head:
+        return LogReport(False, report.checked, len(notes), report.head_seq, report.head_hash,
+                         problem="no chain_head record: the bundle is incomplete"), verifier
+    if head.get("count") != report.checked or head.get("hash") != report.head_hash:
         return LogReport(False, report.checked, len(notes), report.head_seq, report.head_hash,
                          problem=f"chain_head says {head.get('count')} events ending at {head.get('hash')}, "
                                  f"the bundle holds {report.checked} ending at {report.head_hash}"), verifier  # fmt: skip

@@ -287,3 +287,19 @@ def test_two_processes_append_and_checkpoint_one_linear_log(postgres_db_url: str
         assert result.ok and result.checkpoints == len(notes), result.message
     finally:
         engine.dispose()
+
+
+def test_malformed_bundles_are_named(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+    append(session_factory, 3)
+    write_checkpoint(settings, session_factory)
+    out = io.StringIO()
+    with session_factory() as session, session.begin():
+        write_bundle(session, out, notes=stored_notes(settings), verifier=audit_verifier(settings))
+    lines = out.getvalue().splitlines()
+    assert verify_bundle(lines[:-1])[0].problem == "no chain_head record: the bundle is incomplete"
+    assert verify_bundle(lines[1:])[0].problem == "no verifier_key record before the events: not an audit bundle"
+    assert verify_bundle([*lines[:3], "{}", *lines[3:]])[0].problem == "line 4 is not a bundle record"
+    assert verify_bundle([*lines, lines[2]])[0].problem == "an event after the chain_head record"
+    cut = verify_bundle([line for line in lines if '"seq":3,' not in line or '"record":"event"' not in line])[0]
+    assert (cut.checkpoint or "").startswith(checkpoint_key(3))
+    assert cut.problem == "it covers 3 events, the log holds 2: #3 missing (deleted?)"
