@@ -12,6 +12,7 @@ events). `likeness audit checkpoint` calls `write_checkpoint` directly and does 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,10 +67,22 @@ def checkpoint_store(settings: Settings, *, fail_fast: bool = False) -> Checkpoi
                            bucket_prefix=settings.s3_bucket_prefix, **timing)  # type: ignore[arg-type]
 
 
+# The last tree head this process computed, per database: the next checkpoint reads only newer events
+# (tree_head checks that the head's last event is unchanged, else it reads the whole log again).
+_last_heads: dict[str, TreeHead] = {}
+_last_heads_lock = threading.Lock()
+
+
 def signed_head(sessions: sessionmaker[Session], signer: NoteSigner) -> tuple[TreeHead, str]:
     """The current tree head (over a linked chain only) and its signed checkpoint note."""
+    key = str(sessions.kw.get("bind").url) if sessions.kw.get("bind") is not None else ""  # type: ignore[union-attr]
+    with _last_heads_lock:
+        since = _last_heads.get(key)
     with sessions() as session, session.begin():
-        head = tree_head(session)
+        head = tree_head(session, since=since)
+    with _last_heads_lock:
+        if key not in _last_heads or _last_heads[key].size <= head.size:
+            _last_heads[key] = head
     return head, sign_checkpoint(signer, head.size, head.root)
 
 
@@ -104,8 +117,9 @@ def checkpoint_after(settings: Settings, sessions: sessionmaker[Session], reason
                 logger.info("audit checkpoint after %s: attempt %d failed (%s); retrying", reason, attempt, exc)
                 time.sleep(delays[attempt - 1])
                 continue
-            logger.warning("audit checkpoint after %s not written (%d attempt(s)): %s; the next checkpoint "
-                           "covers these events", reason, attempt, exc)
+            level = logging.WARNING if is_transient(exc) else logging.ERROR
+            logger.log(level, "audit checkpoint after %s not written (%d attempt(s)): %s; the next checkpoint "
+                       "covers these events", reason, attempt, exc)
             return None
     return None  # pragma: no cover - the loop always returns
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from hashlib import sha256
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from governance.audit_hash import GENESIS_HASH
@@ -34,6 +35,7 @@ from governance.audit_tree import (
 )
 from governance.audit_verify import linked_leaf_data, stored_rows
 from governance.errors import GovernanceError
+from governance.schema import AuditEvent
 
 
 class AuditLogBroken(GovernanceError):
@@ -42,21 +44,25 @@ class AuditLogBroken(GovernanceError):
 
 @dataclass(frozen=True)
 class TreeHead:
-    """The tree over events #1..#size: its root, and the chain hash of its last event."""
+    """The tree over events #1..#size: its root, the chain hash of its last event, and its frontier
+    (the complete subtrees, from which the next head is computed over the new events only)."""
 
     size: int
     root: bytes
     head_hash: str | None
+    frontier: tuple[tuple[int, int, bytes], ...] = ()
 
     @property
     def root_b64(self) -> str:
         return base64.b64encode(self.root).decode("ascii")
 
 
-def _linked_leaves(session: Session, max_seq: int | None) -> Iterator[tuple[int, str, bytes]]:
-    """(seq, hash, leaf hash) of each event, checking every link; `AuditLogBroken` at the first break."""
-    expected, prev = 1, GENESIS_HASH
-    for row, occurred_at in stored_rows(session, max_seq=max_seq):
+def _linked_leaves(session: Session, max_seq: int | None, *, after: tuple[int, str] | None = None,
+                   ) -> Iterator[tuple[int, str, bytes]]:
+    """(seq, hash, leaf hash) of each event (after event `after` = (seq, hash), if given), checking every
+    link; `AuditLogBroken` at the first break."""
+    expected, prev = (after[0] + 1, after[1]) if after else (1, GENESIS_HASH)
+    for row, occurred_at in stored_rows(session, max_seq=max_seq, min_seq=expected):
         problem, data = linked_leaf_data(row, occurred_at, expected, prev)
         if problem:
             raise AuditLogBroken(f"audit chain broken at event #{row[0]} ({row[1]}): {problem}")
@@ -64,18 +70,26 @@ def _linked_leaves(session: Session, max_seq: int | None) -> Iterator[tuple[int,
         expected, prev = expected + 1, row[11]
 
 
-def tree_head(session: Session, *, size: int | None = None) -> TreeHead:
-    """The tree over the first `size` events (all committed ones by default), from one linked pass."""
+def tree_head(session: Session, *, size: int | None = None, since: TreeHead | None = None) -> TreeHead:
+    """The tree over the first `size` events (all committed ones by default), from one linked pass.
+
+    With `since` (an earlier head of this log, e.g. the last one signed), only the events after it are
+    read, provided its last event still has the hash it had; otherwise the whole log is read again.
+    """
     if size is None:
         head = chain_head(session)
         size = head[0] if head else 0
-    builder, last_hash = TreeBuilder(), None
-    for _, hash_, leaf in _linked_leaves(session, size):
+    builder, last_hash, after = TreeBuilder(), None, None
+    if since is not None and 0 < since.size <= size and since.head_hash is not None:
+        stored = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == since.size))
+        if stored == since.head_hash:
+            builder, last_hash, after = TreeBuilder.resume(since.frontier), since.head_hash, (since.size, since.head_hash)
+    for _, hash_, leaf in _linked_leaves(session, size, after=after):
         builder.append(leaf)
         last_hash = hash_
     if builder.size != size:
         raise AuditLogBroken(f"the log holds {builder.size} events, not the {size} asked for")
-    return TreeHead(size, builder.root() if size else EMPTY_ROOT, last_hash)
+    return TreeHead(size, builder.root() if size else EMPTY_ROOT, last_hash, builder.frontier())
 
 
 @dataclass(frozen=True)
@@ -142,7 +156,6 @@ class LogReport:
     broken_id: str | None = None
     checkpoint: str | None = None
     problem: str | None = None
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def message(self) -> str:

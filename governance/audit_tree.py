@@ -71,6 +71,23 @@ class TreeBuilder:
         stack.append((start, size, value))
         self.size += 1
 
+    def frontier(self) -> tuple[tuple[int, int, bytes], ...]:
+        """The complete subtrees so far, (start, size, hash), largest first: all a builder needs to go on."""
+        return tuple(self._stack)
+
+    @classmethod
+    def resume(cls, frontier: Sequence[tuple[int, int, bytes]]) -> TreeBuilder:
+        """A builder that continues after the leaves `frontier` summarises (from `frontier()`)."""
+        builder, start = cls(), 0
+        for piece_start, size, value in frontier:
+            if piece_start != start or size & (size - 1) or len(value) != HASH_SIZE or (
+                    builder._stack and builder._stack[-1][1] <= size):
+                raise ProofError("not the frontier of a tree: subtrees must be aligned, decreasing powers of two")
+            builder._stack.append((piece_start, size, value))
+            start += size
+        builder.size = start
+        return builder
+
     def root(self) -> bytes:
         """MTH of the leaves appended so far: the stack folded from the right."""
         if not self._stack:

@@ -69,7 +69,7 @@ def _matches(row: tuple[Any, ...], occurred_at: str) -> bool:
     return compute_hash(fields) == stored
 
 
-def stored_rows(session: Session, *, max_seq: int | None = None,
+def stored_rows(session: Session, *, max_seq: int | None = None, min_seq: int = 1,
                 batch_size: int = 5000) -> Iterator[tuple[tuple[Any, ...], str]]:
     """Every event as stored, in `seq` order, streamed: (row, occurred_at in the hashed form).
 
@@ -90,6 +90,8 @@ def stored_rows(session: Session, *, max_seq: int | None = None,
     )  # fmt: skip
     if max_seq is not None:
         statement = statement.where(AuditEvent.seq <= max_seq)
+    if min_seq > 1:
+        statement = statement.where(AuditEvent.seq >= min_seq)
     statement = statement.order_by(AuditEvent.seq).execution_options(yield_per=batch_size)
     for row in session.connection().execute(statement).tuples():
         raw_time = row[2]

@@ -303,3 +303,19 @@ def test_malformed_bundles_are_named(settings: Settings, session_factory: sessio
     cut = verify_bundle([line for line in lines if '"seq":3,' not in line or '"record":"event"' not in line])[0]
     assert (cut.checkpoint or "").startswith(checkpoint_key(3))
     assert cut.problem == "it covers 3 events, the log holds 2: #3 missing (deleted?)"
+
+
+def test_next_tree_head_reads_only_the_new_events(session_factory: sessionmaker[Session]) -> None:
+    append(session_factory, 9)
+    with session_factory() as session:
+        earlier = audit_ledger.tree_head(session)
+    append(session_factory, 4)
+    with session_factory() as session:
+        full = audit_ledger.tree_head(session)
+        assert audit_ledger.tree_head(session, since=earlier) == full
+        # Proof that the frontier is what is used: a bogus one gives another root...
+        bogus = audit_ledger.TreeHead(9, earlier.root, earlier.head_hash, ((0, 8, b"\x01" * 32), (8, 1, b"\x02" * 32)))
+        assert audit_ledger.tree_head(session, since=bogus).root != full.root
+        # ...unless the head's last event no longer has the hash it had: then the whole log is read.
+        moved = audit_ledger.TreeHead(9, earlier.root, "f" * 64, bogus.frontier)
+        assert audit_ledger.tree_head(session, since=moved) == full

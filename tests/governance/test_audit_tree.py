@@ -194,3 +194,20 @@ def test_bad_questions_are_refused() -> None:
         tree.verify_consistency(5, 4, mth(d), mth(d), [])
     with pytest.raises(ProofError, match="32 bytes"):
         tree.verify_inclusion(d[0], 0, 4, [b"short"], mth(d))
+
+
+def test_a_builder_resumes_from_its_frontier() -> None:
+    d = leaves(45)
+    for k in (0, 1, 7, 8, 32, 44):
+        first = tree.TreeBuilder()
+        for leaf in d[:k]:
+            first.append(leaf)
+        resumed = tree.TreeBuilder.resume(first.frontier())
+        assert resumed.size == k
+        for leaf in d[k:]:
+            resumed.append(leaf)
+        assert resumed.root() == mth(d)
+    with pytest.raises(ProofError, match="not the frontier"):
+        tree.TreeBuilder.resume([(0, 2, d[0]), (2, 4, d[1])])
+    with pytest.raises(ProofError, match="not the frontier"):
+        tree.TreeBuilder.resume([(0, 3, d[0])])
