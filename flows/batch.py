@@ -16,6 +16,7 @@ import logging
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
+from flows.audit_checkpoints import checkpoint_after
 from flows.concurrency import ensure_gpu_limit
 from flows.queries import UNFINISHED, jobs_in_states
 from flows.render import render_job
@@ -55,6 +56,7 @@ def nightly_batch(batch_id: str | None = None, limit: int = 500) -> dict[str, st
         future.wait()
         state = future.state
         results[job_id] = str(state.result()) if state.is_completed() else f"error: {state.message}"
+    checkpoint_after(rt.settings, rt.sessions, "batch")  # before a failure is raised: what ran is covered
     failures = [job_id for job_id, outcome in results.items() if outcome.startswith("error:")]
     if failures:
         raise BatchIncomplete(f"{len(failures)} of {len(results)} job(s) failed: {', '.join(failures)}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import tasks
+from flows.audit_checkpoints import checkpoint_after
 from flows.publish_steps import ACTOR
 from flows.render_steps import HELD_ELSEWHERE, describe
 from flows.retry import is_transient
@@ -33,6 +34,7 @@ def publish_job(job_id: str) -> str:
         if state != JobState.publishing:
             return state.value
         state = JobState(tasks.publish(job_id))
+        checkpoint_after(get_runtime().settings, get_runtime().sessions, "publication")
     except Exception as exc:  # noqa: BLE001 - recorded on the job, then re-raised for Prefect
         if not is_transient(exc) and not isinstance(exc, InvalidTransition):
             error_type, message = describe(exc)

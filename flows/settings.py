@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     signing_key_path: Path | None = None
     trust_anchor_path: Path | None = None
 
+    # Audit checkpoints (docs/governance.md): the log's name, the Ed25519 key signing its checkpoints
+    # (empty: a development key under var_dir), the verifier key auditors trust (empty: the signing
+    # key's own), and how long each checkpoint stays locked in the audit bucket.
+    audit_origin: str = "likeness.local/audit"
+    audit_signing_key_path: Path | None = None
+    audit_verifier_key: str | None = None
+    audit_retention_days: int = Field(default=3650, ge=1)
+
     # Web console.
     console_host: str = "127.0.0.1"
     console_port: int = 8765

@@ -12,6 +12,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from sqlalchemy import select
 
+from flows.audit_checkpoints import checkpoint_after
 from flows.retry import RETRIES, RETRY_DELAYS, only_transient
 from flows.runtime import get_runtime
 from governance import withdrawals
@@ -62,6 +63,9 @@ def takedown(subject_id: str | None = None, job_id: str | None = None, reason: s
         else:
             failed.append(publication_id)
     log.info("%d publication(s) taken down, %d still due", len(done), len(failed))
+    if done:
+        rt = get_runtime()
+        checkpoint_after(rt.settings, rt.sessions, "takedown")
     if failed:
         raise RuntimeError(f"takedown of {len(failed)} publication(s) failed, still due: {', '.join(failed)}")
     return done

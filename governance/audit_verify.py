@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,8 @@ from typing import Any
 from sqlalchemy import String, Text, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
-from governance.audit_hash import GENESIS_HASH, compute_hash, format_time, stored_hash_input
+from governance.audit_hash import GENESIS_HASH, HASHED_FIELDS, compute_hash, format_time, stored_hash_input
+from governance.canonical import canonical_json
 from governance.schema import AuditEvent
 from governance.types import UTCDateTime
 
@@ -68,11 +69,13 @@ def _matches(row: tuple[Any, ...], occurred_at: str) -> bool:
     return compute_hash(fields) == stored
 
 
-def verify_chain(session: Session, *, anchor_hash: str | None = None, batch_size: int = 5000) -> ChainReport:
-    """Walk every event in order; stop at the first gap, broken link or altered event.
+def stored_rows(session: Session, *, max_seq: int | None = None, min_seq: int = 1,
+                batch_size: int = 5000) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """Every event as stored, in `seq` order, streamed: (row, occurred_at in the hashed form).
 
-    `anchor_hash` is a head recorded earlier (an export's chain head): it must still be in the chain,
-    which also catches events removed from the end.
+    `row` is (seq, id, occurred_at, actor, action, subject_id, job_id, resource_type, resource_id,
+    details_text, prev_hash, hash), read as text where the server can format it (no ORM objects), which
+    is what lets the walkers check 100,000s of events a second.
     """
     dialect = session.get_bind().dialect.name
     occurred: Any = AuditEvent.occurred_at
@@ -80,20 +83,17 @@ def verify_chain(session: Session, *, anchor_hash: str | None = None, batch_size
         occurred = type_coerce(AuditEvent.occurred_at, String)
     elif dialect == "postgresql":  # formatted by the server, in the hashed form (no datetime round trip)
         occurred = func.to_char(func.timezone("UTC", AuditEvent.occurred_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-    statement = (
-        select(
-            AuditEvent.seq, AuditEvent.id, occurred.label("occurred_at"), AuditEvent.actor, AuditEvent.action,
-            AuditEvent.subject_id, AuditEvent.job_id, AuditEvent.resource_type, AuditEvent.resource_id,
-            cast(AuditEvent.details, Text).label("details_text"), AuditEvent.prev_hash, AuditEvent.hash,
-        )  # fmt: skip
-        .order_by(AuditEvent.seq)
-        .execution_options(yield_per=batch_size)
-    )
-    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
-    last: tuple[int, str] | None = None
-    anchor_seen = anchor_hash is None
+    statement = select(
+        AuditEvent.seq, AuditEvent.id, occurred.label("occurred_at"), AuditEvent.actor, AuditEvent.action,
+        AuditEvent.subject_id, AuditEvent.job_id, AuditEvent.resource_type, AuditEvent.resource_id,
+        cast(AuditEvent.details, Text).label("details_text"), AuditEvent.prev_hash, AuditEvent.hash,
+    )  # fmt: skip
+    if max_seq is not None:
+        statement = statement.where(AuditEvent.seq <= max_seq)
+    if min_seq > 1:
+        statement = statement.where(AuditEvent.seq >= min_seq)
+    statement = statement.order_by(AuditEvent.seq).execution_options(yield_per=batch_size)
     for row in session.connection().execute(statement).tuples():
-        seq, stored_hash = int(row[0]), row[11]
         raw_time = row[2]
         if dialect == "sqlite":
             occurred_at = _sqlite_time(raw_time)
@@ -101,14 +101,72 @@ def verify_chain(session: Session, *, anchor_hash: str | None = None, batch_size
             occurred_at = raw_time
         else:
             occurred_at = format_time(raw_time)
-        problem = None
-        if seq != expected_seq:
-            missing = f"#{expected_seq}" if seq == expected_seq + 1 else f"#{expected_seq}..#{seq - 1}"
-            problem = f"expected event #{expected_seq} here: {missing} missing (deleted?)"
-        elif row[10] != prev_hash:
-            problem = f"prev_hash does not match the hash of event #{seq - 1}"
-        elif not _matches(row, occurred_at):
-            problem = "contents do not match the stored hash (altered?)"
+        yield row, occurred_at
+
+
+def link_problem(row: tuple[Any, ...], occurred_at: str, expected_seq: int, prev_hash: str) -> str | None:
+    """Why this stored event does not continue the chain at `expected_seq` after `prev_hash`, or None."""
+    seq = int(row[0])
+    if seq != expected_seq:
+        missing = f"#{expected_seq}" if seq == expected_seq + 1 else f"#{expected_seq}..#{seq - 1}"
+        return f"expected event #{expected_seq} here: {missing} missing (deleted?)"
+    if row[10] != prev_hash:
+        return f"prev_hash does not match the hash of event #{seq - 1}"
+    if not _matches(row, occurred_at):
+        return "contents do not match the stored hash (altered?)"
+    return None
+
+
+def leaf_data(row: tuple[Any, ...], occurred_at: str) -> bytes:
+    """The canonical event text (what its chain hash covers), as the Merkle tree's leaf data."""
+    return checked_leaf_data(row, occurred_at)[1]
+
+
+def checked_leaf_data(row: tuple[Any, ...], occurred_at: str) -> tuple[bool, bytes]:
+    """(whether the stored hash matches, the canonical event text): one serialisation for chain and tree.
+
+    The fast serialisation is used when it re-hashes to the stored hash (then it is the canonical
+    text); otherwise the details are parsed and canonicalised by the definition.
+    """
+    fast = stored_hash_input(row, occurred_at).encode("utf-8")
+    if hashlib.sha256(fast).hexdigest() == row[11]:
+        return True, fast
+    seq, id_, _, actor, action, subject_id, job_id, rtype, rid, details_text, prev_hash, _ = row
+    try:
+        details = json.loads(details_text)
+    except ValueError:
+        return False, fast
+    fields = {
+        "seq": int(seq), "id": id_, "occurred_at": occurred_at, "actor": actor, "action": action,
+        "subject_id": subject_id, "job_id": job_id, "resource_type": rtype, "resource_id": rid,
+        "details": details, "prev_hash": prev_hash,
+    }  # fmt: skip
+    canonical = canonical_json({name: fields[name] for name in HASHED_FIELDS}).encode("utf-8")
+    return hashlib.sha256(canonical).hexdigest() == row[11], canonical
+
+
+def linked_leaf_data(row: tuple[Any, ...], occurred_at: str, expected_seq: int,
+                     prev_hash: str) -> tuple[str | None, bytes]:
+    """`link_problem` and `leaf_data` in one serialisation: (why the link breaks or None, leaf data)."""
+    seq = int(row[0])
+    if seq != expected_seq or row[10] != prev_hash:
+        return link_problem(row, occurred_at, expected_seq, prev_hash), b""
+    intact, data = checked_leaf_data(row, occurred_at)
+    return (None if intact else "contents do not match the stored hash (altered?)"), data
+
+
+def verify_chain(session: Session, *, anchor_hash: str | None = None, batch_size: int = 5000) -> ChainReport:
+    """Walk every event in order; stop at the first gap, broken link or altered event.
+
+    `anchor_hash` is a head recorded earlier (an export's chain head): it must still be in the chain,
+    which also catches events removed from the end.
+    """
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    last: tuple[int, str] | None = None
+    anchor_seen = anchor_hash is None
+    for row, occurred_at in stored_rows(session, batch_size=batch_size):
+        seq, stored_hash = int(row[0]), row[11]
+        problem = link_problem(row, occurred_at, expected_seq, prev_hash)
         if problem:
             head = last or (None, None)
             return ChainReport(False, checked, head[0], head[1], seq, row[1], problem)

@@ -21,6 +21,7 @@ from console.context import (
     show_time,
 )
 from console.errors import one_line_errors
+from flows.audit_checkpoints import checkpoint_after
 from flows.revocation import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
 from governance import consent, subjects
 from governance.enums import Role
@@ -124,6 +125,7 @@ def grant(
                 rt.close()
         photo_note = f", reference photo stored as {stored[0].bucket}/{stored[0].key}" if stored and stored[0] else ""
         out.print(f"consent {granted.id} granted (version 1), evidence kept as {key}{photo_note}")
+        checkpoint_after(ctx.settings, ctx.session_factory, "consent.granted")
 
 
 @app.command("amend")
@@ -166,6 +168,7 @@ def amend(
                 copy.unlink(missing_ok=True)
             raise
         out.print(f"consent {new.consent_id} is version {new.version} (supersedes {consent_id})")
+        checkpoint_after(ctx.settings, ctx.session_factory, "consent.amended")
         _report_takedowns(new.report)
 
 
@@ -207,6 +210,7 @@ def revoke(
                                  actor_email=actor, reason=reason)
         out.print(f"consent {revoked.consent_id} (version {revoked.version}) revoked; "
                   f"{len(revoked.report.taken_down)} publication(s) taken down, {len(revoked.report.queued)} queued")
+        checkpoint_after(ctx.settings, ctx.session_factory, "consent.revoked")
         _report_takedowns(revoked.report)
 
 

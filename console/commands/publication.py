@@ -12,6 +12,7 @@ from rich.table import Table
 
 from console.context import ActorOption, CliError, acting_user, governance_command, out, show_time
 from console.errors import one_line_errors
+from flows.audit_checkpoints import checkpoint_after
 from flows.publishing import PUBLISHING_ERRORS, make_store, takedown_publication
 from flows.revocation import RETRY_HINT, take_down_due
 from governance import publications
@@ -78,6 +79,7 @@ def takedown(
         out.print(f"publication {report.publication_id} (job {report.job_id}) taken down by {report.taken_down_by}: "
                   f"{len(storage.deleted_versions)} version(s) deleted, {len(storage.held_versions)} held"
                   + (", delete marker set" if storage.delete_marker else ""))
+        checkpoint_after(ctx.settings, ctx.session_factory, "publication.taken_down")
 
 
 @app.command("sweep")
@@ -90,5 +92,7 @@ def sweep(actor: ActorOption) -> None:
         for line in report.lines():
             out.print(line, markup=False, highlight=False)
         out.print(f"{len(report.taken_down)} publication(s) taken down, {len(report.queued)} still queued")
+        if report.taken_down:
+            checkpoint_after(ctx.settings, ctx.session_factory, "publication.taken_down")
         if report.queued:
             raise CliError(f"{len(report.queued)} takedown(s) still queued (storage refused them); {RETRY_HINT}")

@@ -192,7 +192,8 @@ def test_audit_verify_export_and_tampering(run: Callable[[str], Run], db_url: st
     setup_people(cli)
     path, sha = evidence(tmp_path)
     cli(*grant_args(path, sha))
-    assert cli("audit", "verify", "--actor", "aud@example.org").output.startswith("audit chain intact: 5 events, head #5 ")
+    assert cli("audit", "verify", "--chain-only", "--actor", "aud@example.org").output.startswith(
+        "audit chain intact: 5 events, head #5 ")
     out = tmp_path / "log.jsonl"
     exported = cli("audit", "export", "--actor", "aud@example.org", "-o", str(out)).output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -221,7 +222,7 @@ def test_audit_verify_export_and_tampering(run: Callable[[str], Run], db_url: st
         conn.execute(text("UPDATE audit_events SET actor = 'someone@else.org' WHERE action = 'consent.granted'"))
         seq, event_id = conn.execute(text("SELECT seq, id FROM audit_events WHERE action = 'consent.granted'")).one()
     engine.dispose()
-    result = cli("audit", "verify", "--actor", "aud@example.org", ok=False)
+    result = cli("audit", "verify", "--chain-only", "--actor", "aud@example.org", ok=False)
     assert result.output == (f"error: audit chain broken at event #{seq} ({event_id}): "
                              "contents do not match the stored hash (altered?)\n")  # fmt: skip
     assert last_actions(db_url, 1) == ["audit.verify_failed"]

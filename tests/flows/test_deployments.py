@@ -34,6 +34,7 @@ EXPECTED = {
     "review-timeout-sweep--prod": ("cpu", "5 * * * *", "UTC"),
     "takedown--prod": ("cpu", "*/10 * * * *", "UTC"),
     "retention-sweep--prod": ("cpu", "30 3 * * *", "Europe/Berlin"),
+    "audit-checkpoint--prod": ("cpu", "*/10 * * * *", "UTC"),
 }
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

@@ -20,6 +20,7 @@ from console.web.mediafiles import cached_copy
 from console.web.pages import redirect, render
 from console.web.state import ConsoleState, console, current_user
 from console.web.uploads import EVIDENCE, IMAGE, SavedUpload, has_file, save_upload, upload_folder
+from flows.audit_checkpoints import checkpoint_after
 from flows.jobdata import StoredRef
 from flows.references import StoredUpload, check_reference_photo, discard_unreferenced, store_upload
 from flows.revocation import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
@@ -154,6 +155,7 @@ def consent_grant(
         except BaseException:
             discard_unreferenced(state.runtime, stored)  # nothing half-written: a refused grant keeps no upload
             raise
+    checkpoint_after(state.runtime.settings, state.runtime.sessions, "consent.granted")
     return redirect(request, "consent_page", flash=f"consent {consent_id} granted (version 1)", consent_id=consent_id)
 
 
@@ -239,6 +241,7 @@ def consent_amend(
             evidence_path=doc.path if doc else None, evidence_sha256=doc.sha256 if doc else None,
             evidence_key=new_key,
         )
+    checkpoint_after(state.runtime.settings, state.runtime.sessions, "consent.amended")
     message = f"consent amended: version {change.version}"
     if change.report.taken_down or change.report.queued:
         message += f"; {_takedown_summary(change.report)}"
@@ -265,6 +268,7 @@ def consent_revoke(request: Request, consent_id: str, reason: str = Form(max_len
     why = required_text(reason, "reason")
     change = revoke_consent(state.runtime.sessions, lambda: state.runtime.store, consent_id=consent_id,
                             actor_email=current_user(request).email, reason=why)
+    checkpoint_after(state.runtime.settings, state.runtime.sessions, "consent.revoked")
     message = f"consent {change.consent_id} revoked; {_takedown_summary(change.report)}"
     return redirect(request, "consent_page", flash=message, consent_id=change.consent_id)
 
