@@ -120,7 +120,7 @@ def test_storage_down_does_not_block_a_consent_change(db_url: str, tmp_path: Pat
     granted = cli(*grant_args(path, sha)).output
     consent_id = granted.split()[1]
     assert cli("consent", "revoke", consent_id, "--reason", "withdrawn", "--actor", "comp@example.org").output == (
-        f"consent {consent_id} (version 1) revoked\n")
+        f"consent {consent_id} (version 1) revoked; 0 publication(s) taken down, 0 queued\n")
     assert last_actions(db_url, 1) == ["consent.revoked"]
     engine = make_engine(db_url)
     with make_session_factory(engine)() as session:
