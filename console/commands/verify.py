@@ -61,3 +61,9 @@ def register(app: typer.Typer) -> None:
                     table.add_row("taken down", f"{show_time(record.taken_down_at)} by {record.taken_down_by}: "
                                   f"{record.takedown_reason}")
             out.print(table)
+
+
+# `console/cli.py` mounts this as the top-level `likeness verify` (a command, not a group).
+app = typer.Typer()
+register(app)
+command = typer.main.get_command(app)
