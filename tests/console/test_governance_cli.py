@@ -119,6 +119,9 @@ def test_users_bootstrap_and_role_checks(run: Callable[[str], Run], db_url: str)
     listing = cli("user", "list", "--actor", "admin@example.org").output
     assert "ops@example.org" in listing and "operator" in listing
     cli("user", "roles", "ops@example.org", "--role", "operator", "--role", "reviewer", "--actor", "admin@example.org")
+    refused = cli("user", "roles", "admin@example.org", "--role", "admin", "--role", "reviewer",
+                  "--actor", "admin@example.org", ok=False).output
+    assert refused.startswith("error: roles admin and reviewer may not be held together: it would defeat four eyes")
     cli("user", "disable", "ops@example.org", "--actor", "admin@example.org")
     assert "already disabled" in cli("user", "disable", "ops@example.org", "--actor", "admin@example.org", ok=False).output
 

@@ -109,6 +109,7 @@ def test_reviewer_watches_and_approves(web_s3: WebWorld, sample_media: dict[str,
         media = client.get(f"/jobs/{job_id}/media/{which}")
         assert media.status_code == 200, which
         assert media.content == sample_media[name].read_bytes()
+        assert media.headers["cache-control"] == "no-store"  # nothing private stays in a browser cache
     ranged = client.get(f"/jobs/{job_id}/media/output", headers={"range": "bytes=0-99"})
     assert ranged.status_code == 206 and len(ranged.content) == 100  # the player can seek
 

@@ -31,4 +31,4 @@ def job_media(request: Request, job_id: str, which: Literal["output", "portrait"
             asset = assets.get_asset(db, job.portrait_asset_id if which == "portrait" else job.driving_asset_id)
             ref = StoredRef(asset.bucket, asset.object_key, asset.sha256)
     path, media_type = cached_copy(state, ref)
-    return FileResponse(path, media_type=media_type, headers={"cache-control": "private, max-age=300"})
+    return FileResponse(path, media_type=media_type, headers={"cache-control": "no-store"})
