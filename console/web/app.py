@@ -36,10 +36,11 @@ from governance.errors import GovernanceError, NotFound, PermissionDenied, Valid
 logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-# No inline scripts or styles anywhere: the policy forbids them, so injected markup cannot run.
+# No inline scripts or styles anywhere: the policy forbids them, so injected markup cannot run (the one
+# script is a file from /static, for the review page's player).
 SECURITY_HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",

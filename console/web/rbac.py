@@ -36,6 +36,8 @@ ROUTE_ROLES: dict[str, Rule] = {
     "review_job": frozenset({R}),
     "review_decide": frozenset({R}),
     "job_media": frozenset({R, A}),
+    "reference_photo": frozenset({R, C, A}),
+    "review_script": Access.public,
     # compliance (auditors read, never write)
     "subjects": frozenset({C, A}),
     "subject_create": frozenset({C}),

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from playwright.sync_api import expect
 
 from tests.web.conftest import PASSWORD, WebWorld, store_job_media
 
@@ -137,7 +138,10 @@ def test_compliance_records_a_subject_and_grants_a_consent(
     shot(page, "compliance-consent-history")
 
 
-def test_reviewer_watches_the_render_and_rejects(
+OUTPUT, DRIVING = "document.querySelector('#output-video')", "document.querySelector('#driving-video')"
+
+
+def test_reviewer_watches_the_render_with_the_player_and_rejects(
     page_for: Any, web_s3: WebWorld, sample_media: dict[str, Path], live: LiveServer
 ) -> None:
     parts = store_job_media(web_s3, sample_media)
@@ -146,20 +150,60 @@ def test_reviewer_watches_the_render_and_rejects(
     page.click("text=Review")
     page.click(f"text={job_id[:8]}")
     page.wait_for_url(f"{live.url}/review/jobs/{job_id}")
-    # The browser really loads the video streamed from storage through the app.
-    page.wait_for_function("document.querySelector('#output-video').readyState >= 1", timeout=15000)
-    assert page.evaluate("document.querySelector('#output-video').duration") == pytest.approx(2.0, abs=0.2)
+    # The browser really loads the video streamed from storage through the app. (No wait_for_function: the
+    # page's CSP forbids the eval it needs; the script's own markup says when it is ready.)
+    expect(page.locator("#player")).to_be_visible()
+    expect(page.locator("#scrub")).not_to_have_attribute("max", "0", timeout=15000)
+    assert page.evaluate(f"{OUTPUT}.duration") == pytest.approx(2.0, abs=0.2)
+    assert page.evaluate(f"{DRIVING}.readyState") >= 1
     assert page.evaluate("document.querySelector('#portrait').naturalWidth") > 0
-    assert page.locator("#identity-plot svg line.threshold").count() == 1
+    assert page.locator("#identity-plot svg line.bound").count() == 2  # worst-5% and mean review bounds
     assert "colour_drift" in page.locator("#scores").inner_text()
-    shot(page, "reviewer-job")
-    page.check("input[name=verdict][value=reject]")
+    # One bar drives both videos (their own controls are gone once the script runs).
+    assert page.evaluate(f"{OUTPUT}.controls || {DRIVING}.controls") is False
+
+    def at_frame(frame: int) -> None:
+        expect(page.locator("#position")).to_have_text(re.compile(rf"frame {frame}$"))
+        t = (frame + 0.5) / 25  # the fixture's driving video has no recorded fps: 25
+        assert page.evaluate(f"[{OUTPUT}.currentTime, {DRIVING}.currentTime]") == [
+            pytest.approx(t, abs=0.02), pytest.approx(t, abs=0.02)]
+
+    page.locator("#identity-plot circle.pt[data-frame='9']").click()  # click a plot point: seek to it
+    at_frame(9)
+    page.click("#next-frame")
+    at_frame(10)
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    at_frame(8)
+    page.keyboard.press("Shift+ArrowRight")  # one second
+    at_frame(33)
+    page.locator("#scrub").fill("0.5")
+    expect(page.locator("#position")).to_have_text(re.compile(r"^0\.50 s"))
+    assert page.evaluate(f"{DRIVING}.currentTime") == pytest.approx(0.5, abs=0.02)
+    shot(page, "reviewer-player")
+    # Space plays; with loop on (the default) the end starts over and keeps playing; space pauses both.
+    page.locator("#scrub").fill(str(page.evaluate(f"{OUTPUT}.duration") - 0.3))
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press(" ")
+    expect(page.locator("#play")).to_have_text("Pause")
+    expect(page.locator("#player")).to_have_attribute("data-loops", "1", timeout=15000)
+    page.keyboard.press(" ")
+    expect(page.locator("#play")).to_have_text("Play")
+    assert page.evaluate(f"[{OUTPUT}.paused, {DRIVING}.paused]") == [True, True]
+
+    # R picks the verdict and puts the cursor in the reason; typing there is not taken as shortcuts.
+    page.keyboard.press("r")
+    assert page.is_checked("input[name=verdict][value=reject]")
+    assert page.evaluate("document.activeElement.name") == "reason"
     page.click("text=Record decision")  # the reason is required: the browser refuses to submit
     assert page.url.endswith(f"/review/jobs/{job_id}")
     assert page.locator("#decision").count() == 0
-    page.fill("textarea[name=reason]", "mouth shape breaks at frame 9")
+    page.focus("textarea[name=reason]")
+    page.keyboard.type("mouth shape breaks at frame 9 and again later")
+    assert page.is_checked("input[name=verdict][value=reject]")  # the 'a's typed chose nothing
     page.click("text=Record decision")
-    assert "rejectd" not in page.content()
+    expect(page.locator("#decision")).to_be_visible()
     assert "now rejected" in page.locator(".flash").inner_text()
     assert "mouth shape breaks at frame 9" in page.locator("#decision").inner_text()
     shot(page, "reviewer-decided")

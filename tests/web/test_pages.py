@@ -102,7 +102,7 @@ def test_reviewer_watches_and_approves(web_s3: WebWorld, sample_media: dict[str,
     queue = client.get("/review").text
     assert job_id[:8] in queue and "colour_drift" in queue
     page = client.get(f"/review/jobs/{job_id}").text
-    assert f'src="/jobs/{job_id}/media/output"' in page and "<svg" in page and "threshold 0.070" in page
+    assert f'src="/jobs/{job_id}/media/output"' in page and "<svg" in page and "worst 5% review &gt; 0.070" in page
     assert "No face found in sampled frame(s) 6." in page  # the None at index 2, every 3rd frame
     assert "In force now" in page and "advertising" in page
     for which, name in (("output", "render"), ("portrait", "portrait"), ("driving", "driving")):

@@ -97,7 +97,7 @@ def test_anonymous_is_sent_to_sign_in_and_back(web: WebWorld) -> None:
 
 def test_public_rules_are_few() -> None:
     assert {name for name, rule in ROUTE_ROLES.items() if rule is Access.public} == {
-        "sign_in_form", "sign_in", "stylesheet"}
+        "sign_in_form", "sign_in", "stylesheet", "review_script"}
 
 
 def test_docs_list_every_route(web: WebWorld) -> None:

@@ -19,13 +19,21 @@ from governance.uow import unit_of_work
 from governance.users import authenticate
 
 router = APIRouter()
-STYLESHEET = Path(__file__).resolve().parents[1] / "static" / "console.css"
+STATIC = Path(__file__).resolve().parents[1] / "static"
+STYLESHEET = STATIC / "console.css"
 
 
 @router.get("/static/console.css", name="stylesheet")
 def stylesheet() -> FileResponse:
     """The one stylesheet (no inline styles: the content security policy forbids them)."""
     return FileResponse(STYLESHEET, media_type="text/css", headers={"cache-control": "public, max-age=3600"})
+
+
+@router.get("/static/review.js", name="review_script")
+def review_script() -> FileResponse:
+    """The review page's player, plot and keyboard controls (a file: the policy allows no inline script)."""
+    return FileResponse(STATIC / "review.js", media_type="text/javascript",
+                        headers={"cache-control": "public, max-age=3600"})
 
 
 @router.get("/sign-in", name="sign_in_form", response_class=HTMLResponse)
