@@ -63,6 +63,9 @@ ROUTE_ROLES: dict[str, Rule] = {
     # admin
     "users": frozenset({ADMIN}),
     "user_create": frozenset({ADMIN}),
+    "user_roles": frozenset({ADMIN}),
+    "user_disable": frozenset({ADMIN}),
+    "user_password": frozenset({ADMIN}),
 }
 
 
