@@ -51,10 +51,10 @@ ROUTE_ROLES: dict[str, Rule] = {
     "consent_revoke_form": frozenset({C}),
     "consent_revoke": frozenset({C}),
     # content team
-    "batches": frozenset({OP}),
+    "batches": frozenset({OP, A}),  # operators see their own batches, auditors every one (read only)
     "batch_new": frozenset({OP}),
     "batch_submit": frozenset({OP}),
-    "batch_page": frozenset({OP}),
+    "batch_page": frozenset({OP, A}),
     # auditor
     "audit_search": frozenset({A}),
     "audit_job_timeline": frozenset({A}),

@@ -212,18 +212,30 @@ def test_reviewer_watches_the_render_with_the_player_and_rejects(
 def test_operator_submits_a_batch_and_follows_it(
     page_for: Any, web_s3: WebWorld, sample_media: dict[str, Path]
 ) -> None:
+    web_s3.grant()  # advertising / web / DE
     page = page_for("operator")
     page.click("text=Batches")
     page.click("text=Submit a batch")
+    page.select_option("#choose-subject select[name=subject]", web_s3.subject_id)
+    page.click("text=Show this subject's media and consent")
+    expect(page.locator("#consent-scope")).to_contain_text("advertising")
     page.fill("input[name=name]", "launch video")
-    page.select_option("select[name=job0_subject]", web_s3.subject_id)
+    assert page.locator("select[name=job0_subject]").input_value() == web_s3.subject_id  # preselected
     page.select_option("select[name=job0_purpose]", "advertising")
     page.select_option("select[name=job0_channel]", "web")
+    page.fill("input[name=job0_territory]", "FR")  # not covered: a warning, entries kept
+    page.set_input_files("input[name=job0_portrait_file]", str(sample_media["portrait"]))
+    page.set_input_files("input[name=job0_driving_file]", str(sample_media["driving"]))
+    page.click("text=Submit batch")
+    expect(page.locator("#uncovered")).to_contain_text("territory 'FR'")
+    assert page.locator("input[name=name]").input_value() == "launch video"
+    assert page.locator("select[name=job0_channel]").input_value() == "web"
+    shot(page, "operator-uncovered-warning")
     page.fill("input[name=job0_territory]", "DE")
     page.set_input_files("input[name=job0_portrait_file]", str(sample_media["portrait"]))
     page.set_input_files("input[name=job0_driving_file]", str(sample_media["driving"]))
     page.click("text=Submit batch")
-    assert "submitted with 1 job(s)" in page.locator(".flash").inner_text()
+    expect(page.locator(".flash")).to_contain_text("submitted with 1 job(s)")
     assert "submitted" in page.locator("#jobs").inner_text()
     shot(page, "operator-batch-status")
 
