@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -15,9 +14,11 @@ from console.context import (
     CliError,
     acting_user,
     governance_command,
+    object_store,
     out,
     parse_time,
     show_time,
+    storage_errors,
 )
 from governance import consent
 from governance.enums import Role
@@ -38,17 +39,25 @@ EvidenceSha = Annotated[str, typer.Option("--evidence-sha256", help="Its SHA-256
 
 
 def _keep_evidence(ctx: CliContext, path: Path, expected_sha256: str) -> tuple[Path, str, bool]:
-    """Check the document, then keep a content-addressed copy under var_dir/evidence; return (copy, key, new)."""
+    """Check the document, then store it in object storage as the console does
+    (`s3://<inputs bucket>/evidence/<sha256>/original<ext>`), so any machine can read it; returns
+    (the checked local file, the key to record, whether this upload created the object)."""
     digest = consent.check_evidence(path, expected_sha256)
-    key = f"evidence/{digest}{path.suffix.lower()}"
-    target = ctx.settings.var_dir / key
-    if target.exists():
-        return target, key, False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(target.suffix + ".partial")
-    shutil.copyfile(path, partial)
-    partial.replace(target)
-    return target, key, True
+    key = f"evidence/{digest}/original{path.suffix.lower() or '.bin'}"
+    with storage_errors():
+        store = object_store(ctx)
+        existed = store.exists("inputs", key)
+        stored = store.put_file("inputs", key, path, metadata={"kind": "evidence"}, expected_sha256=digest)
+    return path, f"s3://{stored.bucket}/{stored.key}", not existed
+
+
+def _forget_evidence(ctx: CliContext, key: str) -> None:
+    """Remove evidence this command uploaded for a write that was then refused (nothing half-written)."""
+    bucket, _, object_key = key.removeprefix("s3://").partition("/")
+    with storage_errors():
+        store = object_store(ctx)
+        if bucket == store.bucket_name("inputs"):
+            store.delete("inputs", object_key)
 
 
 def _versions_table(rows: list[Consent], *, title: str | None = None) -> Table:
@@ -88,7 +97,7 @@ def grant(
                 )  # fmt: skip
         except BaseException:
             if created:
-                copy.unlink(missing_ok=True)  # nothing half-written: the refused grant keeps no evidence copy
+                _forget_evidence(ctx, key)  # nothing half-written: the refused grant keeps no evidence copy
             raise
         out.print(f"consent {granted.id} granted (version 1), evidence kept as {key}")
 
@@ -131,7 +140,7 @@ def amend(
                                     recorded_by=get_user_by_email(session, actor).id, **changes)  # type: ignore[arg-type]
         except BaseException:
             if created and copy is not None:
-                copy.unlink(missing_ok=True)
+                _forget_evidence(ctx, key)
             raise
         out.print(f"consent {new.id} is version {new.version} (supersedes {consent_id})")
 
