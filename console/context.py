@@ -31,7 +31,7 @@ from governance.uow import unit_of_work
 from governance.users import require_role
 
 if TYPE_CHECKING:
-    from pipeline.storage import ObjectStore
+    from flows.runtime import ObjectStore
 
 out = make_console(soft_wrap=True)
 
@@ -95,7 +95,7 @@ def governance_command(*, require_migrated: bool = True) -> Iterator[CliContext]
 @contextlib.contextmanager
 def storage_errors() -> Iterator[None]:
     """Object-storage failures (unreachable, refused, corrupted upload) as one CLI line."""
-    from pipeline.errors import PipelineError
+    from flows.errors import PipelineError
 
     try:
         yield

@@ -66,18 +66,17 @@ def reference_add(
     actor: ActorOption,
 ) -> None:
     """Store a reference photo for a subject, as the console does (compliance or admin)."""
-    from pipeline.errors import PipelineError
-    from pipeline.images import load_image
-    from pipeline.inputs import require_allowed_path
-    from pipeline.storage import sha256_file
+    from flows.runtime import Runtime
+    from flows.submission import SubmissionError, check_input
+    from governance.enums import AssetKind
 
     with governance_command() as ctx:
         acting_user(ctx, actor, (Role.compliance, Role.admin), "subject.add_reference")
         try:  # a photo outside the allowed folders, unreadable or oversized is refused before anything
-            safe = require_allowed_path(photo, ctx.settings.allowed_input_dirs)
-            load_image(safe, max_pixels=ctx.settings.max_image_pixels)
-        except PipelineError as exc:
-            raise CliError(f"reference photo: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
+            checked = check_input(Runtime(ctx.settings), photo, AssetKind.portrait, where="reference photo")
+        except SubmissionError as exc:
+            raise CliError(str(exc).strip().splitlines()[0]) from None
+        safe, digest = checked.path, checked.sha256
         with safe.open("rb") as handle:
             head = handle.read(8)
         suffix = ".png" if head.startswith(b"\x89PNG") else ".jpg" if head.startswith(b"\xff\xd8\xff") else None
@@ -85,7 +84,6 @@ def reference_add(
             raise CliError(f"{photo}: a reference photo must be a JPEG or PNG file")
         with unit_of_work(ctx.session_factory) as session:  # an unknown subject is refused before storing
             subject_id = subjects.find_subject(session, subject).id
-        digest = sha256_file(safe)
         with storage_errors():
             stored = object_store(ctx).put_file("inputs", f"references/{digest}/original{suffix}", safe,
                                                 metadata={"kind": "reference"}, expected_sha256=digest)
