@@ -136,6 +136,14 @@ def test_compliance_records_a_subject_and_grants_a_consent(
     assert page.locator("#versions tbody tr").count() == 1
     assert "AT, DE" in page.locator("#versions").inner_text()
     shot(page, "compliance-consent-history")
+    page.click("text=Grace <b>Example</b> (S-GRACE)")
+    page.wait_for_load_state("load")  # images included
+    assert page.evaluate("document.querySelector('#reference-photos img.thumb').naturalWidth") > 0
+    page.click("text=Subjects & consents")
+    page.fill("#subject-search input[name=q]", "grace")
+    page.click("#subject-search button")
+    expect(page.locator("#subjects tbody tr")).to_have_count(1)
+    shot(page, "compliance-subject-search")
 
 
 OUTPUT, DRIVING = "document.querySelector('#output-video')", "document.querySelector('#driving-video')"
@@ -251,6 +259,9 @@ def test_auditor_searches_follows_a_job_and_checks_the_chain(
     page.wait_for_url(re.compile(r"action=job"))  # the unfiltered table is on the page until then
     text = page.locator("table.events").inner_text()
     assert "job.awaiting_review" in text and "consent.granted" not in text
+    details = page.locator("table.events details").first
+    details.locator("summary").click()  # details are folded until asked for
+    expect(details.locator("pre.details")).to_be_visible()
     shot(page, "auditor-search")
     page.locator(f"a:has-text('{job_id[:8]}')").first.click()
     page.wait_for_url(f"{live.url}/audit/jobs/{job_id}")
@@ -265,17 +276,24 @@ def test_auditor_searches_follows_a_job_and_checks_the_chain(
     shot(page, "auditor-chain")
 
 
-def test_admin_creates_a_reviewer_who_can_then_sign_in(page_for: Any, web_s3: WebWorld, live: LiveServer) -> None:
+def test_admin_creates_a_reviewer_changes_their_roles_and_they_sign_in(
+    page_for: Any, web_s3: WebWorld, live: LiveServer
+) -> None:
     page = page_for("admin")
     assert page.locator("header nav a").all_inner_texts() == ["Users"]  # admins see only what they may use
     page.click("text=Users")
-    page.fill("input[name=email]", "new.reviewer@example.org")
-    page.fill("input[name=display_name]", "New Reviewer")
-    page.fill("input[name=password]", "a long enough passphrase")
-    page.check("input[name=roles][value=reviewer]")
-    page.click("text=Create user")
-    assert page.locator(".flash").inner_text() == "user new.reviewer@example.org created"
-    assert "new.reviewer@example.org" in page.locator("#users").inner_text()
+    form = page.locator("#create-user")
+    form.locator("input[name=email]").fill("new.reviewer@example.org")
+    form.locator("input[name=display_name]").fill("New Reviewer")
+    form.locator("input[name=password]").fill("a long enough passphrase")
+    form.locator("input[name=roles][value=reviewer]").check()
+    form.locator("text=Create user").click()
+    expect(page.locator(".flash")).to_have_text("user new.reviewer@example.org created")
+    row = page.locator("#users tr", has_text="new.reviewer@example.org")
+    row.locator("summary").click()  # the row's Manage panel
+    row.locator("input[name=roles][value=auditor]").check()
+    row.locator("text=Save roles").click()
+    expect(page.locator(".flash")).to_have_text("user new.reviewer@example.org now holds auditor, reviewer")
     shot(page, "admin-users")
     page.click("text=Sign out")
     page.wait_for_url(re.compile(r"/sign-in"))  # the users page has an email field too
@@ -283,4 +301,25 @@ def test_admin_creates_a_reviewer_who_can_then_sign_in(page_for: Any, web_s3: We
     page.fill("input[name=password]", "a long enough passphrase")
     page.click("button[type=submit]")
     page.wait_for_url(f"{live.url}/")  # the sign-in page has no navigation links to read yet
-    assert page.locator("header nav a").all_inner_texts() == ["Review"]
+    assert page.locator("header nav a").all_inner_texts() == ["Review", "Subjects & consents", "Batches", "Audit log"]
+
+
+def test_demo_admin_opens_the_console_with_the_printed_password(
+    browser: Any, web_s3: WebWorld, live: LiveServer
+) -> None:
+    from flows.demo import seed_admin
+
+    email, password = seed_admin(web_s3.runtime)
+    context = browser.new_context(base_url=live.url)
+    try:
+        page = context.new_page()
+        page.goto("/")
+        page.fill("input[name=email]", email)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live.url}/")
+        page.click("text=Users")
+        expect(page.locator("#users")).to_contain_text(email)
+        shot(page, "demo-admin")
+    finally:
+        context.close()
