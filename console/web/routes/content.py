@@ -29,7 +29,9 @@ from governance.vocabulary import CHANNELS, PURPOSES
 
 router = APIRouter(prefix="/batches")
 JOB_SLOTS = 3
-_FLOW_ERRORS = tuple(kind for kind in USER_FACING if issubclass(kind, Exception) and not issubclass(kind, GovernanceError))
+_FLOW_ERRORS: tuple[type[Exception], ...] = tuple(
+    kind for kind in USER_FACING if issubclass(kind, Exception) and not issubclass(kind, GovernanceError))
+_REFUSALS: tuple[type[Exception], ...] = (ConsoleError, GovernanceError, *_FLOW_ERRORS)
 
 
 # Who sees every batch (read only); everyone else with access sees the batches they requested.
@@ -250,7 +252,7 @@ async def batch_submit(request: Request) -> Response:
                           error=None, **_choices(request, values.get("subject", "")))
         me = current_user(request)
         batch_id = await run_in_threadpool(_submit, state, me.id, me.email, name, slots)
-    except (ConsoleError, GovernanceError, *_FLOW_ERRORS) as exc:
+    except _REFUSALS as exc:
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return render(request, "batch_new.html", status_code=_refusal_status(exc), values=values, warnings=[],
                       error=message, **_choices(request, values.get("subject", "")))
