@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
@@ -29,6 +29,9 @@ from governance.migrate import current_revision, head_revision
 from governance.schema import User
 from governance.uow import unit_of_work
 from governance.users import require_role
+
+if TYPE_CHECKING:
+    from flows.runtime import ObjectStore
 
 out = make_console(soft_wrap=True)
 
@@ -87,6 +90,24 @@ def governance_command(*, require_migrated: bool = True) -> Iterator[CliContext]
             yield ctx
         finally:
             ctx.close()
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Object-storage failures (unreachable, refused, corrupted upload) as one CLI line."""
+    from flows.errors import PipelineError
+
+    try:
+        yield
+    except PipelineError as exc:
+        raise CliError(f"object storage: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
+
+
+def object_store(ctx: CliContext) -> ObjectStore:
+    """The configured S3 store (the project's buckets ensured), as the flows and the console use it."""
+    from flows.runtime import Runtime
+
+    return Runtime(ctx.settings).store
 
 
 def acting_user(ctx: CliContext, email: str, roles: Iterable[Role], action: str) -> User:

@@ -12,6 +12,7 @@ The model is the demo checkpoint in `flows/demo_assets` (trained on this one per
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ DEMO_ASSETS = Path(__file__).resolve().parent / "demo_assets"
 DEMO_CLIP = DEMO_ASSETS / "talking_man_192.mp4"
 CHECKPOINT_GLOBS = ("*.pth.tar", "*.pth", "*.safetensors")
 COMPLIANCE, OPERATOR, REVIEWER = "compliance@demo.likeness", "operator@demo.likeness", "reviewer@demo.likeness"
+ADMIN = "admin@demo.likeness"  # the one demo account with a password: it signs in to the console
 SUBJECT_REFERENCE = "DEMO-TALKING-MAN"
 # Frames of the 25 fps, 375-frame clip: one for the reference photo, one for the portrait, a stretch to drive.
 REFERENCE_FRAME, PORTRAIT_FRAME = 0, 40
@@ -68,6 +70,8 @@ class DemoResult:
     verify_details: dict[str, object] = field(default_factory=dict)
     audit_ok: bool | None = None
     audit_message: str | None = None
+    admin_email: str | None = None
+    admin_password: str | None = None  # printed once by the CLI, stored nowhere but as its argon2 hash
 
 
 def demo_checkpoint() -> Path:
@@ -148,6 +152,16 @@ def seed_people(rt: Runtime, inputs: dict[str, Path], evidence: Path) -> str:
         return subject.id
 
 
+def seed_admin(rt: Runtime) -> tuple[str, str]:
+    """An admin account with a fresh random password, so the console can be opened on the demo's data
+    (the admin resets the other demo users' passwords from the Users page). Returns (email, password)."""
+    password = secrets.token_urlsafe(15)  # 20 characters
+    with unit_of_work(rt.sessions) as session:
+        users.add_user(session, email=ADMIN, roles=["admin"], actor="system:demo", display_name="Demo admin",
+                       password=password)
+    return ADMIN, password
+
+
 def write_batch_file(folder: Path, inputs: dict[str, Path]) -> Path:
     """A batch with one job the consent covers and one it does not."""
     jobs = [{"subject": SUBJECT_REFERENCE, "portrait": inputs["portrait"].name, "driving": inputs["driving"].name,
@@ -204,6 +218,7 @@ def _run(rt: Runtime, result: DemoResult, on_step: StepReporter) -> None:
                         "on the web in Germany for one year.\n", encoding="utf-8")
     on_step("creating users, the demo subject, its reference photo and its consent (advertising/web/DE)")
     seed_people(rt, inputs, evidence)
+    result.admin_email, result.admin_password = seed_admin(rt)
     on_step("submitting a batch: one job the consent covers, one it does not (broadcast in the US)")
     batch_id = submit_batch(rt, read_batch_file(write_batch_file(root / "inputs", inputs)),
                             requested_by_email=OPERATOR)

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     console_port: int = 8765
     console_session_secret: SecretStr | None = None
     console_session_minutes: int = Field(default=30, ge=1)
+    # Behind a TLS proxy: the origin browsers see (https://console.example) and the proxy's addresses
+    # or networks, comma-separated (only their X-Forwarded-* headers are believed).
+    console_public_origin: str | None = None
+    console_trusted_proxies: str = ""
 
 
 def load_settings() -> Settings:

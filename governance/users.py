@@ -29,8 +29,16 @@ def normalise_email(email: str) -> str:
     return cleaned
 
 
+# Roles one account may not hold together. An admin creates accounts and sets roles; an admin who could
+# also review could make a second account to request a batch and then approve it, so four eyes would
+# rest on one person.
+INCOMPATIBLE_ROLES = {frozenset({Role.admin.value, Role.reviewer.value}): "it would defeat four eyes (an admin "
+                      "can create the requesting account)"}
+
+
 def parse_roles(roles: Iterable[str]) -> list[str]:
-    """Known roles, sorted, without duplicates; refuses unknown ones by name."""
+    """Known roles, sorted, without duplicates; refuses unknown ones by name, and combinations that
+    `INCOMPATIBLE_ROLES` forbids."""
     cleaned: set[str] = set()
     for role in roles:
         if role not in Role.__members__:
@@ -38,6 +46,9 @@ def parse_roles(roles: Iterable[str]) -> list[str]:
         cleaned.add(Role(role).value)
     if not cleaned:
         raise ValidationFailed("a user needs at least one role")
+    for pair, why in INCOMPATIBLE_ROLES.items():
+        if pair <= cleaned:
+            raise ValidationFailed(f"roles {' and '.join(sorted(pair))} may not be held together: {why}")
     return sorted(cleaned)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,9 +15,11 @@ from console.context import (
     CliError,
     acting_user,
     governance_command,
+    object_store,
     out,
     parse_time,
     show_time,
+    storage_errors,
 )
 from console.errors import one_line_errors
 from flows.audit_checkpoints import checkpoint_after
@@ -46,17 +47,25 @@ EvidenceSha = Annotated[str, typer.Option("--evidence-sha256", help="Its SHA-256
 
 
 def _keep_evidence(ctx: CliContext, path: Path, expected_sha256: str) -> tuple[Path, str, bool]:
-    """Check the document, then keep a content-addressed copy under var_dir/evidence; return (copy, key, new)."""
+    """Check the document, then store it in object storage as the console does
+    (`s3://<inputs bucket>/evidence/<sha256>/original<ext>`), so any machine can read it; returns
+    (the checked local file, the key to record, whether this upload created the object)."""
     digest = consent.check_evidence(path, expected_sha256)
-    key = f"evidence/{digest}{path.suffix.lower()}"
-    target = ctx.settings.var_dir / key
-    if target.exists():
-        return target, key, False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(target.suffix + ".partial")
-    shutil.copyfile(path, partial)
-    partial.replace(target)
-    return target, key, True
+    key = f"evidence/{digest}/original{path.suffix.lower() or '.bin'}"
+    with storage_errors():
+        store = object_store(ctx)
+        existed = store.exists("inputs", key)
+        stored = store.put_file("inputs", key, path, metadata={"kind": "evidence"}, expected_sha256=digest)
+    return path, f"s3://{stored.bucket}/{stored.key}", not existed
+
+
+def _forget_evidence(ctx: CliContext, key: str) -> None:
+    """Remove evidence this command uploaded for a write that was then refused (nothing half-written)."""
+    bucket, _, object_key = key.removeprefix("s3://").partition("/")
+    with storage_errors():
+        store = object_store(ctx)
+        if bucket == store.bucket_name("inputs"):
+            store.delete("inputs", object_key)
 
 
 def _versions_table(rows: list[Consent], *, title: str | None = None) -> Table:
@@ -116,7 +125,7 @@ def grant(
                                                    object_key=ref.key, sha256=photo.sha256, created_by=recorder)
             except BaseException:
                 if created:
-                    copy.unlink(missing_ok=True)  # nothing half-written: the refused grant keeps no evidence copy
+                    _forget_evidence(ctx, key)  # nothing half-written: the refused grant keeps no evidence copy
                 if rt is not None:
                     discard_unreferenced(rt, stored)
                 raise
@@ -164,8 +173,8 @@ def amend(
             new = amend_consent(ctx.session_factory, lambda: make_store(ctx.settings), consent_id=consent_id,
                                 actor_email=actor, reason=reason, **changes)
         except BaseException:
-            if created and copy is not None and not _recorded(ctx, copy):
-                copy.unlink(missing_ok=True)
+            if created and copy is not None and not _recorded(ctx, key):
+                _forget_evidence(ctx, key)
             raise
         out.print(f"consent {new.consent_id} is version {new.version} (supersedes {consent_id})")
         checkpoint_after(ctx.settings, ctx.session_factory, "consent.amended")
@@ -179,9 +188,8 @@ def make_store(settings: Settings) -> ObjectStore:
     return build(settings)
 
 
-def _recorded(ctx: CliContext, copy: Path) -> bool:
-    """Whether the amendment was recorded after all (a takedown failed after it): the copy then stays."""
-    key = copy.relative_to(ctx.settings.var_dir).as_posix()
+def _recorded(ctx: CliContext, key: str) -> bool:
+    """Whether the amendment was recorded after all (a takedown failed after it): the evidence then stays."""
     with ctx.session_factory() as session:
         return session.scalars(select(Consent.id).where(Consent.evidence_key == key)).first() is not None
 

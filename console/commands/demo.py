@@ -63,6 +63,20 @@ def _print_result(result: DemoResult) -> None:
     summary.add_row("likeness audit verify", str(result.audit_message))
     summary.add_row("state", f"{result.var_dir} (database, S3 data, inputs)")
     console().print(summary)
+    if result.admin_email and result.admin_password:
+        console().print(Panel.fit(console_instructions(result), title="open the console on the demo's data"))
+
+
+def console_instructions(result: DemoResult) -> str:
+    """How to serve the console on the demo's state, and the admin's password (shown this once only)."""
+    var = result.var_dir
+    return (f"export LIKENESS_VAR_DIR={var} LIKENESS_DATABASE_URL=sqlite:///{var / 'likeness.db'} "
+            "LIKENESS_S3_BUCKET_PREFIX=likeness-demo\n"
+            "likeness storage up && likeness console serve     # then open http://localhost:8765/\n"
+            f"sign in as {result.admin_email} with the password {result.admin_password}\n"
+            "(printed only now and stored only as a hash: note it, or set a new one with "
+            f"`likeness user password {result.admin_email} --actor {result.admin_email}`). "
+            "On the Users page the admin sets passwords for the demo's reviewer, operator and compliance accounts.")
 
 
 def _published_location(result: DemoResult) -> str:

@@ -1,10 +1,11 @@
-"""`likeness publication list|show|takedown|sweep`: what is out there, and taking it down with a reason.
+"""`likeness publication list|show|download|takedown|sweep`: what is out there, a copy of it, and taking it down.
 
 Reading the list or a record is an audited access (`access.read`): who looked at which publication.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -15,12 +16,12 @@ from console.errors import one_line_errors
 from flows.audit_checkpoints import checkpoint_after
 from flows.publishing import PUBLISHING_ERRORS, make_store, takedown_publication
 from flows.revocation import RETRY_HINT, take_down_due
-from governance import publications
+from governance import audit, publications
 from governance.access import record_read
 from governance.enums import Role
 from governance.uow import unit_of_work
 
-app = typer.Typer(help="Published videos: list, show, take down.", no_args_is_help=True)
+app = typer.Typer(help="Published videos: list, show, download, take down.", no_args_is_help=True)
 READERS = (Role.compliance, Role.admin, Role.auditor, Role.operator)
 
 
@@ -62,6 +63,35 @@ def show(publication_id: Annotated[str, typer.Argument(help="Publication id.")],
         ):
             table.add_row(label, value)
         out.print(table)
+
+
+@app.command("download")
+def download(
+    publication_id: Annotated[str, typer.Argument(help="Publication id (see `likeness publication list`).")],
+    actor: ActorOption,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write it (default <job id>.mp4).")] = None,
+) -> None:
+    """Download a live publication, checked against its recorded SHA-256 (any signed-up user; audited)."""
+    with governance_command() as ctx, one_line_errors(*PUBLISHING_ERRORS):
+        user = acting_user(ctx, actor, tuple(Role), "publication.download")
+        with unit_of_work(ctx.session_factory) as session:
+            record = publications.get_publication(session, publication_id)
+            if record.taken_down_at is not None:
+                raise CliError(f"publication {publication_id} was taken down at {show_time(record.taken_down_at)}")
+            bucket, key, version, sha, job_id = (record.bucket, record.object_key, record.version_id,
+                                                 record.sha256, record.job_id)
+        target = output or Path(f"{job_id}{Path(key).suffix or '.mp4'}")
+        if target.exists():
+            raise CliError(f"{target} already exists: choose another --output")
+        stored = make_store(ctx.settings).get_file(bucket, key, target, version_id=version)
+        if stored.sha256 != sha:
+            target.unlink(missing_ok=True)
+            raise CliError(f"publication {publication_id}: stored sha256 {stored.sha256[:12]}… differs from the "
+                           f"recorded {sha[:12]}…; nothing written")
+        with unit_of_work(ctx.session_factory) as session:
+            audit.record(session, action="publication.downloaded", actor=user.email, job_id=job_id,
+                         resource_type="publication", resource_id=publication_id, details={"sha256": sha})
+        out.print(f"publication {publication_id} (job {job_id}) written to {target} (sha256 {sha})")
 
 
 @app.command("takedown")

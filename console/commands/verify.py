@@ -78,3 +78,9 @@ def register(app: typer.Typer) -> None:
                 elif report.withdrawal is not None:
                     table.add_row("withdrawn", f"{report.withdrawal} (takedown queued)")
             out.print(table)
+
+
+# `console/cli.py` mounts this as the top-level `likeness verify` (a command, not a group).
+app = typer.Typer()
+register(app)
+command = typer.main.get_command(app)

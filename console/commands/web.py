@@ -50,8 +50,10 @@ def serve(
         settings = settings.model_copy(update={"allowed_input_dirs": [*settings.allowed_input_dirs, uploads]})
         secret = settings.console_session_secret.get_secret_value() if settings.console_session_secret else None
         minutes, secure = settings.console_session_minutes, not insecure_cookies
-        config = (WebConfig(session_secret=secret, session_minutes=minutes, secure_cookies=secure) if secret
-                  else WebConfig(session_minutes=minutes, secure_cookies=secure))
+        proxies = tuple(p.strip() for p in settings.console_trusted_proxies.split(",") if p.strip())
+        common = {"session_minutes": minutes, "secure_cookies": secure, "trusted_proxies": proxies,
+                  "public_origin": settings.console_public_origin}
+        config = WebConfig(session_secret=secret, **common) if secret else WebConfig(**common)  # type: ignore[arg-type]
         runtime = Runtime(settings)
         web = create_app(runtime, config)
     listen = port or settings.console_port

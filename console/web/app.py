@@ -16,7 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from console.web.config import WebConfig
 from console.web.errors import ConsoleError, SignInRequired, TooManyAttempts
@@ -34,10 +36,11 @@ from governance.errors import GovernanceError, NotFound, PermissionDenied, Valid
 logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-# No inline scripts or styles anywhere: the policy forbids them, so injected markup cannot run.
+# No inline scripts or styles anywhere: the policy forbids them, so injected markup cannot run (the one
+# script is a file from /static, for the review page's player).
 SECURITY_HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
@@ -87,7 +90,7 @@ def create_app(runtime: Runtime, config: WebConfig | None = None) -> FastAPI:
             clock=config.clock,
         ),
         throttle=SignInThrottle(
-            max_failures=config.sign_in_max_failures,
+            limits={"account": config.sign_in_max_failures, "client": config.sign_in_max_failures_per_address},
             window=timedelta(seconds=config.sign_in_window_seconds),
             clock=config.clock,
         ),
@@ -108,6 +111,7 @@ def create_app(runtime: Runtime, config: WebConfig | None = None) -> FastAPI:
     app.state.console = state
     _install_session_middleware(app, state)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost of ours: the body limit's own 413 gets the headers too
     _install_error_pages(app)
 
     from console.web.routes import access, audit, compliance, content, media, review, users
@@ -139,9 +143,30 @@ def _install_session_middleware(app: FastAPI, state: ConsoleState) -> None:
         elif cookie is not None:
             response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict",
                                    secure=state.config.secure_cookies)
-        for header, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(header, value)
         return response
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding `SECURITY_HEADERS` (where a response has not set its own) to every
+    response that passes through it, error pages and refusals included."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for header, value in SECURITY_HEADERS.items():
+                    if header not in headers:
+                        headers[header] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _error_status(exc: GovernanceError) -> int:
@@ -196,6 +221,16 @@ def _install_error_pages(app: FastAPI) -> None:
             problems.append(f"{field}: {error.get('msg', 'invalid')}")
         message = "bad input: " + "; ".join(problems)
         return render(request, "error.html", status_code=422, message=message, title="Bad input")
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> Response:
+        # Served by Starlette's outermost error middleware, outside ours: the headers are set here.
+        logger.error("request %s %s failed", request.method, request.url.path, exc_info=exc)
+        response = render(request, "error.html", status_code=500, title="Error",
+                          message="internal error: the request could not be completed (it is logged)")
+        for header, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(header, value)
+        return response
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

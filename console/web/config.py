@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from console.web.proxy import Network, normalise_origin, parse_networks
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -19,6 +21,10 @@ class WebConfig:
     `session_secret` signs the session cookie; when the operator sets none, a random one per process is
     used (sessions live in server memory anyway, so a restart signs everyone out either way).
     `clock` is injectable so that expiry and throttling can be tested without sleeping.
+    Behind a TLS-terminating reverse proxy, `public_origin` is the origin browsers see
+    (`https://console.example`) and `trusted_proxies` the proxy's addresses or networks: only from those
+    peers are `X-Forwarded-For` (the client address, for throttling and the audit log) and
+    `X-Forwarded-Proto`/`-Host` believed.
     """
 
     session_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -26,11 +32,17 @@ class WebConfig:
     session_max_hours: int = 12  # absolute lifetime, however busy the session
     secure_cookies: bool = True  # `Secure` flag; off only for plain-HTTP loopback development
     max_upload_bytes: int = 200 * 1024 * 1024  # whole request body, uploads included
-    sign_in_max_failures: int = 5  # per account and per client address, within the window
+    sign_in_max_failures: int = 5  # per account, within the window
+    # Per client address: higher, since an office behind one NAT address shares it; one address guessing
+    # across many accounts is still stopped.
+    sign_in_max_failures_per_address: int = 20
     sign_in_window_seconds: int = 15 * 60
     page_size: int = 50
     publish_on_approval: bool = True  # as `likeness review approve` does; False leaves it to the deployment
+    public_origin: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
     clock: Callable[[], datetime] = _utcnow
+    trusted_networks: tuple[Network, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         if len(self.session_secret) < 16:
@@ -39,3 +51,8 @@ class WebConfig:
             raise ValueError("console session lifetime must be positive")
         if self.max_upload_bytes < 1024:
             raise ValueError("console upload limit must be at least 1 KiB")
+        if self.sign_in_max_failures < 1 or self.sign_in_max_failures_per_address < 1:
+            raise ValueError("console sign-in limits must be positive")
+        if self.public_origin:
+            object.__setattr__(self, "public_origin", normalise_origin(self.public_origin))
+        object.__setattr__(self, "trusted_networks", parse_networks(self.trusted_proxies))

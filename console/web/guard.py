@@ -13,6 +13,7 @@ from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
 from console.web.errors import CsrfRejected, Forbidden, SignInRequired
+from console.web.proxy import expected_origin, normalise_origin
 from console.web.rbac import Access, allows, roles_for
 from console.web.state import CurrentUser, console, web_session
 from governance import audit
@@ -73,8 +74,12 @@ def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return True
-    expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    return origin == expected
+    config = console(request).config
+    expected = expected_origin(request, public_origin=config.public_origin, trusted=config.trusted_networks)
+    try:
+        return normalise_origin(origin) == expected
+    except ValueError:  # `null`, or anything else that is not an origin
+        return False
 
 
 async def _check_csrf(request: Request) -> None:

@@ -8,7 +8,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 class BodySizeLimit:
     """Pure ASGI middleware: refuse a declared Content-Length over the limit at once, and stop reading a
-    chunked body the moment it passes the limit (raising a 413 `HTTPException`, served as a 413 page)."""
+    chunked body the moment it passes the limit; either way the answer is a 413 page, whatever the app
+    behind made of the aborted read."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -28,19 +29,36 @@ class BodySizeLimit:
                 await _refuse(send, self.max_bytes)
                 return
         seen = 0
+        overflow = False
+        started = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, overflow
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    # An HTTPException (not our own class): FastAPI turns any other error raised while it
-                    # parses a form into a generic 400, and this must stay a 413.
+                    overflow = True
                     raise HTTPException(413, f"upload refused: request body over the {_mib(self.max_bytes)} limit")
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            # After an overflow, whatever the app makes of the aborted read (form parsers turn it into a
+            # 400, an unhandled error into a 500) is dropped: the answer is the 413 below.
+            nonlocal started
+            if overflow:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not overflow:
+                raise
+        if overflow and not started:
+            await _refuse(send, self.max_bytes)
 
 
 def _mib(n: int) -> str:

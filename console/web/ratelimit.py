@@ -14,10 +14,14 @@ from datetime import datetime, timedelta
 
 
 class SignInThrottle:
-    """Counts failures per key within `window`; `retry_after` says how long a blocked key must wait."""
+    """Counts failures per key within `window`; `retry_after` says how long a blocked key must wait.
 
-    def __init__(self, *, max_failures: int, window: timedelta, clock: Callable[[], datetime]) -> None:
-        self._max = max_failures
+    Keys are `kind:value` (`account:ada@example.org`, `client:203.0.113.7`); `limits` gives each kind its
+    own number of failures allowed in the window.
+    """
+
+    def __init__(self, *, limits: dict[str, int], window: timedelta, clock: Callable[[], datetime]) -> None:
+        self._limits = dict(limits)
         self._window = window
         self._clock = clock
         self._failures: dict[str, deque[datetime]] = {}
@@ -30,7 +34,7 @@ class SignInThrottle:
         with self._lock:
             for key in keys:
                 times = self._recent(key, now)
-                if len(times) >= self._max:
+                if len(times) >= self._limit(key):
                     wait = max(wait, (times[0] + self._window - now).total_seconds())
         return max(0, int(wait) + (1 if wait > int(wait) else 0))
 
@@ -45,6 +49,9 @@ class SignInThrottle:
         """Forget an account's failures once its owner got in."""
         with self._lock:
             self._failures.pop(key, None)
+
+    def _limit(self, key: str) -> int:
+        return self._limits[key.split(":", 1)[0]]
 
     def _recent(self, key: str, now: datetime) -> deque[datetime]:
         times = self._failures.setdefault(key, deque())

@@ -36,6 +36,8 @@ ROUTE_ROLES: dict[str, Rule] = {
     "review_job": frozenset({R}),
     "review_decide": frozenset({R}),
     "job_media": frozenset({R, A}),
+    "reference_photo": frozenset({R, C, A}),
+    "review_script": Access.public,
     # compliance (auditors read, never write)
     "subjects": frozenset({C, A}),
     "subject_create": frozenset({C}),
@@ -49,10 +51,10 @@ ROUTE_ROLES: dict[str, Rule] = {
     "consent_revoke_form": frozenset({C}),
     "consent_revoke": frozenset({C}),
     # content team
-    "batches": frozenset({OP}),
+    "batches": frozenset({OP, A}),  # operators see their own batches, auditors every one (read only)
     "batch_new": frozenset({OP}),
     "batch_submit": frozenset({OP}),
-    "batch_page": frozenset({OP}),
+    "batch_page": frozenset({OP, A}),
     # auditor
     "audit_search": frozenset({A}),
     "audit_job_timeline": frozenset({A}),
@@ -61,6 +63,9 @@ ROUTE_ROLES: dict[str, Rule] = {
     # admin
     "users": frozenset({ADMIN}),
     "user_create": frozenset({ADMIN}),
+    "user_roles": frozenset({ADMIN}),
+    "user_disable": frozenset({ADMIN}),
+    "user_password": frozenset({ADMIN}),
 }
 
 

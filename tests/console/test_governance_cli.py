@@ -20,6 +20,7 @@ from console.commands import subject as subject_cmd
 from console.commands import user as user_cmd
 from governance.database import make_engine, make_session_factory
 from governance.schema import AuditEvent, Consent, User
+from tests.fixtures.storage import S3ServerHandle, unique_prefix
 
 # The governance groups, mounted as console/cli.py mounts them (without the other packages' groups).
 app = typer.Typer()
@@ -31,10 +32,27 @@ Run = Callable[..., Result]
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Callable[[str], Run]:
+def s3_env(s3_server: S3ServerHandle) -> dict[str, str]:
+    """The session's real S3 server, with buckets of this test's own (consent evidence is kept there)."""
+    return {"LIKENESS_S3_ENDPOINT": s3_server.endpoint, "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
+            "LIKENESS_S3_SECRET_KEY": s3_server.secret_key, "LIKENESS_S3_BUCKET_PREFIX": unique_prefix()}
+
+
+def evidence_objects(s3_server: S3ServerHandle, env: dict[str, str]) -> list[str]:
+    """Every object under evidence/ in the test's inputs bucket."""
+    store = s3_server.store(bucket_prefix=env["LIKENESS_S3_BUCKET_PREFIX"])
+    name = store.bucket_name("inputs")
+    if not store.client.bucket_exists(name):
+        return []
+    return [o.object_name for o in store.client.list_objects(name, prefix="evidence/", recursive=True)]
+
+
+@pytest.fixture
+def run(tmp_path: Path, s3_env: dict[str, str]) -> Callable[[str], Run]:
     def bind(url: str) -> Run:
         runner = CliRunner()
-        env = {"LIKENESS_DATABASE_URL": url, "LIKENESS_VAR_DIR": str(tmp_path / "var"), "LIKENESS_ACTOR": None}
+        env = {"LIKENESS_DATABASE_URL": url, "LIKENESS_VAR_DIR": str(tmp_path / "var"), "LIKENESS_ACTOR": None,
+               **s3_env}
 
         def invoke(*args: str, ok: bool = True, stdin: str | None = None) -> Result:
             result = runner.invoke(app, list(args), env=env, input=stdin)
@@ -119,19 +137,29 @@ def test_users_bootstrap_and_role_checks(run: Callable[[str], Run], db_url: str)
     listing = cli("user", "list", "--actor", "admin@example.org").output
     assert "ops@example.org" in listing and "operator" in listing
     cli("user", "roles", "ops@example.org", "--role", "operator", "--role", "reviewer", "--actor", "admin@example.org")
+    refused = cli("user", "roles", "admin@example.org", "--role", "admin", "--role", "reviewer",
+                  "--actor", "admin@example.org", ok=False).output
+    assert refused.startswith("error: roles admin and reviewer may not be held together: it would defeat four eyes")
     cli("user", "disable", "ops@example.org", "--actor", "admin@example.org")
     assert "already disabled" in cli("user", "disable", "ops@example.org", "--actor", "admin@example.org", ok=False).output
 
 
-def test_consent_lifecycle(run: Callable[[str], Run], db_url: str, tmp_path: Path) -> None:
+def test_consent_lifecycle(run: Callable[[str], Run], db_url: str, tmp_path: Path, s3_server: S3ServerHandle,
+                           s3_env: dict[str, str]) -> None:
     url = db_url
     cli = run(url)
     setup_people(cli)
     path, sha = evidence(tmp_path)
     granted = cli(*grant_args(path, sha)).output
     consent_id = granted.split()[1]
-    kept = tmp_path / "var" / "evidence" / f"{sha}.pdf"
-    assert kept.read_bytes() == path.read_bytes()
+    # Kept in object storage as the console keeps it (any machine can read it), not in a local folder.
+    assert evidence_objects(s3_server, s3_env) == [f"evidence/{sha}/original.pdf"]
+    store = s3_server.store(bucket_prefix=s3_env["LIKENESS_S3_BUCKET_PREFIX"])
+    assert f"s3://{store.bucket_name('inputs')}/evidence/{sha}/original.pdf" in granted
+    copy = tmp_path / "back.pdf"
+    store.get_file("inputs", f"evidence/{sha}/original.pdf", copy)
+    assert copy.read_bytes() == path.read_bytes()
+    assert not (tmp_path / "var" / "evidence").exists()
     amended = cli("consent", "amend", consent_id, "--reason", "adds FR", "--territory", "DE", "--territory", "FR",
                   "--actor", "comp@example.org").output  # fmt: skip
     new_id = amended.split()[1]
@@ -162,7 +190,8 @@ def test_consent_lifecycle(run: Callable[[str], Run], db_url: str, tmp_path: Pat
     ],
 )
 def test_grant_refusals_leave_nothing(run: Callable[[str], Run], sqlite_db_url: str, tmp_path: Path,
-                                      args: list[str], message: str) -> None:  # fmt: skip
+                                      args: list[str], message: str, s3_server: S3ServerHandle,
+                                      s3_env: dict[str, str]) -> None:  # fmt: skip
     cli = run(sqlite_db_url)
     setup_people(cli)
     path, sha = evidence(tmp_path)
@@ -170,9 +199,11 @@ def test_grant_refusals_leave_nothing(run: Callable[[str], Run], sqlite_db_url: 
     assert cli(*grant_args(path, sha, *args), ok=False).output.startswith(message)
     assert rows(sqlite_db_url, Consent) == 0 and rows(sqlite_db_url, AuditEvent) == before
     assert not list((tmp_path / "var").rglob("*.pdf"))
+    assert evidence_objects(s3_server, s3_env) == []  # the uploaded evidence was removed again
 
 
-def test_grant_refuses_missing_or_mismatched_evidence(run: Callable[[str], Run], sqlite_db_url: str, tmp_path: Path) -> None:
+def test_grant_refuses_missing_or_mismatched_evidence(run: Callable[[str], Run], sqlite_db_url: str, tmp_path: Path,
+                                                     s3_server: S3ServerHandle, s3_env: dict[str, str]) -> None:
     cli = run(sqlite_db_url)
     setup_people(cli)
     path, sha = evidence(tmp_path)
@@ -185,6 +216,7 @@ def test_grant_refuses_missing_or_mismatched_evidence(run: Callable[[str], Run],
                                                    ok=False).output  # fmt: skip
     assert rows(sqlite_db_url, Consent) == 0
     assert not list((tmp_path / "var").rglob("*.pdf"))
+    assert evidence_objects(s3_server, s3_env) == []
 
 
 def test_audit_verify_export_and_tampering(run: Callable[[str], Run], db_url: str, tmp_path: Path) -> None:
@@ -226,3 +258,17 @@ def test_audit_verify_export_and_tampering(run: Callable[[str], Run], db_url: st
     assert result.output == (f"error: audit chain broken at event #{seq} ({event_id}): "
                              "contents do not match the stored hash (altered?)\n")  # fmt: skip
     assert last_actions(db_url, 1) == ["audit.verify_failed"]
+
+
+def test_grant_with_storage_down_is_one_line_and_records_nothing(run: Callable[[str], Run], sqlite_db_url: str,
+                                                                 tmp_path: Path) -> None:
+    cli = run(sqlite_db_url)
+    setup_people(cli)
+    path, sha = evidence(tmp_path)
+    runner = CliRunner()
+    env = {"LIKENESS_DATABASE_URL": sqlite_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"), "LIKENESS_ACTOR": None,
+           "LIKENESS_S3_ENDPOINT": "127.0.0.1:1"}  # nothing listens there
+    result = runner.invoke(app, grant_args(path, sha), env=env)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("error: object storage: ") and result.output.count("\n") == 1
+    assert rows(sqlite_db_url, Consent) == 0

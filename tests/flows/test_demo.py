@@ -34,6 +34,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, prefect_api: str, monkeypatch: pyt
     assert "MCNettrainedonONEperson" in text  # says plainly what the model is
     assert "published{'c2pa':'Trusted'" in text
     assert "auditchainintact" in text
+    assert "signinasadmin@demo.likenesswiththepassword" in text  # the console's way in, printed once
     published = list((root / "published").glob("*.mp4"))
     assert len(published) == 1
     engine = make_engine(f"sqlite:///{root / 'likeness.db'}")

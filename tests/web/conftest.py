@@ -118,6 +118,7 @@ class WebWorld:
     def job_awaiting_review(
         self, *, requested_by: str = "operator", portrait: str | None = None, driving: str | None = None,
         output: tuple[str, str, str] | None = None, identity: dict[str, Any] | None = None,
+        scores: dict[str, Any] | None = None,
     ) -> str:
         """A job rendered and flagged by the default policy (colour drift in its review band)."""
         spec = batches.JobSpec(
@@ -137,6 +138,7 @@ class WebWorld:
                 "binding_distance": 0.03, "fidelity_mean_distance": 0.03, "fidelity_worst5_distance": 0.05,
                 "missing_face_ratio": 0.0, "sharpness_ratio": 0.9, "flicker_outlier_ratio": 0.0,
                 "longest_frozen_run": 1, "colour_drift": 7.0, "duration_ok": True, "fps_ok": True, "size_ok": True,
+                **(scores or {}),
             })  # fmt: skip
             details = {"identity": identity or {"distances": [0.03, 0.04, None, 0.09, 0.05], "every": 3, "missing_frames": [6],
                                                  "threshold": 0.07}}

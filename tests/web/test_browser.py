@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from playwright.sync_api import expect
 
 from tests.web.conftest import PASSWORD, WebWorld, store_job_media
 
@@ -135,9 +136,20 @@ def test_compliance_records_a_subject_and_grants_a_consent(
     assert page.locator("#versions tbody tr").count() == 1
     assert "AT, DE" in page.locator("#versions").inner_text()
     shot(page, "compliance-consent-history")
+    page.click("text=Grace <b>Example</b> (S-GRACE)")
+    page.wait_for_load_state("load")  # images included
+    assert page.evaluate("document.querySelector('#reference-photos img.thumb').naturalWidth") > 0
+    page.click("text=Subjects & consents")
+    page.fill("#subject-search input[name=q]", "grace")
+    page.click("#subject-search button")
+    expect(page.locator("#subjects tbody tr")).to_have_count(1)
+    shot(page, "compliance-subject-search")
 
 
-def test_reviewer_watches_the_render_and_rejects(
+OUTPUT, DRIVING = "document.querySelector('#output-video')", "document.querySelector('#driving-video')"
+
+
+def test_reviewer_watches_the_render_with_the_player_and_rejects(
     page_for: Any, web_s3: WebWorld, sample_media: dict[str, Path], live: LiveServer
 ) -> None:
     parts = store_job_media(web_s3, sample_media)
@@ -146,20 +158,60 @@ def test_reviewer_watches_the_render_and_rejects(
     page.click("text=Review")
     page.click(f"text={job_id[:8]}")
     page.wait_for_url(f"{live.url}/review/jobs/{job_id}")
-    # The browser really loads the video streamed from storage through the app.
-    page.wait_for_function("document.querySelector('#output-video').readyState >= 1", timeout=15000)
-    assert page.evaluate("document.querySelector('#output-video').duration") == pytest.approx(2.0, abs=0.2)
+    # The browser really loads the video streamed from storage through the app. (No wait_for_function: the
+    # page's CSP forbids the eval it needs; the script's own markup says when it is ready.)
+    expect(page.locator("#player")).to_be_visible()
+    expect(page.locator("#scrub")).not_to_have_attribute("max", "0", timeout=15000)
+    assert page.evaluate(f"{OUTPUT}.duration") == pytest.approx(2.0, abs=0.2)
+    assert page.evaluate(f"{DRIVING}.readyState") >= 1
     assert page.evaluate("document.querySelector('#portrait').naturalWidth") > 0
-    assert page.locator("#identity-plot svg line.threshold").count() == 1
+    assert page.locator("#identity-plot svg line.bound").count() == 2  # worst-5% and mean review bounds
     assert "colour_drift" in page.locator("#scores").inner_text()
-    shot(page, "reviewer-job")
-    page.check("input[name=verdict][value=reject]")
+    # One bar drives both videos (their own controls are gone once the script runs).
+    assert page.evaluate(f"{OUTPUT}.controls || {DRIVING}.controls") is False
+
+    def at_frame(frame: int) -> None:
+        expect(page.locator("#position")).to_have_text(re.compile(rf"frame {frame}$"))
+        t = (frame + 0.5) / 25  # the fixture's driving video has no recorded fps: 25
+        assert page.evaluate(f"[{OUTPUT}.currentTime, {DRIVING}.currentTime]") == [
+            pytest.approx(t, abs=0.02), pytest.approx(t, abs=0.02)]
+
+    page.locator("#identity-plot circle.pt[data-frame='9']").click()  # click a plot point: seek to it
+    at_frame(9)
+    page.click("#next-frame")
+    at_frame(10)
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    at_frame(8)
+    page.keyboard.press("Shift+ArrowRight")  # one second
+    at_frame(33)
+    page.locator("#scrub").fill("0.5")
+    expect(page.locator("#position")).to_have_text(re.compile(r"^0\.50 s"))
+    assert page.evaluate(f"{DRIVING}.currentTime") == pytest.approx(0.5, abs=0.02)
+    shot(page, "reviewer-player")
+    # Space plays; with loop on (the default) the end starts over and keeps playing; space pauses both.
+    page.locator("#scrub").fill(str(page.evaluate(f"{OUTPUT}.duration") - 0.3))
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press(" ")
+    expect(page.locator("#play")).to_have_text("Pause")
+    expect(page.locator("#player")).to_have_attribute("data-loops", "1", timeout=15000)
+    page.keyboard.press(" ")
+    expect(page.locator("#play")).to_have_text("Play")
+    assert page.evaluate(f"[{OUTPUT}.paused, {DRIVING}.paused]") == [True, True]
+
+    # R picks the verdict and puts the cursor in the reason; typing there is not taken as shortcuts.
+    page.keyboard.press("r")
+    assert page.is_checked("input[name=verdict][value=reject]")
+    assert page.evaluate("document.activeElement.name") == "reason"
     page.click("text=Record decision")  # the reason is required: the browser refuses to submit
     assert page.url.endswith(f"/review/jobs/{job_id}")
     assert page.locator("#decision").count() == 0
-    page.fill("textarea[name=reason]", "mouth shape breaks at frame 9")
+    page.focus("textarea[name=reason]")
+    page.keyboard.type("mouth shape breaks at frame 9 and again later")
+    assert page.is_checked("input[name=verdict][value=reject]")  # the 'a's typed chose nothing
     page.click("text=Record decision")
-    assert "rejectd" not in page.content()
+    expect(page.locator("#decision")).to_be_visible()
     assert "now rejected" in page.locator(".flash").inner_text()
     assert "mouth shape breaks at frame 9" in page.locator("#decision").inner_text()
     shot(page, "reviewer-decided")
@@ -168,18 +220,30 @@ def test_reviewer_watches_the_render_and_rejects(
 def test_operator_submits_a_batch_and_follows_it(
     page_for: Any, web_s3: WebWorld, sample_media: dict[str, Path]
 ) -> None:
+    web_s3.grant()  # advertising / web / DE
     page = page_for("operator")
     page.click("text=Batches")
     page.click("text=Submit a batch")
+    page.select_option("#choose-subject select[name=subject]", web_s3.subject_id)
+    page.click("text=Show this subject's media and consent")
+    expect(page.locator("#consent-scope")).to_contain_text("advertising")
     page.fill("input[name=name]", "launch video")
-    page.select_option("select[name=job0_subject]", web_s3.subject_id)
+    assert page.locator("select[name=job0_subject]").input_value() == web_s3.subject_id  # preselected
     page.select_option("select[name=job0_purpose]", "advertising")
     page.select_option("select[name=job0_channel]", "web")
+    page.fill("input[name=job0_territory]", "FR")  # not covered: a warning, entries kept
+    page.set_input_files("input[name=job0_portrait_file]", str(sample_media["portrait"]))
+    page.set_input_files("input[name=job0_driving_file]", str(sample_media["driving"]))
+    page.click("text=Submit batch")
+    expect(page.locator("#uncovered")).to_contain_text("territory 'FR'")
+    assert page.locator("input[name=name]").input_value() == "launch video"
+    assert page.locator("select[name=job0_channel]").input_value() == "web"
+    shot(page, "operator-uncovered-warning")
     page.fill("input[name=job0_territory]", "DE")
     page.set_input_files("input[name=job0_portrait_file]", str(sample_media["portrait"]))
     page.set_input_files("input[name=job0_driving_file]", str(sample_media["driving"]))
     page.click("text=Submit batch")
-    assert "submitted with 1 job(s)" in page.locator(".flash").inner_text()
+    expect(page.locator(".flash")).to_contain_text("submitted with 1 job(s)")
     assert "submitted" in page.locator("#jobs").inner_text()
     shot(page, "operator-batch-status")
 
@@ -195,6 +259,9 @@ def test_auditor_searches_follows_a_job_and_checks_the_chain(
     page.wait_for_url(re.compile(r"action=job"))  # the unfiltered table is on the page until then
     text = page.locator("table.events").inner_text()
     assert "job.awaiting_review" in text and "consent.granted" not in text
+    details = page.locator("table.events details").first
+    details.locator("summary").click()  # details are folded until asked for
+    expect(details.locator("pre.details")).to_be_visible()
     shot(page, "auditor-search")
     page.locator(f"a:has-text('{job_id[:8]}')").first.click()
     page.wait_for_url(f"{live.url}/audit/jobs/{job_id}")
@@ -209,17 +276,24 @@ def test_auditor_searches_follows_a_job_and_checks_the_chain(
     shot(page, "auditor-chain")
 
 
-def test_admin_creates_a_reviewer_who_can_then_sign_in(page_for: Any, web_s3: WebWorld, live: LiveServer) -> None:
+def test_admin_creates_a_reviewer_changes_their_roles_and_they_sign_in(
+    page_for: Any, web_s3: WebWorld, live: LiveServer
+) -> None:
     page = page_for("admin")
     assert page.locator("header nav a").all_inner_texts() == ["Users"]  # admins see only what they may use
     page.click("text=Users")
-    page.fill("input[name=email]", "new.reviewer@example.org")
-    page.fill("input[name=display_name]", "New Reviewer")
-    page.fill("input[name=password]", "a long enough passphrase")
-    page.check("input[name=roles][value=reviewer]")
-    page.click("text=Create user")
-    assert page.locator(".flash").inner_text() == "user new.reviewer@example.org created"
-    assert "new.reviewer@example.org" in page.locator("#users").inner_text()
+    form = page.locator("#create-user")
+    form.locator("input[name=email]").fill("new.reviewer@example.org")
+    form.locator("input[name=display_name]").fill("New Reviewer")
+    form.locator("input[name=password]").fill("a long enough passphrase")
+    form.locator("input[name=roles][value=reviewer]").check()
+    form.locator("text=Create user").click()
+    expect(page.locator(".flash")).to_have_text("user new.reviewer@example.org created")
+    row = page.locator("#users tr", has_text="new.reviewer@example.org")
+    row.locator("summary").click()  # the row's Manage panel
+    row.locator("input[name=roles][value=auditor]").check()
+    row.locator("text=Save roles").click()
+    expect(page.locator(".flash")).to_have_text("user new.reviewer@example.org now holds auditor, reviewer")
     shot(page, "admin-users")
     page.click("text=Sign out")
     page.wait_for_url(re.compile(r"/sign-in"))  # the users page has an email field too
@@ -227,4 +301,25 @@ def test_admin_creates_a_reviewer_who_can_then_sign_in(page_for: Any, web_s3: We
     page.fill("input[name=password]", "a long enough passphrase")
     page.click("button[type=submit]")
     page.wait_for_url(f"{live.url}/")  # the sign-in page has no navigation links to read yet
-    assert page.locator("header nav a").all_inner_texts() == ["Review"]
+    assert page.locator("header nav a").all_inner_texts() == ["Review", "Subjects & consents", "Batches", "Audit log"]
+
+
+def test_demo_admin_opens_the_console_with_the_printed_password(
+    browser: Any, web_s3: WebWorld, live: LiveServer
+) -> None:
+    from flows.demo import seed_admin
+
+    email, password = seed_admin(web_s3.runtime)
+    context = browser.new_context(base_url=live.url)
+    try:
+        page = context.new_page()
+        page.goto("/")
+        page.fill("input[name=email]", email)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live.url}/")
+        page.click("text=Users")
+        expect(page.locator("#users")).to_contain_text(email)
+        shot(page, "demo-admin")
+    finally:
+        context.close()

@@ -44,7 +44,7 @@ def test_a_route_missing_from_the_table_is_refused_to_everyone(web: WebWorld) ->
 
 def test_admin_gets_no_other_roles_powers() -> None:
     admin_routes = {name for name, rule in ROUTE_ROLES.items() if isinstance(rule, frozenset) and Role.admin in rule}
-    assert admin_routes == {"users", "user_create"}
+    assert admin_routes == {"users", "user_create", "user_roles", "user_disable", "user_password"}
 
 
 def test_every_route_for_every_role(web: WebWorld) -> None:
@@ -97,7 +97,7 @@ def test_anonymous_is_sent_to_sign_in_and_back(web: WebWorld) -> None:
 
 def test_public_rules_are_few() -> None:
     assert {name for name, rule in ROUTE_ROLES.items() if rule is Access.public} == {
-        "sign_in_form", "sign_in", "stylesheet"}
+        "sign_in_form", "sign_in", "stylesheet", "review_script"}
 
 
 def test_docs_list_every_route(web: WebWorld) -> None:

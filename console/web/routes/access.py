@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from console.web.errors import TooManyAttempts
 from console.web.pages import redirect, render
+from console.web.proxy import client_address
 from console.web.state import console, current_user, web_session
 from governance import audit
 from governance.errors import AuthenticationFailed, ValidationFailed
@@ -17,13 +19,21 @@ from governance.uow import unit_of_work
 from governance.users import authenticate
 
 router = APIRouter()
-STYLESHEET = Path(__file__).resolve().parents[1] / "static" / "console.css"
+STATIC = Path(__file__).resolve().parents[1] / "static"
+STYLESHEET = STATIC / "console.css"
 
 
 @router.get("/static/console.css", name="stylesheet")
 def stylesheet() -> FileResponse:
     """The one stylesheet (no inline styles: the content security policy forbids them)."""
     return FileResponse(STYLESHEET, media_type="text/css", headers={"cache-control": "public, max-age=3600"})
+
+
+@router.get("/static/review.js", name="review_script")
+def review_script() -> FileResponse:
+    """The review page's player, plot and keyboard controls (a file: the policy allows no inline script)."""
+    return FileResponse(STATIC / "review.js", media_type="text/javascript",
+                        headers={"cache-control": "public, max-age=3600"})
 
 
 @router.get("/sign-in", name="sign_in_form", response_class=HTMLResponse)
@@ -36,14 +46,29 @@ def sign_in_form(request: Request, next: str = "/") -> Response:
 
 
 def _safe_next(target: str) -> str:
-    """Only local paths: an open redirect after sign-in would be a phishing aid."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """Only a path on this site: an open redirect after sign-in would be a phishing aid.
+
+    Browsers drop tabs and newlines from URLs and read a backslash as a slash, so `/<TAB>/evil.example`
+    and `/<BACKSLASH>evil.example` both mean `//evil.example`; any control character, any backslash, a scheme or
+    a host, or a leading `//` sends the user home instead. What passes is re-quoted so the Location
+    header carries nothing a browser could read differently.
+    """
+    if len(target) > 2000:
         return "/"
-    return target
+    for form in (target, unquote(target)):  # percent-encoded tricks are refused as well
+        if (not form.startswith("/") or form.startswith("//") or "\\" in form
+                or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in form)):
+            return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return "/"
+    path = quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
+    query = quote(parts.query, safe="=&%/:@!$'()*+,;-._~")
+    return path + (f"?{query}" if query else "")
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_address(request, console(request).config.trusted_networks)
 
 
 def _check_password(request: Request, email: str, password: str) -> str | None:

@@ -46,8 +46,9 @@ def _rows(events: list[AuditEvent]) -> list[dict[str, object]]:
         {
             "seq": e.seq, "at": audit.format_time(e.occurred_at), "actor": e.actor, "action": e.action,
             "subject_id": e.subject_id, "job_id": e.job_id,
-            "resource": f"{e.resource_type or ''} {e.resource_id or ''}".strip(),
+            "resource_type": e.resource_type or "", "resource_id": e.resource_id or "",
             "details": json.dumps(e.details, sort_keys=True, indent=1) if e.details else "",
+            "fields": len(e.details) if isinstance(e.details, dict) else 0,
         }
         for e in events
     ]
@@ -62,17 +63,26 @@ def audit_search(
     action: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    before: int | None = None,
 ) -> Response:
-    """Newest matching events first, at most one page; the filters are echoed back into the form."""
+    """Newest matching events first, one page at a time (`before`: the page of events older than that
+    sequence number, so pages stay stable while new events arrive); the filters are echoed into the form."""
     flt = _filter(subject_id, job_id, actor, action, since, until)
     limit = console(request).config.page_size
     with unit_of_work(console(request).runtime.sessions) as db:
-        statement = flt.apply(select(AuditEvent)).order_by(AuditEvent.seq.desc()).limit(limit)
-        rows = _rows(list(db.scalars(statement)))
+        statement = flt.apply(select(AuditEvent))
+        if before is not None:
+            statement = statement.where(AuditEvent.seq < before)
+        events = list(db.scalars(statement.order_by(AuditEvent.seq.desc()).limit(limit + 1)))
+    rows = _rows(events[:limit])
     filters = {"subject_id": subject_id or "", "job_id": job_id or "", "actor": actor or "",
                "action": action or "", "since": since or "", "until": until or ""}
     query = urlencode({k: v for k, v in filters.items() if v})
-    return render(request, "audit_search.html", rows=rows, filters=filters, limit=limit, export_query=query)
+    older = (f"?{urlencode({**{k: v for k, v in filters.items() if v}, 'before': rows[-1]['seq']})}"
+             if len(events) > limit else None)
+    newest = f"?{query}" if before is not None else None
+    return render(request, "audit_search.html", rows=rows, filters=filters, limit=limit, export_query=query,
+                  older=older, newest=newest)
 
 
 @router.get("/jobs/{job_id}", name="audit_job_timeline", response_class=HTMLResponse)
@@ -86,10 +96,14 @@ def audit_job_timeline(request: Request, job_id: str) -> Response:
             consent = db.get(Consent, job.consent_id)
             if consent is not None:
                 lineage_ids = list(db.scalars(select(Consent.id).where(Consent.lineage_id == consent.lineage_id)))
+        # The job's own events, plus the batch's and the consent's that concern no particular job: other jobs'
+        # events on the same batch or consent (their consent checks, say) belong to their own timelines.
         clauses = [AuditEvent.job_id == job.id,
-                   (AuditEvent.resource_type == "batch") & (AuditEvent.resource_id == job.batch_id)]
+                   (AuditEvent.resource_type == "batch") & (AuditEvent.resource_id == job.batch_id)
+                   & AuditEvent.job_id.is_(None)]
         if lineage_ids:
-            clauses.append((AuditEvent.resource_type == "consent") & AuditEvent.resource_id.in_(lineage_ids))
+            clauses.append((AuditEvent.resource_type == "consent") & AuditEvent.resource_id.in_(lineage_ids)
+                           & AuditEvent.job_id.is_(None))
         events = list(db.scalars(select(AuditEvent).where(or_(*clauses)).order_by(AuditEvent.seq)))
         facts = {"job": job.id, "state": job.state.value, "batch": job.batch_id, "subject": job.subject_id,
                  "use": f"{job.purpose}/{job.channel}/{job.territory}", "consent": job.consent_id or "—"}

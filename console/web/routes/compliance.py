@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 import mimetypes
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 
 from console.web.errors import PageNotFound
 from console.web.forms import parse_moment, parse_terms, required_text
@@ -27,7 +27,7 @@ from flows.revocation import RETRY_HINT, WithdrawalReport, amend_consent, revoke
 from governance import consent, subjects
 from governance.errors import ValidationFailed
 from governance.publications import publications_for_consent
-from governance.schema import User
+from governance.schema import Subject, User
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from governance.vocabulary import CHANNELS, PURPOSES, check_terms
@@ -50,15 +50,27 @@ def _vocabulary() -> dict[str, Any]:
 
 
 @router.get("/subjects", name="subjects", response_class=HTMLResponse)
-def subjects_page(request: Request) -> Response:
-    """Every subject, with how many consents are in force."""
+def subjects_page(request: Request, q: str = "", page: int = 1) -> Response:
+    """Subjects matching `q` (reference or name, case-insensitive), one page at a time, with how many
+    consents are in force."""
+    size = console(request).config.page_size
+    text = q.strip()[:100]
+    number = max(1, min(page, 10_000))
+    statement = select(Subject)
+    if text:
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = statement.where(or_(func.lower(Subject.reference).like(pattern, escape="\\"),
+                                        func.lower(Subject.display_name).like(pattern, escape="\\")))
     with unit_of_work(console(request).runtime.sessions) as db:
+        total = int(db.scalar(select(func.count()).select_from(statement.subquery())) or 0)
+        found = list(db.scalars(statement.order_by(Subject.reference).offset((number - 1) * size).limit(size)))
         rows = []
-        for subject in subjects.list_subjects(db):
+        for subject in found:
             current = consent.list_consents(db, subject_id=subject.id)
             live = [c for c in current if c.revoked_at is None]
             rows.append({"subject": subject, "consents": len(live), "revoked": len(current) - len(live)})
-    return render(request, "subjects.html", rows=rows)
+    pages = max(1, -(-total // size))
+    return render(request, "subjects.html", rows=rows, q=text, page=number, pages=pages, total=total)
 
 
 @router.post("/subjects", name="subject_create")
@@ -87,7 +99,9 @@ def consent_grant_form(request: Request, subject_id: str) -> Response:
     with unit_of_work(console(request).runtime.sessions) as db:
         subject = subjects.get_subject(db, subject_id)
         has_reference = bool(subjects.active_references(db, subject_id))
-    return render(request, "consent_grant.html", subject=subject, has_reference=has_reference, **_vocabulary())
+    today = console(request).config.clock().astimezone(UTC).strftime("%Y-%m-%d")
+    return render(request, "consent_grant.html", subject=subject, has_reference=has_reference, today=today,
+                  **_vocabulary())
 
 
 def _scope_terms(purposes: list[str], channels: list[str], territories: str) -> list[str]:

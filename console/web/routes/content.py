@@ -11,29 +11,48 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from console.web.errors import BadInput
+from console.web.errors import BadInput, ConsoleError, PageNotFound
 from console.web.forms import required_text
 from console.web.pages import redirect, render
-from console.web.state import ConsoleState, console, current_user
+from console.web.state import ConsoleState, CurrentUser, console, current_user
 from console.web.uploads import IMAGE, VIDEO, FileKind, has_file, save_upload, upload_folder
+from flows.errors import USER_FACING
+from flows.retry import is_transient
 from flows.status import batch_report
 from flows.submission import SubmissionError, check_input, input_key
-from governance import assets, batches, subjects
-from governance.enums import AssetKind
-from governance.schema import Asset, Batch, Job, User
+from governance import assets, batches, consent, subjects
+from governance.enums import AssetKind, Role
+from governance.errors import ConsentError, GovernanceError, NotFound, ValidationFailed
+from governance.schema import Asset, Batch, Job, ReviewDecision, User
 from governance.uow import unit_of_work
 from governance.vocabulary import CHANNELS, PURPOSES
 
 router = APIRouter(prefix="/batches")
 JOB_SLOTS = 3
+_FLOW_ERRORS: tuple[type[Exception], ...] = tuple(
+    kind for kind in USER_FACING if issubclass(kind, Exception) and not issubclass(kind, GovernanceError))
+_REFUSALS: tuple[type[Exception], ...] = (ConsoleError, GovernanceError, *_FLOW_ERRORS)
+
+
+# Who sees every batch (read only); everyone else with access sees the batches they requested.
+SEES_ALL_BATCHES = frozenset({Role.auditor.value})
+
+
+def _sees_all(me: CurrentUser) -> bool:
+    return bool(me.roles & SEES_ALL_BATCHES)
 
 
 @router.get("", name="batches", response_class=HTMLResponse)
 def batches_page(request: Request) -> Response:
-    """Recent batches, newest first, with how many of their jobs are in each state."""
+    """Recent batches (one's own, or all for the roles in `SEES_ALL_BATCHES`), newest first, with how many
+    of their jobs are in each state."""
     limit = console(request).config.page_size
+    me = current_user(request)
     with unit_of_work(console(request).runtime.sessions) as db:
-        recent = list(db.scalars(select(Batch).order_by(Batch.created_at.desc()).limit(limit)))
+        statement = select(Batch).order_by(Batch.created_at.desc()).limit(limit)
+        if not _sees_all(me):
+            statement = statement.where(Batch.requested_by == me.id)
+        recent = list(db.scalars(statement))
         counts: dict[str, dict[str, int]] = {}
         for batch_id, state, n in db.execute(
             select(Job.batch_id, Job.state, func.count()).where(Job.batch_id.in_([b.id for b in recent]))
@@ -43,25 +62,44 @@ def batches_page(request: Request) -> Response:
         people = {u.id: u.email for u in db.scalars(select(User).where(User.id.in_({b.requested_by for b in recent})))}
     rows = [{"batch": b, "requester": people.get(b.requested_by, b.requested_by), "states": counts.get(b.id, {})}
             for b in recent]
-    return render(request, "batches.html", rows=rows)
+    return render(request, "batches.html", rows=rows, everyone=_sees_all(me))
 
 
-def _choices(request: Request) -> dict[str, Any]:
+def _asset_label(asset: Asset) -> str:
+    name = (asset.media_info or {}).get("original_name") if isinstance(asset.media_info, dict) else None
+    return f"{name or asset.object_key.rsplit('/', 2)[-2][:12] + '…'} ({asset.media_type or asset.kind.value}, " \
+           f"{asset.created_at.strftime('%Y-%m-%d')})"
+
+
+def _scopes(db: Any, subject_id: str) -> list[dict[str, Any]]:
+    """The subject's consents in force (not revoked), as the batch form shows them."""
+    return [{"id": c.id, "version": c.version, "purposes": c.purposes, "channels": c.channels,
+             "territories": c.territories, "valid_from": c.valid_from, "valid_until": c.valid_until}
+            for c in consent.list_consents(db, subject_id=subject_id) if c.revoked_at is None]
+
+
+def _choices(request: Request, subject_id: str) -> dict[str, Any]:
+    """What the form offers: subjects, and for the chosen subject its stored media and consent scope."""
     with unit_of_work(console(request).runtime.sessions) as db:
         subject_rows = [(s.id, f"{s.reference} — {s.display_name}") for s in subjects.list_subjects(db)]
-        recent = select(Asset).order_by(Asset.created_at.desc()).limit(200)
-        portraits = [(a.id, f"{a.object_key.rsplit('/', 2)[-2][:12]}… ({a.media_type})")
-                     for a in db.scalars(recent.where(Asset.kind == AssetKind.portrait))]
-        drivings = [(a.id, f"{a.object_key.rsplit('/', 2)[-2][:12]}… ({a.media_type})")
-                    for a in db.scalars(recent.where(Asset.kind == AssetKind.driving_video))]
-    return {"subject_choices": subject_rows, "portraits": portraits, "drivings": drivings,
-            "purposes": sorted(PURPOSES), "channels": sorted(CHANNELS), "slots": range(JOB_SLOTS)}
+        chosen = subject_id if subject_id in {sid for sid, _ in subject_rows} else ""
+        portraits: list[tuple[str, str]] = []
+        drivings: list[tuple[str, str]] = []
+        scopes: list[dict[str, Any]] = []
+        if chosen:
+            recent = select(Asset).where(Asset.subject_id == chosen).order_by(Asset.created_at.desc()).limit(200)
+            portraits = [(a.id, _asset_label(a)) for a in db.scalars(recent.where(Asset.kind == AssetKind.portrait))]
+            drivings = [(a.id, _asset_label(a)) for a in db.scalars(recent.where(Asset.kind == AssetKind.driving_video))]
+            scopes = _scopes(db, chosen)
+    return {"subject_choices": subject_rows, "chosen": chosen, "portraits": portraits, "drivings": drivings,
+            "scopes": scopes, "purposes": sorted(PURPOSES), "channels": sorted(CHANNELS), "slots": range(JOB_SLOTS)}
 
 
 @router.get("/new", name="batch_new", response_class=HTMLResponse)
-def batch_new(request: Request) -> Response:
-    """The submission form: up to three jobs, each with uploaded or existing portrait and driving video."""
-    return render(request, "batch_new.html", **_choices(request))
+def batch_new(request: Request, subject: str = "") -> Response:
+    """The submission form: up to three jobs, each with uploaded or existing portrait and driving video.
+    Choosing a subject first (`?subject=`) lists that subject's stored media and consent scope."""
+    return render(request, "batch_new.html", values={}, warnings=[], error=None, **_choices(request, subject))
 
 
 @dataclass
@@ -98,6 +136,9 @@ def _slots(form: FormData) -> list[_Slot]:
                      _text(form, p + "territory").upper(), _text(form, p + "portrait_asset"),
                      _upload(form, p + "portrait_file"), _text(form, p + "driving_asset"),
                      _upload(form, p + "driving_file"))
+        for what, value in (("purpose", slot.purpose), ("channel", slot.channel), ("territory", slot.territory)):
+            if not value:
+                raise BadInput(f"job {slot.index}: choose a {what}")
         for what, asset_id, upload in (("portrait", slot.portrait_id, slot.portrait_file),
                                        ("driving video", slot.driving_id, slot.driving_file)):
             if bool(asset_id) == bool(upload):
@@ -131,10 +172,36 @@ def _stored_asset(state: ConsoleState, upload: UploadFile, folder: Any, kind: As
         return asset.id
 
 
-def _submit(state: ConsoleState, me_id: str, me_email: str, name: str, slots: list[_Slot]) -> str:
-    with unit_of_work(state.runtime.sessions) as db:  # unknown subjects fail before any upload is stored
+def _uncovered(state: ConsoleState, slots: list[_Slot]) -> list[str]:
+    """For each job whose use no consent in force covers, why (governance's own words)."""
+    problems = []
+    with unit_of_work(state.runtime.sessions) as db:
+        for slot in slots:
+            try:
+                consent.verify(db, subject_id=slot.subject_id, purpose=slot.purpose, channel=slot.channel,
+                               territory=slot.territory)
+            except ConsentError as exc:
+                problems.append(f"job {slot.index} ({slot.purpose}/{slot.channel}/{slot.territory}): {exc}")
+    return problems
+
+
+def _check_slots(state: ConsoleState, slots: list[_Slot]) -> None:
+    """Unknown subjects and stored media that are missing or someone else's fail before anything is stored."""
+    with unit_of_work(state.runtime.sessions) as db:
         for slot in slots:
             subjects.get_subject(db, slot.subject_id)
+            for what, asset_id in (("portrait", slot.portrait_id), ("driving video", slot.driving_id)):
+                if not asset_id:
+                    continue
+                try:
+                    asset = assets.get_asset(db, asset_id)
+                except NotFound as exc:
+                    raise NotFound(f"job {slot.index}: {exc}") from None
+                if asset.subject_id != slot.subject_id:
+                    raise BadInput(f"job {slot.index}: the stored {what} belongs to another subject")
+
+
+def _submit(state: ConsoleState, me_id: str, me_email: str, name: str, slots: list[_Slot]) -> str:
     specs = []
     with upload_folder(state.upload_dir) as folder:
         for slot in slots:
@@ -154,19 +221,56 @@ def _submit(state: ConsoleState, me_id: str, me_email: str, name: str, slots: li
         return batch.id
 
 
+def _form_values(form: FormData) -> dict[str, str]:
+    """The text fields as sent, to fill the form again after a refusal (files cannot be kept)."""
+    return {key: value for key, value in form.multi_items() if isinstance(value, str) and key != "csrf_token"}
+
+
+def _refusal_status(exc: Exception) -> int:
+    if isinstance(exc, ConsoleError):
+        return exc.status
+    if isinstance(exc, GovernanceError):
+        return 404 if isinstance(exc, NotFound) else 422 if isinstance(exc, ValidationFailed) else 409
+    return 503 if is_transient(exc) else 422
+
+
 @router.post("", name="batch_submit")
 async def batch_submit(request: Request) -> Response:
-    """Create the batch and its jobs in `submitted`; the nightly batch flow (or `likeness batch run`) renders them."""
+    """Create the batch and its jobs in `submitted`; the nightly batch flow (or `likeness batch run`) renders
+    them. A refusal shows the form again with what was typed; a use no consent covers is a warning that
+    needs `accept_uncovered` to go ahead (its render would be refused)."""
     form = await request.form()
-    name = required_text(_text(form, "name"), "batch name", max_length=200)
-    slots = _slots(form)
-    me = current_user(request)
-    batch_id = await run_in_threadpool(_submit, console(request), me.id, me.email, name, slots)
+    values = _form_values(form)
+    state = console(request)
+    try:
+        name = required_text(_text(form, "name"), "batch name", max_length=200)
+        slots = _slots(form)
+        await run_in_threadpool(_check_slots, state, slots)
+        warnings = await run_in_threadpool(_uncovered, state, slots)
+        if warnings and _text(form, "accept_uncovered") != "yes":
+            return render(request, "batch_new.html", values=values, warnings=warnings,
+                          error=None, **_choices(request, values.get("subject", "")))
+        me = current_user(request)
+        batch_id = await run_in_threadpool(_submit, state, me.id, me.email, name, slots)
+    except _REFUSALS as exc:
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return render(request, "batch_new.html", status_code=_refusal_status(exc), values=values, warnings=[],
+                      error=message, **_choices(request, values.get("subject", "")))
     return redirect(request, "batch_page", flash=f"batch {name} submitted with {len(slots)} job(s)", batch_id=batch_id)
 
 
 @router.get("/{batch_id}", name="batch_page", response_class=HTMLResponse)
 def batch_page(request: Request, batch_id: str) -> Response:
-    """A batch's jobs: state, scores, outcome, reviewer, where it was published, what went wrong."""
-    report = batch_report(console(request).runtime, batch_id)
-    return render(request, "batch.html", report=report)
+    """A batch's jobs: state, scores, outcome, reviewer and the reason they gave, where it was published,
+    what went wrong. Only one's own batch, unless the role sees all."""
+    state = console(request)
+    me = current_user(request)
+    with unit_of_work(state.runtime.sessions) as db:
+        batch = db.get(Batch, batch_id)
+        if batch is None or (batch.requested_by != me.id and not _sees_all(me)):
+            raise PageNotFound(f"no batch {batch_id} among the batches you may see")
+        decisions = db.scalars(select(ReviewDecision).join(Job, Job.id == ReviewDecision.job_id)
+                               .where(Job.batch_id == batch_id))
+        review_reasons = {d.job_id: d.reason for d in decisions}
+    report = batch_report(state.runtime, batch_id)
+    return render(request, "batch.html", report=report, review_reasons=review_reasons)

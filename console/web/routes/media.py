@@ -1,4 +1,5 @@
-"""A job's media (render, portrait, driving video), streamed through the app so RBAC covers every byte."""
+"""A job's media (render, portrait, driving video) and subjects' reference photos, streamed through the
+app so RBAC covers every byte."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flows.jobdata import StoredRef
 from governance import assets, jobs
 from governance.access import record_read
 from governance.enums import Role
+from governance.schema import LikenessReference
 from governance.uow import unit_of_work
 
 router = APIRouter()
@@ -41,4 +43,17 @@ def job_media(request: Request, job_id: str, which: Literal["output", "portrait"
             asset = assets.get_asset(db, job.portrait_asset_id if which == "portrait" else job.driving_asset_id)
             ref = StoredRef(asset.bucket, asset.object_key, asset.sha256)
     path, media_type = cached_copy(state, ref)
-    return FileResponse(path, media_type=media_type, headers={"cache-control": "private, max-age=300"})
+    return FileResponse(path, media_type=media_type, headers={"cache-control": "no-store"})
+
+
+@router.get("/subjects/{subject_id}/references/{reference_id}", name="reference_photo")
+def reference_photo(request: Request, subject_id: str, reference_id: str) -> FileResponse:
+    """A subject's reference photo (thumbnails on the subject page, beside the portrait for reviewers)."""
+    state = console(request)
+    with unit_of_work(state.runtime.sessions) as db:
+        reference = db.get(LikenessReference, reference_id)
+        if reference is None or reference.subject_id != subject_id:
+            raise PageNotFound(f"subject {subject_id} has no reference photo {reference_id}")
+        ref = StoredRef(reference.bucket, reference.object_key, reference.sha256)
+    path, media_type = cached_copy(state, ref)
+    return FileResponse(path, media_type=media_type, headers={"cache-control": "no-store"})

@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from console.web.forms import required_text
 from console.web.pages import redirect, render
-from console.web.plots import identity_svg, per_frame_series
+from console.web.plots import identity_bounds, identity_svg, per_frame_series
 from console.web.state import console, current_user
 from flows.review import apply_decision
 from flows.review_queue import pending_reviews, review_item
-from governance import consent, jobs, review
-from governance.errors import ConsentError
+from governance import assets, consent, jobs, review, subjects
+from governance.errors import ConsentError, GovernanceError
 from governance.schema import Batch, Consent, Job, User
 from governance.uow import unit_of_work
 
@@ -64,6 +64,20 @@ def _consent_standing(db: Session, job: Job) -> dict[str, Any]:
     return standing
 
 
+DEFAULT_FPS = 25.0
+
+
+def _frame_rate(db: Session, job: Job) -> float:
+    """Frames per second for the player's frame steps and the plot's frame-to-time mapping: the driving
+    video's, as recorded at submission (the render keeps its timing), else 25."""
+    try:
+        info = assets.get_asset(db, job.driving_asset_id).media_info or {}
+    except GovernanceError:
+        return DEFAULT_FPS
+    fps = info.get("fps") if isinstance(info, dict) else None
+    return float(fps) if isinstance(fps, int | float) and 1 <= fps <= 240 else DEFAULT_FPS
+
+
 @router.get("/jobs/{job_id}", name="review_job", response_class=HTMLResponse)
 def review_job(request: Request, job_id: str) -> Response:
     """The render beside its portrait and driving video, the identity plot, scores against thresholds,
@@ -78,11 +92,9 @@ def review_job(request: Request, job_id: str) -> Response:
         identity = (check.details or {}).get("identity") if check else None
         distances, frames = per_frame_series(identity)
         faceless = identity.get("missing_frames") if isinstance(identity, dict) else None
-        threshold = None
-        if isinstance(identity, dict) and isinstance(identity.get("threshold"), int | float):
-            threshold = float(identity["threshold"])
-        elif rules.get("identity", {}).get("fidelity_worst5_distance"):
-            threshold = float(rules["identity"]["fidelity_worst5_distance"]["review_above"])
+        bounds = identity_bounds(rules, list(check.reasons or []) if check else [], identity)
+        fps = _frame_rate(db, job)
+        references = [r.id for r in subjects.active_references(db, job.subject_id)]
         standing = _consent_standing(db, job)
         decision = review.get_decision(db, job_id)
         decided_by = db.get(User, decision.reviewer_id).email if decision else None  # type: ignore[union-attr]
@@ -91,7 +103,7 @@ def review_job(request: Request, job_id: str) -> Response:
         score_rows = _score_rows(dict(job.check_scores or {}), rules)
     return render(
         request, "review_job.html", item=item, job=job, score_rows=score_rows, policy_version=job.policy_version,
-        plot=identity_svg(distances, threshold=threshold, frames=frames), threshold=threshold,
+        plot=identity_svg(distances, bounds=bounds, frames=frames), bounds=bounds, fps=fps, references=references,
         faceless=[int(f) for f in faceless or [] if isinstance(f, int)],
         standing=standing, decision=decision, decided_by=decided_by, own_batch=own_batch, past=PAST,
         has_output=bool(job.output_key),
