@@ -191,6 +191,7 @@ def _install_reference_shims() -> None:
 
         einops_module, layers, layers_torch = (types.ModuleType(n) for n in ("einops", "einops.layers", "einops.layers.torch"))
         einops_module.rearrange = rearrange  # type: ignore[attr-defined]
+        einops_module.repeat = None  # type: ignore[attr-defined]  # imported, never called by the README model
         layers_torch.Rearrange = Rearrange  # type: ignore[attr-defined]
         sys.modules.update({"einops": einops_module, "einops.layers": layers, "einops.layers.torch": layers_torch})
     try:
@@ -367,7 +368,13 @@ def measure(job: Job, variant: Variant) -> Measurement:
         process = context.Process(target=_worker, args=(worker_job, variant, barrier, queue))
         process.start()
         processes.append(process)
-    results = [queue.get() for _ in processes]
+    results: list[Measurement] = []
+    while len(results) < len(processes):
+        try:
+            results.append(queue.get(timeout=5))
+        except Exception:  # queue.Empty: a worker that died never reports
+            if not any(p.is_alive() for p in processes) and queue.empty():
+                raise RuntimeError(f"variant {variant.name}: a worker process died (see its traceback above)") from None
     for process in processes:
         process.join()
     slowest = max(r.seconds for r in results)
