@@ -211,8 +211,8 @@ def animate(
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InputValueError(f"`seed` must be an int in [0, 2**63 - 1], got {seed!r}")
     source = check_image(source, size=config.image_size, channels=config.num_channels, name="source")
-    # The keypoint head always holds the model's input dtype (float32 unless the whole model was cast);
-    # fast mode may hold the hourglasses and the decoder in bf16/fp16.
+    # The keypoint head holds the model's input dtype (float32 unless the whole model was cast), whatever
+    # the first parameter is; fast mode holds only the decoder and memory unit in bf16/fp16.
     head = model.kp_detector.kp.weight
     device, dtype = head.device, head.dtype
     if decoder_dtype(model) != dtype:
