@@ -31,8 +31,8 @@ class Mode(StrEnum):
     """Numerics of a render, recorded with each job.
 
     EXACT: float32 throughout, within 1e-4 of the reference (the fused kernels reorder sums; see models.fused).
-    FAST: the decoder and memory unit under bf16 autocast (CPUs with AVX512-BF16/AMX, or CUDA; fp16 on
-    CUDA devices without bf16); keypoints, source encoding, dense motion and every warp stay float32.
+    FAST: the decoder and memory unit in bf16 (CPUs with AMX, or CUDA; fp16 on CUDA devices without
+    bf16); keypoints, source encoding, dense motion and every warp stay float32.
     """
 
     EXACT = "exact"
@@ -54,18 +54,31 @@ def resolve_device(name: str | torch.device) -> torch.device:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True when oneDNN reports native bf16 support (AVX512-BF16 or AMX) on this CPU."""
+    """True when oneDNN reports native bf16 instructions (AVX512-BF16 or AMX) on this CPU."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
 
 
+def cpu_has_amx() -> bool:
+    """True when the CPU exposes AMX tiles (oneDNN then runs bf16 convolutions and GEMMs on the matrix unit)."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def fast_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of FAST mode on `device`, or None when the device has no fast low precision."""
+    """The low-precision dtype of FAST mode on `device`, or None when the device has no fast low precision.
+
+    On CPUs bf16 only pays with AMX: with AVX512-BF16 alone oneDNN's bf16 convolutions measured 0.65x the
+    float32 ones and a whole bf16 frame 1.5x slower than exact mode (docs/mcnet.md, Speed), so FAST falls
+    back to EXACT there.
+    """
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_fast_bf16():
+    if device.type == "cpu" and cpu_has_fast_bf16() and cpu_has_amx():
         return torch.bfloat16
     return None
 
@@ -198,8 +211,10 @@ def animate(
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
         raise InputValueError(f"`seed` must be an int in [0, 2**63 - 1], got {seed!r}")
     source = check_image(source, size=config.image_size, channels=config.num_channels, name="source")
-    parameter = next(model.parameters())
-    device, dtype = parameter.device, parameter.dtype
+    # The keypoint head holds the model's input dtype (float32 unless the whole model was cast), whatever
+    # the first parameter is; fast mode holds only the decoder and memory unit in bf16/fp16.
+    head = model.kp_detector.kp.weight
+    device, dtype = head.device, head.dtype
     if decoder_dtype(model) != dtype:
         # The decoder was converted once for FAST mode (use_low_precision): it cannot render exactly.
         if mode is not None and Mode(mode) is Mode.EXACT:

@@ -64,7 +64,8 @@ class PortraitAnimator:
         checkpoint: path of the checkpoint (authors' format, our config inside or beside).
         expected_sha256: refuse the checkpoint unless its SHA-256 matches (recommended in production).
         device: 'auto' (CUDA when present), 'cpu' or 'cuda'.
-        mode: 'exact' (float32) or 'fast' (bf16/fp16 autocast; falls back to exact where unsupported).
+        mode: 'exact' (float32) or 'fast' (decoder and memory unit in bf16/fp16 on CUDA and on CPUs with AMX;
+            falls back to exact elsewhere, where bf16 measured slower than float32).
         batch_size: driving frames per forward pass; default 1 on CPU (its convolutions already run near
             the CPU's peak at batch 1, and memory grows with the batch) and 8 on CUDA.
         channels_last: run the convolutions in NHWC; default: only in fast mode on CUDA (tensor cores).
@@ -101,10 +102,12 @@ class PortraitAnimator:
             retain_freed_memory()  # 10-17 % of a CPU frame is page faults otherwise (models.cpu_allocator)
         self._mode = effective_mode(requested, self._device)
         model = loaded.model
+        self._dtype = torch.float32
         if self._mode is Mode.FAST:
             low = fast_dtype(self._device)
             assert low is not None  # effective_mode() guarantees a fast path
             model = use_low_precision(model, low)  # once, instead of autocast re-casting every forward
+            self._dtype = low
         if channels_last is None:
             channels_last = self._mode is Mode.FAST and self._device.type == "cuda"
         self._model = use_channels_last(model) if channels_last else model
@@ -112,8 +115,8 @@ class PortraitAnimator:
             batch_size = 8 if self._device.type == "cuda" else 1
         self._batch_size = batch_size
         logger.info(
-            "portrait animator ready: checkpoint %s, device %s, mode %s, batch %d",
-            self._fingerprint[:12], self._device, self._mode, batch_size,
+            "portrait animator ready: checkpoint %s, device %s, mode %s (%s), batch %d, %d intra-op threads",
+            self._fingerprint[:12], self._device, self._mode, self.dtype, batch_size, self.threads,
         )
 
     @property
@@ -135,6 +138,16 @@ class PortraitAnimator:
     def mode(self) -> str:
         """The numerics mode in effect ('exact' or 'fast'), recorded with every job."""
         return str(self._mode)
+
+    @property
+    def dtype(self) -> str:
+        """The low-precision dtype of the decoder in fast mode ('bfloat16', 'float16'), else 'float32'."""
+        return str(self._dtype).removeprefix("torch.")
+
+    @property
+    def threads(self) -> int:
+        """Intra-op CPU threads torch uses in this process (set by the worker, e.g. `torch.set_num_threads`)."""
+        return torch.get_num_threads()
 
     @property
     def batch_size(self) -> int:

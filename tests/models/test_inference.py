@@ -122,7 +122,7 @@ def test_fast_mode_stays_close_to_exact(model: MCNet) -> None:
     device = torch.device("cpu")
     if fast_dtype(device) is None:
         assert effective_mode(Mode.FAST, device) is Mode.EXACT
-        pytest.skip("this CPU has no bf16 path; fast mode falls back to exact")
+        pytest.skip("no fast bf16 path on this CPU (needs AMX): fast mode falls back to exact; see test_fast_mode.py")
     source, driving = _frames(1)[0], _frames(3, seed=7)
     exact = torch.stack(list(animate(model, source, driving, seed=1)))
     stream = animate(model, source, driving, seed=1, mode="fast")

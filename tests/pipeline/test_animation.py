@@ -42,6 +42,8 @@ def test_properties(animator: PortraitAnimator, tiny_checkpoint: TinyCheckpoint)
     assert animator.device == "cpu"
     assert animator.mode == "exact"
     assert animator.batch_size == 3
+    assert animator.dtype == "float32"
+    assert animator.threads == torch.get_num_threads()
     assert PortraitAnimator(tiny_checkpoint.path, device="cpu").batch_size == 1
 
 
@@ -51,8 +53,10 @@ def test_fast_mode_is_close_to_exact(animator: PortraitAnimator, tiny_checkpoint
     exact_frames = np.stack(list(animator.render(_crop(0), driving, seed=4))).astype(np.float64)
     fast_frames = np.stack(list(fast.render(_crop(0), driving, seed=4))).astype(np.float64)
     if fast.mode == "exact":
-        assert np.array_equal(exact_frames, fast_frames)  # no bf16 path on this CPU: fell back to exact
+        # No fast path on this CPU (bf16 needs AMX): fell back to exact, in float32.
+        assert fast.dtype == "float32" and np.array_equal(exact_frames, fast_frames)
         return
+    assert fast.dtype in ("bfloat16", "float16")
     mse = np.mean((exact_frames / 255 - fast_frames / 255) ** 2)
     assert fast.mode == "fast"
     assert 0 < mse and 10 * np.log10(1 / mse) > 35
