@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "console": ("console.commands.web:app", "The web console (FastAPI, served on 127.0.0.1)."),
     "demo": ("console.commands.demo:app", "Run the end-to-end demo."),
     "verify": ("console.commands.verify:command",
-               "Check a video's C2PA manifest and watermark, and trace it to its publication."),
+               "Check a video's C2PA manifest and watermark, and trace it to its publication (an audited read)."),
 }
 
 

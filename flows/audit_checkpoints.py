@@ -17,11 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prefect import flow
 from sqlalchemy.orm import Session, sessionmaker
 
-from flows.retry import RETRIES, RETRY_DELAYS, is_transient
-from flows.runtime import get_runtime
+from flows.retry import is_transient
 from flows.settings import Settings
 from governance.audit_ledger import StoredNote, TreeHead, tree_head
 from governance.audit_note import NoteSigner, NoteVerifier, ensure_dev_signer, load_signer, sign_checkpoint
@@ -131,12 +129,3 @@ def stored_notes(settings: Settings, *, store: CheckpointStore | None = None) ->
         return [StoredNote(obj.label, obj.text) for obj in store.checkpoints()]
     except BucketMissingError:
         return []
-
-
-@flow(name="audit-checkpoint", retries=RETRIES, retry_delay_seconds=RETRY_DELAYS[0])
-def audit_checkpoint() -> dict[str, object]:
-    """Scheduled: sign and store the current tree head (a no-op object-wise when nothing was appended)."""
-    rt = get_runtime()
-    result = write_checkpoint(rt.settings, rt.sessions)
-    logger.info("audit checkpoint at size %d (%s)", result.size, "written" if result.written else "already stored")
-    return {"size": result.size, "root": result.root_b64, "key": result.key, "written": result.written}

@@ -113,11 +113,12 @@ def test_verify_names_a_rewritten_history(db_url: str, s3_server: S3ServerHandle
     assert last_actions(db_url, 1) == ["audit.verify_failed"]
 
 
-def test_storage_down_does_not_block_a_consent_change(db_url: str, tmp_path: Path) -> None:
+def test_storage_down_does_not_block_a_consent_change(db_url: str, s3_server: S3ServerHandle, tmp_path: Path) -> None:
+    up = make_cli(db_url, tmp_path, s3_server, unique_prefix())  # the grant keeps its evidence in object storage
     cli = make_cli(db_url, tmp_path, None, "down")
-    setup_people(cli)
+    setup_people(up)
     path, sha = evidence(tmp_path)
-    granted = cli(*grant_args(path, sha)).output
+    granted = up(*grant_args(path, sha)).output
     consent_id = granted.split()[1]
     assert cli("consent", "revoke", consent_id, "--reason", "withdrawn", "--actor", "comp@example.org").output == (
         f"consent {consent_id} (version 1) revoked; 0 publication(s) taken down, 0 queued\n")

@@ -67,6 +67,11 @@ def keys(rt: Runtime) -> list[str]:
     return [o.object_name for o in store.client.list_objects(store.bucket_name("inputs"), recursive=True)]
 
 
+def photo_keys(rt: Runtime) -> list[str]:
+    """The reference photos in the inputs bucket (the consent's evidence is kept there too)."""
+    return [key for key in keys(rt) if key.startswith("references/")]
+
+
 def rows(rt: Runtime, model: type) -> int:
     engine = make_engine(rt.settings.database_url)
     try:
@@ -111,8 +116,9 @@ def test_grant_with_a_good_photo_attaches_it_and_a_later_refusal_removes_it(
     granted = invoke(*grant_args(tmp_path, portrait_path))
     assert granted.exit_code == 0, granted.output
     assert "reference photo stored as" in granted.output
-    [key] = keys(rt)
+    [key] = photo_keys(rt)
     assert key.startswith("references/") and rows(rt, LikenessReference) == 1 and rows(rt, Consent) == 1
+    assert [k for k in keys(rt) if k.startswith("evidence/")], "the evidence is kept in object storage"
 
 
 def test_discard_keeps_what_a_recorded_reference_or_an_older_upload_uses(
@@ -120,16 +126,16 @@ def test_discard_keeps_what_a_recorded_reference_or_an_older_upload_uses(
 ) -> None:
     invoke, rt = cli
     assert invoke(*grant_args(tmp_path, portrait_path)).exit_code == 0
-    [key] = keys(rt)
+    [key] = photo_keys(rt)
     digest = hashlib.sha256(portrait_path.read_bytes()).hexdigest()
     again = store_upload(rt, portrait_path, digest, prefix="references", kind="reference")
     assert (again.key, again.created) == (key, False)
     discard_unreferenced(rt, [again, again.__class__(again.bucket, again.key, digest, created=True)])
-    assert keys(rt) == [key]  # not created by this request, and in use by a recorded reference
+    assert photo_keys(rt) == [key]  # not created by this request, and in use by a recorded reference
     other = tmp_path / "other.png"
     other.write_bytes(portrait_path.read_bytes() + b"\0")
     fresh = store_upload(rt, other, hashlib.sha256(other.read_bytes()).hexdigest(), prefix="references",
                          kind="reference")
-    assert fresh.created and len(keys(rt)) == 2
+    assert fresh.created and len(photo_keys(rt)) == 2
     discard_unreferenced(rt, [fresh, None])
-    assert keys(rt) == [key]
+    assert photo_keys(rt) == [key]

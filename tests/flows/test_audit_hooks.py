@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.audit_checkpoints import audit_checkpoint, audit_verifier, stored_notes
+from flows.audit_checkpoint_flow import audit_checkpoint
+from flows.audit_checkpoints import audit_verifier, stored_notes
 from flows.batch import nightly_batch
 from flows.takedown import takedown
 from governance import audit, audit_ledger
