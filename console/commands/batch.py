@@ -18,6 +18,7 @@ from console.errors import one_line_errors
 from console.terminal import make_console
 from flows.batchfile import read_batch_file
 from flows.errors import USER_FACING
+from flows.preflight import preflight
 from flows.runtime import Runtime, use_runtime
 from flows.settings import load_settings
 from flows.status import BatchReport, batch_report
@@ -83,6 +84,7 @@ def run(
         rt = runtime()
         try:
             batch_report(rt, batch_id)  # refuse an unknown batch before starting anything
+            preflight(rt)  # policy and checkpoint, once, before any job is claimed
             with use_runtime(rt), BatchProgress(rt, batch_id):
                 flow = batch_flow(rt.settings, workers=workers)
                 state = flow(batch_id=batch_id, return_state=True)  # type: ignore[operator]
