@@ -15,7 +15,17 @@ from datetime import timedelta
 
 import numpy as np
 
-from flows.jobdata import JobSpec, StoredRef, fetch, load_job, load_job_spec, local_name, workspace
+from flows.jobdata import (
+    FINAL_STATES,
+    JobSpec,
+    StoredRef,
+    clear_workspace,
+    fetch,
+    load_job,
+    load_job_spec,
+    local_name,
+    workspace,
+)
 from flows.runtime import Runtime
 from governance import audit, consent, jobs
 from governance.enums import JobState
@@ -55,7 +65,12 @@ def claim(
     rt: Runtime, job_id: str, *, run_id: str, start: JobState, to: JobState, holder_alive: HolderCheck | None,
     actor: str,
 ) -> JobState:
-    """Claim `start -> to` or re-claim a job a dead run left in `to`; return the state after it."""
+    """Claim `start -> to` or re-claim a job a dead run left in `to`; return the state after it.
+
+    A re-claim also removes what the dead run left on this machine (fetched inputs, a partial render,
+    temporary files): the new run starts from storage and the database, not from half-written files.
+    """
+    reclaimed = False
     with unit_of_work(rt.sessions) as session:
         job = load_job(session, job_id)
         if job.state == start:
@@ -67,14 +82,21 @@ def claim(
             if holder and not stale and holder_alive is not None and holder_alive(holder):
                 raise HeldElsewhere(f"job {job_id} is being worked on by live flow run {holder}")
             jobs.reclaim(session, job_id=job_id, flow_run_id=run_id, actor=actor, expected_flow_run_id=holder)
-        return JobState(job.state)
+            reclaimed = True
+        state = JobState(job.state)
+    if reclaimed or state in FINAL_STATES:
+        clear_workspace(rt.workspace_root, job_id)
+    return state
 
 
-def refuse(rt: Runtime, job_id: str, *, reason: str, error: str, actor: str = ACTOR) -> JobState:
-    """Record a governance refusal: the job moves to `refused`, the reason goes to the job and the audit log."""
+def refuse(rt: Runtime, job_id: str, *, reason: str, error: str, actor: str = ACTOR,
+           details: dict[str, object] | None = None) -> JobState:
+    """Record a governance refusal: the job moves to `refused`, the reason (and `details`: what was
+    measured) goes to the job and the audit log, and the job's workspace is removed."""
     with unit_of_work(rt.sessions) as session:
         job = load_job(session, job_id)
-        jobs.refuse(session, job, actor=actor, reason=reason, details={"error": error})
+        jobs.refuse(session, job, actor=actor, reason=reason, details={"error": error, **(details or {})})
+    clear_workspace(rt.workspace_root, job_id)
     logger.info("job %s refused: %s", job_id, reason)
     return JobState.refused
 
@@ -229,6 +251,8 @@ def evaluate_checks(rt: Runtime, job_id: str) -> JobState:
         target = JobState(job.state)
         if target == JobState.rejected:
             job.last_error = "rejected by policy: " + "; ".join(decision.reasons)
+    if target in FINAL_STATES or target == JobState.awaiting_review:
+        clear_workspace(rt.workspace_root, job_id)  # approved jobs go on to publishing, which fetches anew
     return target
 
 
@@ -247,13 +271,16 @@ def describe(error: BaseException) -> tuple[str, str]:
 def fail(rt: Runtime, job_id: str, *, error_type: str, message: str, actor: str = ACTOR) -> JobState:
     """Record a technical failure that retrying will not fix; the job moves to `failed`, audited.
 
-    A job already in a final state keeps it (a failure after publication does not unpublish).
+    A job already in a final state keeps it (a failure after publication does not unpublish). Either
+    way the job's workspace is removed.
     """
     with unit_of_work(rt.sessions) as session:
         job = load_job(session, job_id)
         state = JobState(job.state)
         if state in jobs.TERMINAL_STATES or state == JobState.published:
+            clear_workspace(rt.workspace_root, job_id)
             return state
         jobs.fail(session, job, actor=actor, error=f"{error_type}: {message}", details={"error": error_type})
+    clear_workspace(rt.workspace_root, job_id)
     logger.warning("job %s failed: %s: %s", job_id, error_type, message)
     return JobState.failed
