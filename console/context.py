@@ -66,14 +66,19 @@ def cli_errors() -> Iterator[None]:
             raise CliError(f"database error: {first}") from None
 
 
+def require_migrated_database(url: str) -> None:
+    """Refuse (one line) a database that is not at the newest schema, without creating one that is absent."""
+    current, head = current_revision(url), head_revision()
+    if current != head:
+        raise CliError(f"database is at revision {current or 'none'}, expected {head}: run `likeness db upgrade`")
+
+
 def open_context(*, require_migrated: bool = True) -> CliContext:
     """Read settings, connect, and (by default) refuse a database that is not at the newest schema."""
     settings = load_settings()  # a malformed setting is reported by `cli_errors` (console.errors.describe)
     url = settings.database_url
     if require_migrated:
-        current, head = current_revision(url), head_revision()
-        if current != head:
-            raise CliError(f"database is at revision {current or 'none'}, expected {head}: run `likeness db upgrade`")
+        require_migrated_database(url)
     engine = make_engine(url)
     return CliContext(settings=settings, engine=engine, session_factory=make_session_factory(engine))
 

@@ -14,7 +14,7 @@ from prefect import flow
 from flows import tasks
 from flows.preflight import preflight
 from flows.publish import publish_job
-from flows.render_steps import HELD_ELSEWHERE, describe
+from flows.render_steps import HELD_ELSEWHERE, REFUSED, describe
 from flows.retry import is_transient
 from flows.runtime import get_runtime
 from governance.enums import JobState
@@ -35,7 +35,8 @@ def render_job(job_id: str) -> str:
                 state = JobState(gate(job_id))
                 if state != JobState.rendering:
                     return state.value
-            tasks.render_video(job_id)
+            if tasks.render_video(job_id) == REFUSED:  # a driving video without a followable face
+                return REFUSED
             state = JobState.rendered
         if state == JobState.rendered:
             state = JobState(tasks.evaluate_checks(job_id))

@@ -125,7 +125,13 @@ def verify_consent(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
 
 
 def bind_likeness(rt: Runtime, job_id: str) -> JobState:
-    """Refuse unless the portrait shows the person whose likeness reference is on file."""
+    """Refuse unless the portrait shows the person whose likeness reference is on file.
+
+    Both photos must show exactly one usable face (`pipeline.faces.single_face`: one face, large
+    enough, not cut by the border); otherwise the job is refused with what was found (faces, size in
+    pixels) in the audit record. A group photo would otherwise bind to whoever is largest.
+    """
+    from pipeline.faces import FaceError, single_face
     from pipeline.images import load_image
 
     with unit_of_work(rt.sessions) as session:
@@ -138,6 +144,13 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
                           max_pixels=rt.settings.max_image_pixels)
     reference = load_image(fetch(rt.store, spec.reference, local_name(folder, "reference", spec.reference)),
                            max_pixels=rt.settings.max_image_pixels)
+    for image, checked, where in ((reference, "reference", f"subject {spec.subject_id}'s likeness reference"),
+                                  (portrait, "portrait", "the portrait")):
+        try:
+            single_face(image, where=where)
+        except FaceError as exc:
+            return refuse(rt, job_id, reason=f"job {job_id}: {exc}", error=type(exc).__name__,
+                          details={"checked": checked, **exc.details})
     result = rt.verifier.compare(reference, portrait)
     bound = rt.policy.identity.binding_distance.reject_above
     details = {**result.audit_details(), "reject_above": bound}
@@ -151,14 +164,22 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
             rt, job_id, error="LikenessMismatch",
             reason=f"portrait of job {job_id} does not match subject {spec.subject_id}'s reference "
                    f"(distance {result.distance:.3f} > {bound:g})",
+            details={"checked": "binding", "distance": round(result.distance, 6), "threshold": bound},
         )
     return JobState.rendering
 
 
+REFUSED = JobState.refused.value  # what `render_video` returns instead of a key when it refused the job
+
+
 def render_video(rt: Runtime, job_id: str, *, progress: Progress | None = None) -> str:
-    """Animate the portrait with the driving video, upload the render to quarantine; returns its key."""
+    """Animate the portrait with the driving video, upload the render to quarantine; returns its key.
+
+    A driving video whose face cannot be followed (none at all, or too many frames without one) refuses
+    the job, with what tracking found in the audit record; `REFUSED` is returned instead of a key.
+    """
     from flows.concurrency import gpu_slot
-    from pipeline.faces import compose_output, crop_driving, prepare_portrait
+    from pipeline.faces import FaceError, compose_output, crop_driving, prepare_portrait
     from pipeline.images import load_image
     from pipeline.storage import object_key
     from pipeline.video import VideoWriter, probe
@@ -171,13 +192,19 @@ def render_video(rt: Runtime, job_id: str, *, progress: Progress | None = None) 
     animator = rt.animator
     size = animator.config.image_size
     portrait = load_image(portrait_path, max_pixels=rt.settings.max_image_pixels)
-    crop = prepare_portrait(portrait, size=size)
     mode = rt.settings.output_mode
     info = probe(driving_path)
     out = folder / RENDER_NAME
-    # Face tracking is CPU work: plan the driving crops before taking the accelerator's slot.
-    driving = crop_driving(driving_path, size=size, detect_every=rt.settings.driving_detect_every,
-                           max_missing_ratio=rt.policy.identity.missing_face_ratio.reject_above)
+    try:
+        crop = prepare_portrait(portrait, size=size)
+        # Face tracking is CPU work: plan the driving crops before taking the accelerator's slot.
+        driving = crop_driving(driving_path, size=size, detect_every=rt.settings.driving_detect_every,
+                               max_missing_ratio=rt.policy.identity.missing_face_ratio.reject_above)
+    except FaceError as exc:
+        checked = "driving video" if "driving video" in str(exc) else "portrait"
+        refuse(rt, job_id, reason=f"job {job_id}: {exc}", error=type(exc).__name__,
+               details={"checked": checked, **exc.details})
+        return REFUSED
     with gpu_slot():
         with VideoWriter(out, fps=info.fps, size=output_size(portrait, size, mode), audio_from=driving_path) as writer:
             written = 0

@@ -40,7 +40,7 @@ __all__ = [
     "CropBox", "DrivingCrops", "DrivingReport", "FaceBox", "FaceCutByBorderError", "FaceError",
     "FaceTooSmallError", "MIN_FACE_PX", "MultipleFacesError", "NoFaceError", "OutputMode", "PortraitCrop",
     "TooManyMissingFacesError", "compose_output", "crop_driving", "detect_faces", "paste_back",
-    "prepare_portrait",
+    "prepare_portrait", "single_face",
 ]
 
 OutputMode = Literal["crop", "full_frame"]
@@ -67,21 +67,40 @@ def prepare_portrait(
         NoFaceError, MultipleFacesError, FaceTooSmallError, FaceCutByBorderError.
     """
     height, width = image.shape[:2]
-    faces = detect_faces(image, detector=detector, min_confidence=min_confidence)
-    if not faces:
-        raise NoFaceError(f"no face found in the portrait ({width}x{height}, detector {detector})")
-    if len(faces) > 1:
-        raise MultipleFacesError(len(faces))
-    face = faces[0]
-    if face.side < min_face_px:
-        raise FaceTooSmallError(face.side, min_face_px)
-    if face.touches_border(width, height):
-        raise FaceCutByBorderError(
-            f"the face in the portrait touches the image border at ({face.x}, {face.y}, {face.w}x{face.h}); "
-            "give a photo with the whole face inside"
-        )
+    face = single_face(image, detector=detector, min_face_px=min_face_px, min_confidence=min_confidence)
     box = square_around(face.center, face.side, (width, height), scale=scale, lift=lift)
     return PortraitCrop(crop=cut(image, box, size), box=box, face=face, image_size=(width, height))
+
+
+def single_face(
+    image: np.ndarray, *, where: str = "the portrait", detector: Detector = "dlib",
+    min_face_px: int = MIN_FACE_PX, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> FaceBox:
+    """The one usable face of a photo: exactly one, at least `min_face_px`, not cut by the border.
+
+    The same rules hold for a portrait and for a subject's reference photo. Each refusal carries what
+    was measured in `details` (faces found, the face's size in pixels, its box).
+
+    Raises:
+        NoFaceError, MultipleFacesError, FaceTooSmallError, FaceCutByBorderError.
+    """
+    height, width = image.shape[:2]
+    faces = detect_faces(image, detector=detector, min_confidence=min_confidence)
+    if not faces:
+        raise NoFaceError(f"no face found in {where} ({width}x{height}, detector {detector})",
+                          faces_found=0, image_px=[width, height])
+    if len(faces) > 1:
+        raise MultipleFacesError(len(faces), where)
+    face = faces[0]
+    if face.side < min_face_px:
+        raise FaceTooSmallError(face.side, min_face_px, where)
+    if face.touches_border(width, height):
+        raise FaceCutByBorderError(
+            f"the face in {where} touches the image border at ({face.x}, {face.y}, {face.w}x{face.h}); "
+            "give a photo with the whole face inside",
+            faces_found=1, face_px=face.side, box=[face.x, face.y, face.w, face.h], image_px=[width, height],
+        )
+    return face
 
 
 def compose_output(frame: np.ndarray, *, mode: OutputMode, portrait: np.ndarray | None = None,

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from console.context import cli_errors
+from console.context import cli_errors, require_migrated_database
 from console.errors import one_line_errors
 from console.terminal import make_console
 from flows.batchfile import read_batch_file
@@ -49,8 +49,10 @@ SCORE_COLUMNS = (("binding_distance", "binding"), ("fidelity_mean_distance", "fi
 
 
 def runtime() -> Runtime:
-    """The CLI's runtime, built from the environment."""
-    return Runtime(load_settings())
+    """The CLI's runtime, built from the environment, on a database at the newest schema."""
+    settings = load_settings()
+    require_migrated_database(settings.database_url)
+    return Runtime(settings)
 
 
 @app.command("submit")
