@@ -17,6 +17,7 @@ from console.context import (
     governance_command,
     out,
     parse_time,
+    require_future,
     show_time,
 )
 from governance import consent
@@ -77,6 +78,7 @@ def grant(
     with governance_command() as ctx:
         start = parse_time(valid_from, "--from")
         end = parse_time(valid_until, "--until")
+        require_future(end, "--until", now=utcnow())
         copy, key, created = _keep_evidence(ctx, evidence, evidence_sha256)
         try:
             with unit_of_work(ctx.session_factory) as session:
@@ -119,6 +121,7 @@ def amend(
             changes["valid_from"] = parse_time(valid_from, "--from")
         if valid_until:
             changes["valid_until"] = parse_time(valid_until, "--until")
+            require_future(changes["valid_until"], "--until", now=utcnow())  # type: ignore[arg-type]
         created, copy = False, None
         if evidence is not None or evidence_sha256 is not None:
             if evidence is None or evidence_sha256 is None:
