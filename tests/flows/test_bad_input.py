@@ -254,3 +254,38 @@ def test_small_ones(flow_world: FlowWorld, tmp_path: Path, monkeypatch: pytest.M
     label.burn_label(world.media.driving, out)
     assert seen == [out.parent]
     assert sorted(p.name for p in out.parent.iterdir()) == ["labelled.mp4"]
+
+
+@pytest.mark.slow
+def test_batch_run_ends_a_failed_job_in_one_line_without_a_traceback(flow_world: FlowWorld) -> None:
+    """A real `likeness batch run` process (logging as an operator has it): one job fails technically (its
+    driving video was replaced in storage), one is refused; stderr holds one line, and no traceback."""
+    world = flow_world
+    world.add_subject("S-1")
+    world.grant("S-1")
+    other = world.root / "inputs" / "driving-2.mp4"
+    ffmpeg("-i", str(world.media.driving), "-c:v", "libx264", "-crf", "30", str(other))
+    batch_id = world.submit([{"subject": "S-1", "driving": str(other)},
+                             {"subject": "S-1", "portrait": str(world.media.stranger)}])
+    failed, refused = world.job_ids(batch_id)
+    with unit_of_work(world.sessions) as session:
+        asset = session.get(Asset, world.job(failed).driving_asset_id)
+        assert asset is not None
+        key = asset.object_key
+    world.rt.store.put_file("inputs", key, world.media.portrait)
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from console.cli import run; sys.argv[0] = 'likeness'; run()",
+         "batch", "run", batch_id], capture_output=True, text=True, cwd=ROOT, timeout=900,
+        env={**os.environ, **cli_env(world)},
+    )
+
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert lines == [f"error: 1 of 2 job(s) failed: {failed}"], lines[-20:]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert world.job(failed).state == "failed" and "InputChanged" in (world.job(failed).last_error or "")
+    assert world.job(refused).state == "refused"
+    assert failed[:8] in done.stdout and refused[:8] in done.stdout  # the report names both, with the cause
+    work = world.rt.settings.var_dir / "work"
+    assert not work.exists() or list(work.iterdir()) == []
