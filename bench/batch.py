@@ -141,7 +141,8 @@ def _submit(rt: Any, batch_file: Path, jobs: int) -> str:
     from flows.submission import submit_batch
 
     data = yaml.safe_load(batch_file.read_text(encoding="utf-8"))
-    data["jobs"] = [data["jobs"][0]] * jobs  # only the covered use: every job renders
+    # Only the covered use, so every job renders; a seed each, since a batch refuses the same request twice.
+    data["jobs"] = [{**data["jobs"][0], "seed": index} for index in range(jobs)]
     path = batch_file.with_name(f"bench-{jobs}-{time.monotonic_ns()}.yaml")
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return submit_batch(rt, read_batch_file(path), requested_by_email=demo.OPERATOR)

@@ -69,14 +69,19 @@ def cli_errors() -> Iterator[None]:
             raise CliError(f"database error: {first}") from None
 
 
+def require_migrated_database(url: str) -> None:
+    """Refuse (one line) a database that is not at the newest schema, without creating one that is absent."""
+    current, head = current_revision(url), head_revision()
+    if current != head:
+        raise CliError(f"database is at revision {current or 'none'}, expected {head}: run `likeness db upgrade`")
+
+
 def open_context(*, require_migrated: bool = True) -> CliContext:
     """Read settings, connect, and (by default) refuse a database that is not at the newest schema."""
     settings = load_settings()  # a malformed setting is reported by `cli_errors` (console.errors.describe)
     url = settings.database_url
     if require_migrated:
-        current, head = current_revision(url), head_revision()
-        if current != head:
-            raise CliError(f"database is at revision {current or 'none'}, expected {head}: run `likeness db upgrade`")
+        require_migrated_database(url)
     engine = make_engine(url)
     return CliContext(settings=settings, engine=engine, session_factory=make_session_factory(engine))
 
@@ -124,7 +129,16 @@ def parse_time(value: str | None, option: str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise CliError(f"{option} {value!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T09:00Z)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:  # stored in UTC: 9999-12-31T23:00-05:00 is in the year 10000 there, which no datetime can hold
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise CliError(f"{option} {value!r} is out of range: in UTC it falls after the year 9999") from None
+
+
+def require_future(value: datetime | None, option: str, *, now: datetime) -> None:
+    """Refuse an end of validity that has already passed, saying so (not "not after the start")."""
+    if value is not None and value <= now:
+        raise CliError(f"{option} {value.isoformat()} is in the past: a consent's validity must end in the future")
 
 
 def show_time(value: datetime | None) -> str:

@@ -12,6 +12,13 @@ from rich.console import Console
 err_console = Console(stderr=True)
 
 
+def _always() -> tuple[type[BaseException], ...]:
+    """Errors every command reports in one line, whatever it expects: settings that cannot be parsed."""
+    from flows.settings import SettingsInvalid
+
+    return (SettingsInvalid,)
+
+
 def describe(exc: BaseException) -> str:
     """The one line an operator needs: the first line of the message, or the field a validation failed on.
 
@@ -34,7 +41,7 @@ def one_line_errors(*expected: type[BaseException]) -> Iterator[None]:
 
     Unexpected exceptions still surface with a traceback: hiding them would hide bugs.
     """
-    types = expected or (ValueError,)
+    types = (*(expected or (ValueError,)), *_always())
     try:
         yield
     except types as exc:  # noqa: B030 - a tuple of exception classes is what we mean

@@ -18,6 +18,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from flows.audit_checkpoints import checkpoint_after
 from flows.concurrency import ensure_gpu_limit
+from flows.preflight import preflight
 from flows.queries import UNFINISHED, jobs_in_states
 from flows.render import render_job
 from flows.runtime import configure_runtime, get_runtime
@@ -47,6 +48,7 @@ def nightly_batch(batch_id: str | None = None, limit: int = 500) -> dict[str, st
     """
     log = get_run_logger()
     rt = get_runtime()
+    preflight(rt)  # a bad policy or checkpoint stops here, before any job is claimed
     ensure_gpu_limit(rt.settings.gpu_concurrency)
     job_ids = jobs_in_states(rt, UNFINISHED, batch_id=batch_id, limit=limit)
     log.info("%d unfinished job(s)%s", len(job_ids), f" in batch {batch_id}" if batch_id else "")

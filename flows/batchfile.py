@@ -4,7 +4,9 @@ A batch file says who (a subject's reference), from what (a portrait and a drivi
 relative to the file), and for which use (purpose, channel, territory). Reading it does no I/O beyond
 the file itself: whether the media may be read, and whether a consent covers the use, is decided
 later, by `flows.submission` and the render flow. Any problem refuses the whole file with one line
-naming the row and the field, so a half-understood batch is never submitted.
+naming the row and the field, so a half-understood batch is never submitted. A job requested twice
+(same subject, media, use and seed) refuses the file naming the jobs (and CSV lines) that repeat. A
+UTF-8 byte-order mark, as spreadsheet programs write it, is accepted.
 """
 
 from __future__ import annotations
@@ -76,12 +78,19 @@ def read_batch_file(path: Path, *, name: str | None = None) -> BatchRequest:
         raise BatchFileError(f"batch file {path}: cannot be read ({exc.strerror})") from None
     if size > MAX_FILE_BYTES:
         raise BatchFileError(f"batch file {path}: {size} bytes is more than {MAX_FILE_BYTES}")
-    text = path.read_text(encoding="utf-8", errors="strict")
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # a leading byte-order mark is not part of the text
+    except UnicodeDecodeError as exc:
+        raise BatchFileError(f"batch file {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise BatchFileError(f"batch file {path}: cannot be read ({exc.strerror})") from None
     suffix = path.suffix.lower()
+    lines: list[int] | None = None
     if suffix in {".yaml", ".yml"}:
         raw = _parse_yaml(path, text)
     elif suffix == ".csv":
-        raw = {"name": path.stem, "jobs": _parse_csv(path, text)}
+        rows, lines = _parse_csv(path, text)
+        raw = {"name": path.stem, "jobs": rows}
     else:
         raise BatchFileError(f"batch file {path}: unknown format {suffix or '(none)'}; use .yaml or .csv")
     if name:
@@ -91,9 +100,35 @@ def read_batch_file(path: Path, *, name: str | None = None) -> BatchRequest:
     if isinstance(raw.get("jobs"), list):
         raw["jobs"] = [_resolve_paths(job, base) for job in raw["jobs"]]
     try:
-        return BatchRequest.model_validate(raw)
+        request = BatchRequest.model_validate(raw)
     except ValidationError as exc:
         raise BatchFileError(f"batch file {path}: {_first_error(exc)}") from None
+    _refuse_duplicates(path, request, lines)
+    return request
+
+
+def _refuse_duplicates(path: Path, request: BatchRequest, lines: list[int] | None) -> None:
+    """One line naming the first request that repeats an earlier one (jobs, and lines for CSV)."""
+    seen: dict[tuple[object, ...], int] = {}
+    repeats: dict[int, list[int]] = {}
+    for index, job in enumerate(request.jobs):
+        key = (job.subject, job.portrait.resolve(), job.driving.resolve(), job.purpose, job.channel, job.territory,
+               job.seed)
+        if key in seen:
+            repeats.setdefault(seen[key], [seen[key]]).append(index)
+        else:
+            seen[key] = index
+    if not repeats:
+        return
+    first, group = next(iter(repeats.items()))
+    job = request.jobs[first]
+    numbers = " and ".join(str(i + 1) for i in group)
+    where = f" (lines {' and '.join(str(lines[i]) for i in group)})" if lines is not None else ""
+    more = f"; {len(repeats) - 1} more request(s) repeat too" if len(repeats) > 1 else ""
+    raise BatchFileError(
+        f"batch file {path}: jobs {numbers}{where} repeat the same request (subject {job.subject}, "
+        f"{job.purpose}/{job.channel}/{job.territory}); remove the duplicates{more}"
+    )
 
 
 def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
@@ -108,7 +143,8 @@ def _parse_yaml(path: Path, text: str) -> dict[str, Any]:
     return dict(raw)
 
 
-def _parse_csv(path: Path, text: str) -> list[dict[str, Any]]:
+def _parse_csv(path: Path, text: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The rows with a value, and the line each one ends on (for messages)."""
     reader = csv.DictReader(io.StringIO(text))
     columns = {c.strip() for c in reader.fieldnames or []}
     missing = REQUIRED_CSV_COLUMNS - columns
@@ -117,7 +153,7 @@ def _parse_csv(path: Path, text: str) -> list[dict[str, Any]]:
     unknown = columns - set(CSV_COLUMNS)
     if unknown:
         raise BatchFileError(f"batch file {path}: unknown column(s) {', '.join(sorted(unknown))}")
-    rows = []
+    rows, lines = [], []
     for row in reader:
         cleaned = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
         if not any(cleaned.values()):
@@ -125,7 +161,8 @@ def _parse_csv(path: Path, text: str) -> list[dict[str, Any]]:
         if not cleaned.get("seed"):
             cleaned.pop("seed", None)
         rows.append(cleaned)
-    return rows
+        lines.append(reader.line_num)
+    return rows, lines
 
 
 def _resolve_paths(job: Any, base: Path) -> Any:

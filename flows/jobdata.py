@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from governance.enums import JobState
 from governance.errors import NotFound
 from governance.schema import Asset, Batch, Job, LikenessReference
 from pipeline.errors import InputError
@@ -103,6 +104,13 @@ def load_job_spec(session: Session, job_id: str) -> JobSpec:
     )
 
 
+# States after which a worker has nothing more to do with a job's files (the render flow also lets go of
+# a job it leaves at `awaiting_review`: publishing fetches what it needs again, on whatever machine).
+FINAL_STATES = frozenset({JobState.published, JobState.rejected, JobState.refused, JobState.failed,
+                          JobState.taken_down})
+PUBLISH_PREFIX = "publish-"
+
+
 def workspace(root: Path, job_id: str) -> Path:
     """The job's scratch folder (`<root>/<job id>`), created empty-or-existing."""
     path = root / job_id
@@ -110,9 +118,31 @@ def workspace(root: Path, job_id: str) -> Path:
     return path
 
 
-def clear_workspace(root: Path, job_id: str) -> None:
-    """Remove the job's scratch folder; nothing of a job stays on a worker's disk after it."""
-    shutil.rmtree(root / job_id, ignore_errors=True)
+def workspace_paths(root: Path, job_id: str) -> list[Path]:
+    """Every local folder of a job: its render workspace and its publishing workspace."""
+    return [root / job_id, root / f"{PUBLISH_PREFIX}{job_id}"]
+
+
+def clear_workspace(root: Path, job_id: str) -> bool:
+    """Remove the job's scratch folders (inputs, reference photo, the unmarked render, partial files of a
+    killed run, temporary files); nothing of a job stays on a worker's disk after it.
+
+    Returns whether anything was there. Never raises for a folder that is already gone.
+    """
+    found = False
+    for path in workspace_paths(root, job_id):
+        if path.exists() or path.is_symlink():
+            found = True
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    return found
+
+
+def workspace_job_id(folder: Path) -> str:
+    """The job id a workspace folder belongs to (`<id>` or `publish-<id>`)."""
+    return folder.name.removeprefix(PUBLISH_PREFIX)
 
 
 def local_name(folder: Path, stem: str, ref: StoredRef) -> Path:

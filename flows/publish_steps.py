@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy import select
 
-from flows.jobdata import load_job
+from flows.jobdata import clear_workspace, load_job
 from flows.render_steps import HolderCheck, claim
 from flows.runtime import Runtime
 from governance import jobs
@@ -54,8 +54,10 @@ def publish(rt: Runtime, job_id: str) -> JobState:
             key = mark_and_publish(rt, job_id=job_id, actor=ACTOR).object_key
         except ConsentError as exc:
             logger.info("job %s refused at delivery: %s", job_id, exc)
+            clear_workspace(rt.workspace_root, job_id)
             return JobState.refused
     complete(rt, job_id, key=key)
+    clear_workspace(rt.workspace_root, job_id)  # the unmarked render and the inputs leave the worker's disk
     return JobState.published
 
 

@@ -1,6 +1,6 @@
 """A subject's reference photo, checked when consent is granted, and the clean-up of a refused grant.
 
-The photo must be a usable portrait by the same rules as every portrait (`pipeline.faces.require_one_face`:
+The photo must be a usable portrait by the same rules as every portrait (`pipeline.faces.single_face`:
 exactly one face, large enough, not cut by the border): binding later compares job portraits with it,
 and with a group photo it would bind to whoever is largest. The console and `likeness consent grant`
 both call `check_reference_photo` before anything is stored. Uploads are stored content-addressed, so
@@ -43,7 +43,7 @@ def check_reference_photo(rt: Runtime, path: Path, *, name: str | None = None) -
 
     `name` is how the person knows the file (the console's upload name); the path is used otherwise.
     """
-    from pipeline.faces import require_one_face
+    from pipeline.faces import single_face
     from pipeline.images import load_image
 
     shown = repr(name) if name is not None else str(path)
@@ -52,7 +52,7 @@ def check_reference_photo(rt: Runtime, path: Path, *, name: str | None = None) -
     except SubmissionError as exc:  # name the file as the person knows it, not a spool path
         raise SubmissionError(str(exc).replace(str(path), shown)) from None
     try:
-        require_one_face(load_image(checked.path, max_pixels=rt.settings.max_image_pixels),
+        single_face(load_image(checked.path, max_pixels=rt.settings.max_image_pixels),
                          where=f"reference photo {shown}")
     except PipelineError as exc:
         raise SubmissionError(str(exc)) from None

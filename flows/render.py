@@ -12,9 +12,11 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import tasks
+from flows.preflight import preflight
 from flows.publish import publish_job
-from flows.render_steps import HELD_ELSEWHERE, describe
+from flows.render_steps import HELD_ELSEWHERE, REFUSED, describe
 from flows.retry import is_transient
+from flows.runtime import get_runtime
 from governance.enums import JobState
 from governance.errors import InvalidTransition
 
@@ -22,6 +24,7 @@ from governance.errors import InvalidTransition
 @flow(name="render-job", log_prints=False)
 def render_job(job_id: str) -> str:
     """Render, check and (when the policy allows) publish one job; returns the job's final state."""
+    preflight(get_runtime())  # configuration first: a bad setting must not consume the job
     try:
         claimed = tasks.claim_render(job_id)
         if claimed == HELD_ELSEWHERE:
@@ -32,7 +35,8 @@ def render_job(job_id: str) -> str:
                 state = JobState(gate(job_id))
                 if state != JobState.rendering:
                     return state.value
-            tasks.render_video(job_id)
+            if tasks.render_video(job_id) == REFUSED:  # a driving video without a followable face
+                return REFUSED
             state = JobState.rendered
         if state == JobState.rendered:
             state = JobState(tasks.evaluate_checks(job_id))

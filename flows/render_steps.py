@@ -15,7 +15,17 @@ from datetime import timedelta
 
 import numpy as np
 
-from flows.jobdata import JobSpec, StoredRef, fetch, load_job, load_job_spec, local_name, workspace
+from flows.jobdata import (
+    FINAL_STATES,
+    JobSpec,
+    StoredRef,
+    clear_workspace,
+    fetch,
+    load_job,
+    load_job_spec,
+    local_name,
+    workspace,
+)
 from flows.runtime import Runtime
 from governance import audit, consent, jobs
 from governance.enums import JobState
@@ -55,7 +65,12 @@ def claim(
     rt: Runtime, job_id: str, *, run_id: str, start: JobState, to: JobState, holder_alive: HolderCheck | None,
     actor: str,
 ) -> JobState:
-    """Claim `start -> to` or re-claim a job a dead run left in `to`; return the state after it."""
+    """Claim `start -> to` or re-claim a job a dead run left in `to`; return the state after it.
+
+    A re-claim also removes what the dead run left on this machine (fetched inputs, a partial render,
+    temporary files): the new run starts from storage and the database, not from half-written files.
+    """
+    reclaimed = False
     with unit_of_work(rt.sessions) as session:
         job = load_job(session, job_id)
         if job.state == start:
@@ -67,14 +82,21 @@ def claim(
             if holder and not stale and holder_alive is not None and holder_alive(holder):
                 raise HeldElsewhere(f"job {job_id} is being worked on by live flow run {holder}")
             jobs.reclaim(session, job_id=job_id, flow_run_id=run_id, actor=actor, expected_flow_run_id=holder)
-        return JobState(job.state)
+            reclaimed = True
+        state = JobState(job.state)
+    if reclaimed or state in FINAL_STATES:
+        clear_workspace(rt.workspace_root, job_id)
+    return state
 
 
-def refuse(rt: Runtime, job_id: str, *, reason: str, error: str, actor: str = ACTOR) -> JobState:
-    """Record a governance refusal: the job moves to `refused`, the reason goes to the job and the audit log."""
+def refuse(rt: Runtime, job_id: str, *, reason: str, error: str, actor: str = ACTOR,
+           details: dict[str, object] | None = None) -> JobState:
+    """Record a governance refusal: the job moves to `refused`, the reason (and `details`: what was
+    measured) goes to the job and the audit log, and the job's workspace is removed."""
     with unit_of_work(rt.sessions) as session:
         job = load_job(session, job_id)
-        jobs.refuse(session, job, actor=actor, reason=reason, details={"error": error})
+        jobs.refuse(session, job, actor=actor, reason=reason, details={"error": error, **(details or {})})
+    clear_workspace(rt.workspace_root, job_id)
     logger.info("job %s refused: %s", job_id, reason)
     return JobState.refused
 
@@ -103,7 +125,13 @@ def verify_consent(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
 
 
 def bind_likeness(rt: Runtime, job_id: str) -> JobState:
-    """Refuse unless the portrait shows the person whose likeness reference is on file."""
+    """Refuse unless the portrait shows the person whose likeness reference is on file.
+
+    Both photos must show exactly one usable face (`pipeline.faces.single_face`: one face, large
+    enough, not cut by the border); otherwise the job is refused with what was found (faces, size in
+    pixels) in the audit record. A group photo would otherwise bind to whoever is largest.
+    """
+    from pipeline.faces import FaceError, single_face
     from pipeline.images import load_image
 
     with unit_of_work(rt.sessions) as session:
@@ -116,6 +144,13 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
                           max_pixels=rt.settings.max_image_pixels)
     reference = load_image(fetch(rt.store, spec.reference, local_name(folder, "reference", spec.reference)),
                            max_pixels=rt.settings.max_image_pixels)
+    for image, checked, where in ((reference, "reference", f"subject {spec.subject_id}'s likeness reference"),
+                                  (portrait, "portrait", "the portrait")):
+        try:
+            single_face(image, where=where)
+        except FaceError as exc:
+            return refuse(rt, job_id, reason=f"job {job_id}: {exc}", error=type(exc).__name__,
+                          details={"checked": checked, **exc.details})
     result = rt.verifier.compare(reference, portrait)
     bound = rt.policy.identity.binding_distance.reject_above
     details = {**result.audit_details(), "reject_above": bound}
@@ -129,14 +164,22 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
             rt, job_id, error="LikenessMismatch",
             reason=f"portrait of job {job_id} does not match subject {spec.subject_id}'s reference "
                    f"(distance {result.distance:.3f} > {bound:g})",
+            details={"checked": "binding", "distance": round(result.distance, 6), "threshold": bound},
         )
     return JobState.rendering
 
 
+REFUSED = JobState.refused.value  # what `render_video` returns instead of a key when it refused the job
+
+
 def render_video(rt: Runtime, job_id: str, *, progress: Progress | None = None) -> str:
-    """Animate the portrait with the driving video, upload the render to quarantine; returns its key."""
+    """Animate the portrait with the driving video, upload the render to quarantine; returns its key.
+
+    A driving video whose face cannot be followed (none at all, or too many frames without one) refuses
+    the job, with what tracking found in the audit record; `REFUSED` is returned instead of a key.
+    """
     from flows.concurrency import gpu_slot
-    from pipeline.faces import compose_output, crop_driving, prepare_portrait
+    from pipeline.faces import FaceError, compose_output, crop_driving, prepare_portrait
     from pipeline.images import load_image
     from pipeline.storage import object_key
     from pipeline.video import VideoWriter, probe
@@ -149,13 +192,19 @@ def render_video(rt: Runtime, job_id: str, *, progress: Progress | None = None) 
     animator = rt.animator
     size = animator.config.image_size
     portrait = load_image(portrait_path, max_pixels=rt.settings.max_image_pixels)
-    crop = prepare_portrait(portrait, size=size)
     mode = rt.settings.output_mode
     info = probe(driving_path)
     out = folder / RENDER_NAME
-    # Face tracking is CPU work: plan the driving crops before taking the accelerator's slot.
-    driving = crop_driving(driving_path, size=size, detect_every=rt.settings.driving_detect_every,
-                           max_missing_ratio=rt.policy.identity.missing_face_ratio.reject_above)
+    try:
+        crop = prepare_portrait(portrait, size=size)
+        # Face tracking is CPU work: plan the driving crops before taking the accelerator's slot.
+        driving = crop_driving(driving_path, size=size, detect_every=rt.settings.driving_detect_every,
+                               max_missing_ratio=rt.policy.identity.missing_face_ratio.reject_above)
+    except FaceError as exc:
+        checked = "driving video" if "driving video" in str(exc) else "portrait"
+        refuse(rt, job_id, reason=f"job {job_id}: {exc}", error=type(exc).__name__,
+               details={"checked": checked, **exc.details})
+        return REFUSED
     with gpu_slot():
         with VideoWriter(out, fps=info.fps, size=output_size(portrait, size, mode), audio_from=driving_path) as writer:
             written = 0
@@ -229,6 +278,8 @@ def evaluate_checks(rt: Runtime, job_id: str) -> JobState:
         target = JobState(job.state)
         if target == JobState.rejected:
             job.last_error = "rejected by policy: " + "; ".join(decision.reasons)
+    if target in FINAL_STATES or target == JobState.awaiting_review:
+        clear_workspace(rt.workspace_root, job_id)  # approved jobs go on to publishing, which fetches anew
     return target
 
 
@@ -247,13 +298,16 @@ def describe(error: BaseException) -> tuple[str, str]:
 def fail(rt: Runtime, job_id: str, *, error_type: str, message: str, actor: str = ACTOR) -> JobState:
     """Record a technical failure that retrying will not fix; the job moves to `failed`, audited.
 
-    A job already in a final state keeps it (a failure after publication does not unpublish).
+    A job already in a final state keeps it (a failure after publication does not unpublish). Either
+    way the job's workspace is removed.
     """
     with unit_of_work(rt.sessions) as session:
         job = load_job(session, job_id)
         state = JobState(job.state)
         if state in jobs.TERMINAL_STATES or state == JobState.published:
+            clear_workspace(rt.workspace_root, job_id)
             return state
         jobs.fail(session, job, actor=actor, error=f"{error_type}: {message}", details={"error": error_type})
+    clear_workspace(rt.workspace_root, job_id)
     logger.warning("job %s failed: %s: %s", job_id, error_type, message)
     return JobState.failed

@@ -5,6 +5,10 @@ the job is over: they go `LIKENESS_RETENTION_DAYS` after the job's last state ch
 with a job that is still running (or ended recently) stays. Every deletion is audited; deleting again
 finds nothing and writes nothing, so the sweep can run as often as one likes. Published videos are not
 touched: they leave through a takedown.
+
+Local copies are not kept for N days at all: a job's workspace on this machine (`var/work/<job id>`,
+`var/work/publish-<job id>`) is removed when the job ends, and the sweep removes any that were left
+(a job that ended on another machine, a run killed before it could clean up, a folder of no known job).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import timedelta
 from prefect import flow, get_run_logger
 from sqlalchemy import or_, select
 
+from flows.jobdata import FINAL_STATES, clear_workspace, workspace_job_id
 from flows.retry import RETRIES, RETRY_DELAYS
 from flows.runtime import Runtime, get_runtime
 from governance import audit
@@ -75,6 +80,22 @@ def delete_object(rt: Runtime, *, bucket: str, key: str, action: str, resource_t
     return True
 
 
+def clear_local_workspaces(rt: Runtime) -> list[str]:
+    """Remove this machine's workspaces of jobs that ended (or wait for review, or are unknown); returns
+    the job ids whose folders were removed. Jobs still being worked on keep theirs."""
+    root = rt.workspace_root
+    folders = [path for path in root.iterdir() if path.is_dir()]
+    ids = sorted({workspace_job_id(path) for path in folders})
+    if not ids:
+        return []
+    resting = FINAL_STATES | {JobState.awaiting_review}
+    with unit_of_work(rt.sessions) as session:
+        states = {row[0]: JobState(row[1]) for row in session.execute(select(Job.id, Job.state).where(Job.id.in_(ids)))}
+    removed = [job_id for job_id in ids
+               if (job_id not in states or states[job_id] in resting) and clear_workspace(root, job_id)]
+    return removed
+
+
 # The whole sweep is idempotent, so a flow-level retry (storage briefly down) simply runs it again.
 @flow(name="retention-sweep", retries=RETRIES, retry_delay_seconds=RETRY_DELAYS[0])
 def retention_sweep(days: int | None = None) -> dict[str, list[str]]:
@@ -91,6 +112,7 @@ def retention_sweep(days: int | None = None) -> dict[str, list[str]]:
         if delete_object(rt, bucket="inputs", key=key, action="retention.input_deleted", resource_type="asset",
                          resource_id=asset_id, subject_id=owner, job_id=None, days=keep):
             report.inputs.append(key)
-    log.info("retention sweep (%d days): %d render(s), %d input(s) deleted", keep, len(report.outputs),
-             len(report.inputs))
+    workspaces = clear_local_workspaces(rt)
+    log.info("retention sweep (%d days): %d render(s), %d input(s) deleted, %d local workspace(s) removed", keep,
+             len(report.outputs), len(report.inputs), len(workspaces))
     return {"outputs": report.outputs, "inputs": report.inputs}

@@ -21,7 +21,7 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 
-from flows.jobdata import load_job
+from flows.jobdata import clear_workspace, load_job
 from flows.queries import jobs_in_states
 from flows.runtime import Runtime, get_runtime, use_runtime
 from flows.settings import Settings
@@ -84,6 +84,8 @@ def _apply(rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | 
         decision = review.decide(session, job_id=job_id, reviewer_id=reviewer.id, verdict=verdict, reason=reason)
         decision_id, chosen = decision.id, Verdict(decision.verdict)
     state, key = (JobState.rejected if chosen == Verdict.reject else JobState.approved), None
+    if state == JobState.rejected:
+        clear_workspace(rt.workspace_root, job_id)
     if chosen == Verdict.approve and publish:
         from flows.publish import publish_job
         from flows.publish_steps import existing_publication
@@ -141,6 +143,7 @@ def expire_review(rt: Runtime, job_id: str) -> JobState:
                      details={"waited_hours": hours})
         jobs.transition(session, job, to=JobState.rejected, actor=TIMEOUT_ACTOR, details={"reason": reason},
                         changes={"last_error": reason})
+    clear_workspace(rt.workspace_root, job_id)
     logger.info("job %s rejected: review window passed", job_id)
     return JobState.rejected
 

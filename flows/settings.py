@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from governance.database import DEFAULT_DATABASE_URL
+
+
+class SettingsInvalid(ValueError):
+    """A `LIKENESS_*` variable pydantic-settings could not even parse (a list that is not JSON, say);
+    the message is one line naming the variable."""
 
 
 class Settings(BaseSettings):
@@ -51,6 +57,9 @@ class Settings(BaseSettings):
 
     # Flows: input limits, check sampling, and when a job held by a silent run may be taken over.
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # A driving video longer than this (or with more frames) is refused from ffprobe, before decoding.
+    max_video_seconds: float = Field(default=600.0, gt=0)
+    max_video_frames: int = Field(default=36_000, gt=0)
     fidelity_every: int = Field(default=3, ge=1)
     # Detect the driving video's face on every k-th frame (boxes between are interpolated and smoothed).
     driving_detect_every: int = Field(default=2, ge=1, le=25)
@@ -79,7 +88,34 @@ class Settings(BaseSettings):
     console_public_origin: str | None = None
     console_trusted_proxies: str = ""
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """Refuse a URL SQLAlchemy cannot parse or has no dialect for now, not at the first query."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(value).get_dialect()
+        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+            reason = "unknown database dialect" if isinstance(exc, NoSuchModuleError) else "not a database URL"
+            raise ValueError(f"{reason} (e.g. sqlite:///var/likeness.db or postgresql+psycopg://user@host/db)") from None
+        return value
+
 
 def load_settings() -> Settings:
-    """Read settings from the environment; called by the CLI and the flows' runtime only."""
-    return Settings()
+    """Read settings from the environment; called by the CLI and the flows' runtime only.
+
+    Raises:
+        pydantic.ValidationError: a value of the wrong type or out of range (the field is named).
+        SettingsInvalid: a value that cannot be parsed at all, e.g. a list that is not JSON.
+    """
+    try:
+        return Settings()
+    except SettingsError as exc:
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"LIKENESS_{found.group(1).upper()}" if found else "a LIKENESS_* variable"
+        cause = exc.__cause__
+        hint = " (give a JSON list, e.g. [\"/data/inputs\"])" if found and found.group(1) == "allowed_input_dirs" else ""
+        detail = f": {str(cause).splitlines()[0]}" if cause is not None and str(cause) else ""
+        raise SettingsInvalid(f"invalid {name}: cannot be parsed{detail}{hint}") from None

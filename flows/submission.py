@@ -1,8 +1,10 @@
 """Submitting a batch: check each input, store it once (content-addressed), register it, create the jobs.
 
-Everything is checked before anything is recorded: a path outside the allowed folders, an unreadable
-image, a video ffprobe cannot read, an unknown subject or vocabulary term refuses the whole batch with
-one line naming the job. Consent is not checked here but at render time (and again at publish time),
+Everything is checked before anything is stored or recorded: the requester's role, every subject and
+vocabulary term (database only), then every file (a path outside the allowed folders, an unreadable
+image, a video ffprobe cannot read or that is too long) refuses the whole batch with one line naming the
+job, before a single byte is uploaded. Should a later step still fail, the objects this submission
+uploaded (and no other job uses) are removed again, so a refused batch leaves nothing in storage. Consent is not checked here but at render time (and again at publish time),
 because what counts is the consent in force when the video is made and delivered.
 """
 
@@ -13,16 +15,19 @@ import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from flows.batchfile import BatchRequest, JobRequest
 from flows.runtime import Runtime
 from governance import assets, batches
 from governance.enums import AssetKind
-from governance.errors import NotFound
+from governance.errors import NotFound, ValidationFailed
+from governance.schema import Asset
 from governance.subjects import find_subject
 from governance.uow import unit_of_work
-from governance.users import get_user_by_email
+from governance.users import get_user_by_email, require_role
+from governance.vocabulary import check_term
 from pipeline.errors import PipelineError
 from pipeline.storage import sha256_file
 
@@ -63,7 +68,7 @@ def check_input(rt: Runtime, path: Path, kind: AssetKind, *, where: str) -> Chec
             image = load_image(safe, max_pixels=rt.settings.max_image_pixels)
             info: dict[str, object] = {"width": int(image.shape[1]), "height": int(image.shape[0])}
         else:
-            video = probe(safe)
+            video = probe(safe, max_seconds=rt.settings.max_video_seconds, max_frames=rt.settings.max_video_frames)
             info = {"width": video.width, "height": video.height, "fps": video.fps,
                     "frames": video.frame_count, "duration": video.duration}
     except PipelineError as exc:
@@ -80,23 +85,68 @@ def submit_batch(rt: Runtime, request: BatchRequest, *, requested_by_email: str)
         SubmissionError: an input is refused (the message names the job).
         governance.errors.GovernanceError: the requester may not submit, or a subject/term is unknown.
     """
+    subjects = check_request(rt, request, requested_by_email=requested_by_email)
     checked: list[tuple[JobRequest, CheckedInput, CheckedInput]] = []
     for index, job in enumerate(request.jobs, start=1):
         where = f"job {index}"
         checked.append((job, check_input(rt, job.portrait, AssetKind.portrait, where=f"{where} portrait"),
                         check_input(rt, job.driving, AssetKind.driving_video, where=f"{where} driving video")))
-    with unit_of_work(rt.sessions) as session:
-        get_user_by_email(session, requested_by_email)
-        subjects: dict[str, str] = {}
-        for index, (job, _, _) in enumerate(checked, start=1):
-            try:
-                subjects[job.subject] = find_subject(session, job.subject).id
-            except NotFound as exc:
-                raise NotFound(f"job {index}: {exc}") from None
     stored = {item.sha256: item for _, portrait, driving in checked for item in (portrait, driving)}
-    for item in stored.values():
-        rt.store.put_file("inputs", input_key(item.sha256, item.path), item.path,
-                          metadata={"kind": item.kind.value}, expected_sha256=item.sha256)
+    uploaded: list[str] = []
+    try:
+        for item in stored.values():
+            key = input_key(item.sha256, item.path)
+            existed = rt.store.exists("inputs", key)
+            rt.store.put_file("inputs", key, item.path, metadata={"kind": item.kind.value},
+                              expected_sha256=item.sha256)
+            if not existed:
+                uploaded.append(key)
+        return _record(rt, request, checked, subjects, requested_by_email=requested_by_email)
+    except Exception:
+        remove_uploads(rt, uploaded)
+        raise
+
+
+def check_request(rt: Runtime, request: BatchRequest, *, requested_by_email: str) -> dict[str, str]:
+    """What only the database can refuse, before any file is read or stored: the requester's role, each
+    job's subject and vocabulary terms. Returns subject reference -> subject id."""
+    subjects: dict[str, str] = {}
+    with unit_of_work(rt.sessions) as session:
+        require_role(session, email=requested_by_email, roles=batches.REQUESTING_ROLES, action="batch.create")
+        for index, job in enumerate(request.jobs, start=1):
+            try:
+                if job.subject not in subjects:
+                    subjects[job.subject] = find_subject(session, job.subject).id
+                check_term("purpose", job.purpose)
+                check_term("channel", job.channel)
+                check_term("territory", job.territory)
+            except (NotFound, ValidationFailed) as exc:
+                raise type(exc)(f"job {index}: {exc}") from None
+    return subjects
+
+
+def remove_uploads(rt: Runtime, keys: list[str]) -> None:
+    """Compensation: delete the input objects this submission created, unless an asset row (another
+    submission's) already refers to one of them."""
+    if not keys:
+        return
+    bucket = rt.store.bucket_name("inputs")
+    try:
+        with unit_of_work(rt.sessions) as session:
+            used = set(session.scalars(select(Asset.object_key).where(Asset.bucket == bucket,
+                                                                      Asset.object_key.in_(keys))))
+        for key in keys:
+            if key not in used:
+                rt.store.delete("inputs", key)
+    except Exception as exc:  # noqa: BLE001 - the original error is the one to report
+        logger.warning("could not remove the inputs of a refused submission (%s): %s", ", ".join(keys), exc)
+    else:
+        logger.info("refused submission: removed %d uploaded input(s)", len([k for k in keys if k not in used]))
+
+
+def _record(rt: Runtime, request: BatchRequest, checked: list[tuple[JobRequest, CheckedInput, CheckedInput]],
+            subjects: dict[str, str], *, requested_by_email: str) -> str:
+    """Register the assets and create the batch and its jobs, in one unit of work."""
     bucket = rt.store.bucket_name("inputs")
     with unit_of_work(rt.sessions) as session:
         requester = get_user_by_email(session, requested_by_email)

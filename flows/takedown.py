@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger, task
 from sqlalchemy import select
 
 from flows.audit_checkpoints import checkpoint_after
+from flows.jobdata import clear_workspace
 from flows.retry import RETRIES, RETRY_DELAYS, only_transient
 from flows.runtime import get_runtime
 from governance import withdrawals
@@ -29,6 +30,7 @@ def take_down(publication_id: str, reason: str) -> str:
 
     rt = get_runtime()
     report = takedown_publication(rt.sessions, rt.store, publication_id=publication_id, reason=reason, actor=ACTOR)
+    clear_workspace(rt.workspace_root, report.job_id)  # no local copy outlives the takedown
     return report.job_id
 
 

@@ -34,11 +34,20 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def current_revision(url: str) -> str | None:
-    """The revision the database at `url` is at (None for an empty database)."""
+    """The revision the database at `url` is at (None for an empty or absent database).
+
+    An SQLite file that does not exist is reported as None without connecting: connecting would create
+    an empty file, and a read command must not leave a database behind that was never migrated.
+    """
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy.engine import make_url
 
     from governance.database import make_engine
 
+    parsed = make_url(url)
+    if (parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:"
+            and not parsed.database.startswith("file:") and not Path(parsed.database).exists()):
+        return None
     engine = make_engine(url)
     try:
         with engine.connect() as conn:

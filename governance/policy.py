@@ -216,6 +216,8 @@ def load_policy(path: Path | str | None = None) -> Policy:
         raise PolicyError(f"policy file {target} not found") from None
     except OSError as exc:
         raise PolicyError(f"policy file {target} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"policy file {target} is not UTF-8 text (a binary file?)") from None
     try:
         data = yaml.safe_load(raw)
     except yaml.YAMLError as exc:

@@ -23,10 +23,21 @@ DETECTORS: tuple[Detector, ...] = ("dlib", "opencv")
 DEFAULT_MIN_CONFIDENCE = 0.5
 
 _lock = threading.Lock()
+# Every call into dlib (deepface's detector and its face-recognition model) takes this one lock. The
+# dlib objects are shared per process (deepface caches them) and are not thread-safe: a detection
+# running while another thread embeds a face crashes the whole process (SIGSEGV/SIGABRT, no Python
+# error), which is how a threaded `batch run` died with jobs left open. Serialising costs little: the
+# detector and the model already use all cores they can.
+NATIVE_LOCK = threading.RLock()
 
 
 class FaceError(InputError):
-    """Base of the face errors (bad input: never retried)."""
+    """Base of the face errors (bad input: never retried). `details` holds what was measured (faces
+    found, sizes in pixels, frames), so a refusal can be audited with its cause, not just its text."""
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message)
+        self.details: dict[str, object] = details
 
 
 class NoFaceError(FaceError):
@@ -37,7 +48,7 @@ class MultipleFacesError(FaceError):
     """More than one face where exactly one is required."""
 
     def __init__(self, count: int, where: str = "the portrait") -> None:
-        super().__init__(f"{where} shows {count} faces; exactly one is required")
+        super().__init__(f"{where} shows {count} faces; exactly one is required", faces_found=count)
         self.count = count
 
 
@@ -45,7 +56,8 @@ class FaceTooSmallError(FaceError):
     """The face is smaller than the minimum size (its side in pixels is in the message)."""
 
     def __init__(self, size_px: int, minimum_px: int, where: str = "the portrait") -> None:
-        super().__init__(f"the face in {where} is {size_px} px wide; at least {minimum_px} px is required")
+        super().__init__(f"the face in {where} is {size_px} px wide; at least {minimum_px} px is required",
+                         faces_found=1, face_px=size_px, min_face_px=minimum_px)
         self.size_px = size_px
         self.minimum_px = minimum_px
 
@@ -101,7 +113,9 @@ def detect_faces(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
     bgr = np.ascontiguousarray(image[:, :, ::-1])
-    regions = _detector(detector).detect_faces(bgr)
+    model = _detector(detector)
+    with NATIVE_LOCK:
+        regions = model.detect_faces(bgr)
     faces = [
         FaceBox(x=int(r.x), y=int(r.y), w=int(r.w), h=int(r.h), confidence=float(r.confidence or 0.0))
         for r in regions

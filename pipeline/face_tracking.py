@@ -106,12 +106,15 @@ def crop_driving(
             detections[index] = previous = face
     missing = [index for index in sampled if index not in detections]
     if not detections:
-        raise NoFaceError(f"no face found in any of {len(sampled)} sampled frames of driving video {target}")
+        raise NoFaceError(f"no face found in any of {len(sampled)} sampled frames of driving video {target.name}",
+                          faces_found=0, sampled_frames=len(sampled))
     ratio = len(missing) / len(sampled)
     if ratio > max_missing_ratio:
         raise TooManyMissingFacesError(
-            f"driving video {target}: {len(missing)} of {len(sampled)} sampled frames show no face "
-            f"({ratio:.0%} > {max_missing_ratio:.0%} allowed); first at frame {missing[0]}"
+            f"driving video {target.name}: {len(missing)} of {len(sampled)} sampled frames show no face "
+            f"({ratio:.0%} > {max_missing_ratio:.0%} allowed); first at frame {missing[0]}",
+            sampled_frames=len(sampled), missing_frames=len(missing), missing_ratio=round(ratio, 4),
+            max_missing_ratio=max_missing_ratio, first_missing_frame=missing[0],
         )
     boxes = _plan_boxes(detections, count, (info.width, info.height), fps=info.fps,
                         smooth_seconds=smooth_seconds, scale=scale, lift=lift)

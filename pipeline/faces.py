@@ -40,7 +40,7 @@ __all__ = [
     "CropBox", "DrivingCrops", "DrivingReport", "FaceBox", "FaceCutByBorderError", "FaceError",
     "FaceTooSmallError", "MIN_FACE_PX", "MultipleFacesError", "NoFaceError", "OutputMode", "PortraitCrop",
     "TooManyMissingFacesError", "compose_output", "crop_driving", "detect_faces", "paste_back",
-    "prepare_portrait", "require_one_face",
+    "prepare_portrait", "single_face",
 ]
 
 OutputMode = Literal["crop", "full_frame"]
@@ -67,28 +67,28 @@ def prepare_portrait(
         NoFaceError, MultipleFacesError, FaceTooSmallError, FaceCutByBorderError.
     """
     height, width = image.shape[:2]
-    face = require_one_face(image, detector=detector, min_face_px=min_face_px, min_confidence=min_confidence)
+    face = single_face(image, detector=detector, min_face_px=min_face_px, min_confidence=min_confidence)
     box = square_around(face.center, face.side, (width, height), scale=scale, lift=lift)
     return PortraitCrop(crop=cut(image, box, size), box=box, face=face, image_size=(width, height))
 
 
-def require_one_face(
-    image: np.ndarray, *, where: str = "the portrait", detector: Detector = "dlib", min_face_px: int = MIN_FACE_PX,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+def single_face(
+    image: np.ndarray, *, where: str = "the portrait", detector: Detector = "dlib",
+    min_face_px: int = MIN_FACE_PX, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> FaceBox:
-    """The one face of an (H, W, 3) RGB image, if it is a usable portrait: the rules every portrait meets.
+    """The one usable face of a photo: exactly one, at least `min_face_px`, not cut by the border.
 
-    Exactly one face, at least `min_face_px` wide, not cut by the border. Also applied to a subject's
-    reference photo when consent is granted, so a group photo or a tiny face is refused there, not at
-    binding (which would otherwise bind to whoever is largest).
+    The same rules hold for a portrait and for a subject's reference photo. Each refusal carries what
+    was measured in `details` (faces found, the face's size in pixels, its box).
 
     Raises:
-        NoFaceError, MultipleFacesError, FaceTooSmallError, FaceCutByBorderError (each names `where`).
+        NoFaceError, MultipleFacesError, FaceTooSmallError, FaceCutByBorderError.
     """
     height, width = image.shape[:2]
     faces = detect_faces(image, detector=detector, min_confidence=min_confidence)
     if not faces:
-        raise NoFaceError(f"no face found in {where} ({width}x{height}, detector {detector})")
+        raise NoFaceError(f"no face found in {where} ({width}x{height}, detector {detector})",
+                          faces_found=0, image_px=[width, height])
     if len(faces) > 1:
         raise MultipleFacesError(len(faces), where)
     face = faces[0]
@@ -97,7 +97,8 @@ def require_one_face(
     if face.touches_border(width, height):
         raise FaceCutByBorderError(
             f"the face in {where} touches the image border at ({face.x}, {face.y}, {face.w}x{face.h}); "
-            "give a photo with the whole face inside"
+            "give a photo with the whole face inside",
+            faces_found=1, face_px=face.side, box=[face.x, face.y, face.w, face.h], image_px=[width, height],
         )
     return face
 

@@ -73,7 +73,8 @@ def font_path() -> Path:
     return path
 
 
-def burn_label(src: Path, dest: Path, *, spec: LabelSpec | None = None, crf: int = 18) -> Path:
+def burn_label(src: Path, dest: Path, *, spec: LabelSpec | None = None, crf: int = 18,
+               tmp_dir: Path | None = None) -> Path:
     """Write `dest`: `src` with the label drawn on a dark box in one corner (audio copied as is).
 
     Encodes H.264 yuv420p with +faststart at a low `crf`, because the watermark pass re-encodes after it.
@@ -81,6 +82,9 @@ def burn_label(src: Path, dest: Path, *, spec: LabelSpec | None = None, crf: int
     Raises:
         InputError: `src` is not a readable video (see `pipeline.video`).
         LabelError: ffmpeg failed; `dest` is not left behind.
+
+    Its temporary folder goes under `tmp_dir` (default: beside `dest`), so a killed run leaves it in the
+    job's workspace, which is cleaned with the job, not in the system's temporary folder.
     """
     spec = spec or LabelSpec()
     src, dest = Path(src), Path(dest)
@@ -88,7 +92,7 @@ def burn_label(src: Path, dest: Path, *, spec: LabelSpec | None = None, crf: int
     size = spec.font_px(info.width, info.height)
     margin = max(4, size // 2)
     x, y = (part.format(m=margin) for part in _POSITIONS[spec.corner])
-    with tempfile.TemporaryDirectory(prefix="likeness-label-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="likeness-label-", dir=tmp_dir or dest.parent) as tmp:
         textfile = Path(tmp) / "label.txt"
         textfile.write_text(spec.text, encoding="utf-8")
         stream = ffmpeg.input(str(src))

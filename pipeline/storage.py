@@ -32,6 +32,18 @@ from pipeline.errors import InputError, PermanentError, PipelineError, Transient
 
 logger = logging.getLogger(__name__)
 
+
+class _NoRetryChatter(logging.Filter):
+    """Drop urllib3's "Retrying (...) after connection broken" warnings: the store's own error (e.g.
+    `StorageUnavailable: object storage at ... unreachable`) says the same once, so an operator sees one
+    line, not a warning per attempt beside it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Retrying (")
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_NoRetryChatter())
+
 BucketRole = Literal["inputs", "quarantine", "published"]
 BUCKET_ROLES: tuple[BucketRole, ...] = ("inputs", "quarantine", "published")
 SHA256_META = "sha256"

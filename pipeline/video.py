@@ -29,7 +29,7 @@ from pipeline.video_writer import VideoEncodeError, VideoWriter
 
 __all__ = [
     "SUPPORTED_CODECS", "VideoError", "VideoReadError", "NotAVideoError", "NoVideoStreamError",
-    "UnsupportedCodecError", "TruncatedVideoError", "VideoEncodeError", "VideoInfo", "VideoWriter",
+    "UnsupportedCodecError", "TruncatedVideoError", "VideoTooLongError", "VideoEncodeError", "VideoInfo", "VideoWriter",
     "probe", "iter_frames",
 ]
 
@@ -67,6 +67,10 @@ class TruncatedVideoError(VideoError):
     """Fewer frames decoded than the container promised: the file is cut or damaged."""
 
 
+class VideoTooLongError(VideoError):
+    """Longer, or with more frames, than allowed: refused from ffprobe's answer, before any decoding."""
+
+
 class VideoInfo(BaseModel):
     """What ffprobe says about a video; `width`/`height` are the upright (rotation-applied) size."""
 
@@ -85,22 +89,53 @@ class VideoInfo(BaseModel):
     variable_frame_rate: bool
 
 
-def probe(path: Path | str) -> VideoInfo:
+def probe(path: Path | str, *, max_seconds: float | None = None, max_frames: int | None = None) -> VideoInfo:
     """Describe a video file, or refuse it with a one-line error naming the cause.
 
+    With `max_seconds` / `max_frames`, the container's header is read first (no packet is counted, no
+    frame decoded) and a video that says it is longer is refused at once; the packet count of the full
+    probe is checked against the limit too, so a header that understates the length does not get past.
+
     Raises:
-        VideoReadError, NotAVideoError, NoVideoStreamError, UnsupportedCodecError.
+        VideoReadError, NotAVideoError, NoVideoStreamError, UnsupportedCodecError, VideoTooLongError.
     """
     target = Path(path)
     if not target.is_file():
         raise VideoReadError(f"video {target} does not exist or is not a file")
     if target.stat().st_size == 0:
         raise VideoReadError(f"video {target} is empty (0 bytes)")
+    limited = max_seconds is not None or max_frames is not None
     try:
+        if limited:
+            _check_header_limits(target, ffmpeg.probe(str(target), cmd=ffprobe_exe(), v="error"),
+                                 max_seconds=max_seconds, max_frames=max_frames)
         data = ffmpeg.probe(str(target), cmd=ffprobe_exe(), v="error", count_packets=None)
     except ffmpeg.Error as exc:
         raise VideoReadError(f"video {target} cannot be read: {stderr_tail(exc.stderr)}") from None
-    return _describe(target, data)
+    info = _describe(target, data)
+    if limited:
+        _check_limits(target, info.duration, info.frame_count, max_seconds=max_seconds, max_frames=max_frames)
+    return info
+
+
+def _check_header_limits(target: Path, data: dict[str, Any], *, max_seconds: float | None,
+                         max_frames: int | None) -> None:
+    """Refuse from the header alone: the declared duration, and the declared (or implied) frame count."""
+    video = next((s for s in data.get("streams", []) if s.get("codec_type") == "video"), None)
+    if video is None:
+        return  # `_describe` names what is missing
+    duration = _float(video.get("duration")) or _float(data.get("format", {}).get("duration"))
+    fps = _rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate"))
+    frames = int(_float(video.get("nb_frames"))) or round(duration * fps)
+    _check_limits(target, duration, frames, max_seconds=max_seconds, max_frames=max_frames)
+
+
+def _check_limits(target: Path, duration: float, frames: int, *, max_seconds: float | None,
+                  max_frames: int | None) -> None:
+    if max_seconds is not None and duration > max_seconds:
+        raise VideoTooLongError(f"video {target.name} lasts {duration:.1f} s, over the limit of {max_seconds:g} s")
+    if max_frames is not None and frames > max_frames:
+        raise VideoTooLongError(f"video {target.name} has {frames} frames, over the limit of {max_frames}")
 
 
 def _describe(target: Path, data: dict[str, Any]) -> VideoInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -13,11 +14,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from console.context import cli_errors
+from console.context import cli_errors, require_migrated_database
 from console.errors import one_line_errors
 from console.terminal import make_console
 from flows.batchfile import read_batch_file
 from flows.errors import USER_FACING
+from flows.preflight import preflight
 from flows.runtime import Runtime, use_runtime
 from flows.settings import load_settings
 from flows.status import BatchReport, batch_report
@@ -48,8 +50,10 @@ SCORE_COLUMNS = (("binding_distance", "binding"), ("fidelity_mean_distance", "fi
 
 
 def runtime() -> Runtime:
-    """The CLI's runtime, built from the environment."""
-    return Runtime(load_settings())
+    """The CLI's runtime, built from the environment, on a database at the newest schema."""
+    settings = load_settings()
+    require_migrated_database(settings.database_url)
+    return Runtime(settings)
 
 
 @app.command("submit")
@@ -75,14 +79,23 @@ def submit(
 def run(
     batch_id: str = typer.Argument(..., help="the batch to run"),
     workers: int = typer.Option(0, min=0, max=64, help="process workers (0: threads in this process)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also print Prefect's run logs on stderr"),
 ) -> None:
-    """Run every unfinished job of the batch now (in this process; a re-run resumes where one stopped)."""
+    """Run every unfinished job of the batch now (in this process; a re-run resumes where one stopped).
+
+    What happened to each job is the report at the end (a refusal's or failure's cause on its row), and a
+    batch with failed jobs ends with one `error:` line naming them. Prefect's run logs (with the
+    tracebacks of technical failures) stay in Prefect's API and UI; `--verbose` prints them here too.
+    """
     from flows.batch import BatchIncomplete, batch_flow
 
     with flow_errors(BatchIncomplete):
         rt = runtime()
         try:
             batch_report(rt, batch_id)  # refuse an unknown batch before starting anything
+            preflight(rt)  # policy and checkpoint, once, before any job is claimed
+            if not verbose:
+                quiet_prefect_console()
             with use_runtime(rt), BatchProgress(rt, batch_id):
                 flow = batch_flow(rt.settings, workers=workers)
                 state = flow(batch_id=batch_id, return_state=True)  # type: ignore[operator]
@@ -92,6 +105,20 @@ def run(
         print_report(report)
         if not state.is_completed():
             state.result()  # raises the flow's error (BatchIncomplete names the failed jobs)
+
+
+def quiet_prefect_console() -> None:
+    """Silence Prefect's console log handlers for the rest of this command's process (its API handler
+    still records every log; the temporary Prefect server logs its own shutdown at exit, so restoring
+    the handlers after the run would still print a line beside the result)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(item for item in logging.root.manager.loggerDict.values()
+                                      if isinstance(item, logging.Logger))]
+    for item in loggers:
+        for handler in item.handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL + 1)
 
 
 class BatchProgress:

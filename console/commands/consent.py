@@ -18,6 +18,7 @@ from console.context import (
     object_store,
     out,
     parse_time,
+    require_future,
     show_time,
     storage_errors,
 )
@@ -101,6 +102,7 @@ def grant(
     with governance_command() as ctx, one_line_errors(*USER_FACING):
         start = parse_time(valid_from, "--from")
         end = parse_time(valid_until, "--until")
+        require_future(end, "--until", now=utcnow())
         consent.check_validity(start or utcnow(), end, now=utcnow())  # refuse before keeping anything
         rt = Runtime(ctx.settings) if reference_photo is not None else None
         try:
@@ -163,6 +165,7 @@ def amend(
             changes["valid_from"] = parse_time(valid_from, "--from")
         if valid_until:
             changes["valid_until"] = parse_time(valid_until, "--until")
+            require_future(changes["valid_until"], "--until", now=utcnow())  # type: ignore[arg-type]
         created, copy = False, None
         if evidence is not None or evidence_sha256 is not None:
             if evidence is None or evidence_sha256 is None:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from console.commands.batch import flow_errors
+from console.context import require_migrated_database
 from console.terminal import make_console
 from flows.review import apply_decision
 from flows.review_queue import ReviewItem, download_render, pending_reviews, review_item
@@ -39,7 +40,9 @@ def console() -> Console:
 
 
 def _runtime() -> Runtime:
-    return Runtime(load_settings())
+    settings = load_settings()
+    require_migrated_database(settings.database_url)  # never creates an absent SQLite file
+    return Runtime(settings)
 
 
 def _record_read(rt: Runtime, actor: str, what: str, *, job_id: str | None = None,

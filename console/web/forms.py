@@ -19,7 +19,10 @@ def parse_moment(value: str | None, field: str) -> datetime | None:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise BadInput(f"{field} {text!r} is not a date (use YYYY-MM-DD or YYYY-MM-DDTHH:MM)") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:  # 9999-12-31T23:00-05:00 lies in the year 10000 in UTC, which no datetime can hold
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise BadInput(f"{field} {text!r} is out of range: in UTC it falls after the year 9999") from None
 
 
 def parse_terms(value: str, field: str) -> list[str]:

@@ -182,8 +182,8 @@ def test_consent_lifecycle(run: Callable[[str], Run], db_url: str, tmp_path: Pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--until", "2001-01-01"], "error: valid_until 2001-01-01T00:00:00+00:00 is not after valid_from"),
-        (["--from", "2001-01-01", "--until", "2002-01-01"], "error: validity ended in the past"),
+        (["--until", "2001-01-01"], "error: --until 2001-01-01T00:00:00+00:00 is in the past"),
+        (["--from", "2001-01-01", "--until", "2002-01-01"], "error: --until 2002-01-01T00:00:00+00:00 is in the past"),
         (["--from", "yesterday"], "error: --from 'yesterday' is not an ISO date"),
         (["--purpose", "propaganda"], "error: unknown purpose 'propaganda'"),
         (["--territory", "XX"], "error: unknown territory 'XX'"),
