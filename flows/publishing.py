@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from flows.jobdata import fetch, load_job_spec
 from governance import consent as consents
 from governance import jobs
+from governance import models_registry
 from governance import publications as pubs
 from governance.enums import JobState
 from governance.errors import ConsentError, InvalidTransition, ValidationFailed
@@ -81,6 +82,7 @@ class VerifyReport:
     publication: PublicationRecord | None
     exact_copy: bool
     verdict: str  # published | taken_down | unknown_watermark | not_published
+    model: dict[str, str] | None = None  # the registered model the publication was rendered with
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -197,6 +199,7 @@ def mark_and_publish(rt: Runtime, *, job_id: str, actor: str, label: labels.Labe
         hashes = pubs.input_hashes(session, job)
         render_ref = (job.output_bucket, job.output_key, job.output_sha256)
         model_sha256 = job.model_sha256 or ""
+        registered = models_registry.manifest_entry(session, model_sha256)
     if None in render_ref:
         raise InvalidTransition(f"job {job_id} has no rendered output to publish")
     found = _check_consent(rt.sessions, job_id, actor)
@@ -220,7 +223,9 @@ def mark_and_publish(rt: Runtime, *, job_id: str, actor: str, label: labels.Labe
             raise WatermarkNotReadable(f"job {job_id}: the marked video reads {reading.payload}, not {payload}")
         claims = provenance.ProvenanceClaims(
             title=PUBLISHED_NAME, job_id=job_id, publication_id=publication_id, consent_id=found.id,
-            consent_version=found.version, model_name=_model_name(settings), model_sha256=model_sha256,
+            consent_version=found.version, model_sha256=model_sha256,
+            model_name=registered["name"] if registered else _model_name(settings),
+            model_version=registered["version"] if registered else "",
             watermark_payload=payload, watermark_method=watermark.METHOD, label_text=spec_label.text,
             ingredients=(provenance.Ingredient(portrait, hashes.get("portrait", spec.portrait.sha256), "portrait"),
                          provenance.Ingredient(driving, hashes.get("driving video", spec.driving.sha256),
@@ -277,6 +282,7 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
     digest = sha256_file(path)
     manifest_pub = report.generation.get("publication_id") if report.state in ("Trusted", "Valid") else None
     record: PublicationRecord | None = None
+    model: dict[str, str] | None = None
     with unit_of_work(sessions) as session:
         found = None
         if reading.payload is not None:
@@ -287,6 +293,7 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
             found = pubs.find_by_sha256(session, digest)
         if found is not None:
             record = pubs.describe(session, found)
+            model = models_registry.manifest_entry(session, record.model_sha256 or "")
     if record is not None:
         verdict = "published" if record.active else "taken_down"
     elif reading.payload is not None:
@@ -297,7 +304,7 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
         path=str(path), sha256=digest, c2pa_state=report.state, c2pa_failures=report.failures,
         manifest_publication_id=manifest_pub, watermark_payload=reading.payload,
         watermark_frames=reading.frames_read, publication=record,
-        exact_copy=record is not None and record.sha256 == digest, verdict=verdict,
+        exact_copy=record is not None and record.sha256 == digest, verdict=verdict, model=model,
     )
 
 
