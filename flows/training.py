@@ -1,17 +1,26 @@
 """Training as the CLI runs it: prepare clips from videos (pipeline), then train or evaluate (models).
 
 A thin composition layer, so `console/` never reaches into `models/`; no Prefect here (training is an
-offline, operator-run job, not part of the governed batch).
+offline, operator-run job, not part of the governed batch). Training is governed all the same: every
+clip names its subject, each subject must hold a consent covering model training before the first
+step and again when the model is registered (`governance.models_registry`), the clips are stored and
+registered as assets, and the checkpoint is registered with that lineage, so it may render.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from sqlalchemy.orm import Session, sessionmaker
 
+from governance import models_registry
+from governance.subjects import find_subject
+from governance.uow import unit_of_work
 from models.config import MCNetConfig
 from models.errors import ModelError
 from models.inference import resolve_device
@@ -24,6 +33,7 @@ from models.training.export import STORAGE_DTYPES, export_checkpoint
 from models.training.presets import PRESETS, resolve_config
 from models.training.trainer import StepReport, Trainer, TrainingResult, TrainingSpec
 from pipeline.errors import PipelineError
+from pipeline.storage import ObjectStore
 from pipeline.training_frames import prepare_training_data
 
 logger = logging.getLogger(__name__)
@@ -35,6 +45,8 @@ __all__ = [
     "EXPECTED_ERRORS",
     "PRESETS",
     "EvaluationReport",
+    "Governance",
+    "Registered",
     "StepReport",
     "TrainingResult",
     "TrainingSpec",
@@ -43,20 +55,34 @@ __all__ = [
     "export_model",
     "prepare_data",
     "resolve_config",
+    "check_training_consent",
+    "checkpoint_identity",
+    "lineage_from_data",
+    "register_trained",
+    "train_and_register",
     "train_model",
 ]
 
 
 def prepare_data(
-    inputs: Sequence[Path], out_dir: Path, *, size: int, heldout_fraction: float = 0.2, max_frames: int | None = None
+    inputs: Sequence[Path],
+    out_dir: Path,
+    *,
+    size: int,
+    heldout_fraction: float = 0.2,
+    max_frames: int | None = None,
+    subjects: Sequence[str] | None = None,
 ) -> ClipManifest:
     """Decode videos / frame folders into a training data folder (see `pipeline.training_frames`)."""
     return prepare_training_data(
-        inputs, out_dir, size=size, heldout_fraction=heldout_fraction, max_frames=max_frames
+        inputs, out_dir, size=size, heldout_fraction=heldout_fraction, max_frames=max_frames, subjects=subjects
     )
 
 
-def _data_folder(data: Sequence[Path], run_dir: Path, config: MCNetConfig, heldout_fraction: float) -> Path:
+def _data_folder(
+    data: Sequence[Path], run_dir: Path, config: MCNetConfig, heldout_fraction: float,
+    subjects: Sequence[str] | None = None,
+) -> Path:
     """A prepared folder as given, else the run's own `data/` (prepared on first use, reused on resume)."""
     if len(data) == 1 and (Path(data[0]) / MANIFEST).is_file():
         return Path(data[0])
@@ -64,8 +90,106 @@ def _data_folder(data: Sequence[Path], run_dir: Path, config: MCNetConfig, heldo
     if (prepared / MANIFEST).is_file():
         logger.info("reusing the training data prepared in %s", prepared)
         return prepared
-    prepare_training_data(data, prepared, size=config.image_size, heldout_fraction=heldout_fraction)
+    prepare_training_data(data, prepared, size=config.image_size, heldout_fraction=heldout_fraction,
+                          subjects=subjects)
     return prepared
+
+
+# -- governance ----------------------------------------------------------------------------------------
+
+class UnnamedFootage(PipelineError):
+    """A training clip that names no subject: nobody's consent can be checked for it."""
+
+
+@dataclass(frozen=True)
+class Governance:
+    """What a governed training run needs: the database, the store its clips go to, who acts."""
+
+    sessions: sessionmaker[Session]
+    store: ObjectStore
+    actor_email: str
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The model a training run registered."""
+
+    model_id: str
+    name: str
+    version: str
+    sha256: str
+    clips: int
+    subjects: tuple[str, ...]
+
+
+def clip_subjects(session: Session, manifest: ClipManifest) -> dict[str, str]:
+    """Each clip's subject id (clip name -> id); a clip without a subject reference is refused."""
+    unnamed = [clip.name for clip in manifest.clips if not clip.subject]
+    if unnamed:
+        raise UnnamedFootage(
+            f"training clip {unnamed[0]} names no subject: prepare the footage with --subject REFERENCE"
+        )
+    ids = {ref: find_subject(session, ref).id for ref in sorted({clip.subject for clip in manifest.clips})}
+    return {clip.name: ids[clip.subject] for clip in manifest.clips}
+
+
+def check_training_consent(gov: Governance, data: Path) -> tuple[str, ...]:
+    """Refuse (audited) unless every subject in the prepared folder `data` may be trained on now."""
+    manifest = read_manifest(Path(data))
+    with unit_of_work(gov.sessions) as session:
+        subjects = clip_subjects(session, manifest)
+        found = models_registry.check_training_consents(session, subject_ids=subjects.values(),
+                                                        actor=gov.actor_email)
+        return tuple(sorted(found))
+
+
+def register_trained(
+    gov: Governance,
+    data: Path,
+    checkpoint: Path,
+    *,
+    name: str,
+    version: str,
+    description: str = "",
+) -> Registered:
+    """Store the clips (content-addressed), register them as assets and the checkpoint with its lineage.
+
+    The training consents are checked again at registration: a consent revoked while the model trained
+    leaves it unregistered (so it cannot render).
+    """
+    sha256, config = checkpoint_identity(checkpoint)
+    check_training_consent(gov, data)
+    clips = lineage_from_data(gov, data)
+    with unit_of_work(gov.sessions) as session:
+        model = models_registry.register_model(
+            session, name=name, version=version, sha256=sha256, config=config,
+            actor_email=gov.actor_email, clips=clips, description=description,
+        )  # fmt: skip
+        return Registered(model.id, model.name, model.version, model.sha256, len(clips),
+                          tuple(sorted({clip.subject_id for clip in clips})))
+
+
+def checkpoint_identity(checkpoint: Path, *, expected_sha256: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(sha256, architecture config) of a checkpoint, loaded strictly (what `model register` records)."""
+    loaded = load_mcnet(checkpoint, expected_sha256=expected_sha256, dtype=torch.float32)
+    return loaded.sha256, loaded.config.to_dict()
+
+
+def lineage_from_data(gov: Governance, data: Path) -> list[models_registry.TrainingClip]:
+    """Store and describe the clips of a prepared folder, for registering a model trained on it elsewhere."""
+    manifest = read_manifest(Path(data))
+    with unit_of_work(gov.sessions) as session:
+        subjects = clip_subjects(session, manifest)
+    clips = []
+    for clip in manifest.clips:
+        stored = gov.store.put_file("inputs", f"training/{clip.sha256}.pt", manifest.root / "clips" / f"{clip.name}.pt",
+                                    metadata={"kind": "training-clip"}, expected_sha256=clip.sha256)
+        clips.append(models_registry.TrainingClip(
+            sha256=stored.sha256, subject_id=subjects[clip.name], split=clip.split, frames=clip.frames,
+            bucket=stored.bucket, object_key=stored.key, size_bytes=stored.size,
+            origin=f"{clip.origin} (frames {clip.first_frame}-{clip.first_frame + clip.frames - 1})",
+        ))  # fmt: skip
+    return clips
 
 
 def train_model(
@@ -81,8 +205,13 @@ def train_model(
     max_seconds: float | None = None,
     threads: int | None = None,
     progress: Callable[[StepReport], None] | None = None,
+    subjects: Sequence[str] | None = None,
+    check_data: Callable[[Path], object] | None = None,
 ) -> TrainingResult:
     """Train an MCNet; `data` is one prepared folder, or videos / frame folders to prepare first.
+
+    `subjects` names the person in each video (see `prepare_data`); `check_data` is called with the
+    prepared folder before the first step (the training-consent check of `train_and_register`).
 
     Raises:
         ModelError / InputError subclasses with one-line messages on bad data, settings or checkpoints.
@@ -93,7 +222,9 @@ def train_model(
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        folder = _data_folder(data, run_dir, config, heldout_fraction)
+        folder = _data_folder(data, run_dir, config, heldout_fraction, subjects)
+        if check_data is not None:
+            check_data(folder)
         trainer = Trainer(
             config,
             spec,
@@ -108,6 +239,28 @@ def train_model(
             run_dir.rmdir()  # a run that never started leaves nothing behind
         raise
     return trainer.run(progress, max_seconds=max_seconds)
+
+
+def train_and_register(
+    gov: Governance,
+    data: Sequence[Path],
+    run_dir: Path,
+    *,
+    name: str,
+    version: str | None = None,
+    description: str = "",
+    **train_kwargs: Any,
+) -> tuple[TrainingResult, Registered]:
+    """A governed `train_model`: consent checked before the first step, the result registered at the end.
+
+    `version` defaults to `step<N>` (the step the run reached), so a resumed run registers anew.
+    """
+    result = train_model(data, run_dir, check_data=lambda folder: check_training_consent(gov, folder),
+                         **train_kwargs)
+    folder = _data_folder(data, Path(run_dir), train_kwargs["config"], train_kwargs.get("heldout_fraction", 0.2))
+    registered = register_trained(gov, folder, result.last_checkpoint, name=name,
+                                  version=version or f"step{result.steps}", description=description)
+    return result, registered
 
 
 def evaluate_checkpoint(

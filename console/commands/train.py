@@ -1,4 +1,8 @@
-"""`likeness train`: prepare training clips, train an MCNet, and score a checkpoint on held-out clips."""
+"""`likeness train`: prepare training clips, train an MCNet, and score a checkpoint on held-out clips.
+
+`run` is governed: it needs the acting user (`--actor`), refuses footage whose subject holds no consent
+covering model training, and registers the checkpoint it makes with its training-data lineage.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from console.context import ActorOption, CliError, acting_user, governance_command
 from console.errors import one_line_errors
 from console.terminal import make_console
 from flows import training
+from flows.publishing import make_store
+from governance.models_registry import REGISTERING_ROLES
 
 app = typer.Typer(help="Train MCNet on talking-face videos and evaluate checkpoints.", no_args_is_help=True)
 console = make_console()
@@ -51,11 +58,15 @@ def prepare(
     size: Annotated[int, typer.Option(help="Frame side in pixels (the model's image_size).")] = 256,
     heldout: Annotated[float, typer.Option(help="Share of each clip's last frames held out.")] = 0.2,
     max_frames: Annotated[int | None, typer.Option(help="Read at most this many frames per input.")] = None,
+    subject: Annotated[
+        list[str] | None, typer.Option("--subject", help="Subject reference of the person: one, or one per input.")
+    ] = None,
 ) -> None:
     """Decode videos into the clip files training reads (square centre crop, resized)."""
     _configure_logging()
     with one_line_errors(*training.EXPECTED_ERRORS):
-        manifest = training.prepare_data(inputs, out, size=size, heldout_fraction=heldout, max_frames=max_frames)
+        manifest = training.prepare_data(inputs, out, size=size, heldout_fraction=heldout, max_frames=max_frames,
+                                         subjects=subject)
     train = sum(c.frames for c in manifest.split("train"))
     held = sum(c.frames for c in manifest.split("heldout"))
     console.print(f"prepared {len(manifest.clips)} clip(s) in {out}: {train} training and {held} held-out frames")
@@ -84,10 +95,26 @@ def run(
     max_minutes: Annotated[float | None, typer.Option(help="Stop early (saved) after this wall time.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No flips or colour jitter.")] = False,
+    subject: Annotated[
+        list[str] | None, typer.Option("--subject", help="Subject reference of the person in the videos given.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Registered model name (default: the run folder's name).")] = None,
+    version: Annotated[str | None, typer.Option(help="Registered model version (default: step<N>).")] = None,
+    description: Annotated[str, typer.Option(help="What the model is for (registered with it).")] = "",
+    actor: ActorOption = "",
 ) -> None:
-    """Train MCNet with the paper's losses; checkpoints go to OUT/last.pth.tar (and best.pth.tar)."""
+    """Train MCNet with the paper's losses; checkpoints go to OUT/last.pth.tar (and best.pth.tar).
+
+    Every clip's subject must hold a consent covering model training; the result is registered.
+    """
     _configure_logging()
-    with one_line_errors(*training.EXPECTED_ERRORS):
+    with governance_command() as ctx, one_line_errors(*training.EXPECTED_ERRORS):
+        if not actor:
+            raise CliError("training is governed: say who acts with --actor EMAIL (or LIKENESS_ACTOR)")
+        user = acting_user(ctx, actor, REGISTERING_ROLES, "model.register")
+        store = make_store(ctx.settings)
+        store.ensure_buckets()
+        gov = training.Governance(sessions=ctx.session_factory, store=store, actor_email=user.email)
         spec_kwargs: dict[str, object] = {}
         if no_augment:
             spec_kwargs["augmentation"] = None
@@ -117,9 +144,14 @@ def run(
                 text = f"loss {step.losses['total']:.3f}" + (" (skipped)" if step.skipped else "")
                 bar.update(task, completed=step.step, loss=text)
 
-            result = training.train_model(
+            result, registered = training.train_and_register(
+                gov,
                 data,
                 out,
+                name=name or out.name,
+                version=version,
+                description=description,
+                subjects=subject,
                 config=model_config,
                 spec=spec,
                 device=device,
@@ -133,6 +165,10 @@ def run(
     console.print(
         f"trained to step {result.steps} ({result.reconstruction_loss} reconstruction loss); "
         f"checkpoint {result.last_checkpoint} sha256 {result.last_sha256}"
+    )
+    console.print(
+        f"registered model {registered.name}@{registered.version} ({registered.clips} training clip(s) of "
+        f"{len(registered.subjects)} subject(s)); it may render"
     )
     if result.evaluation is not None:
         console.print(_scores_table(result.evaluation, f"held-out reconstruction, {result.evaluation.frames} frames"))
