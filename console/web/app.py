@@ -110,9 +110,9 @@ def create_app(runtime: Runtime, config: WebConfig | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_bytes)
     _install_error_pages(app)
 
-    from console.web.routes import access, audit, compliance, content, media, review, users
+    from console.web.routes import access, audit, compliance, content, media, models, review, users
 
-    for module in (access, review, media, compliance, content, audit, users):
+    for module in (access, review, media, compliance, models, content, audit, users):
         app.include_router(module.router)
     return app
 
