@@ -207,11 +207,14 @@ def train_model(
     progress: Callable[[StepReport], None] | None = None,
     subjects: Sequence[str] | None = None,
     check_data: Callable[[Path], object] | None = None,
+    nproc: int = 1,
 ) -> TrainingResult:
     """Train an MCNet; `data` is one prepared folder, or videos / frame folders to prepare first.
 
     `subjects` names the person in each video (see `prepare_data`); `check_data` is called with the
-    prepared folder before the first step (the training-consent check of `train_and_register`).
+    prepared folder before the first step (the training-consent check of `train_and_register`). With
+    `nproc` > 1 the run is DistributedDataParallel over that many local processes started by torchrun
+    (`models.training.distributed`); rank 0 logs its progress (pairs/s, ETA) instead of `progress`.
 
     Raises:
         ModelError / InputError subclasses with one-line messages on bad data, settings or checkpoints.
@@ -225,6 +228,10 @@ def train_model(
         folder = _data_folder(data, run_dir, config, heldout_fraction, subjects)
         if check_data is not None:
             check_data(folder)
+        if nproc > 1:
+            return _train_distributed(folder, run_dir, nproc=nproc, config=config, spec=spec, device=device,
+                                      vgg_weights=vgg_weights, resume=resume, max_seconds=max_seconds,
+                                      threads=threads)
         trainer = Trainer(
             config,
             spec,
@@ -235,10 +242,44 @@ def train_model(
             resume=resume,
         )
     except BaseException:
-        if created and not any(run_dir.iterdir()):
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # a run that never started leaves nothing behind
         raise
     return trainer.run(progress, max_seconds=max_seconds)
+
+
+def _train_distributed(
+    folder: Path, run_dir: Path, *, nproc: int, config: MCNetConfig, spec: TrainingSpec, device: str,
+    vgg_weights: Path | None, resume: bool, max_seconds: float | None, threads: int | None,
+) -> TrainingResult:
+    """Run `models.training.distributed` under torchrun with `nproc` processes on this machine."""
+    import subprocess
+    import sys
+
+    from models.training.distributed import read_result, write_job
+    from models.training.evaluation import Scores
+
+    if spec.shards % nproc:
+        raise TrainingDataError(f"--shards {spec.shards} is not a multiple of --nproc {nproc}")
+    job = write_job(run_dir, config=config, spec=spec, data_root=folder, device=device, vgg_weights=vgg_weights,
+                    resume=resume, max_seconds=max_seconds, threads=threads)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "models.training.distributed", str(job)]
+    logger.info("starting %d training processes: %s", nproc, " ".join(command))
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:
+        raise TrainingDataError(f"the distributed training run failed (torchrun exit status {done.returncode}); "
+                                "its log is above")
+    result = read_result(run_dir)
+    evaluation = result["evaluation"]
+    report = None if evaluation is None else EvaluationReport(
+        frames=evaluation["frames"], model=Scores(**evaluation["model"]),
+        copy_source=Scores(**evaluation["copy_source"]))
+    return TrainingResult(
+        steps=result["steps"], last_checkpoint=Path(result["last_checkpoint"]), last_sha256=result["last_sha256"],
+        best_checkpoint=Path(result["best_checkpoint"]) if result["best_checkpoint"] else None,
+        reconstruction_loss=result["reconstruction_loss"], evaluation=report, history=result["history"],
+    )  # fmt: skip
 
 
 def train_and_register(

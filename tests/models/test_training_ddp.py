@@ -1,0 +1,77 @@
+"""DistributedDataParallel on this CPU: two gloo processes started by torchrun train the same model as one
+process with the same global batch (same shards), up to float summation order; rank 0 alone writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from flows.training import train_model
+from models.config import tiny
+from models.loading import load_mcnet
+from models.training.errors import TrainingError
+from models.training.trainer import Trainer, TrainingSpec
+from pipeline.training_frames import prepare_training_data
+
+CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ddp-clips") / "data"
+    prepare_training_data([CLIP], out, size=64, heldout_fraction=0.2, max_frames=40)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _spec() -> TrainingSpec:
+    return TrainingSpec(steps=STEPS, batch_size=4, shards=2, lr=1e-3, seed=3, checkpoint_every=100)
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data: Path, tmp_path: Path) -> None:
+    single = train_model([data], tmp_path / "single", config=tiny(), spec=_spec(), device="cpu", threads=1)
+    ddp = train_model([data], tmp_path / "ddp", config=tiny(), spec=_spec(), device="cpu", threads=1, nproc=2)
+
+    assert ddp.steps == single.steps == STEPS
+    for one, two in zip(single.history, ddp.history, strict=True):
+        assert one["step"] == two["step"] and not one["skipped"] and not two["skipped"]
+        for name, value in one["losses"].items():
+            assert two["losses"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (one["step"], name)
+    first = load_mcnet(single.last_checkpoint).model.state_dict()
+    second = load_mcnet(ddp.last_checkpoint).model.state_dict()
+    for name, weight in first.items():
+        if weight.is_floating_point() and "running" not in name:  # BatchNorm running stats are rank 0's
+            torch.testing.assert_close(second[name], weight, rtol=1e-4, atol=1e-5, msg=name)
+    # Rank 0 alone wrote the history and the checkpoint; the run's evaluation came back from it.
+    lines = (tmp_path / "ddp" / "history.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, STEPS + 1))
+    assert ddp.evaluation is not None and single.evaluation is not None
+    assert ddp.evaluation.frames == single.evaluation.frames
+    # Different shards are a different optimisation (own BatchNorm statistics): the test can tell.
+    other = train_model([data], tmp_path / "one-shard", config=tiny(),
+                        spec=TrainingSpec(steps=STEPS, batch_size=4, shards=1, lr=1e-3, seed=3, checkpoint_every=100),
+                        device="cpu", threads=1)
+    assert other.history[-1]["losses"]["total"] != pytest.approx(single.history[-1]["losses"]["total"], rel=1e-4)
+
+
+def test_shards_must_fit_the_batch_and_the_processes(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(TrainingError, match="must split into 3 shard"):
+        TrainingSpec(steps=1, batch_size=4, shards=3)
+    with pytest.raises(TrainingError, match="needs an initialised process group"):
+        from models.training.trainer import Distributed
+
+        Trainer(tiny(), _spec(), data_root=data, run_dir=tmp_path / "r", device=torch.device("cpu"),
+                distributed=Distributed(rank=0, world_size=2))
