@@ -43,6 +43,7 @@ EXPECTED_ERRORS: tuple[type[Exception], ...] = (ModelError, PipelineError)
 
 __all__ = [
     "EXPECTED_ERRORS",
+    "PRECISIONS",
     "PRESETS",
     "EvaluationReport",
     "Governance",
@@ -61,6 +62,7 @@ __all__ = [
     "register_trained",
     "train_and_register",
     "train_model",
+    "use_bf16",
 ]
 
 
@@ -302,6 +304,22 @@ def train_and_register(
     registered = register_trained(gov, folder, result.last_checkpoint, name=name,
                                   version=version or f"step{result.steps}", description=description)
     return result, registered
+
+
+PRECISIONS = ("auto", "float32", "bf16")
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    """Whether to train under bfloat16 autocast: `auto` picks it on a CUDA device that supports it."""
+    if precision not in PRECISIONS:
+        raise TrainingDataError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return False
+    target = resolve_device(device)
+    supported = target.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and target.type == "cuda" and not supported:
+        raise TrainingDataError("this CUDA device does not support bfloat16: use --precision float32")
+    return supported or (precision == "bf16" and target.type == "cpu")
 
 
 def evaluate_checkpoint(

@@ -95,6 +95,11 @@ def run(
     max_minutes: Annotated[float | None, typer.Option(help="Stop early (saved) after this wall time.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No flips or colour jitter.")] = False,
+    nproc: Annotated[int, typer.Option(help="Processes (GPUs) on this machine: DistributedDataParallel via torchrun.")] = 1,
+    shards: Annotated[
+        int | None, typer.Option(help="Shards of the global batch, each with its own BatchNorm statistics (default: --nproc).")
+    ] = None,
+    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that supports it), float32 or bf16.")] = "auto",
     subject: Annotated[
         list[str] | None, typer.Option("--subject", help="Subject reference of the person in the videos given.")
     ] = None,
@@ -126,6 +131,8 @@ def run(
             seed=seed,
             checkpoint_every=checkpoint_every,
             eval_every=eval_every,
+            shards=shards or nproc,
+            bf16=training.use_bf16(precision, device),
             **spec_kwargs,  # type: ignore[arg-type]
         )
         model_config = training.resolve_config(config)
@@ -136,13 +143,15 @@ def run(
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[loss]}"),
+            TextColumn("{task.fields[rate]}"),
         )
         with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task("train", total=steps, loss="")
+            task = bar.add_task("train", total=steps, loss="", rate="")
 
             def report(step: training.StepReport) -> None:
                 text = f"loss {step.losses['total']:.3f}" + (" (skipped)" if step.skipped else "")
-                bar.update(task, completed=step.step, loss=text)
+                eta = "" if step.eta_seconds is None else f", ETA {step.eta_seconds / 60:.1f} min"
+                bar.update(task, completed=step.step, loss=text, rate=f"{step.pairs_per_second:.1f} pairs/s{eta}")
 
             result, registered = training.train_and_register(
                 gov,
@@ -161,6 +170,7 @@ def run(
                 max_seconds=None if max_minutes is None else max_minutes * 60,
                 threads=threads,
                 progress=report,
+                nproc=nproc,
             )
     console.print(
         f"trained to step {result.steps} ({result.reconstruction_loss} reconstruction loss); "

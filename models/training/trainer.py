@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from models.config import MCNetConfig
+from models.keypoint_detector import KeypointOutput
 from models.loading import file_sha256, load_mcnet, save_checkpoint
 from models.mcnet import MCNet
 from models.training.augment import AugmentationParams
@@ -174,14 +175,21 @@ class _StepLosses(nn.Module):
         super().__init__()
         self.model, self.reconstruction, self.weights = model, reconstruction, weights
 
+    def _keypoints(self, image: Tensor) -> KeypointOutput:
+        """Keypoints in float32 whatever autocast computed them in: Jacobians are inverted downstream,
+        which bf16 does not support (a no-op without autocast)."""
+        found = self.model.kp_detector(image)
+        jacobian = None if found.jacobian is None else found.jacobian.float()
+        return KeypointOutput(value=found.value.float(), jacobian=jacobian)
+
     def forward(self, source: Tensor, driving: Tensor, transform: RandomTransform,
                 noise: list[Tensor]) -> dict[str, Tensor]:
         model, weights = self.model, self.weights
-        kp_source = model.kp_detector(source)
-        kp_driving = model.kp_detector(driving)
+        kp_source = self._keypoints(source)
+        kp_driving = self._keypoints(driving)
         output = model.generator(source, kp_driving=kp_driving, kp_source=kp_source, noise=noise)
         losses = {"reconstruction": self.reconstruction(output.prediction.float(), driving)}
-        value, jacobian = equivariance_losses(model.kp_detector, driving, kp_driving, transform)
+        value, jacobian = equivariance_losses(self._keypoints, driving, kp_driving, transform)  # type: ignore[arg-type]
         losses["equivariance_value"] = weights.equivariance_value * value.float()
         if jacobian is not None:
             losses["equivariance_jacobian"] = weights.equivariance_jacobian * jacobian.float()

@@ -139,6 +139,7 @@ def test_run_eval_and_export_a_tiny_model(tmp_path: Path, caplog: pytest.LogCapt
         last = run / "last.pth.tar"
         assert file_sha256(last) in _flat(trained.output)
         assert len((run / "history.jsonl").read_text().splitlines()) == 3
+        assert "pairs/s" in trained.output
         assert "registered model team-tiny@step3 (2 training clip(s) of 1 subject(s))" in _flat(trained.output)
         with governed.sf() as session:
             model = find_by_sha256(session, file_sha256(last))
@@ -199,3 +200,17 @@ def test_run_needs_an_actor(tmp_path: Path, governed: Governed) -> None:
     result = runner.invoke(app, args, env=env)
     assert result.exit_code == 1 and "training is governed: say who acts with --actor" in _error_line(result.output)
     assert not (tmp_path / "run").exists()
+
+
+def test_run_on_two_processes_registers_its_model(tmp_path: Path, governed: Governed) -> None:
+    governed.grant(["model_training"], tmp_path)
+    run = tmp_path / "run"
+    args = ["train", "run", str(CLIP), "--out", str(run), "--config", "tiny", "--steps", "2", "--batch-size", "4",
+            "--nproc", "2", "--threads", "1", "--device", "cpu", "--subject", "S-1", "--version", "ddp"]
+    trained = runner.invoke(app, args, env=governed.env)
+    assert trained.exit_code == 0, trained.output
+    assert "registered model run@ddp" in _flat(trained.output)
+    assert (run / "distributed-result.json").is_file()
+    with governed.sf() as session:
+        model = find_by_sha256(session, file_sha256(run / "last.pth.tar"))
+        assert model is not None and model.name == "run" and len(lineage(session, model.id)) == 2

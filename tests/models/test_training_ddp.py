@@ -3,7 +3,9 @@ process with the same global batch (same shards), up to float summation order; r
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +77,15 @@ def test_shards_must_fit_the_batch_and_the_processes(data: Path, tmp_path: Path)
 
         Trainer(tiny(), _spec(), data_root=data, run_dir=tmp_path / "r", device=torch.device("cpu"),
                 distributed=Distributed(rank=0, world_size=2))
+
+
+def test_a_bf16_autocast_step_trains_close_to_float32(data: Path, tmp_path: Path) -> None:
+    spec = TrainingSpec(steps=1, batch_size=2, seed=1, checkpoint_every=100)
+    plain = Trainer(tiny(), spec, data_root=data, run_dir=tmp_path / "f32", device=torch.device("cpu"))
+    half = Trainer(tiny(), dataclasses.replace(spec, bf16=True), data_root=data, run_dir=tmp_path / "bf16",
+                   device=torch.device("cpu"))
+    full, _ = plain.train_step()
+    low, skipped = half.train_step()
+    assert not skipped and all(math.isfinite(v) for v in low.values())
+    assert low["total"] == pytest.approx(full["total"], rel=0.05)
+    assert low["total"] != full["total"]  # it did run in bf16
