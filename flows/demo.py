@@ -29,9 +29,9 @@ from flows.submission import submit_batch
 from governance import audit, consent, subjects, users
 from governance.migrate import upgrade
 from governance.policy import DEFAULT_POLICY_PATH
-from governance.vocabulary import TRAINING_PURPOSE
 from governance.types import utcnow
 from governance.uow import unit_of_work
+from governance.vocabulary import TRAINING_PURPOSE
 from pipeline.storage import sha256_file
 
 logger = logging.getLogger(__name__)

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows.jobdata import fetch, load_job_spec
 from governance import consent as consents
-from governance import jobs
-from governance import models_registry
+from governance import jobs, models_registry
 from governance import publications as pubs
 from governance.enums import JobState
 from governance.errors import ConsentError, InvalidTransition, ValidationFailed
