@@ -74,16 +74,18 @@ def prepare_data(
     heldout_fraction: float = 0.2,
     max_frames: int | None = None,
     subjects: Sequence[str] | None = None,
+    crop: str = "face",
 ) -> ClipManifest:
     """Decode videos / frame folders into a training data folder (see `pipeline.training_frames`)."""
     return prepare_training_data(
-        inputs, out_dir, size=size, heldout_fraction=heldout_fraction, max_frames=max_frames, subjects=subjects
+        inputs, out_dir, size=size, heldout_fraction=heldout_fraction, max_frames=max_frames, subjects=subjects,
+        crop=crop,
     )
 
 
 def _data_folder(
     data: Sequence[Path], run_dir: Path, config: MCNetConfig, heldout_fraction: float,
-    subjects: Sequence[str] | None = None,
+    subjects: Sequence[str] | None = None, crop: str = "face",
 ) -> Path:
     """A prepared folder as given, else the run's own `data/` (prepared on first use, reused on resume)."""
     if len(data) == 1 and (Path(data[0]) / MANIFEST).is_file():
@@ -93,7 +95,7 @@ def _data_folder(
         logger.info("reusing the training data prepared in %s", prepared)
         return prepared
     prepare_training_data(data, prepared, size=config.image_size, heldout_fraction=heldout_fraction,
-                          subjects=subjects)
+                          subjects=subjects, crop=crop)
     return prepared
 
 
@@ -210,6 +212,7 @@ def train_model(
     subjects: Sequence[str] | None = None,
     check_data: Callable[[Path], object] | None = None,
     nproc: int = 1,
+    crop: str = "face",
 ) -> TrainingResult:
     """Train an MCNet; `data` is one prepared folder, or videos / frame folders to prepare first.
 
@@ -227,7 +230,7 @@ def train_model(
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        folder = _data_folder(data, run_dir, config, heldout_fraction, subjects)
+        folder = _data_folder(data, run_dir, config, heldout_fraction, subjects, crop)
         if check_data is not None:
             check_data(folder)
         if nproc > 1:

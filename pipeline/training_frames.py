@@ -143,6 +143,7 @@ def prepare_training_data(
     heldout_fraction: float = 0.2,
     max_frames: int | None = None,
     subjects: Sequence[str] | None = None,
+    crop: str = "center",
 ) -> ClipManifest:
     """Decode every input into `out_dir` (see `models.training.clips` for the layout).
 
@@ -155,6 +156,9 @@ def prepare_training_data(
         max_frames: read at most this many frames per input.
         subjects: the subject reference of the person in each input (one for all, or one per input),
             recorded with every clip so that training can check that person's consent.
+        crop: for videos, "center" (a square centre crop: face-centred footage) or "face" (the one face
+            found and tracked by `pipeline.training_faces`; a clip with no face or several is refused).
+            Frame folders are used as they are (VoxCeleb-style folders are already face crops).
 
     Returns:
         The manifest of the written folder.
@@ -164,6 +168,8 @@ def prepare_training_data(
     """
     if size < 16:
         raise TrainingFramesError(f"frame size must be at least 16 pixels, got {size}")
+    if crop not in ("center", "face"):
+        raise TrainingFramesError(f"crop must be 'center' or 'face', got {crop!r}")
     if not 0 <= heldout_fraction < 1:
         raise TrainingFramesError(f"held-out fraction must be in [0, 1), got {heldout_fraction}")
     if subjects is not None and len(subjects) not in (1, len(inputs)):
@@ -174,7 +180,11 @@ def prepare_training_data(
     used: set[str] = set()
     with ClipWriter(Path(out_dir), image_size=size) as writer:
         for source, subject in sources:
-            if source.kind == "video":
+            if source.kind == "video" and crop == "face":
+                from pipeline.training_faces import face_tracked_frames
+
+                frames = face_tracked_frames(source.path, size=size, max_frames=max_frames)
+            elif source.kind == "video":
                 frames = decode_video(source.path, size=size, max_frames=max_frames)
             else:
                 frames = read_frame_folder(source.path, size=size, max_frames=max_frames)

@@ -61,12 +61,13 @@ def prepare(
     subject: Annotated[
         list[str] | None, typer.Option("--subject", help="Subject reference of the person: one, or one per input.")
     ] = None,
+    crop: Annotated[str, typer.Option(help="Videos: face (track the one face) or center (face-centred footage).")] = "face",
 ) -> None:
-    """Decode videos into the clip files training reads (square centre crop, resized)."""
+    """Decode videos into the clip files training reads (face tracked and cropped, resized)."""
     _configure_logging()
     with one_line_errors(*training.EXPECTED_ERRORS):
         manifest = training.prepare_data(inputs, out, size=size, heldout_fraction=heldout, max_frames=max_frames,
-                                         subjects=subject)
+                                         subjects=subject, crop=crop)
     train = sum(c.frames for c in manifest.split("train"))
     held = sum(c.frames for c in manifest.split("heldout"))
     console.print(f"prepared {len(manifest.clips)} clip(s) in {out}: {train} training and {held} held-out frames")
@@ -100,6 +101,7 @@ def run(
         int | None, typer.Option(help="Shards of the global batch, each with its own BatchNorm statistics (default: --nproc).")
     ] = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that supports it), float32 or bf16.")] = "auto",
+    crop: Annotated[str, typer.Option(help="Videos given: face (tracked) or center crop.")] = "face",
     subject: Annotated[
         list[str] | None, typer.Option("--subject", help="Subject reference of the person in the videos given.")
     ] = None,
@@ -171,6 +173,7 @@ def run(
                 threads=threads,
                 progress=report,
                 nproc=nproc,
+                crop=crop,
             )
     console.print(
         f"trained to step {result.steps} ({result.reconstruction_loss} reconstruction loss); "
