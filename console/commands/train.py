@@ -102,6 +102,7 @@ def run(
     ] = None,
     precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that supports it), float32 or bf16.")] = "auto",
     crop: Annotated[str, typer.Option(help="Videos given: face (tracked) or center crop.")] = "face",
+    workers: Annotated[int, typer.Option(help="Worker processes loading the pairs (0: in this process).")] = 0,
     subject: Annotated[
         list[str] | None, typer.Option("--subject", help="Subject reference of the person in the videos given.")
     ] = None,
@@ -134,6 +135,7 @@ def run(
             checkpoint_every=checkpoint_every,
             eval_every=eval_every,
             shards=shards or nproc,
+            workers=workers,
             bf16=training.use_bf16(precision, device),
             **spec_kwargs,  # type: ignore[arg-type]
         )

@@ -15,7 +15,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +31,7 @@ from models.loading import file_sha256, load_mcnet, save_checkpoint
 from models.mcnet import MCNet
 from models.training.augment import AugmentationParams
 from models.training.clips import read_manifest
-from models.training.dataset import PairSampler, evaluation_pairs
+from models.training.dataset import FramePair, PairSampler, StepBatches, evaluation_pairs
 from models.training.errors import TrainingError
 from models.training.evaluation import EvaluationReport, evaluate
 from models.training.losses import (
@@ -75,6 +75,9 @@ class TrainingSpec:
             (gradient accumulation) in a single process. The same `shards` gives the same training on
             1 or N processes, up to float summation order.
         bf16: run the forward passes under bfloat16 autocast (the flow and warps stay float32).
+        workers: load the pairs in this many worker processes (torch DataLoader, prefetching). Then each
+            step's pairs come from a generator seeded by (seed, step) (`PairSampler.sample_at`): the same
+            for any number of workers >= 1, but another sequence than the in-process sampler's (0).
     """
 
     steps: int
@@ -94,12 +97,15 @@ class TrainingSpec:
     seed: int = 0
     shards: int = 1
     bf16: bool = False
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise TrainingError(f"`steps` and `batch_size` must be >= 1, got {self.steps} and {self.batch_size}")
         if self.batch_size < 2:
             raise TrainingError("`batch_size` must be >= 2: BatchNorm needs more than one sample per step")
+        if self.workers < 0:
+            raise TrainingError(f"`workers` must be >= 0, got {self.workers}")
         if self.checkpoint_every < 1 or self.eval_every < 0:
             raise TrainingError("`checkpoint_every` must be >= 1 and `eval_every` >= 0")
         if not self.lr > 0:
@@ -353,15 +359,17 @@ class Trainer:
         dist.all_reduce(packed)
         return {name: float(v) / self.dist.world_size for name, v in zip(names, packed.tolist(), strict=True)}
 
-    def train_step(self) -> tuple[dict[str, float], bool]:
+    def train_step(self, pair: FramePair | None = None) -> tuple[dict[str, float], bool]:
         """One optimisation step; returns the loss values (mean over the global batch) and whether the step
-        was skipped (a non-finite loss on any shard of any process)."""
+        was skipped (a non-finite loss on any shard of any process). `pair`: the step's global batch when
+        a loader drew it (else the sampler draws it here)."""
         lr = _lr_at(self.spec, self.step)
         for optimizer in (self.optimizer_generator, self.optimizer_kp_detector):
             for group in optimizer.param_groups:
                 group["lr"] = lr
         batch = self.spec.batch_size
-        pair = self.sampler.sample(batch)
+        if pair is None:
+            pair = self.sampler.sample(batch)
         source, driving = pair.source.to(self.device), pair.driving.to(self.device)
         transform, noise = self._draw(batch)
         per_shard = batch // self.spec.shards
@@ -409,6 +417,16 @@ class Trainer:
             return None
         return evaluate(self.model, self.eval_pairs, device=self.device, seed=self.spec.seed)
 
+    def _loader(self) -> Iterator[FramePair] | None:
+        """Batches from worker processes, from the current step on (None: draw them in this process)."""
+        if not self.spec.workers:
+            return None
+        batches = StepBatches(self.sampler, batch_size=self.spec.batch_size, seed=self.spec.seed,
+                              steps=self.spec.steps)
+        loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(self.step, self.spec.steps),
+                                             num_workers=self.spec.workers, prefetch_factor=2)
+        return (FramePair(source=source, driving=driving) for source, driving in loader)
+
     # -- the loop ------------------------------------------------------------------------------------
     def run(
         self, progress: Callable[[StepReport], None] | None = None, *, max_seconds: float | None = None
@@ -432,9 +450,10 @@ class Trainer:
         recent: deque[float] = deque(maxlen=20)  # seconds of the last steps, for throughput and ETA
         if self.step >= self.spec.steps:
             logger.info("run already at step %d of %d: nothing to train", self.step, self.spec.steps)
+        loader = self._loader()
         while self.step < self.spec.steps:
             started = time.perf_counter()
-            values, skipped = self.train_step()
+            values, skipped = self.train_step(None if loader is None else next(loader))
             entry: dict[str, Any] = {"step": self.step, "losses": values, "skipped": skipped}
             recent.append(time.perf_counter() - started)
             rate = self.spec.batch_size * len(recent) / sum(recent) if sum(recent) > 0 else 0.0
