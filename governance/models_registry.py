@@ -304,14 +304,12 @@ def withdraw_for_consent(
     """Mark every model trained under any version of `consent` as `consent_withdrawn` (audited).
 
     Called by `governance.consent.revoke`. Each withdrawal lists the model's publications for the
-    compliance officer; `on_publications` (the policy's `models.on_consent_withdrawn`, default policy
-    when None) is recorded with it. A retired model is marked too: it must never return to use.
+    compliance officer; `on_publications` (when None, the policy in force's `models.on_consent_withdrawn`)
+    is recorded with it. A retired model is marked too: it must never return to use.
     """
     now = now or utcnow()
     if on_publications is None:
-        from governance.policy import load_policy
-
-        on_publications = load_policy().models.on_consent_withdrawn
+        on_publications = _policy_choice()
     model_ids = select(ModelTrainingClip.model_id).where(ModelTrainingClip.consent_lineage_id == consent.lineage_id)
     affected = session.scalars(
         select(RegisteredModel).where(RegisteredModel.id.in_(model_ids),
@@ -331,6 +329,20 @@ def withdraw_for_consent(
         withdrawals.append(ModelWithdrawal(model.id, model.name, model.version, model.sha256, publications,
                                            on_publications))
     return withdrawals
+
+
+def _policy_choice() -> str:
+    """`models.on_consent_withdrawn` of the policy in force.
+
+    `consent.revoke` is called from the CLI, the web console and the flows, none of which pass a policy
+    to it, so the deployment's policy file is found the way `flows.settings` finds it
+    (`LIKENESS_POLICY_PATH`, else the default policy).
+    """
+    import os
+
+    from governance.policy import load_policy
+
+    return load_policy(os.environ.get("LIKENESS_POLICY_PATH") or None).models.on_consent_withdrawn
 
 
 def renderable_problem(session: Session, sha256: str) -> tuple[RegisteredModel | None, str | None]:

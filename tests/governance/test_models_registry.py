@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -164,3 +165,24 @@ def test_each_subject_needs_its_own_training_consent(world: World) -> None:  # n
     with pytest.raises(Exception, match=f"training refused: subject {other} has no consent"):
         register(world, [clip(world.subject, "7" * 64), clip(other, "8" * 64)])
     assert count(world.sf, RegisteredModel) == 0
+
+
+def test_the_policy_in_force_decides_what_the_publications_get(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    import yaml
+
+    from governance.policy import DEFAULT_POLICY_PATH
+
+    rules = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
+    rules["models"] = {"on_consent_withdrawn": "take_down"}
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(rules), encoding="utf-8")
+    monkeypatch.setenv("LIKENESS_POLICY_PATH", str(path))
+    training = training_grant(world)
+    register(world, [clip(world.subject, "7" * 64)])
+    with unit_of_work(world.sf) as session:
+        consent.revoke(session, consent_id=training, revoked_by=world.compliance, reason="withdrawn")
+    with world.sf() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "model.consent_withdrawn")).one()
+        assert event.details["on_publications"] == "take_down" and event.details["publications"] == []
