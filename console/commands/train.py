@@ -197,15 +197,32 @@ def evaluate(
     sha256: Annotated[str | None, typer.Option(help="Refuse the checkpoint unless its sha256 matches.")] = None,
     per_clip: Annotated[int, typer.Option(help="Driving frames per held-out clip.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    identity: Annotated[
+        bool, typer.Option("--identity", help="Also AED and the cross-identity score (face embeddings; slower).")
+    ] = False,
 ) -> None:
-    """Held-out L1 / PSNR / SSIM of a checkpoint against copying the source frame."""
+    """Held-out L1 / PSNR / SSIM (and with --identity, AED and cross-identity) against copying the source."""
     _configure_logging()
     with one_line_errors(*training.EXPECTED_ERRORS):
         report = training.evaluate_checkpoint(checkpoint, data, device=device, expected_sha256=sha256, per_clip=per_clip)
+        ids = training.identity_scores(checkpoint, data, device=device, per_clip=min(per_clip, 8)) if identity else None
     if as_json:
-        console.print_json(json.dumps(report.as_dict()))
-    else:
-        console.print(_scores_table(report, f"held-out reconstruction, {report.frames} frames"))
+        console.print_json(json.dumps({**report.as_dict(), **({"identity": ids.as_dict()} if ids else {})}))
+        return
+    console.print(_scores_table(report, f"held-out reconstruction, {report.frames} frames"))
+    if ids is not None:
+        table = Table(title=f"identity distance (Dlib cosine, lower = same person), {ids.frames} frames, "
+                            f"{ids.missing} without a face")
+        for column in ("", "model", "copy the source frame", "copy the driver"):
+            table.add_column(column, justify="right" if column else "left")
+        table.add_row("AED (vs the real frame)", f"{ids.aed_model:.4f}", f"{ids.aed_copy_source:.4f}", "-")
+
+        def show(value: float | None) -> str:
+            return "-" if value is None else f"{value:.4f}"
+
+        table.add_row("cross-identity (vs the portrait)", show(ids.cross_model), show(ids.cross_copy_source),
+                      show(ids.cross_copy_driver))
+        console.print(table)
 
 
 @app.command("export")

@@ -114,6 +114,23 @@ def evaluation_pairs(manifest: ClipManifest, *, split: str = "heldout", per_clip
     return pairs
 
 
+def cross_identity_pairs(manifest: ClipManifest, *, split: str = "heldout", per_clip: int = 8) -> list[FramePair]:
+    """The portrait of one clip driven by another's frames: clip i's first frame as source against evenly
+    spaced frames of clip i+1 (cyclically). Empty with fewer than two clips of `split`."""
+    clips = manifest.split(split)
+    if len(clips) < 2:
+        return []
+    frames = [load_clip(manifest, info) for info in clips]
+    pairs = []
+    for index, own in enumerate(frames):
+        driver = frames[(index + 1) % len(frames)]
+        count = min(per_clip, driver.shape[0])
+        chosen = torch.linspace(0, driver.shape[0] - 1, count).round().long()
+        driving = _to_float(driver[chosen])
+        pairs.append(FramePair(source=_to_float(own[:1]).expand_as(driving).contiguous(), driving=driving))
+    return pairs
+
+
 class StepBatches(torch.utils.data.Dataset[tuple[Tensor, Tensor]]):
     """Map-style view of a run's batches, indexed by step, for a `DataLoader` with worker processes.
 
