@@ -202,8 +202,12 @@ def register_model(
                             description=description.strip(), status=ModelStatus.active, created_by=user.email)
     session.add(model)
     session.flush()
+    seen: set[str] = set()
     for clip in clips:
         asset = _clip_asset(session, clip, user.email)
+        if asset.id in seen:  # the same file listed twice is one clip of the lineage
+            continue
+        seen.add(asset.id)
         used = consents[clip.subject_id]
         session.add(ModelTrainingClip(
             model_id=model.id, asset_id=asset.id, sha256=asset.sha256, subject_id=clip.subject_id,
