@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("console.commands.batch:app", "Submit batches of jobs, run them, and report on them."),
     "review": ("console.commands.review:app", "Review flagged jobs: list, show, approve, reject."),
     "train": ("console.commands.train:app", "Train MCNet on talking-face videos and evaluate checkpoints."),
+    "model": ("console.commands.model:app", "Models: which checkpoints may render, trained on whose consented footage."),
     "console": ("console.commands.web:app", "The web console (FastAPI, served on 127.0.0.1)."),
     "demo": ("console.commands.demo:app", "Run the end-to-end demo."),
     "verify": ("console.commands.verify:command",

@@ -32,6 +32,7 @@ from governance.migrate import upgrade
 from governance.policy import DEFAULT_POLICY_PATH
 from governance.types import utcnow
 from governance.uow import unit_of_work
+from governance.vocabulary import TRAINING_PURPOSE
 from pipeline.storage import sha256_file
 
 logger = logging.getLogger(__name__)
@@ -143,11 +144,12 @@ def seed_people(rt: Runtime, inputs: dict[str, Path], evidence: Path) -> str:
         subjects.add_reference(session, subject_id=subject.id, bucket=reference.bucket, object_key=reference.key,
                                sha256=reference.sha256, created_by=officer)
         consent.grant(
-            session, subject_id=subject.id, purposes=[COVERED_USE["purpose"]], channels=[COVERED_USE["channel"]],
+            session, subject_id=subject.id, purposes=[COVERED_USE["purpose"], TRAINING_PURPOSE],
+            channels=[COVERED_USE["channel"]],
             territories=[COVERED_USE["territory"]], valid_from=utcnow() - timedelta(minutes=5),
             valid_until=utcnow() + timedelta(days=365), evidence_path=evidence, evidence_sha256=evidence_sha,
             evidence_key=evidence_key, recorded_by=officer,
-            notes="demo consent: advertising on the web in Germany only",
+            notes="demo consent: advertising on the web in Germany only, and training the demo model",
         )  # fmt: skip
         return subject.id
 
@@ -160,6 +162,30 @@ def seed_admin(rt: Runtime) -> tuple[str, str]:
         users.add_user(session, email=ADMIN, roles=["admin"], actor="system:demo", display_name="Demo admin",
                        password=password)
     return ADMIN, password
+
+
+def register_model(rt: Runtime, subject_id: str, *, demo_model: bool) -> None:
+    """Register the checkpoint the demo renders with (only registered models render).
+
+    The shipped demo model's lineage is the licensed clip it was trained on, under the demo consent
+    (which covers model training); another checkpoint is registered without lineage (trained elsewhere).
+    """
+    from governance.models_registry import TrainingClip, register_model
+    from models.loading import load_mcnet
+
+    checkpoint = rt.checkpoint_path
+    loaded = load_mcnet(checkpoint, expected_sha256=rt.settings.mcnet_checkpoint_sha256)
+    clips: list[TrainingClip] = []
+    if demo_model:
+        stored = rt.store.put_file("inputs", f"training/{sha256_file(DEMO_CLIP)}.mp4", DEMO_CLIP,
+                                   metadata={"kind": "training-clip"})
+        clips.append(TrainingClip(sha256=stored.sha256, subject_id=subject_id, split="train", frames=375,
+                                  bucket=stored.bucket, object_key=stored.key, size_bytes=stored.size,
+                                  origin=f"{DEMO_CLIP.name} (frames 0-299 trained on, 300-374 held out)"))
+    with unit_of_work(rt.sessions) as session:
+        register_model(session, name="mcnet-demo128" if demo_model else checkpoint.name.split(".")[0],
+                       version="1", sha256=loaded.sha256, config=loaded.config.to_dict(), actor_email=OPERATOR,
+                       clips=clips, description="demo model trained on one person" if demo_model else "")
 
 
 def write_batch_file(folder: Path, inputs: dict[str, Path]) -> Path:
@@ -217,8 +243,10 @@ def _run(rt: Runtime, result: DemoResult, on_step: StepReporter) -> None:
     evidence.write_text("Demo consent form: the speaker of the BSD-3 talking-man clip agrees to advertising "
                         "on the web in Germany for one year.\n", encoding="utf-8")
     on_step("creating users, the demo subject, its reference photo and its consent (advertising/web/DE)")
-    seed_people(rt, inputs, evidence)
+    subject_id = seed_people(rt, inputs, evidence)
     result.admin_email, result.admin_password = seed_admin(rt)
+    on_step(f"registering the model {rt.checkpoint_path.name} with its training-data lineage")
+    register_model(rt, subject_id, demo_model=result.demo_model)
     on_step("submitting a batch: one job the consent covers, one it does not (broadcast in the US)")
     batch_id = submit_batch(rt, read_batch_file(write_batch_file(root / "inputs", inputs)),
                             requested_by_email=OPERATOR)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from flows.jobdata import fetch, load_job_spec
 from governance import consent as consents
-from governance import jobs
+from governance import jobs, models_registry
 from governance import publications as pubs
 from governance.enums import JobState
 from governance.errors import ConsentError, InvalidTransition, ValidationFailed
@@ -83,6 +83,7 @@ class VerifyReport:
     exact_copy: bool
     verdict: str  # published | withdrawal_pending | taken_down | unknown_watermark | not_published
     withdrawal: str | None = None  # why it is withdrawn (its consent revoked or no longer covering it)
+    model: dict[str, str] | None = None  # the registered model the publication was rendered with
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -199,6 +200,7 @@ def mark_and_publish(rt: Runtime, *, job_id: str, actor: str, label: labels.Labe
         hashes = pubs.input_hashes(session, job)
         render_ref = (job.output_bucket, job.output_key, job.output_sha256)
         model_sha256 = job.model_sha256 or ""
+        registered = models_registry.manifest_entry(session, model_sha256)
     if None in render_ref:
         raise InvalidTransition(f"job {job_id} has no rendered output to publish")
     found = _check_consent(rt.sessions, job_id, actor)
@@ -222,7 +224,9 @@ def mark_and_publish(rt: Runtime, *, job_id: str, actor: str, label: labels.Labe
             raise WatermarkNotReadable(f"job {job_id}: the marked video reads {reading.payload}, not {payload}")
         claims = provenance.ProvenanceClaims(
             title=PUBLISHED_NAME, job_id=job_id, publication_id=publication_id, consent_id=found.id,
-            consent_version=found.version, model_name=_model_name(settings), model_sha256=model_sha256,
+            consent_version=found.version, model_sha256=model_sha256,
+            model_name=registered["name"] if registered else _model_name(settings),
+            model_version=registered["version"] if registered else "",
             watermark_payload=payload, watermark_method=watermark.METHOD, label_text=spec_label.text,
             ingredients=(provenance.Ingredient(portrait, hashes.get("portrait", spec.portrait.sha256), "portrait"),
                          provenance.Ingredient(driving, hashes.get("driving video", spec.driving.sha256),
@@ -279,6 +283,7 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
     digest = sha256_file(path)
     manifest_pub = report.generation.get("publication_id") if report.state in ("Trusted", "Valid") else None
     record: PublicationRecord | None = None
+    model: dict[str, str] | None = None
     with unit_of_work(sessions) as session:
         found = None
         if reading.payload is not None:
@@ -292,6 +297,7 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
             record = pubs.describe(session, found)
             job = jobs.get_job(session, found.job_id)
             withdrawal = found.takedown_reason if found.taken_down_at is not None else due_reason(session, job)
+            model = models_registry.manifest_entry(session, record.model_sha256 or "")
     if record is not None:
         verdict = "published" if record.active else "taken_down"
         if record.active and withdrawal is not None:
@@ -305,6 +311,7 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
         manifest_publication_id=manifest_pub, watermark_payload=reading.payload,
         watermark_frames=reading.frames_read, publication=record,
         exact_copy=record is not None and record.sha256 == digest, verdict=verdict, withdrawal=withdrawal,
+        model=model,
     )
 
 

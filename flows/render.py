@@ -1,6 +1,6 @@
 """`render_job`: one job from consent to the policy's outcome, resuming wherever a previous run stopped.
 
-The flow reads like the DAG: claim → consent → likeness → render → checks → (auto-approved) publish.
+The flow reads like the DAG: claim → consent → model → likeness → render → checks → (auto-approved) publish.
 A flagged job ends here at `awaiting_review`: nothing holds a worker or a GPU while a person decides
 (see `flows.review`). A refusal is a normal end with the job `refused`; a technical failure that
 retrying cannot fix marks the job `failed` and fails the run; a transient failure that outlived its
@@ -31,7 +31,7 @@ def render_job(job_id: str) -> str:
             return claimed
         state = JobState(claimed)
         if state == JobState.rendering:
-            for gate in (tasks.verify_consent, tasks.bind_likeness):
+            for gate in (tasks.verify_consent, tasks.verify_model, tasks.bind_likeness):
                 state = JobState(gate(job_id))
                 if state != JobState.rendering:
                     return state.value

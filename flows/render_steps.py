@@ -124,6 +124,23 @@ def verify_consent(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
     return refuse(rt, job_id, reason=reason, error=error, actor=actor)
 
 
+def verify_model(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
+    """Refuse (audited) unless the configured checkpoint is a registered, active model; no model is loaded.
+
+    The checkpoint is known by its SHA-256: the configured one when set (loading enforces it), else
+    the file's own. See `governance.models_registry`.
+    """
+    from governance.models_registry import renderable_problem
+    from pipeline.storage import sha256_file
+
+    sha256 = rt.settings.mcnet_checkpoint_sha256 or sha256_file(rt.checkpoint_path)
+    with unit_of_work(rt.sessions) as session:
+        _, problem = renderable_problem(session, sha256.lower())
+        if problem is None:
+            return JobState(load_job(session, job_id).state)
+    return refuse(rt, job_id, reason=problem, error="ModelNotRenderable")
+
+
 def bind_likeness(rt: Runtime, job_id: str) -> JobState:
     """Refuse unless the portrait shows the person whose likeness reference is on file.
 

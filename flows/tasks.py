@@ -68,6 +68,12 @@ def verify_consent(job_id: str, actor: str = render_steps.ACTOR) -> str:
     return render_steps.verify_consent(get_runtime(), job_id, actor=actor).value
 
 
+@task(name="verify-model", **RETRYING)
+def verify_model(job_id: str) -> str:
+    """The configured model must be registered and active; returns the job's state (`refused` if not)."""
+    return render_steps.verify_model(get_runtime(), job_id).value
+
+
 @task(name="bind-likeness", **RETRYING)
 def bind_likeness(job_id: str) -> str:
     """The portrait must show the consenting person; returns the job's state."""

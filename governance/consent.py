@@ -285,7 +285,15 @@ def revoke(session: Session, *, consent_id: str, revoked_by: str, reason: str, n
         details={"lineage_id": consent.lineage_id, "version": consent.version, "reason": consent.revoke_reason,
                  "publications_to_take_down": due},
     )  # fmt: skip
+    _withdraw_models(session, consent, actor=user.email, now=now)
     return consent
+
+
+def _withdraw_models(session: Session, consent: Consent, *, actor: str, now: datetime) -> None:
+    """Models trained on this consent's footage stop rendering (see governance.models_registry)."""
+    from governance.models_registry import withdraw_for_consent
+
+    withdraw_for_consent(session, consent=consent, actor=actor, now=now)
 
 
 @dataclass(frozen=True)

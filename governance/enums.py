@@ -57,3 +57,12 @@ class AssetKind(StrEnum):
     reference = "reference"
     evidence = "evidence"
     output = "output"
+    training_clip = "training_clip"  # prepared frames a model was trained on (see governance.models_registry)
+
+
+class ModelStatus(StrEnum):
+    """Whether a registered model may render: only `active` ones may."""
+
+    active = "active"
+    retired = "retired"  # withdrawn from use by a person (a better version, a defect ...)
+    consent_withdrawn = "consent_withdrawn"  # a consent its training data depends on was revoked

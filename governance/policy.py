@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -93,6 +93,17 @@ class ArtifactRules(_Strict):
     colour_drift: UpperBound
 
 
+class ModelRules(_Strict):
+    """What withdrawing a consent that a model's training data depends on does.
+
+    The model always becomes `consent_withdrawn` (no new renders). Its earlier publications are listed
+    for the compliance officer; `on_consent_withdrawn` records what the organisation decided for them:
+    `keep_published` (the default) or `take_down` (the officer is asked to take each one down).
+    """
+
+    on_consent_withdrawn: Literal["keep_published", "take_down"] = "keep_published"
+
+
 class CheckThresholds(_Strict):
     """The numbers the pipeline's checks take (the review bounds: where a check starts to flag)."""
 
@@ -124,6 +135,7 @@ class Policy(_Strict):
     always_review: bool = False  # send every non-rejected job to a person
     identity: IdentityRules
     artifacts: ArtifactRules
+    models: ModelRules = Field(default_factory=ModelRules)
 
     @property
     def version_label(self) -> str:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from governance.enums import AssetKind, JobState, Outcome, Verdict
+from governance.enums import AssetKind, JobState, ModelStatus, Outcome, Verdict
 from governance.types import UTCDateTime, new_id, utcnow
 
 NAMING_CONVENTION = {
@@ -265,6 +265,47 @@ class Publication(Base):
     taken_down_at: Mapped[datetime | None] = mapped_column()
     taken_down_by: Mapped[str | None] = mapped_column(ACTOR)
     takedown_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class RegisteredModel(Base):
+    """A model checkpoint that may render, known by its SHA-256; jobs name it through `jobs.model_sha256`.
+
+    `status` decides whether it may render; `training_clips` (ModelTrainingClip) is its lineage.
+    """
+
+    __tablename__ = "registered_models"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(50))
+    sha256: Mapped[str] = mapped_column(SHA256, unique=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "model_status"), default=ModelStatus.active)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(ACTOR)
+    status_changed_at: Mapped[datetime | None] = mapped_column()
+    status_changed_by: Mapped[str | None] = mapped_column(ACTOR)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelTrainingClip(Base):
+    """One clip of a registered model's training data: what it hashed to, whose face, under which consent."""
+
+    __tablename__ = "model_training_clips"
+    __table_args__ = (UniqueConstraint("model_id", "asset_id"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
+    model_id: Mapped[str] = mapped_column(ID, ForeignKey("registered_models.id"), index=True)
+    asset_id: Mapped[str] = mapped_column(ID, ForeignKey("assets.id"))
+    sha256: Mapped[str] = mapped_column(SHA256)
+    subject_id: Mapped[str] = mapped_column(ID, ForeignKey("subjects.id"), index=True)
+    consent_id: Mapped[str] = mapped_column(ID, ForeignKey("consents.id"), index=True)
+    consent_lineage_id: Mapped[str] = mapped_column(ID, index=True)
+    split: Mapped[str] = mapped_column(String(16))
+    frames: Mapped[int] = mapped_column(Integer)
+    origin: Mapped[str] = mapped_column(String(255), default="")
 
 
 class AuditEvent(Base):

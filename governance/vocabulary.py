@@ -10,8 +10,11 @@ from collections.abc import Iterable
 
 from governance.errors import ValidationFailed
 
+# `model_training`: the footage may train a model (governance.models_registry); it covers no rendering use.
+TRAINING_PURPOSE = "model_training"
 PURPOSES = frozenset(
-    {"advertising", "editorial", "entertainment", "education", "internal_communication", "public_service"}
+    {"advertising", "editorial", "entertainment", "education", "internal_communication", "public_service",
+     TRAINING_PURPOSE}
 )
 CHANNELS = frozenset({"web", "social_media", "broadcast", "streaming", "cinema", "in_store", "events", "internal"})
 WORLD = "WORLD"

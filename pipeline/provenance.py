@@ -87,6 +87,7 @@ class ProvenanceClaims:
     ingredients: tuple[Ingredient, ...] = ()
     label_text: str | None = None
     generator_version: str = "0.1.0"
+    model_version: str = ""  # the registered model's version (governance.models_registry); "" if unknown
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,8 @@ def _manifest(claims: ProvenanceClaims) -> dict[str, Any]:
         "action": "c2pa.created",
         "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
         "softwareAgent": {"name": "likeness", "version": claims.generator_version},
-        "parameters": {"model": claims.model_name, "model_sha256": claims.model_sha256},
+        "parameters": {"model": claims.model_name, "model_version": claims.model_version,
+                       "model_sha256": claims.model_sha256},
     }
     actions = [created, {"action": "c2pa.watermarked",
                          "parameters": {"description": f"invisible {claims.watermark_method} mark"}}]
@@ -294,6 +296,7 @@ def _manifest(claims: ProvenanceClaims) -> dict[str, Any]:
                 "consent_id": claims.consent_id,
                 "consent_version": claims.consent_version,
                 "model": claims.model_name,
+                "model_version": claims.model_version,
                 "model_sha256": claims.model_sha256,
                 "watermark_payload": claims.watermark_payload,
                 "watermark_method": claims.watermark_method,

@@ -142,6 +142,8 @@ def prepare_training_data(
     size: int,
     heldout_fraction: float = 0.2,
     max_frames: int | None = None,
+    subjects: Sequence[str] | None = None,
+    crop: str = "center",
 ) -> ClipManifest:
     """Decode every input into `out_dir` (see `models.training.clips` for the layout).
 
@@ -152,6 +154,11 @@ def prepare_training_data(
         heldout_fraction: share of each clip's last frames held out for evaluation (0 disables). A clip
             too short to give both parts at least 2 frames goes to training whole (logged).
         max_frames: read at most this many frames per input.
+        subjects: the subject reference of the person in each input (one for all, or one per input),
+            recorded with every clip so that training can check that person's consent.
+        crop: for videos, "center" (a square centre crop: face-centred footage) or "face" (the one face
+            found and tracked by `pipeline.training_faces`; a clip with no face or several is refused).
+            Frame folders are used as they are (VoxCeleb-style folders are already face crops).
 
     Returns:
         The manifest of the written folder.
@@ -161,13 +168,23 @@ def prepare_training_data(
     """
     if size < 16:
         raise TrainingFramesError(f"frame size must be at least 16 pixels, got {size}")
+    if crop not in ("center", "face"):
+        raise TrainingFramesError(f"crop must be 'center' or 'face', got {crop!r}")
     if not 0 <= heldout_fraction < 1:
         raise TrainingFramesError(f"held-out fraction must be in [0, 1), got {heldout_fraction}")
-    sources = find_sources(inputs)
+    if subjects is not None and len(subjects) not in (1, len(inputs)):
+        raise TrainingFramesError(f"give one subject for all inputs or one per input, got {len(subjects)} "
+                                  f"for {len(inputs)} inputs")
+    sources = [(source, subjects[0 if len(subjects) == 1 else index] if subjects else "")
+               for index, path in enumerate(inputs) for source in find_sources([path])]
     used: set[str] = set()
     with ClipWriter(Path(out_dir), image_size=size) as writer:
-        for source in sources:
-            if source.kind == "video":
+        for source, subject in sources:
+            if source.kind == "video" and crop == "face":
+                from pipeline.training_faces import face_tracked_frames
+
+                frames = face_tracked_frames(source.path, size=size, max_frames=max_frames)
+            elif source.kind == "video":
                 frames = decode_video(source.path, size=size, max_frames=max_frames)
             else:
                 frames = read_frame_folder(source.path, size=size, max_frames=max_frames)
@@ -179,10 +196,9 @@ def prepare_training_data(
                 logger.warning("%s has %d frames: too short to hold frames out, all used for training", name, total)
                 held = 0
             split_at = total - held
-            writer.add(name, tensor[:split_at], split="train", origin=source.path.name, first_frame=0)
+            writer.add(name, tensor[:split_at], split="train", origin=source.path.name, first_frame=0, subject=subject)
             if held:
-                writer.add(
-                    f"{name}.heldout", tensor[split_at:], split="heldout", origin=source.path.name, first_frame=split_at
-                )
+                writer.add(f"{name}.heldout", tensor[split_at:], split="heldout", origin=source.path.name,
+                           first_frame=split_at, subject=subject)
             logger.info("%s: %d training and %d held-out frames at %dx%d", name, split_at, held, size, size)
     return read_manifest(Path(out_dir))

@@ -1,4 +1,8 @@
-"""`likeness train`: prepare training clips, train an MCNet, and score a checkpoint on held-out clips."""
+"""`likeness train`: prepare training clips, train an MCNet, and score a checkpoint on held-out clips.
+
+`run` is governed: it needs the acting user (`--actor`), refuses footage whose subject holds no consent
+covering model training, and registers the checkpoint it makes with its training-data lineage.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +22,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from console.context import ActorOption, CliError, acting_user, governance_command
 from console.errors import one_line_errors
 from console.terminal import make_console
 from flows import training
+from flows.publishing import make_store
+from governance.models_registry import REGISTERING_ROLES
 
 app = typer.Typer(help="Train MCNet on talking-face videos and evaluate checkpoints.", no_args_is_help=True)
 console = make_console()
@@ -51,11 +58,16 @@ def prepare(
     size: Annotated[int, typer.Option(help="Frame side in pixels (the model's image_size).")] = 256,
     heldout: Annotated[float, typer.Option(help="Share of each clip's last frames held out.")] = 0.2,
     max_frames: Annotated[int | None, typer.Option(help="Read at most this many frames per input.")] = None,
+    subject: Annotated[
+        list[str] | None, typer.Option("--subject", help="Subject reference of the person: one, or one per input.")
+    ] = None,
+    crop: Annotated[str, typer.Option(help="Videos: face (track the one face) or center (face-centred footage).")] = "face",
 ) -> None:
-    """Decode videos into the clip files training reads (square centre crop, resized)."""
+    """Decode videos into the clip files training reads (face tracked and cropped, resized)."""
     _configure_logging()
     with one_line_errors(*training.EXPECTED_ERRORS):
-        manifest = training.prepare_data(inputs, out, size=size, heldout_fraction=heldout, max_frames=max_frames)
+        manifest = training.prepare_data(inputs, out, size=size, heldout_fraction=heldout, max_frames=max_frames,
+                                         subjects=subject, crop=crop)
     train = sum(c.frames for c in manifest.split("train"))
     held = sum(c.frames for c in manifest.split("heldout"))
     console.print(f"prepared {len(manifest.clips)} clip(s) in {out}: {train} training and {held} held-out frames")
@@ -84,10 +96,33 @@ def run(
     max_minutes: Annotated[float | None, typer.Option(help="Stop early (saved) after this wall time.")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No flips or colour jitter.")] = False,
+    nproc: Annotated[int, typer.Option(help="Processes (GPUs) on this machine: DistributedDataParallel via torchrun.")] = 1,
+    shards: Annotated[
+        int | None, typer.Option(help="Shards of the global batch, each with its own BatchNorm statistics (default: --nproc).")
+    ] = None,
+    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that supports it), float32 or bf16.")] = "auto",
+    crop: Annotated[str, typer.Option(help="Videos given: face (tracked) or center crop.")] = "face",
+    workers: Annotated[int, typer.Option(help="Worker processes loading the pairs (0: in this process).")] = 0,
+    subject: Annotated[
+        list[str] | None, typer.Option("--subject", help="Subject reference of the person in the videos given.")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Registered model name (default: the run folder's name).")] = None,
+    version: Annotated[str | None, typer.Option(help="Registered model version (default: step<N>).")] = None,
+    description: Annotated[str, typer.Option(help="What the model is for (registered with it).")] = "",
+    actor: ActorOption = "",
 ) -> None:
-    """Train MCNet with the paper's losses; checkpoints go to OUT/last.pth.tar (and best.pth.tar)."""
+    """Train MCNet with the paper's losses; checkpoints go to OUT/last.pth.tar (and best.pth.tar).
+
+    Every clip's subject must hold a consent covering model training; the result is registered.
+    """
     _configure_logging()
-    with one_line_errors(*training.EXPECTED_ERRORS):
+    with governance_command() as ctx, one_line_errors(*training.EXPECTED_ERRORS):
+        if not actor:
+            raise CliError("training is governed: say who acts with --actor EMAIL (or LIKENESS_ACTOR)")
+        user = acting_user(ctx, actor, REGISTERING_ROLES, "model.register")
+        store = make_store(ctx.settings)
+        store.ensure_buckets()
+        gov = training.Governance(sessions=ctx.session_factory, store=store, actor_email=user.email)
         spec_kwargs: dict[str, object] = {}
         if no_augment:
             spec_kwargs["augmentation"] = None
@@ -99,6 +134,9 @@ def run(
             seed=seed,
             checkpoint_every=checkpoint_every,
             eval_every=eval_every,
+            shards=shards or nproc,
+            workers=workers,
+            bf16=training.use_bf16(precision, device),
             **spec_kwargs,  # type: ignore[arg-type]
         )
         model_config = training.resolve_config(config)
@@ -109,17 +147,24 @@ def run(
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[loss]}"),
+            TextColumn("{task.fields[rate]}"),
         )
         with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task("train", total=steps, loss="")
+            task = bar.add_task("train", total=steps, loss="", rate="")
 
             def report(step: training.StepReport) -> None:
                 text = f"loss {step.losses['total']:.3f}" + (" (skipped)" if step.skipped else "")
-                bar.update(task, completed=step.step, loss=text)
+                eta = "" if step.eta_seconds is None else f", ETA {step.eta_seconds / 60:.1f} min"
+                bar.update(task, completed=step.step, loss=text, rate=f"{step.pairs_per_second:.1f} pairs/s{eta}")
 
-            result = training.train_model(
+            result, registered = training.train_and_register(
+                gov,
                 data,
                 out,
+                name=name or out.name,
+                version=version,
+                description=description,
+                subjects=subject,
                 config=model_config,
                 spec=spec,
                 device=device,
@@ -129,10 +174,16 @@ def run(
                 max_seconds=None if max_minutes is None else max_minutes * 60,
                 threads=threads,
                 progress=report,
+                nproc=nproc,
+                crop=crop,
             )
     console.print(
         f"trained to step {result.steps} ({result.reconstruction_loss} reconstruction loss); "
         f"checkpoint {result.last_checkpoint} sha256 {result.last_sha256}"
+    )
+    console.print(
+        f"registered model {registered.name}@{registered.version} ({registered.clips} training clip(s) of "
+        f"{len(registered.subjects)} subject(s)); it may render"
     )
     if result.evaluation is not None:
         console.print(_scores_table(result.evaluation, f"held-out reconstruction, {result.evaluation.frames} frames"))
@@ -146,15 +197,32 @@ def evaluate(
     sha256: Annotated[str | None, typer.Option(help="Refuse the checkpoint unless its sha256 matches.")] = None,
     per_clip: Annotated[int, typer.Option(help="Driving frames per held-out clip.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
+    identity: Annotated[
+        bool, typer.Option("--identity", help="Also AED and the cross-identity score (face embeddings; slower).")
+    ] = False,
 ) -> None:
-    """Held-out L1 / PSNR / SSIM of a checkpoint against copying the source frame."""
+    """Held-out L1 / PSNR / SSIM (and with --identity, AED and cross-identity) against copying the source."""
     _configure_logging()
     with one_line_errors(*training.EXPECTED_ERRORS):
         report = training.evaluate_checkpoint(checkpoint, data, device=device, expected_sha256=sha256, per_clip=per_clip)
+        ids = training.identity_scores(checkpoint, data, device=device, per_clip=min(per_clip, 8)) if identity else None
     if as_json:
-        console.print_json(json.dumps(report.as_dict()))
-    else:
-        console.print(_scores_table(report, f"held-out reconstruction, {report.frames} frames"))
+        console.print_json(json.dumps({**report.as_dict(), **({"identity": ids.as_dict()} if ids else {})}))
+        return
+    console.print(_scores_table(report, f"held-out reconstruction, {report.frames} frames"))
+    if ids is not None:
+        table = Table(title=f"identity distance (Dlib cosine, lower = same person), {ids.frames} frames, "
+                            f"{ids.missing} without a face")
+        for column in ("", "model", "copy the source frame", "copy the driver"):
+            table.add_column(column, justify="right" if column else "left")
+        table.add_row("AED (vs the real frame)", f"{ids.aed_model:.4f}", f"{ids.aed_copy_source:.4f}", "-")
+
+        def show(value: float | None) -> str:
+            return "-" if value is None else f"{value:.4f}"
+
+        table.add_row("cross-identity (vs the portrait)", show(ids.cross_model), show(ids.cross_copy_source),
+                      show(ids.cross_copy_driver))
+        console.print(table)
 
 
 @app.command("export")

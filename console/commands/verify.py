@@ -69,6 +69,8 @@ def register(app: typer.Typer) -> None:
                 table.add_row("job", record.job_id)
                 table.add_row("consent", f"{record.consent_id} v{record.consent_version}"
                               + (" (revoked)" if record.consent_revoked else ""))
+                model = report.model
+                table.add_row("model", f"{model['name']}@{model['version']}" if model else "not registered")
                 table.add_row("model sha256", record.model_sha256 or "-")
                 table.add_row("reviewer", record.reviewer or "none (approved by policy)")
                 table.add_row("published", f"{show_time(record.published_at)} by {record.published_by}")

@@ -114,9 +114,9 @@ def create_app(runtime: Runtime, config: WebConfig | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders)  # outermost of ours: the body limit's own 413 gets the headers too
     _install_error_pages(app)
 
-    from console.web.routes import access, audit, compliance, content, media, review, users
+    from console.web.routes import access, audit, compliance, content, media, models, review, users
 
-    for module in (access, review, media, compliance, content, audit, users):
+    for module in (access, review, media, compliance, models, content, audit, users):
         app.include_router(module.router)
     return app
 

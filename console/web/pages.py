@@ -14,6 +14,7 @@ from console.web.state import console, web_session
 NAVIGATION = [
     ("review_queue", "Review"),
     ("subjects", "Subjects & consents"),
+    ("models", "Models"),
     ("batches", "Batches"),
     ("audit_search", "Audit log"),
     ("users", "Users"),

@@ -50,6 +50,9 @@ ROUTE_ROLES: dict[str, Rule] = {
     "consent_amend": frozenset({C}),
     "consent_revoke_form": frozenset({C}),
     "consent_revoke": frozenset({C}),
+    # models and their lineage (read only)
+    "models": frozenset({C, A}),
+    "model_page": frozenset({C, A}),
     # content team
     "batches": frozenset({OP, A}),  # operators see their own batches, auditors every one (read only)
     "batch_new": frozenset({OP}),

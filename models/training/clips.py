@@ -43,6 +43,8 @@ class ClipInfo:
         origin: where the frames came from (a video or folder name, never a full path).
         first_frame: index of the clip's first frame in its origin.
         sha256: digest of the tensor file, checked when the clip is loaded.
+        subject: the governance subject reference of the person shown ("" when not given; a governed
+            `likeness train run` refuses such a clip). Older manifests without it read as "".
     """
 
     name: str
@@ -51,6 +53,7 @@ class ClipInfo:
     origin: str
     first_frame: int
     sha256: str
+    subject: str = ""
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,9 @@ class ClipWriter:
         (self._tmp / "clips").mkdir()
         return self
 
-    def add(self, name: str, frames: Tensor, *, split: str, origin: str, first_frame: int) -> ClipInfo:
+    def add(
+        self, name: str, frames: Tensor, *, split: str, origin: str, first_frame: int, subject: str = ""
+    ) -> ClipInfo:
         """Store one clip.
 
         Args:
@@ -103,6 +108,7 @@ class ClipWriter:
             split: "train" or "heldout".
             origin: the video or folder name the frames came from.
             first_frame: index of frames[0] in the origin.
+            subject: the subject reference of the person shown, if known.
         """
         if self._tmp is None:
             raise RuntimeError("ClipWriter.add called outside its `with` block")
@@ -120,7 +126,7 @@ class ClipWriter:
             raise TrainingDataError(f"clip `{name}` has {frames.shape[0]} frame(s); a pair needs at least 2")
         path = self._tmp / "clips" / f"{name}.pt"
         torch.save(frames.contiguous().clone(), path)
-        info = ClipInfo(name, split, int(frames.shape[0]), origin, int(first_frame), _sha256(path))
+        info = ClipInfo(name, split, int(frames.shape[0]), origin, int(first_frame), _sha256(path), subject)
         self._clips.append(info)
         return info
 
@@ -174,7 +180,7 @@ def read_manifest(root: Path) -> ClipManifest:
     fields = {field.name for field in dataclasses.fields(ClipInfo)}
     clips = []
     for entry in data.get("clips") or []:
-        if not isinstance(entry, dict) or set(entry) != fields:
+        if not isinstance(entry, dict) or not fields - {"subject"} <= set(entry) <= fields:
             raise TrainingDataError(f"{path}: malformed clip entry {entry!r:.80}")
         clip = ClipInfo(**entry)
         if clip.split not in SPLITS:

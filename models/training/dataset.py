@@ -74,6 +74,16 @@ class PairSampler:
             source, driving = augment_pair(source, driving, self.augmentation, self.generator)
         return FramePair(source=source, driving=driving)
 
+    def sample_at(self, step: int, batch_size: int, *, seed: int) -> FramePair:
+        """The pairs of step `step`, drawn from a generator seeded by (seed, step) alone: any process can
+        draw any step's batch (worker processes, resumed runs) and gets the same pairs."""
+        saved = self.generator
+        self.generator = torch.Generator().manual_seed((seed * 1_000_003 + step) % (2**63))
+        try:
+            return self.sample(batch_size)
+        finally:
+            self.generator = saved
+
     def state_dict(self) -> dict[str, Tensor]:
         """The random state, so a resumed run continues the same sequence of pairs."""
         return {"generator": self.generator.get_state()}
@@ -102,3 +112,37 @@ def evaluation_pairs(manifest: ClipManifest, *, split: str = "heldout", per_clip
         source = _to_float(frames[:1]).expand_as(driving).contiguous()
         pairs.append(FramePair(source=source, driving=driving))
     return pairs
+
+
+def cross_identity_pairs(manifest: ClipManifest, *, split: str = "heldout", per_clip: int = 8) -> list[FramePair]:
+    """The portrait of one clip driven by another's frames: clip i's first frame as source against evenly
+    spaced frames of clip i+1 (cyclically). Empty with fewer than two clips of `split`."""
+    clips = manifest.split(split)
+    if len(clips) < 2:
+        return []
+    frames = [load_clip(manifest, info) for info in clips]
+    pairs = []
+    for index, own in enumerate(frames):
+        driver = frames[(index + 1) % len(frames)]
+        count = min(per_clip, driver.shape[0])
+        chosen = torch.linspace(0, driver.shape[0] - 1, count).round().long()
+        driving = _to_float(driver[chosen])
+        pairs.append(FramePair(source=_to_float(own[:1]).expand_as(driving).contiguous(), driving=driving))
+    return pairs
+
+
+class StepBatches(torch.utils.data.Dataset[tuple[Tensor, Tensor]]):
+    """Map-style view of a run's batches, indexed by step, for a `DataLoader` with worker processes.
+
+    Item `step` is the global batch of that step (`PairSampler.sample_at`), as (source, driving).
+    """
+
+    def __init__(self, sampler: PairSampler, *, batch_size: int, seed: int, steps: int) -> None:
+        self.sampler, self.batch_size, self.seed, self.steps = sampler, batch_size, seed, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int) -> tuple[Tensor, Tensor]:
+        pair = self.sampler.sample_at(step, self.batch_size, seed=self.seed)
+        return pair.source, pair.driving

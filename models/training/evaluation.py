@@ -6,7 +6,7 @@ baseline simply returns the source. A model that has learnt motion must beat the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +47,8 @@ def _scores(values: dict[str, list[Tensor]]) -> Scores:
 
 @torch.no_grad()
 def evaluate(
-    model: MCNet, pairs: Sequence[FramePair], *, device: torch.device, batch_size: int = 8, seed: int = 0
+    model: MCNet, pairs: Sequence[FramePair], *, device: torch.device, batch_size: int = 8, seed: int = 0,
+    observe: Callable[[Tensor, Tensor, Tensor], None] | None = None,
 ) -> EvaluationReport:
     """Score reconstruction on fixed pairs; the model's train/eval mode is restored afterwards.
 
@@ -57,6 +58,8 @@ def evaluate(
         device: where to run.
         batch_size: frames per forward pass.
         seed: seeds the memory noise so repeated evaluations agree.
+        observe: called with each batch's (source, driving, prediction) on the CPU, float in [0, 1], for
+            scores computed outside `models/` (identity distances, landmarks).
     """
     was_training = model.training
     model.eval()
@@ -76,6 +79,8 @@ def evaluate(
                 for name, fn in (("l1", metrics.l1), ("psnr", metrics.psnr), ("ssim", metrics.ssim)):
                     ours[name].append(fn(prediction, driving).cpu())
                     base[name].append(fn(source, driving).cpu())
+                if observe is not None:
+                    observe(source.float().cpu(), driving.float().cpu(), prediction.cpu())
                 frames += driving.shape[0]
     finally:
         model.train(was_training)

@@ -54,6 +54,15 @@ class RandomTransform:
         )
         self.batch = batch
 
+    def shard(self, start: int, stop: int) -> RandomTransform:
+        """The warps of batch elements `start:stop` (a shard of the global batch, same values)."""
+        part = object.__new__(RandomTransform)
+        part.theta = self.theta[start:stop]
+        part.control_points = self.control_points
+        part.control_params = self.control_params[start:stop]
+        part.batch = stop - start
+        return part
+
     def warp_coordinates(self, coordinates: Tensor) -> Tensor:
         """Map points through the warp.
 

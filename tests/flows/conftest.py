@@ -26,7 +26,7 @@ from flows.batchfile import read_batch_file
 from flows.runtime import Runtime, use_runtime
 from flows.settings import Settings
 from flows.submission import submit_batch
-from governance import batches, consent, subjects, users
+from governance import batches, consent, models_registry, subjects, users
 from governance.enums import JobState
 from governance.policy import DEFAULT_POLICY_PATH
 from governance.schema import AuditEvent, Job, Publication
@@ -41,6 +41,7 @@ STRANGER = ROOT / ".." / "shared" / "media" / "portrait_grace_hopper.jpg"
 COMPLIANCE, OPERATOR, REVIEWER = "compliance@example.org", "operator@example.org", "reviewer@example.org"
 REVIEWER_OPERATOR = "reviewer-operator@example.org"
 COVERED = {"purpose": "advertising", "channel": "web", "territory": "DE"}
+TINY_MODEL_NAME = "tiny-test"
 
 
 def ffmpeg(*args: str) -> None:
@@ -271,6 +272,9 @@ def make_world(db_url: str, s3: S3ServerHandle, checkpoint: TinyCheckpoint, medi
         for email, roles in ((COMPLIANCE, ["compliance"]), (OPERATOR, ["operator"]), (REVIEWER, ["reviewer"]),
                              (REVIEWER_OPERATOR, ["reviewer", "operator"])):
             users.add_user(session, email=email, roles=roles, actor="system:test")
+    with unit_of_work(world.sessions) as session:  # only a registered model renders
+        models_registry.register_model(session, name=TINY_MODEL_NAME, version="1", sha256=checkpoint.sha256,
+                                       config=checkpoint.config.to_dict(), actor_email=OPERATOR)
     return world
 
 
