@@ -138,7 +138,7 @@ def test_checks_failing_reject_the_job(flow_world: FlowWorld) -> None:
     with unit_of_work(world.sessions) as session:
         check = session.scalars(select(CheckResult).where(CheckResult.job_id == job_id)).one()
         assert check.outcome == Outcome.reject
-        assert check.policy_version == "test-default@v1"
+        assert check.policy_version == "test-default@v2"
         assert any(reason.startswith("fidelity_mean_distance") and "reject bound 0" in reason
                    for reason in check.reasons), check.reasons
     assert world.publications(job_id) == 0
