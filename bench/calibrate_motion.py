@@ -71,6 +71,12 @@ def demo_render(portrait: np.ndarray, driving: list[np.ndarray]) -> tuple[list[n
     return list(animator.render(crop, iter(driving), seed=1)), [crop]
 
 
+def progress(name: str, scores: dict[str, float | None]) -> None:
+    """One line per case as it is measured (the run is minutes long on a loaded machine)."""
+    shown = ", ".join(f"{k}={'-' if v is None else f'{v:.3f}'}" for k, v in scores.items())
+    print(f"{name}: {shown}", flush=True)
+
+
 def crops_of(path: Path, size: int) -> list[np.ndarray]:
     return list(crop_driving(path, size=size, max_missing_ratio=0.1))
 
@@ -90,6 +96,7 @@ def main() -> None:
     motion: dict[str, dict[str, float]] = {}
     for name, output in variants.items():
         motion[name] = check_motion(detector, driving, output, every=EVERY).scores()
+        progress(name, motion[name])
 
     # The demo job: portrait frame 40, driving frames 300..374 of the demo clip, at the model's 128 px.
     demo_clip = DEMO / "talking_man_192.mp4"
@@ -98,15 +105,18 @@ def main() -> None:
     demo_driving = demo_crops[300:375]
     demo_out, _ = demo_render(demo_frames[40], demo_driving)
     motion["demo render (demo job)"] = check_motion(detector, demo_driving, demo_out, every=EVERY).scores()
+    progress("demo render (demo job)", motion["demo render (demo job)"])
     long_driving = [cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA) for f in driving]
     long_out, _ = demo_render(demo_frames[40], long_driving)
     motion["demo render, 10 s"] = check_motion(detector, long_driving, long_out, every=EVERY).scores()
+    progress("demo render, 10 s", motion["demo render, 10 s"])
 
     verifier = IdentityVerifier()
     grace = load_image(MEDIA / "portrait_grace_hopper.jpg", max_pixels=40_000_000)
     speaker = next(iter(iter_frames(CLIP)))
     cross_out, _ = demo_render(grace, long_driving)
     motion["demo render, Grace Hopper"] = check_motion(detector, long_driving, cross_out, every=EVERY).scores()
+    progress("demo render, Grace Hopper", motion["demo render, Grace Hopper"])
     grace_crop = prepare_portrait(grace, size=256).crop
     leak_cases = {
         "Grace portrait, output = driver (total leak)": (grace, driving),
@@ -119,6 +129,7 @@ def main() -> None:
     for name, (source, output) in leak_cases.items():
         report = check_leak(verifier, source, iter(driving), len(driving), iter(output), len(output))
         leak[name] = {**report.scores(), "to_driver": report.to_driver, "to_portrait": report.to_portrait}
+        progress(name, report.scores())
 
     table = Table(title=f"motion scores, driving = {SECONDS} s of the talking man, every {EVERY}rd frame")
     columns = list(next(iter(motion.values())))

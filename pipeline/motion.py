@@ -3,10 +3,11 @@
 From 68-point landmarks (`pipeline.landmarks`) of the driving crops and of the output, both sampled
 at the same frame indices:
 
-* **landmark motion** (AKD-like): each sequence's landmarks relative to its own first usable frame,
-  divided by that frame's inter-ocular distance (outer eye corners), so the two faces' shapes and
-  sizes cancel and only their motion is compared; per frame, the mean over the 68 points of the
-  distance between the two displacements. Scores: the mean, and the mean of the worst 5% of frames.
+* **landmark motion** (AKD-like): each sequence's landmarks, centred per frame on their mean (the
+  face's place in the picture is the crop's business, not the motion's), relative to its own first
+  usable frame and divided by that frame's inter-ocular distance (outer eye corners), so the two
+  faces' shapes and sizes cancel and only their motion is compared; per frame, the mean over the 68
+  points of the distance between the two displacements. Scores: the mean, and the mean of the worst 5% of frames.
 * **mouth opening** (inner-lip height / width) and **eye opening** (eye aspect ratio, both eyes):
   Pearson correlation and mean absolute difference of the two series. These are absolute, not
   relative: the driver's closed mouth should close the output's mouth, whatever the portrait did.
@@ -165,6 +166,17 @@ def correlation(driving: np.ndarray, output: np.ndarray, still_std: float) -> fl
     return value if math.isfinite(value) else 0.0
 
 
+def relative_motion(points: np.ndarray) -> np.ndarray:
+    """(T, 68, 2) landmarks -> each frame's centred shape minus the first frame's, in first-frame IODs.
+
+    Centring each frame on its landmarks' mean removes where the face sits in the picture: a driving
+    crop follows the head while a full-frame output keeps the face where the portrait had it, so only
+    the face's own motion (expression, rotation, scale) is comparable between the two.
+    """
+    centred = points - points.mean(axis=1, keepdims=True)
+    return (centred - centred[0]) / max(inter_ocular(points[0]), 1e-6)
+
+
 def compare_tracks(driving: FaceTrack, output: FaceTrack, *, every: int, model: LandmarkModel) -> MotionReport:
     """Score how well the output's motion follows the driving video's (see the module docstring)."""
     by_index = dict(zip(output.frame_indices, output.points, strict=True))
@@ -178,8 +190,7 @@ def compare_tracks(driving: FaceTrack, output: FaceTrack, *, every: int, model: 
     indices = [i for i, _, _ in pairs]
     drv = np.stack([d for _, d, _ in pairs])
     out = np.stack([o for _, _, o in pairs])  # type: ignore[misc]
-    drv_rel = (drv - drv[0]) / max(inter_ocular(drv[0]), 1e-6)
-    out_rel = (out - out[0]) / max(inter_ocular(out[0]), 1e-6)
+    drv_rel, out_rel = relative_motion(drv), relative_motion(out)
     distances = np.linalg.norm(drv_rel - out_rel, axis=2).mean(axis=1)
     series: dict[str, dict[str, list[float]]] = {
         "mouth": {"driving": [mouth_opening(p) for p in drv], "output": [mouth_opening(p) for p in out]},

@@ -37,7 +37,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 # No inline scripts or styles anywhere: the policy forbids them, so injected markup cannot run.
 SECURITY_HEADERS = {
     "content-security-policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
@@ -114,6 +114,7 @@ def create_app(runtime: Runtime, config: WebConfig | None = None) -> FastAPI:
 
     for module in (access, review, media, compliance, content, audit, users):
         app.include_router(module.router)
+    app.include_router(__import__("console.web.motion_plot", fromlist=["router"]).router)
     return app
 
 

@@ -29,6 +29,7 @@ ROUTE_ROLES: dict[str, Rule] = {
     "sign_in_form": Access.public,
     "sign_in": Access.public,
     "stylesheet": Access.public,
+    "motion_plot_script": Access.public,
     "home": Access.signed_in,
     "sign_out": Access.signed_in,
     # reviewer
