@@ -99,7 +99,7 @@ def _drop(path: list[str]):  # type: ignore[no-untyped-def]
          "field motion.mouth_correlation: Value error, reject_below must be <= review_below"),
         (lambda d: d["motion"]["motion_mean_distance"].update(reject_above="far"),
          "field motion.motion_mean_distance.reject_above: Input should be a valid number"),
-        (lambda d: d["motion"].update(lip_sync={"review_below": 0.5, "reject_below": 0.2}),
+        (lambda d: d["motion"].update(lip_sync={"review_below": 0.6, "reject_below": 0.3}),
          "field motion.lip_sync: Extra inputs are not permitted"),
         (_drop(["leak", "driver_same_person_distance"]), "field leak.driver_same_person_distance: Field required"),
         (lambda d: d["leak"].update(leak_margin={"review_above": 0.1, "reject_above": 0.2}),
@@ -139,10 +139,10 @@ def test_check_scores_refuse_nonsense() -> None:
 @pytest.mark.parametrize(
     ("overrides", "outcome", "reason"),
     [
-        ({"motion_mean_distance": 0.07}, Outcome.needs_review, "motion_mean_distance 0.07 > review bound 0.05"),
-        ({"motion_mean_distance": 0.2}, Outcome.reject, "motion_mean_distance 0.2 > reject bound 0.09"),
-        ({"mouth_correlation": 0.1}, Outcome.reject, "mouth_correlation 0.1 < reject bound 0.2"),
-        ({"yaw_mean_difference": 3.0}, Outcome.needs_review, "yaw_mean_difference 3 > review bound 2"),
+        ({"motion_mean_distance": 0.03}, Outcome.needs_review, "motion_mean_distance 0.03 > review bound 0.025"),
+        ({"motion_mean_distance": 0.2}, Outcome.reject, "motion_mean_distance 0.2 > reject bound 0.05"),
+        ({"mouth_correlation": 0.1}, Outcome.reject, "mouth_correlation 0.1 < reject bound 0.3"),
+        ({"yaw_mean_difference": 5.0}, Outcome.needs_review, "yaw_mean_difference 5 > review bound 4"),
         ({"mouth_correlation": None}, Outcome.needs_review, "mouth_correlation not measured"),
         # Another person drove: the output must stay nearer the portrait than the driver.
         ({"driver_portrait_distance": 0.15, "leak_margin": 0.1}, Outcome.auto_approve, None),
@@ -164,7 +164,7 @@ def test_motion_and_leak_rules(overrides: dict, outcome: Outcome, reason: str | 
     assert decision.reasons == [] if reason is None else reason in decision.reasons
     rows = {v.name: v for v in policy.verdicts(scores)}
     assert {"motion_mean_distance", "mouth_correlation", "roll_mean_difference", "leak_margin"} <= set(rows)
-    assert decision.thresholds["rules"]["motion"]["mouth_correlation"] == {"review_below": 0.5, "reject_below": 0.2}
+    assert decision.thresholds["rules"]["motion"]["mouth_correlation"] == {"review_below": 0.6, "reject_below": 0.3}
 
 
 def test_a_policy_without_motion_rules_loads_and_leaves_motion_unjudged(tmp_path: Path) -> None:

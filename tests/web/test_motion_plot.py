@@ -43,7 +43,7 @@ def test_the_review_page_plots_driver_and_output_with_the_bounds(web: WebWorld) 
         assert f"series {series}" in page
     assert "bound bound-mouth" in page and "bound bound-yaw" in page  # the review bands are drawn
     assert page.count('class="seek"') == 4 * len(FRAMES) and 'data-frame="45"' in page
-    assert "mouth_mean_difference" in page and "review &gt; 0.04" in page  # the bounds table beside it
+    assert "mouth_mean_difference" in page and "review &gt; 0.03" in page  # the bounds table beside it
     assert '<script src="/static/motion_plot.js" defer></script>' in page
     assert "script-src 'self'" in response.headers["content-security-policy"]
     script = client.get("/static/motion_plot.js")
