@@ -44,6 +44,7 @@ app.add_typer(train.app, name="train")
 app.add_typer(web.app, name="console")
 app.add_typer(demo.app, name="demo")
 verify.register(app)
+__import__("console.commands.check", fromlist=["register"]).register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -136,8 +136,7 @@ class VideoCheck:
         """The JSON `likeness check --json` prints."""
         return {"checks": self.rows(), "outcome": self.scored.decision.outcome.value,
                 "policy_version": self.policy_version,
-                "versions": {**self.scored.details["versions"], "policy_digest": self.policy_digest},
-                "mode": self.mode}
+                "versions": {**self.scored.details["versions"], "policy_digest": self.policy_digest}}
 
 
 def check_video(
