@@ -29,7 +29,6 @@ ROUTE_ROLES: dict[str, Rule] = {
     "sign_in_form": Access.public,
     "sign_in": Access.public,
     "stylesheet": Access.public,
-    "motion_plot_script": Access.public,
     "home": Access.signed_in,
     "sign_out": Access.signed_in,
     # reviewer
@@ -37,6 +36,7 @@ ROUTE_ROLES: dict[str, Rule] = {
     "review_job": frozenset({R}),
     "review_decide": frozenset({R}),
     "job_media": frozenset({R, A}),
+    "motion_plot_script": frozenset({R, A}),
     # compliance (auditors read, never write)
     "subjects": frozenset({C, A}),
     "subject_create": frozenset({C}),
