@@ -47,7 +47,8 @@ def test_check_json_on_the_driving_clip_itself(talking_clip: Path, portrait_path
     assert all(set(row) == {"name", "score", "verdict", "bound"} for row in report["checks"])
     assert MOTION | {"binding_distance", "fidelity_mean_distance", "sharpness_ratio", "leak_margin"} <= set(rows)
     assert {rows[name]["verdict"] for name in MOTION} == {"ok"}  # perfect motion
-    assert rows["motion_mean_distance"]["score"] == 0.0
+    # the crops the model would see vs the full frames: the same motion, seen through resampling noise
+    assert rows["motion_mean_distance"]["score"] < 0.025
     assert rows["leak_margin"]["verdict"] == "skipped"  # the driver is the portrait's person
     assert rows["binding_distance"]["verdict"] == "ok" and rows["binding_distance"]["score"] == pytest.approx(0, abs=1e-6)
     assert report["outcome"] in {"auto_approve", "needs_review", "reject"}
@@ -75,11 +76,18 @@ def test_check_table_flags_a_frozen_output_without_importing_torch(frozen_output
                           env={**os.environ, "COLUMNS": "200"}, timeout=900)
     assert done.returncode == 0, done.stderr
     assert "no torch" in done.stderr
-    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.split() and line.split()[0] in MOTION}
-    assert "reject" in lines["mouth_correlation"] or "review" in lines["mouth_correlation"]
-    assert "skipped" in next(line for line in done.stdout.splitlines() if "binding_distance" in line)
+    cells = {row[0]: row for row in (table_cells(line) for line in done.stdout.splitlines()) if row}
+    assert cells["mouth_correlation"][2] == "reject", cells["mouth_correlation"]  # a still mouth: 0.0
+    assert cells["binding_distance"][1:3] == ["-", "skipped"]
     outcome = next(line for line in done.stdout.splitlines() if line.startswith("outcome:"))
     assert outcome.startswith(("outcome: needs_review", "outcome: reject")) and "default@v2" in outcome
+
+
+def table_cells(line: str) -> list[str]:
+    """The cells of one row of rich's table ("│ a │ b │"), or [] for borders and other lines."""
+    if "│" not in line and "┃" not in line:
+        return []
+    return [cell.strip() for cell in line.strip().strip("│┃").split("│")]
 
 
 def error_line(capsys: pytest.CaptureFixture[str], *args: str) -> str:
