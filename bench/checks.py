@@ -2,8 +2,10 @@
 
 Makes a 10 s, 25 fps, 256x256 H.264 clip of real face crops (the BSD-3 talking-man clip, tracked and
 cropped by `pipeline.faces`), then times at the default sampling (every 3rd frame, as
-`Settings.fidelity_every`): the likeness binding (once per job), identity fidelity and the artifact
-checks, per frame of the clip. The animation time per frame is measured on MCNet's vox256 config
+`Settings.fidelity_every`): the likeness binding (once per job), identity fidelity, the artifact
+checks, and the motion checks (the driving video re-tracked into crops as the render does, then
+68-point landmarks on both videos) and the driver-leak check (8 + 8 sampled frames) that
+`flows.output_checks.score_output` adds, per frame of the clip. The animation time per frame is measured on MCNet's vox256 config
 (random weights; the cost does not depend on the weights) through `PortraitAnimator`, over a couple
 of frames after a warm-up, and compared with the documented figure (`ANIMATION_S_PER_FRAME`, measured
 on this CPU when idle). Target: checks <= 10% of the animation time. Prints a table; JSON to
@@ -29,6 +31,9 @@ from rich.table import Table
 from pipeline.artifacts import check_artifacts
 from pipeline.faces import crop_driving, prepare_portrait
 from pipeline.identity import IdentityVerifier
+from pipeline.landmarks import shared_detector
+from pipeline.leak import check_leak
+from pipeline.motion import check_motion
 from pipeline.video import VideoWriter, iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +107,17 @@ def main() -> None:
         started = time.perf_counter()
         artifacts = check_artifacts(portrait, clip, sample_every=args.every)
         timings["artifact checks"] = time.perf_counter() - started
+        detector = shared_detector()
+        detector.model  # noqa: B018 - load and hash the predictor outside the timings (once per process)
+        started = time.perf_counter()
+        crops = crop_driving(clip, size=SIZE, max_missing_ratio=0.1)
+        timings["motion: driving re-tracked (crop plan)"] = time.perf_counter() - started
+        started = time.perf_counter()
+        motion = check_motion(detector, crops, iter_frames(clip), every=args.every)
+        timings["motion: landmarks + scores"] = time.perf_counter() - started
+        started = time.perf_counter()
+        leak = check_leak(verifier, portrait, iter_frames(clip), frames, iter_frames(clip), frames)
+        timings["driver leak"] = time.perf_counter() - started
         animation = animation_seconds_per_frame(folder, args.animation_frames, portrait, clip)
 
     checks_total = sum(timings.values())
@@ -134,6 +150,7 @@ def main() -> None:
         "animation_s_per_frame": {"documented": ANIMATION_S_PER_FRAME, "measured": animation},
         "share_of_animation": shares, "target": TARGET_SHARE,
         "fidelity": fidelity.scores(), "artifacts": artifacts.scores(), "binding_distance": binding.distance,
+        "motion": motion.scores(), "leak": leak.scores(),
     }, indent=2), encoding="utf-8")
     console.print(f"wrote {out.relative_to(ROOT)}")
 

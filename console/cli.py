@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("console.commands.model:app", "Models: which checkpoints may render, trained on whose consented footage."),
     "console": ("console.commands.web:app", "The web console (FastAPI, served on 127.0.0.1)."),
     "demo": ("console.commands.demo:app", "Run the end-to-end demo."),
+    "check": ("console.commands.check:command",
+              "Run the identity, artifact, motion and driver-leak checks on a video and show the policy's verdicts."),
     "verify": ("console.commands.verify:command",
                "Check a video's C2PA manifest and watermark, and trace it to its publication (an audited read)."),
 }

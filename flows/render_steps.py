@@ -255,12 +255,9 @@ def _render_metadata(spec: JobSpec, model_sha256: str) -> dict[str, str]:
 
 
 def evaluate_checks(rt: Runtime, job_id: str) -> JobState:
-    """Score the render (identity fidelity, artifacts), let the policy decide, move the job accordingly."""
-    from governance.policy import CheckScores
-    from pipeline.artifacts import ExpectedFormat, check_artifacts
-    from pipeline.faces import prepare_portrait
+    """Score the render (identity fidelity, artifacts, motion, driver leak), let the policy decide, move the job."""
+    from flows.output_checks import score_output
     from pipeline.images import load_image
-    from pipeline.video import iter_frames, probe
 
     with unit_of_work(rt.sessions) as session:
         spec = load_job_spec(session, job_id)
@@ -271,27 +268,19 @@ def evaluate_checks(rt: Runtime, job_id: str) -> JobState:
         raise ValueError(f"job {job_id} has no likeness binding recorded: refusing to evaluate it")
     folder = workspace(rt.workspace_root, job_id)
     render_path = fetch(rt.store, render_ref, folder / RENDER_NAME)
-    driving = probe(fetch(rt.store, spec.driving, local_name(folder, "driving", spec.driving)))
+    driving_path = fetch(rt.store, spec.driving, local_name(folder, "driving", spec.driving))
     portrait = load_image(fetch(rt.store, spec.portrait, local_name(folder, "portrait", spec.portrait)),
                           max_pixels=rt.settings.max_image_pixels)
     size = rt.animator.config.image_size
-    crop = prepare_portrait(portrait, size=size).crop
     mode = rt.settings.output_mode
-    width, height = output_size(portrait, size, mode)
-    framing = crop if mode == "crop" else portrait[:height, :width]  # what the output should look like
-    thresholds = rt.policy.check_thresholds()
-    # The whole portrait is the identity reference: its face is larger than in the model-size crop.
-    fidelity = rt.verifier.fidelity(portrait, iter_frames(render_path), every=rt.settings.fidelity_every)
-    expected = ExpectedFormat(width=width, height=height, fps=driving.fps, frame_count=driving.frame_count)
-    artifacts = check_artifacts(framing, render_path, thresholds=thresholds, expected=expected,
-                                sample_every=rt.settings.fidelity_every)
-    scores = CheckScores(binding_distance=float(binding), **fidelity.scores(), **artifacts.scores())
-    decision = rt.policy.evaluate(scores)
+    scored = score_output(portrait=portrait, output=render_path, driving=driving_path, policy=rt.policy,
+                          verifier=rt.verifier, size=size, mode=mode, every=rt.settings.fidelity_every,
+                          detect_every=rt.settings.driving_detect_every, binding_distance=float(binding),
+                          expected_size=output_size(portrait, size, mode))
+    scores, decision = scored.scores, scored.decision
     with unit_of_work(rt.sessions) as session:
         job = load_job(session, job_id)
-        jobs.record_checks(session, job, actor=ACTOR, scores=scores, decision=decision, details={
-            "identity": fidelity.audit_details(), "artifacts": artifacts.audit_details(),
-        })
+        jobs.record_checks(session, job, actor=ACTOR, scores=scores, decision=decision, details=scored.details)
         target = JobState(job.state)
         if target == JobState.rejected:
             job.last_error = "rejected by policy: " + "; ".join(decision.reasons)

@@ -194,7 +194,7 @@ def record_checks(
     result = CheckResult(
         id=new_id(),
         job_id=job.id,
-        scores=scores.model_dump(mode="json"),
+        scores=scores.model_dump(mode="json", exclude_none=True),
         thresholds=decision.thresholds,
         policy_version=decision.policy_version,
         outcome=decision.outcome,

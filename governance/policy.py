@@ -1,7 +1,10 @@
 """The policy: a versioned YAML file that maps a job's check scores to an outcome.
 
 Each score has two bounds: past `review_*` a person must look; past `reject_*` the job is rejected.
-Format flags (duration, fps, size) that are false reject. The policy version in force is stored with
+Format flags (duration, fps, size) that are false reject. The motion rules (does the output follow the
+driving video?) and the leak rules (does it look like the driver rather than the portrait?) are
+optional sections, so a policy written before them still loads and judges what it always judged; a
+policy that has them sends an output whose motion or leak score was not measured to a person. The policy version in force is stored with
 every decision. A malformed file refuses to load with a message naming the field.
 """
 
@@ -40,6 +43,24 @@ class CheckScores(_Strict):
     duration_ok: bool
     fps_ok: bool
     size_ok: bool
+    # Motion fidelity, driving crops vs output (pipeline.motion); None: not measured.
+    motion_mean_distance: float | None = Field(default=None, ge=0,
+                                               description="landmark motion difference, inter-ocular units, mean")
+    motion_worst5_distance: float | None = Field(default=None, ge=0, description="the same, mean of the worst 5%")
+    mouth_correlation: float | None = Field(default=None, ge=-1, le=1, description="mouth opening series")
+    mouth_mean_difference: float | None = Field(default=None, ge=0, description="mouth opening, mean |diff|")
+    eyes_correlation: float | None = Field(default=None, ge=-1, le=1, description="eye opening series")
+    eyes_mean_difference: float | None = Field(default=None, ge=0, description="eye opening, mean |diff|")
+    yaw_correlation: float | None = Field(default=None, ge=-1, le=1, description="head yaw series")
+    yaw_mean_difference: float | None = Field(default=None, ge=0, description="head yaw, mean |diff|, degrees")
+    pitch_correlation: float | None = Field(default=None, ge=-1, le=1, description="head pitch series")
+    pitch_mean_difference: float | None = Field(default=None, ge=0, description="head pitch, mean |diff|, degrees")
+    roll_correlation: float | None = Field(default=None, ge=-1, le=1, description="head roll series")
+    roll_mean_difference: float | None = Field(default=None, ge=0, description="head roll, mean |diff|, degrees")
+    # Driver identity leak (pipeline.leak); None: not measured.
+    driver_portrait_distance: float | None = Field(default=None, ge=0, description="driver vs portrait identity")
+    leak_margin: float | None = Field(default=None, ge=-2, le=2,
+                                      description="output's distance to the driver minus to the portrait, mean")
 
     @model_validator(mode="after")
     def _finite(self) -> CheckScores:
@@ -75,6 +96,19 @@ class LowerBound(_Strict):
         return self
 
 
+class SignedLowerBound(_Strict):
+    """Higher is better, for scores that may be negative (correlations, margins): as `LowerBound`."""
+
+    review_below: float = Field(ge=-2, le=2)
+    reject_below: float = Field(ge=-2, le=2)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SignedLowerBound:
+        if self.reject_below > self.review_below:
+            raise ValueError("reject_below must be <= review_below")
+        return self
+
+
 class IdentityRules(_Strict):
     """Bounds on the identity scores."""
 
@@ -102,6 +136,38 @@ class ModelRules(_Strict):
     """
 
     on_consent_withdrawn: Literal["keep_published", "take_down"] = "keep_published"
+class MotionRules(_Strict):
+    """Bounds on how closely the output follows the driving video (docs/motion-checks.md)."""
+
+    motion_mean_distance: UpperBound
+    motion_worst5_distance: UpperBound
+    mouth_correlation: SignedLowerBound
+    mouth_mean_difference: UpperBound
+    eyes_correlation: SignedLowerBound
+    eyes_mean_difference: UpperBound
+    yaw_correlation: SignedLowerBound
+    yaw_mean_difference: UpperBound
+    pitch_correlation: SignedLowerBound
+    pitch_mean_difference: UpperBound
+    roll_correlation: SignedLowerBound
+    roll_mean_difference: UpperBound
+
+
+class LeakRules(_Strict):
+    """When the driver is another person: how much nearer the portrait than the driver the output must be."""
+
+    driver_same_person_distance: float = Field(ge=0, description="driver this close to the portrait: no leak check")
+    leak_margin: SignedLowerBound
+
+
+class ScoreVerdict(_Strict):
+    """One score against its bounds: `ok`, `review`, `reject`, or `skipped` (not applicable)."""
+
+    name: str
+    score: float | bool | None
+    verdict: str
+    bound: str
+    reason: str | None = None
 
 
 class CheckThresholds(_Strict):
@@ -136,6 +202,8 @@ class Policy(_Strict):
     identity: IdentityRules
     artifacts: ArtifactRules
     models: ModelRules = Field(default_factory=ModelRules)
+    motion: MotionRules | None = None
+    leak: LeakRules | None = None
 
     @property
     def version_label(self) -> str:
@@ -145,7 +213,7 @@ class Policy(_Strict):
     @property
     def digest(self) -> str:
         """SHA-256 over the rules, so two files claiming one version can be told apart."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        text = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def check_thresholds(self) -> CheckThresholds:
@@ -162,33 +230,38 @@ class Policy(_Strict):
             max_colour_drift=art.colour_drift.review_above,
         )
 
+    def verdicts(self, scores: CheckScores) -> list[ScoreVerdict]:
+        """Every score the policy judges, with its verdict and bound (what the review page and `likeness
+        check` show; `evaluate` decides from the same list)."""
+        found: list[ScoreVerdict] = []
+        for flag in ("duration_ok", "fps_ok", "size_ok"):
+            ok = bool(getattr(scores, flag))
+            found.append(ScoreVerdict(name=flag, score=ok, verdict="ok" if ok else "reject", bound="must be true",
+                                      reason=None if ok else f"format check failed: {flag.removesuffix('_ok')}"))
+        groups: list[BaseModel] = [self.identity, self.artifacts, *([self.motion] if self.motion else [])]
+        for group in groups:
+            for name, bound in group:
+                found.append(_judge(name, getattr(scores, name), bound))
+        if self.leak is not None:
+            found.extend(self._leak_verdicts(scores, self.leak))
+        return found
+
+    @staticmethod
+    def _leak_verdicts(scores: CheckScores, rules: LeakRules) -> list[ScoreVerdict]:
+        same, driver = rules.driver_same_person_distance, scores.driver_portrait_distance
+        if driver is None:
+            return [ScoreVerdict(name="leak_margin", score=scores.leak_margin, verdict="review", bound="measured",
+                                 reason="driver_portrait_distance not measured")]
+        if driver <= same:
+            return [ScoreVerdict(name="leak_margin", score=scores.leak_margin, verdict="skipped",
+                                 bound=f"driver is the subject ({driver:g} <= {same:g})")]
+        return [_judge("leak_margin", scores.leak_margin, rules.leak_margin)]
+
     def evaluate(self, scores: CheckScores) -> PolicyDecision:
         """Outcome for `scores`: any reject reason rejects; else any review reason (or always_review) flags."""
-        rejects: list[str] = []
-        reviews: list[str] = []
-        for flag in ("duration_ok", "fps_ok", "size_ok"):
-            if not getattr(scores, flag):
-                rejects.append(f"format check failed: {flag.removesuffix('_ok')}")
-        upper: dict[str, UpperBound] = {
-            "binding_distance": self.identity.binding_distance,
-            "fidelity_mean_distance": self.identity.fidelity_mean_distance,
-            "fidelity_worst5_distance": self.identity.fidelity_worst5_distance,
-            "missing_face_ratio": self.identity.missing_face_ratio,
-            "flicker_outlier_ratio": self.artifacts.flicker_outlier_ratio,
-            "longest_frozen_run": self.artifacts.longest_frozen_run,
-            "colour_drift": self.artifacts.colour_drift,
-        }
-        for name, bound in upper.items():
-            value = float(getattr(scores, name))
-            if value > bound.reject_above:
-                rejects.append(f"{name} {value:g} > reject bound {bound.reject_above:g}")
-            elif value > bound.review_above:
-                reviews.append(f"{name} {value:g} > review bound {bound.review_above:g}")
-        sharp = self.artifacts.sharpness_ratio
-        if scores.sharpness_ratio < sharp.reject_below:
-            rejects.append(f"sharpness_ratio {scores.sharpness_ratio:g} < reject bound {sharp.reject_below:g}")
-        elif scores.sharpness_ratio < sharp.review_below:
-            reviews.append(f"sharpness_ratio {scores.sharpness_ratio:g} < review bound {sharp.review_below:g}")
+        judged = self.verdicts(scores)
+        rejects = [v.reason for v in judged if v.verdict == "reject" and v.reason]
+        reviews = [v.reason for v in judged if v.verdict == "review" and v.reason]
         if rejects:
             outcome, reasons = Outcome.reject, rejects + reviews
         elif reviews or self.always_review:
@@ -199,9 +272,39 @@ class Policy(_Strict):
             outcome=outcome,
             reasons=reasons,
             policy_version=self.version_label,
-            thresholds={"rules": self.model_dump(mode="json", include={"identity", "artifacts", "always_review"}),
+            thresholds={"rules": self.model_dump(mode="json",
+                                                 include={"identity", "artifacts", "motion", "leak", "always_review"}),
                         "digest": self.digest},
         )  # fmt: skip
+
+
+def _judge(name: str, value: float | None, bound: BaseModel) -> ScoreVerdict:
+    """One score against an upper or lower bound; an unmeasured score goes to a person."""
+    if isinstance(bound, UpperBound):
+        text = f"review > {bound.review_above:g}, reject > {bound.reject_above:g}"
+    elif isinstance(bound, LowerBound | SignedLowerBound):
+        text = f"review < {bound.review_below:g}, reject < {bound.reject_below:g}"
+    else:  # pragma: no cover - every rule is one of the bounds above
+        raise TypeError(f"{name}: unknown bound {type(bound).__name__}")
+    if value is None:
+        return ScoreVerdict(name=name, score=None, verdict="review", bound=text, reason=f"{name} not measured")
+    number = float(value)
+    if isinstance(bound, UpperBound):
+        if number > bound.reject_above:
+            return ScoreVerdict(name=name, score=value, verdict="reject", bound=text,
+                                reason=f"{name} {number:g} > reject bound {bound.reject_above:g}")
+        if number > bound.review_above:
+            return ScoreVerdict(name=name, score=value, verdict="review", bound=text,
+                                reason=f"{name} {number:g} > review bound {bound.review_above:g}")
+        return ScoreVerdict(name=name, score=value, verdict="ok", bound=text)
+    assert isinstance(bound, LowerBound | SignedLowerBound)
+    if number < bound.reject_below:
+        return ScoreVerdict(name=name, score=value, verdict="reject", bound=text,
+                            reason=f"{name} {number:g} < reject bound {bound.reject_below:g}")
+    if number < bound.review_below:
+        return ScoreVerdict(name=name, score=value, verdict="review", bound=text,
+                            reason=f"{name} {number:g} < review bound {bound.review_below:g}")
+    return ScoreVerdict(name=name, score=value, verdict="ok", bound=text)
 
 
 def _field_path(error: Any) -> str:

@@ -118,6 +118,7 @@ def create_app(runtime: Runtime, config: WebConfig | None = None) -> FastAPI:
 
     for module in (access, review, media, compliance, models, content, audit, users):
         app.include_router(module.router)
+    app.include_router(__import__("console.web.motion_plot", fromlist=["router"]).router)
     return app
 
 

@@ -38,6 +38,7 @@ ROUTE_ROLES: dict[str, Rule] = {
     "job_media": frozenset({R, A}),
     "reference_photo": frozenset({R, C, A}),
     "review_script": Access.public,
+    "motion_plot_script": frozenset({R, A}),
     # compliance (auditors read, never write)
     "subjects": frozenset({C, A}),
     "subject_create": frozenset({C}),

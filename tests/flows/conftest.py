@@ -86,6 +86,8 @@ def write_policy(path: Path, *, loose: bool, always_review: bool = False,
                     continue
                 for key in bounds:
                     bounds[key] = 0.0 if key.endswith("_below") else (1.0 if "ratio" in name else 1.0e6)
+        for group in ("motion", "leak"):  # a tiny random model moves nothing: leave motion unjudged
+            rules.pop(group, None)
     rules["identity"].update(identity or {})
     path.write_text(yaml.safe_dump(rules), encoding="utf-8")
     return path

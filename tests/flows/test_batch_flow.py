@@ -138,7 +138,12 @@ def test_checks_failing_reject_the_job(flow_world: FlowWorld) -> None:
     with unit_of_work(world.sessions) as session:
         check = session.scalars(select(CheckResult).where(CheckResult.job_id == job_id)).one()
         assert check.outcome == Outcome.reject
-        assert check.policy_version == "test-default@v1"
+        assert check.policy_version == "test-default@v2"
+        # motion and leak were scored and recorded with the landmark model that measured them
+        assert {"identity", "artifacts", "motion", "leak", "versions"} <= set(check.details)
+        assert check.details["versions"]["landmark_model"]["file"] == "shape_predictor_68_face_landmarks.dat"
+        assert len(check.details["motion"]["landmark_model"]["sha256"]) == 64
+        assert "motion_mean_distance" in check.scores and check.thresholds["rules"]["motion"] is not None
         assert any(reason.startswith("fidelity_mean_distance") and "reject bound 0" in reason
                    for reason in check.reasons), check.reasons
     assert world.publications(job_id) == 0

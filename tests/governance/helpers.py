@@ -82,6 +82,10 @@ def good_scores(**overrides: object) -> CheckScores:
         "binding_distance": 0.03, "fidelity_mean_distance": 0.03, "fidelity_worst5_distance": 0.05,
         "missing_face_ratio": 0.0, "sharpness_ratio": 0.9, "flicker_outlier_ratio": 0.0,
         "longest_frozen_run": 1, "colour_drift": 2.0, "duration_ok": True, "fps_ok": True, "size_ok": True,
+        "motion_mean_distance": 0.015, "motion_worst5_distance": 0.02, "mouth_correlation": 0.9,
+        "mouth_mean_difference": 0.01, "eyes_correlation": 0.9, "eyes_mean_difference": 0.01,
+        "yaw_correlation": 0.9, "yaw_mean_difference": 0.5, "pitch_correlation": 0.9, "pitch_mean_difference": 0.5,
+        "roll_correlation": 0.9, "roll_mean_difference": 0.5, "driver_portrait_distance": 0.02, "leak_margin": 0.0,
     }  # fmt: skip
     base.update(overrides)
     return CheckScores.model_validate(base)

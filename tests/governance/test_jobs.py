@@ -40,7 +40,7 @@ def test_happy_path_audits_each_state(world: World) -> None:
         job = jobs.get_job(session, job_id)
         assert (job.attempts, job.flow_run_id, job.output_sha256, job.outcome) == (1, "run-1", "c" * 64,
                                                                                    Outcome.auto_approve)
-        assert job.policy_version == "default@v1" and job.check_scores == good_scores().model_dump(mode="json")
+        assert job.policy_version == "default@v2" and job.check_scores == good_scores().model_dump(mode="json")
         assert session.get_one(CheckResult, result.id).outcome == Outcome.auto_approve
         events = list(session.scalars(select(AuditEvent).where(AuditEvent.job_id == job_id).order_by(AuditEvent.seq)))
     assert [e.action for e in events] == ["job.submitted", "job.rendering", "job.rendered", "job.approved"]

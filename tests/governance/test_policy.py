@@ -13,6 +13,12 @@ from governance.errors import PolicyError
 from governance.policy import DEFAULT_POLICY_PATH, CheckScores, load_policy
 from tests.governance.helpers import good_scores
 
+MOTION_AND_LEAK = (
+    "motion_mean_distance", "motion_worst5_distance", "mouth_correlation", "mouth_mean_difference", "eyes_correlation",
+    "eyes_mean_difference", "yaw_correlation", "yaw_mean_difference", "pitch_correlation", "pitch_mean_difference",
+    "roll_correlation", "roll_mean_difference", "driver_portrait_distance", "leak_margin",
+)
+
 
 def write_policy(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
     data = yaml.safe_load(DEFAULT_POLICY_PATH.read_text())
@@ -24,7 +30,7 @@ def write_policy(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def
 
 def test_default_policy_loads_with_its_version() -> None:
     policy = load_policy()
-    assert policy.version_label == "default@v1"
+    assert policy.version_label == "default@v2"
     thresholds = policy.check_thresholds()
     assert thresholds.binding_max_distance == policy.identity.binding_distance.review_above
     assert thresholds.min_sharpness_ratio == policy.artifacts.sharpness_ratio.review_below
@@ -48,7 +54,7 @@ def test_default_policy_loads_with_its_version() -> None:
 def test_evaluate_maps_scores_to_outcomes(overrides: dict, outcome: Outcome, reason: str | None) -> None:
     decision = load_policy().evaluate(good_scores(**overrides))
     assert decision.outcome == outcome
-    assert decision.policy_version == "default@v1"
+    assert decision.policy_version == "default@v2"
     assert decision.thresholds["digest"] == load_policy().digest
     if reason is None:
         assert decision.reasons == []
@@ -57,9 +63,9 @@ def test_evaluate_maps_scores_to_outcomes(overrides: dict, outcome: Outcome, rea
 
 
 def test_always_review_flags_clean_jobs(tmp_path: Path) -> None:
-    policy = load_policy(write_policy(tmp_path, lambda d: d.update(always_review=True, version=2)))
+    policy = load_policy(write_policy(tmp_path, lambda d: d.update(always_review=True, version=3)))
     decision = policy.evaluate(good_scores())
-    assert (decision.outcome, decision.policy_version) == (Outcome.needs_review, "default@v2")
+    assert (decision.outcome, decision.policy_version) == (Outcome.needs_review, "default@v3")
     assert policy.digest != load_policy().digest
 
 
@@ -86,6 +92,18 @@ def _drop(path: list[str]):  # type: ignore[no-untyped-def]
         (lambda d: d["identity"]["missing_face_ratio"].update(review_above=-1),
          "field identity.missing_face_ratio.review_above: Input should be greater than or equal to 0"),
         (lambda d: d.update(name="Has Spaces"), "field name: String should match pattern"),
+        (_drop(["motion", "yaw_correlation"]), "field motion.yaw_correlation: Field required"),
+        (lambda d: d["motion"]["mouth_correlation"].update(review_below=3),
+         "field motion.mouth_correlation.review_below: Input should be less than or equal to 2"),
+        (lambda d: d["motion"].update(mouth_correlation={"review_below": 0.2, "reject_below": 0.5}),
+         "field motion.mouth_correlation: Value error, reject_below must be <= review_below"),
+        (lambda d: d["motion"]["motion_mean_distance"].update(reject_above="far"),
+         "field motion.motion_mean_distance.reject_above: Input should be a valid number"),
+        (lambda d: d["motion"].update(lip_sync={"review_below": 0.6, "reject_below": 0.3}),
+         "field motion.lip_sync: Extra inputs are not permitted"),
+        (_drop(["leak", "driver_same_person_distance"]), "field leak.driver_same_person_distance: Field required"),
+        (lambda d: d["leak"].update(leak_margin={"review_above": 0.1, "reject_above": 0.2}),
+         "field leak.leak_margin.review_below: Field required"),
     ],
 )  # fmt: skip
 def test_malformed_policy_names_the_field(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -116,3 +134,62 @@ def test_check_scores_refuse_nonsense() -> None:
         good_scores(colour_drift=float("inf"))
     with pytest.raises(ValidationError, match="extra_score"):
         CheckScores.model_validate({**good_scores().model_dump(), "extra_score": 1})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "outcome", "reason"),
+    [
+        ({"motion_mean_distance": 0.03}, Outcome.needs_review, "motion_mean_distance 0.03 > review bound 0.025"),
+        ({"motion_mean_distance": 0.2}, Outcome.reject, "motion_mean_distance 0.2 > reject bound 0.05"),
+        ({"mouth_correlation": 0.1}, Outcome.reject, "mouth_correlation 0.1 < reject bound 0.3"),
+        ({"yaw_mean_difference": 5.0}, Outcome.needs_review, "yaw_mean_difference 5 > review bound 4"),
+        ({"mouth_correlation": None}, Outcome.needs_review, "mouth_correlation not measured"),
+        # Another person drove: the output must stay nearer the portrait than the driver.
+        ({"driver_portrait_distance": 0.15, "leak_margin": 0.1}, Outcome.auto_approve, None),
+        ({"driver_portrait_distance": 0.15, "leak_margin": 0.02}, Outcome.needs_review,
+         "leak_margin 0.02 < review bound 0.03"),
+        ({"driver_portrait_distance": 0.15, "leak_margin": -0.05}, Outcome.reject, "leak_margin -0.05 < reject bound 0"),
+        ({"driver_portrait_distance": 0.15, "leak_margin": None}, Outcome.needs_review, "leak_margin not measured"),
+        ({"driver_portrait_distance": None}, Outcome.needs_review, "driver_portrait_distance not measured"),
+        # The driver is the subject: a margin near zero is expected and not judged.
+        ({"driver_portrait_distance": 0.03, "leak_margin": -0.01}, Outcome.auto_approve, None),
+    ],
+)  # fmt: skip
+def test_motion_and_leak_rules(overrides: dict, outcome: Outcome, reason: str | None) -> None:
+    policy = load_policy()
+    assert policy.motion is not None and policy.leak is not None
+    scores = good_scores(**overrides)
+    decision = policy.evaluate(scores)
+    assert decision.outcome == outcome, decision.reasons
+    assert decision.reasons == [] if reason is None else reason in decision.reasons
+    rows = {v.name: v for v in policy.verdicts(scores)}
+    assert {"motion_mean_distance", "mouth_correlation", "roll_mean_difference", "leak_margin"} <= set(rows)
+    assert decision.thresholds["rules"]["motion"]["mouth_correlation"] == {"review_below": 0.6, "reject_below": 0.3}
+
+
+def test_a_policy_without_motion_rules_loads_and_leaves_motion_unjudged(tmp_path: Path) -> None:
+    def old(data: dict) -> None:
+        data.update(version=1)
+        del data["motion"], data["leak"]
+
+    policy = load_policy(write_policy(tmp_path, old))
+    assert policy.motion is None and policy.leak is None
+    bare = good_scores().model_dump(include=set(CheckScores.model_fields) - set(MOTION_AND_LEAK))
+    decision = policy.evaluate(CheckScores.model_validate(bare))
+    assert decision.outcome == Outcome.auto_approve
+    assert decision.thresholds["rules"]["motion"] is None
+    # the same scores under the v2 rules are unmeasured motion: a person looks
+    assert load_policy().evaluate(CheckScores.model_validate(bare)).outcome == Outcome.needs_review
+
+
+def test_verdicts_list_each_judged_score_with_its_bound() -> None:
+    rows = {v.name: v for v in load_policy().verdicts(good_scores(colour_drift=7.0, fps_ok=False))}
+    assert rows["colour_drift"].verdict == "review" and rows["colour_drift"].bound == "review > 6, reject > 12"
+    assert rows["fps_ok"].verdict == "reject" and rows["fps_ok"].bound == "must be true"
+    assert rows["sharpness_ratio"].bound == "review < 0.6, reject < 0.35"
+    assert rows["leak_margin"].verdict == "skipped"
+
+
+def test_check_scores_refuse_a_correlation_out_of_range() -> None:
+    with pytest.raises(ValidationError, match="mouth_correlation"):
+        good_scores(mouth_correlation=1.5)

@@ -38,7 +38,7 @@ def test_approve_records_decision_snapshot_and_moves_the_job(world: World) -> No
     assert (decision.verdict, decision.reason) == (Verdict.approve, "looks right")
     snap = decision.snapshot
     assert snap["check_scores"]["colour_drift"] == 7.0
-    assert snap["policy_version"] == "default@v1" and snap["thresholds"]["digest"]
+    assert snap["policy_version"] == "default@v2" and snap["thresholds"]["digest"]
     assert snap["output"]["sha256"] == "a" * 64 and snap["model_sha256"] == "b" * 64
     assert snap["consent"]["version"] == 1 and snap["outcome"] == "needs_review"
     assert "colour_drift 7 > review bound 6" in snap["reasons"]

@@ -118,7 +118,7 @@ class WebWorld:
     def job_awaiting_review(
         self, *, requested_by: str = "operator", portrait: str | None = None, driving: str | None = None,
         output: tuple[str, str, str] | None = None, identity: dict[str, Any] | None = None,
-        scores: dict[str, Any] | None = None,
+        scores: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
     ) -> str:
         """A job rendered and flagged by the default policy (colour drift in its review band)."""
         spec = batches.JobSpec(
@@ -141,7 +141,7 @@ class WebWorld:
                 **(scores or {}),
             })  # fmt: skip
             details = {"identity": identity or {"distances": [0.03, 0.04, None, 0.09, 0.05], "every": 3, "missing_frames": [6],
-                                                 "threshold": 0.07}}
+                                                 "threshold": 0.07}, **(details or {})}
             jobs.record_checks(db, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores),
                                details=details)
             assert job.state == JobState.awaiting_review

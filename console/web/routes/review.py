@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from console.web.forms import required_text
+from console.web.motion_plot import motion_context
 from console.web.pages import redirect, render
 from console.web.plots import identity_bounds, identity_svg, per_frame_series
 from console.web.state import console, current_user
@@ -33,7 +34,11 @@ def review_queue(request: Request) -> Response:
 
 def _score_rows(scores: dict[str, Any], rules: dict[str, Any]) -> list[dict[str, Any]]:
     """Each score beside its policy bounds, with where it falls (ok, review, reject)."""
-    bounds: dict[str, dict[str, float]] = {**(rules.get("identity") or {}), **(rules.get("artifacts") or {})}
+    bounds: dict[str, dict[str, float]] = {**(rules.get("identity") or {}), **(rules.get("artifacts") or {}),
+                                           **(rules.get("motion") or {}), **(rules.get("leak") or {})}
+    same = (rules.get("leak") or {}).get("driver_same_person_distance")
+    if isinstance(same, int | float) and float(scores.get("driver_portrait_distance", same + 1)) <= same:
+        bounds.pop("leak_margin", None)  # the driver is the subject: the policy does not judge the margin
     rows = []
     for name, value in scores.items():
         bound = bounds.get(name) or {}
@@ -50,6 +55,13 @@ def _score_rows(scores: dict[str, Any], rules: dict[str, Any]) -> list[dict[str,
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         rows.append({"name": name, "value": shown, "limit": limit, "status": status})
     return rows
+
+
+def _output_fps(check: Any) -> float | None:
+    """The render's frame rate as the artifact check measured it (to turn frame numbers into seconds)."""
+    fps = (((check.details or {}).get("artifacts") or {}).get("checks") or {}).get("fps", {}) if check else {}
+    value = (fps.get("detail") or {}).get("fps") if isinstance(fps, dict) else None
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def _consent_standing(db: Session, job: Job) -> dict[str, Any]:
@@ -101,12 +113,13 @@ def review_job(request: Request, job_id: str) -> Response:
         batch = db.get(Batch, job.batch_id)
         own_batch = batch is not None and batch.requested_by == me.id
         score_rows = _score_rows(dict(job.check_scores or {}), rules)
+        motion = motion_context(check.details if check else None, rules, fps=_output_fps(check))
     return render(
         request, "review_job.html", item=item, job=job, score_rows=score_rows, policy_version=job.policy_version,
         plot=identity_svg(distances, bounds=bounds, frames=frames), bounds=bounds, fps=fps, references=references,
         faceless=[int(f) for f in faceless or [] if isinstance(f, int)],
         standing=standing, decision=decision, decided_by=decided_by, own_batch=own_batch, past=PAST,
-        has_output=bool(job.output_key),
+        has_output=bool(job.output_key), **motion,
     )
 
 
