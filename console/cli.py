@@ -13,6 +13,7 @@ from console.commands import (
     consent,
     db,
     demo,
+    orchestrator,
     publication,
     review,
     storage,
@@ -37,6 +38,7 @@ app.add_typer(subject.app, name="subject")
 app.add_typer(consent.app, name="consent")
 app.add_typer(audit.app, name="audit")
 app.add_typer(storage.app, name="storage")
+app.add_typer(orchestrator.app, name="orchestrator")
 app.add_typer(publication.app, name="publication")
 app.add_typer(batch.app, name="batch")
 app.add_typer(review.app, name="review")

@@ -3,7 +3,8 @@
 Each job runs the `render_job` flow inside a task, so the task runner decides where jobs run: threads
 by default, processes with `process_batch_runner(settings, workers=N)`, or a Dask cluster
 (`prefect_dask.DaskTaskRunner`) for several machines. Whatever runs them, the animation itself takes a
-slot of the `gpu` global concurrency limit, whose size is set here from `LIKENESS_GPU_CONCURRENCY`.
+slot of the `gpu` global concurrency limit, created here with `LIKENESS_GPU_CONCURRENCY` slots when it
+is missing (an existing limit is the operator's and is left as it is).
 
 Re-running a batch is safe at any point: finished jobs are not picked up again, half-done ones resume
 where they stopped (see `render_job`), and publication happens at most once per job.
@@ -72,7 +73,14 @@ def _start_worker(settings: Settings) -> None:
 
 
 def batch_flow(settings: Settings, *, workers: int = 0) -> object:
-    """`nightly_batch` on threads (`workers=0`) or on `workers` processes."""
+    """`nightly_batch` on threads (`workers=0`) or on `workers` processes, once the Prefect API answers.
+
+    Raises:
+        flows.orchestrator.OrchestratorUnavailable: no Prefect API, or it does not answer (one line).
+    """
+    from flows.orchestrator import require_api
+
+    require_api(settings)
     if workers <= 0:
         return nightly_batch
     return nightly_batch.with_options(task_runner=process_batch_runner(settings, workers=workers))  # type: ignore[arg-type]

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
 
     # Governance.
     policy_path: Path | None = None
+    # The size the `gpu` global concurrency limit is created with when it does not exist yet; an existing
+    # limit is the operator's (`prefect gcl update gpu --limit N`) and never changed by a run.
     gpu_concurrency: int = Field(default=1, ge=1)
     review_timeout_hours: float = Field(default=72.0, gt=0)
     retention_days: int = Field(default=30, ge=1)
@@ -55,6 +57,14 @@ class Settings(BaseSettings):
     # Detect the driving video's face on every k-th frame (boxes between are interpolated and smoothed).
     driving_detect_every: int = Field(default=2, ge=1, le=25)
     reclaim_after_minutes: float = Field(default=360.0, gt=0)
+
+    # Orchestration (Prefect). `PREFECT_API_URL` (Prefect's own variable) names the API to use; without
+    # it the project's local server (`likeness orchestrator up`, state under var_dir/prefect) is used.
+    prefect_port: int = Field(default=4200, ge=0, le=65535)
+    # The local server's own database (e.g. postgresql+asyncpg://...); None: SQLite under var_dir/prefect.
+    prefect_database_url: str | None = None
+    # A `gpu` slot is a lease renewed while its run lives; a run killed outright frees it after this long.
+    gpu_lease_seconds: float = Field(default=60.0, ge=60.0, le=3600.0)
 
     # Provenance signing; empty means "make a local development CA under var_dir".
     signing_cert_path: Path | None = None
