@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     prefect_port: int = Field(default=4200, ge=0, le=65535)
     # The local server's own database (e.g. postgresql+asyncpg://...); None: SQLite under var_dir/prefect.
     prefect_database_url: str | None = None
+    # Where an approval's publication runs: a deployment (`publish-job/publish-job--prod`) taken by a `cpu`
+    # worker, or (None) a background thread of the approving process. See flows/publish_queue.py.
+    publish_deployment: str | None = None
     # A `gpu` slot is a lease renewed while its run lives; a run killed outright frees it after this long.
     gpu_lease_seconds: float = Field(default=60.0, ge=60.0, le=3600.0)
 

@@ -111,8 +111,9 @@ def test_consent_revoked_during_review_refuses_delivery(review_world: tuple[Flow
     with use_runtime(world.rt):
         decision = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
                                   verdict="approve", reason="fine")
+        assert decision.state == "approved" and decision.publishing is not None  # decided; publishing queued
+        assert decision.publishing.wait(timeout=300)
 
-    assert decision.state == "refused"
     job = world.job(job_id)
     assert job.state == JobState.refused
     assert "revoked" in (job.last_error or "")

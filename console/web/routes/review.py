@@ -12,6 +12,7 @@ from console.web.forms import required_text
 from console.web.pages import redirect, render
 from console.web.plots import identity_svg, per_frame_series
 from console.web.state import console, current_user
+from flows.publish_queue import publish_status, retry_publish
 from flows.review import apply_decision
 from flows.review_queue import pending_reviews, review_item
 from governance import consent, jobs, review
@@ -94,7 +95,7 @@ def review_job(request: Request, job_id: str) -> Response:
         plot=identity_svg(distances, threshold=threshold, frames=frames), threshold=threshold,
         faceless=[int(f) for f in faceless or [] if isinstance(f, int)],
         standing=standing, decision=decision, decided_by=decided_by, own_batch=own_batch, past=PAST,
-        has_output=bool(job.output_key),
+        has_output=bool(job.output_key), publishing=publish_status(state.runtime, job_id),
     )
 
 
@@ -113,6 +114,15 @@ def review_decide(
                             verdict=verdict, reason=required_text(reason, "reason"),
                             publish=state.config.publish_on_approval)
     message = f"job {job_id}: {PAST[result.verdict]}; now {result.state}"
-    if result.published_key:
-        message += f" (published as {result.published_key})"
+    if result.publishing is not None:
+        message += "; publishing queued"
     return redirect(request, "review_job", flash=message, job_id=job_id)
+
+
+@router.post("/jobs/{job_id}/publish", name="review_retry_publish")
+def review_retry_publish(request: Request, job_id: str) -> Response:
+    """Queue a failed publication again (`flows.publish_queue.retry_publish`); returns at once."""
+    state = console(request)
+    me = current_user(request)
+    retry_publish(state.runtime, job_id, requested_by=me.email)
+    return redirect(request, "review_job", flash=f"job {job_id}: publishing queued again", job_id=job_id)
