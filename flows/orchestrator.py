@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -309,6 +310,27 @@ def require_api(settings: Settings) -> str:
     if problem is not None:
         raise OrchestratorUnavailable(f"the Prefect API at PREFECT_API_URL={api_url} is unreachable ({problem})")
     return api_url
+
+
+@contextlib.contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """Within the block, SIGTERM unwinds like Ctrl-C (SystemExit 143), so `finally` stops what was started.
+
+    Python's default SIGTERM ends the process at once, leaving child servers running; only the main
+    thread can take signals, so elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass

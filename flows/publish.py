@@ -14,6 +14,7 @@ import logging
 from prefect import flow
 
 from flows import tasks
+from flows.heartbeat import beating, current_run_id
 from flows.publish_steps import ACTOR
 from flows.render_steps import HELD_ELSEWHERE, describe
 from flows.retry import is_transient
@@ -25,6 +26,11 @@ from governance.errors import InvalidTransition
 @flow(name="publish-job")
 def publish_job(job_id: str) -> str:
     """Claim, re-verify consent, mark and publish one approved job; returns the job's final state."""
+    with beating(current_run_id(), every=get_runtime().settings.run_heartbeat_seconds):
+        return _publish(job_id)
+
+
+def _publish(job_id: str) -> str:
     try:
         claimed = tasks.claim_publish(job_id)
         if claimed == HELD_ELSEWHERE:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import tasks
+from flows.heartbeat import beating, current_run_id
 from flows.publish import publish_job
 from flows.render_steps import HELD_ELSEWHERE, describe
 from flows.retry import is_transient
+from flows.runtime import get_runtime
 from governance.enums import JobState
 from governance.errors import InvalidTransition
 
@@ -22,6 +24,12 @@ from governance.errors import InvalidTransition
 @flow(name="render-job", log_prints=False)
 def render_job(job_id: str) -> str:
     """Render, check and (when the policy allows) publish one job; returns the job's final state."""
+    every = get_runtime().settings.run_heartbeat_seconds
+    with beating(current_run_id(), every=every):
+        return _render(job_id)
+
+
+def _render(job_id: str) -> str:
     try:
         claimed = tasks.claim_render(job_id)
         if claimed == HELD_ELSEWHERE:

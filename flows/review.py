@@ -2,7 +2,8 @@
 
 The render flow ends a flagged job at `awaiting_review` and exits, so nobody holds a worker or a GPU
 while a person decides. The decision is then applied by `apply_decision` — from the CLI
-(`likeness review approve|reject`), the web console, or the Prefect UI form of `review_gate` — which
+(`likeness review approve|reject`) or the web console, the two surfaces that know who the reviewer is
+(there is no Prefect UI form: Prefect's open-source UI has no sign-in, see docs/flows.md) — which
 records it through `governance.review.decide` (reviewer role, four eyes, once only, with the
 reviewer's identity: Prefect does not record who resumed a run) and, on approval, queues the publish
 flow (`flows.publish_queue`), which verifies consent once more; the decision returns at once. `review_timeout_sweep` rejects jobs whose review window has
@@ -14,14 +15,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
 
 from prefect import flow, get_run_logger
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 
-from flows.jobdata import load_job
 from flows.publish_queue import PublishTicket, queue_publish
 from flows.queries import jobs_in_states
 from flows.runtime import Runtime, get_runtime
@@ -35,7 +31,6 @@ from governance.users import get_user_by_email
 logger = logging.getLogger(__name__)
 
 TIMEOUT_ACTOR = "system:review-timeout"
-GATE_POLL_SECONDS = 2  # how often a paused gate checks for the reviewer's form
 
 
 @dataclass(frozen=True)
@@ -102,41 +97,6 @@ def _apply(rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | 
     logger.info("review of job %s: %s by %s; job now %s", job_id, chosen.value, reviewer_email, state.value)
     return DecisionResult(job_id=job_id, decision_id=decision_id, verdict=chosen.value, state=state.value,
                           published_key=None, publishing=ticket)
-
-
-class ReviewForm(RunInput):
-    """The form the Prefect UI shows a reviewer; the identity is checked by governance, not by Prefect."""
-
-    reviewer_email: str
-    verdict: Literal["approve", "reject"]
-    reason: str
-
-
-@flow(name="review-gate")
-def review_gate(job_id: str, timeout_hours: float | None = None) -> str:
-    """Wait (paused, in the Prefect UI) for a reviewer's form, then apply it; a timeout rejects the job.
-
-    Meant for deployments whose reviewers work in Prefect's UI. The CLI and the web console do not
-    need it: they call `apply_decision` directly. Returns the job's state afterwards.
-    """
-    rt = get_runtime()
-    hours = timeout_hours if timeout_hours is not None else rt.settings.review_timeout_hours
-    with unit_of_work(rt.sessions) as session:
-        state = JobState(load_job(session, job_id).state)
-    if state != JobState.awaiting_review:
-        return state.value
-    try:
-        form = pause_flow_run(wait_for_input=ReviewForm, timeout=max(1, round(hours * 3600)),
-                              poll_interval=GATE_POLL_SECONDS)
-    except FlowPauseTimeout:
-        return expire_review(rt, job_id).value
-    answer = form.model_dump()
-    result = apply_decision(settings_or_runtime=rt, job_id=job_id, reviewer_email=answer["reviewer_email"],
-                            verdict=answer["verdict"], reason=answer["reason"])
-    if result.publishing is not None:
-        result.publishing.wait()  # a local publication must end before this run's process does
-    with unit_of_work(rt.sessions) as session:
-        return str(load_job(session, job_id).state)
 
 
 def expire_review(rt: Runtime, job_id: str) -> JobState:

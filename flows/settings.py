@@ -66,6 +66,18 @@ class Settings(BaseSettings):
     # Where an approval's publication runs: a deployment (`publish-job/publish-job--prod`) taken by a `cpu`
     # worker, or (None) a background thread of the approving process. See flows/publish_queue.py.
     publish_deployment: str | None = None
+    # Where `nightly-batch` sends its jobs when it runs as a deployment: one run of this `render-job`
+    # deployment per job, so every worker of the gpu pool shares the batch. Empty: always run them here.
+    render_deployment: str = "render-job/render-job--prod"
+    # The task runner for running a batch's jobs here: threads, or Dask (a scheduler's address, or a
+    # local cluster of threads when empty); how many jobs at once.
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None
+    task_runner_workers: int = Field(default=4, ge=1, le=64)
+    # Render and publish runs beat every so often; a RUNNING run silent for longer is marked crashed and
+    # its job taken over (minutes, not the `reclaim_after_minutes` clock). See flows/heartbeat.py.
+    run_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    run_heartbeat_timeout_seconds: float = Field(default=90.0, gt=0)
     # A `gpu` slot is a lease renewed while its run lives; a run killed outright frees it after this long.
     gpu_lease_seconds: float = Field(default=60.0, ge=60.0, le=3600.0)
 
