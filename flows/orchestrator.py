@@ -57,6 +57,9 @@ class OrchestratorError(RuntimeConfigError):
     """The local Prefect server could not be started or stopped (it exited on start, the port is taken)."""
 
 
+ORCHESTRATOR_ERRORS: tuple[type[Exception], ...] = (OrchestratorUnavailable, OrchestratorError)
+
+
 @dataclass(frozen=True)
 class OrchestratorState:
     """What another process needs to find the running local server again."""
@@ -351,9 +354,9 @@ def api_for(settings: Settings, *, start_local: bool = True, timeout: float = 12
         return
     server = local_prefect_server(settings)
     running = server.status(check_health=False).running
-    state = server.start(timeout=timeout)
-    point_prefect_at(state.api_url)
-    try:
+    try:  # from before the start: a signal while it comes up must still stop it
+        state = server.start(timeout=timeout)
+        point_prefect_at(state.api_url)
         yield ManagedApi(require_api(settings), server, not running)
     finally:
         if not running:
