@@ -93,6 +93,10 @@ def test_approval_while_storage_is_down_returns_shows_the_failure_and_a_retry_pu
         page = client.get(f"/review/jobs/{job_id}").text
         assert "Publication: <span class=\"state\">failed" in page and "StorageUnavailable" in page
         assert "Retry publishing" in page
+        with unit_of_work(web.sf) as db:
+            batch_id = jobs.get_job(db, job_id).batch_id
+        batch_page = web.client("operator").get(f"/batches/{batch_id}").text  # the operator sees it too
+        assert "failed</span>" in batch_page and "StorageUnavailable" in batch_page and "Retry publishing" in batch_page
 
         web.runtime._parts["store"] = working  # storage is back
         retried = web.post(client, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/publish")

@@ -120,9 +120,15 @@ def review_decide(
 
 
 @router.post("/jobs/{job_id}/publish", name="review_retry_publish")
-def review_retry_publish(request: Request, job_id: str) -> Response:
-    """Queue a failed publication again (`flows.publish_queue.retry_publish`); returns at once."""
+def review_retry_publish(request: Request, job_id: str, back: Literal["job", "batch"] = Form("job")) -> Response:
+    """Queue a failed publication again (`flows.publish_queue.retry_publish`); returns at once, to the
+    job's page or (from the batch page) the batch's."""
     state = console(request)
     me = current_user(request)
     retry_publish(state.runtime, job_id, requested_by=me.email)
-    return redirect(request, "review_job", flash=f"job {job_id}: publishing queued again", job_id=job_id)
+    flash = f"job {job_id}: publishing queued again"
+    if back == "batch":
+        with unit_of_work(state.runtime.sessions) as db:
+            batch_id = jobs.get_job(db, job_id).batch_id
+        return redirect(request, "batch_page", flash=flash, batch_id=batch_id)
+    return redirect(request, "review_job", flash=flash, job_id=job_id)
