@@ -82,14 +82,16 @@ def apply_decision(
 
 def _apply(rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | str, reason: str,
            publish: bool) -> DecisionResult:
-    if publish and str(getattr(verdict, "value", verdict)) == Verdict.approve.value:
-        from flows.orchestrator import require_api
-
-        require_api(rt.settings)  # before deciding: an approval that cannot be queued is refused whole
     with unit_of_work(rt.sessions) as session:
         reviewer = get_user_by_email(session, reviewer_email)
         decision = review.decide(session, job_id=job_id, reviewer_id=reviewer.id, verdict=verdict, reason=reason)
         decision_id, chosen = decision.id, Verdict(decision.verdict)
+        if publish and chosen == Verdict.approve:
+            from flows.orchestrator import require_api
+
+            # Governance has accepted the decision; before it commits, make sure its publication can be
+            # queued: an unreachable Prefect API rolls the approval back whole (one line, PREFECT_API_URL).
+            require_api(rt.settings)
     state = JobState.rejected if chosen == Verdict.reject else JobState.approved
     ticket = None
     if chosen == Verdict.approve and publish:

@@ -156,3 +156,29 @@ def test_the_test_server_is_the_projects_own_on_loopback(prefect_api: str, prefe
     current = server.status()
     assert current.running and current.healthy and current.api_url == prefect_api
     assert prefect_api.startswith("http://127.0.0.1:")
+
+
+def test_an_approval_that_cannot_be_queued_is_not_recorded(flow_world: FlowWorld) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.review import apply_decision
+    from governance import review
+    from governance.uow import unit_of_work
+    from tests.flows.conftest import REVIEWER, REVIEWER_OPERATOR
+
+    world = flow_world
+    world.add_subject("S-1")
+    world.grant("S-1")
+    [job_id] = world.flagged_batch(["S-1"], requester=REVIEWER_OPERATOR)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}), \
+            pytest.raises(OrchestratorUnavailable, match="PREFECT_API_URL=http://127.0.0.1:9/api"):
+        apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER, verdict="approve",
+                       reason="fine")
+    assert world.state(job_id) == JobState.awaiting_review
+    with unit_of_work(world.sessions) as session:
+        assert review.get_decision(session, job_id) is None
+    # A rejection needs no publication, so no API either.
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        result = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
+                                verdict="reject", reason="drifts")
+    assert result.state == "rejected" and result.publishing is None
