@@ -30,11 +30,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import httpx
 
 from flows.runtime import RuntimeConfigError
 from flows.settings import Settings
@@ -100,11 +100,18 @@ def free_port() -> int:
 
 def api_healthy(api_url: str, *, timeout: float = HEALTH_TIMEOUT_S) -> str | None:
     """None when `GET <api_url>/health` answers 200; otherwise the one-line reason it did not."""
+    url = f"{api_url.rstrip('/')}/health"
+    if not url.startswith(("http://", "https://")):
+        return f"not an http(s) URL: {api_url!r}"
     try:
-        response = httpx.get(f"{api_url.rstrip('/')}/health", timeout=timeout)
-    except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}"
-    return None if response.status_code == 200 else f"HTTP {response.status_code}"
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{type(reason).__name__}: {str(reason).splitlines()[0] if str(reason) else 'no answer'}"
+    return None if status == 200 else f"HTTP {status}"
 
 
 def _is_prefect_server(pid: int) -> bool:

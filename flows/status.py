@@ -80,6 +80,8 @@ def batch_report(rt: Runtime, batch_id: str) -> BatchReport:
                 published_bucket=publication.bucket if publication is not None else None,
                 last_error=job.last_error,
             ))  # fmt: skip
-        rows = [_with_publication(row, publish_status(rt, row.job_id)) for row in rows]
-        return BatchReport(batch_id=batch.id, name=batch.name,
-                           requested_by=requester.email if requester is not None else batch.requested_by, jobs=rows)
+        name, requested_by = batch.name, requester.email if requester is not None else batch.requested_by
+    # After the unit of work: each status reads in one of its own (on SQLite a nested one would wait for
+    # this one's write lock).
+    rows = [_with_publication(row, publish_status(rt, row.job_id)) for row in rows]
+    return BatchReport(batch_id=batch_id, name=name, requested_by=requested_by, jobs=rows)
