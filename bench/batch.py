@@ -5,7 +5,12 @@
     each batch of forward passes (the driving frames are decoded and cropped before that clock starts),
     and everything else is reported as a percentage of it. Target: at most 15 %.
 (2) Throughput: a batch of N jobs (tiny random MCNet) run by `nightly_batch` on 1 and on 2 process
-    workers; jobs per minute and the ratio. On a 2-core machine shared with other work, expect well under 2x.
+    workers, against a real project-local Prefect server (`flows.orchestrator.LocalPrefectServer`, the
+    `gpu` limit created with as many slots as workers); jobs per minute and the ratio. On a 2-core machine
+    shared with other work, expect well under 2x.
+(3) Approve latency: the web console's approve request (`POST /review/jobs/{id}/decision`, a signed-in
+    reviewer, real app and database) until its response, against the time until the queued publication
+    has ended; deciding no longer waits for publishing.
 
     python -m bench.batch --jobs 4 --overhead-model demo
     LIKENESS_MCNET_CHECKPOINT=/path python -m bench.batch --overhead-model configured
@@ -237,15 +242,28 @@ def _timed_phases(totals: dict[str, float]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _local_gpu_limit() -> Iterator[None]:
-    """Run the render step outside a deployment: the `gpu` slot needs a Prefect API, so start a temporary one."""
-    from prefect.testing.utilities import prefect_test_harness
+def _local_gpu_limit(slots: int = 1) -> Iterator[None]:
+    """A fresh project-local Prefect server (as `likeness orchestrator up` runs it) with a `gpu` limit of
+    `slots`: the limit is the operator's, so the benchmark creates it on a server of its own."""
+    from prefect.context import refresh_global_settings_context
 
     from flows.concurrency import ensure_gpu_limit
+    from flows.orchestrator import LocalPrefectServer, point_prefect_at
 
-    with prefect_test_harness(server_startup_timeout=90):
-        ensure_gpu_limit(1)
-        yield
+    with tempfile.TemporaryDirectory(prefix="bench-prefect-") as tmp:
+        server = LocalPrefectServer(Path(tmp), port=0)
+        previous = os.environ.get("PREFECT_API_URL")
+        try:
+            point_prefect_at(server.start(timeout=240).api_url)
+            ensure_gpu_limit(slots)
+            yield
+        finally:
+            server.stop()
+            if previous is None:
+                os.environ.pop("PREFECT_API_URL", None)
+            else:
+                os.environ["PREFECT_API_URL"] = previous
+            refresh_global_settings_context()
 
 
 def measure_throughput(checkpoint: Path, jobs: int, workers: int) -> Throughput:
@@ -258,8 +276,7 @@ def measure_throughput(checkpoint: Path, jobs: int, workers: int) -> Throughput:
         rt = world.rt
         try:
             batch_id = _submit(rt, world.batch_file, jobs)
-            with use_runtime(rt), _local_gpu_limit():
-                rt.settings = rt.settings.model_copy(update={"gpu_concurrency": max(1, workers)})
+            with use_runtime(rt), _local_gpu_limit(max(1, workers)):
                 flow = batch_flow(rt.settings, workers=workers)
                 start = time.perf_counter()
                 results = flow(batch_id=batch_id)  # type: ignore[operator]
@@ -268,6 +285,73 @@ def measure_throughput(checkpoint: Path, jobs: int, workers: int) -> Throughput:
         finally:
             world.close()
     return Throughput(workers=workers, jobs=jobs, wall_s=round(wall, 1), jobs_per_min=round(60 * jobs / wall, 2))
+
+
+@dataclass
+class ApproveLatency:
+    """The console's approve request, and the publication it queued."""
+
+    approvals: int
+    response_s_median: float
+    response_s_max: float
+    published_after_s_median: float
+
+
+def measure_approve_latency(checkpoint: Path, approvals: int = 3) -> ApproveLatency:
+    """Render `approvals` jobs to `awaiting_review`, then approve each through the console over HTTP."""
+    import re
+    import statistics
+
+    import yaml
+    from fastapi.testclient import TestClient
+
+    from console.web import WebConfig, create_app
+    from flows.batch import batch_flow
+    from flows.publish_queue import publish_status
+    from flows.review_queue import pending_reviews
+    from flows.runtime import use_runtime
+    from governance import users
+    from governance.uow import unit_of_work
+
+    password = "bench reviewer password 0123"
+    with tempfile.TemporaryDirectory(prefix="bench-approve-") as tmp:
+        world = _world(Path(tmp), checkpoint, driving_frames=range(300, 325))
+        rt = world.rt
+        try:
+            policy = yaml.safe_load(Path(rt.settings.policy_path).read_text(encoding="utf-8"))
+            policy["always_review"] = True
+            Path(rt.settings.policy_path).write_text(yaml.safe_dump(policy), encoding="utf-8")
+            with unit_of_work(rt.sessions) as session:
+                users.add_user(session, email="bench-reviewer@example.org", roles=["reviewer"], actor="system:bench",
+                               password=password)
+            batch_id = _submit(rt, world.batch_file, approvals)
+            responses: list[float] = []
+            published: list[float] = []
+            with use_runtime(rt), _local_gpu_limit(1):
+                batch_flow(rt.settings)(batch_id=batch_id)  # type: ignore[operator]
+                waiting = [item.job_id for item in pending_reviews(rt) if item.batch_id == batch_id]
+                client = TestClient(create_app(rt, WebConfig()), base_url="https://testserver", follow_redirects=False)
+                token = re.compile(r'name="csrf_token" value="([^"]+)"')
+                page = client.get("/sign-in").text
+                client.post("/sign-in", data={"email": "bench-reviewer@example.org", "password": password,
+                                              "csrf_token": token.search(page).group(1)})  # type: ignore[union-attr]
+                for job_id in waiting:
+                    csrf = token.search(client.get(f"/review/jobs/{job_id}").text).group(1)  # type: ignore[union-attr]
+                    start = time.perf_counter()
+                    answer = client.post(f"/review/jobs/{job_id}/decision",
+                                         data={"verdict": "approve", "reason": "bench", "csrf_token": csrf})
+                    responses.append(time.perf_counter() - start)
+                    assert answer.status_code == 303, answer.text[-500:]
+                    while publish_status(rt, job_id).state not in ("published", "failed"):
+                        time.sleep(0.05)
+                    published.append(time.perf_counter() - start)
+                    assert publish_status(rt, job_id).state == "published"
+                client.close()
+        finally:
+            world.close()
+    return ApproveLatency(approvals=len(responses), response_s_median=round(statistics.median(responses), 3),
+                          response_s_max=round(max(responses), 3),
+                          published_after_s_median=round(statistics.median(published), 2))
 
 
 def tiny_checkpoint(folder: Path) -> Path:
@@ -290,6 +374,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4, help="jobs in the throughput batch")
     parser.add_argument("--overhead-model", choices=["demo", "configured", "tiny", "skip"], default="demo")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--approvals", type=int, default=3, help="console approvals timed (0: skip)")
     args = parser.parse_args()
     console = Console()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -326,6 +411,15 @@ def main() -> None:
             for run in runs:
                 table.add_row(str(run.workers), str(run.jobs), f"{run.wall_s}", f"{run.jobs_per_min}")
             table.add_row("ratio 2/1", "", "", f"{ratio}x")
+            console.print(table)
+        if args.approvals > 0:
+            latency = measure_approve_latency(tiny, args.approvals)
+            out["approve_latency"] = asdict(latency)
+            table = Table(title="(3) console approve request (publication queued)")
+            for column in ("approvals", "response s (median)", "response s (max)", "published after s (median)"):
+                table.add_column(column, justify="right")
+            table.add_row(str(latency.approvals), f"{latency.response_s_median}", f"{latency.response_s_max}",
+                          f"{latency.published_after_s_median}")
             console.print(table)
     path = RESULTS / f"batch-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(out, indent=2), encoding="utf-8")

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "consent": ("console.commands.consent:app", "Consents: versioned, revocable, with evidence."),
     "audit": ("console.commands.audit:app", "The tamper-evident audit log."),
     "storage": ("console.commands.storage:app", "The local S3 server (SeaweedFS on 127.0.0.1)."),
+    "orchestrator": ("console.commands.orchestrator:app", "The local Prefect server (orchestration API on 127.0.0.1)."),
     "publication": ("console.commands.publication:app", "Published videos: list, show, download, take down."),
     "batch": ("console.commands.batch:app", "Submit batches of jobs, run them, and report on them."),
     "review": ("console.commands.review:app", "Review flagged jobs: list, show, approve, reject."),

@@ -6,15 +6,20 @@ import os
 
 
 def keep_prefect_offline() -> None:
-    """Turn off Prefect's telemetry unless the operator set it: this product runs without internet.
+    """Turn off Prefect's telemetry and its temporary servers unless the operator set otherwise.
 
-    Prefect's temporary local server (started by every flow run without a server) sends telemetry by
-    default; the attempt fails offline and, under load, races our runs for its SQLite database. It has
-    to be set before Prefect reads its settings, which is why it runs when this package is imported:
-    every module that imports Prefect lives below here.
+    This product runs without internet, and talks to one Prefect API (`PREFECT_API_URL`, or the project's
+    own local server: `flows.orchestrator`). Prefect would otherwise start a temporary ("ephemeral")
+    server inside every process that runs a flow without an API: one per command, racing the others for
+    its SQLite file, timing out under load and forgetting the `gpu` leases of the runs it served. With
+    ephemeral mode off, a missing API is an error (`flows.orchestrator.require_api` words it). It has to
+    be set before Prefect reads its settings, which is why it runs when this package is imported: every
+    module that imports Prefect lives below here.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    if "PREFECT_SERVER_EPHEMERAL_ENABLED" not in os.environ:
+        os.environ.setdefault("PREFECT_SERVER_ALLOW_EPHEMERAL_MODE", "false")
 
 
 keep_prefect_offline()

@@ -23,6 +23,7 @@ import yaml
 from PIL import Image
 
 from flows.batchfile import read_batch_file
+from flows.orchestrator import api_for, local_prefect_server, sigterm_as_exit
 from flows.runtime import Runtime, use_runtime
 from flows.settings import Settings
 from flows.status import BatchReport, batch_report
@@ -95,6 +96,7 @@ def demo_settings(base: Settings, root: Path) -> Settings:
         "allowed_input_dirs": [root / "inputs"],
         "policy_path": root / "policy.yaml",
         "s3_bucket_prefix": "likeness-demo",
+        "prefect_port": 0 if base.prefect_port == Settings().prefect_port else base.prefect_port,  # any free port
     })  # fmt: skip
 
 
@@ -212,6 +214,7 @@ def run_demo(base: Settings, *, root: Path, on_step: StepReporter) -> DemoResult
     previous = LocalS3Server(s3_root, access_key=base.s3_access_key,
                              secret_key=base.s3_secret_key.get_secret_value())
     previous.stop(grace=30.0)
+    local_prefect_server(demo_settings(base, root)).stop()  # one a killed earlier demo may have left
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     settings = demo_settings(base, root)
@@ -224,7 +227,10 @@ def run_demo(base: Settings, *, root: Path, on_step: StepReporter) -> DemoResult
                         demo_model=base.mcnet_checkpoint is None, s3_endpoint=state.endpoint)
     rt = Runtime(settings)
     try:
-        _run(rt, result, on_step)
+        with sigterm_as_exit(), api_for(settings) as api:
+            on_step(f"using the Prefect API at {api.api_url}"
+                    + (" (the demo's own local server, stopped at the end)" if api.started else ""))
+            _run(rt, result, on_step)
     finally:
         rt.close()
         on_step("stopping the local S3 server (its data stays under var/demo/s3)")
@@ -262,9 +268,16 @@ def _run(rt: Runtime, result: DemoResult, on_step: StepReporter) -> None:
     for item in waiting:
         on_step(f"review: {REVIEWER} approves job {item.job_id} "
                 f"(flagged because: {'; '.join(item.reasons) or 'policy sends every job to review'})")
-        decision = apply_decision(settings_or_runtime=rt, job_id=item.job_id, reviewer_email=REVIEWER,
-                                  verdict="approve", reason="demo: output looks like the consenting subject")
-        result.review = f"{item.job_id}: approved by {REVIEWER}, job {decision.state}"
+        with use_runtime(rt):
+            decision = apply_decision(settings_or_runtime=rt, job_id=item.job_id, reviewer_email=REVIEWER,
+                                      verdict="approve", reason="demo: output looks like the consenting subject")
+            if decision.publishing is not None:
+                on_step(f"publishing job {item.job_id} (queued: {decision.publishing.mode})")
+                decision.publishing.wait()
+        from flows.publish_queue import publish_status
+
+        result.review = (f"{item.job_id}: approved by {REVIEWER}, publication "
+                         f"{publish_status(rt, item.job_id).state}")
     result.batch = batch_report(rt, batch_id)
     published = [job for job in result.batch.jobs if job.published_key]
     if published:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows import tasks
+from flows.heartbeat import beating, current_run_id
 from flows.preflight import preflight
 from flows.publish import publish_job
 from flows.render_steps import HELD_ELSEWHERE, REFUSED, describe
@@ -25,6 +26,12 @@ from governance.errors import InvalidTransition
 def render_job(job_id: str) -> str:
     """Render, check and (when the policy allows) publish one job; returns the job's final state."""
     preflight(get_runtime())  # configuration first: a bad setting must not consume the job
+    every = get_runtime().settings.run_heartbeat_seconds
+    with beating(current_run_id(), every=every):
+        return _render(job_id)
+
+
+def _render(job_id: str) -> str:
     try:
         claimed = tasks.claim_render(job_id)
         if claimed == HELD_ELSEWHERE:

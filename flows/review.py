@@ -2,10 +2,11 @@
 
 The render flow ends a flagged job at `awaiting_review` and exits, so nobody holds a worker or a GPU
 while a person decides. The decision is then applied by `apply_decision` — from the CLI
-(`likeness review approve|reject`), the web console, or the Prefect UI form of `review_gate` — which
+(`likeness review approve|reject`) or the web console, the two surfaces that know who the reviewer is
+(there is no Prefect UI form: Prefect's open-source UI has no sign-in, see docs/flows.md) — which
 records it through `governance.review.decide` (reviewer role, four eyes, once only, with the
-reviewer's identity: Prefect does not record who resumed a run) and, on approval, runs the publish
-flow, which verifies consent once more. `review_timeout_sweep` rejects jobs whose review window has
+reviewer's identity: Prefect does not record who resumed a run) and, on approval, queues the publish
+flow (`flows.publish_queue`), which verifies consent once more; the decision returns at once. `review_timeout_sweep` rejects jobs whose review window has
 passed, and says so in the audit log.
 """
 
@@ -14,16 +15,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
 
 from prefect import flow, get_run_logger
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 
-from flows.jobdata import clear_workspace, load_job
+from flows.jobdata import clear_workspace
+from flows.publish_queue import PublishTicket, queue_publish
 from flows.queries import jobs_in_states
-from flows.runtime import Runtime, get_runtime, use_runtime
+from flows.runtime import Runtime, get_runtime
 from flows.settings import Settings
 from governance import audit, jobs, review
 from governance.enums import JobState, Verdict
@@ -34,7 +32,6 @@ from governance.users import get_user_by_email
 logger = logging.getLogger(__name__)
 
 TIMEOUT_ACTOR = "system:review-timeout"
-GATE_POLL_SECONDS = 2  # how often a paused gate checks for the reviewer's form
 
 
 @dataclass(frozen=True)
@@ -46,6 +43,7 @@ class DecisionResult:
     verdict: str
     state: str
     published_key: str | None
+    publishing: PublishTicket | None = None  # the queued publication (approvals with publish=True)
 
 
 def apply_decision(
@@ -57,11 +55,14 @@ def apply_decision(
     reason: str,
     publish: bool = True,
 ) -> DecisionResult:
-    """Record a reviewer's verdict on a job awaiting review; on approval, publish it (unless `publish=False`).
+    """Record a reviewer's verdict on a job awaiting review; on approval, queue its publication.
 
     The one code path for every review surface. Governance refuses (and audits the refusal) when the
     user lacks the reviewer role, requested the batch (four eyes), or the job was decided already.
-    With `publish=False` the approved job is left for the `publish-approved` deployment.
+    The decision returns as soon as it is recorded: publishing is queued as a `publish-job` run
+    (`flows.publish_queue.queue_publish`: a deployment run, or a background thread here), whose ticket
+    is `result.publishing`; `flows.publish_queue.publish_status` says how it went. With
+    `publish=False` the approved job is left for the `publish-approved` deployment.
 
     Raises:
         governance.errors.GovernanceError: the refusal (`RoleRequired`, `FourEyesViolation`,
@@ -70,8 +71,11 @@ def apply_decision(
     owned = not isinstance(settings_or_runtime, Runtime)
     rt = settings_or_runtime if isinstance(settings_or_runtime, Runtime) else Runtime(settings_or_runtime)
     try:
-        return _apply(rt, job_id=job_id, reviewer_email=reviewer_email, verdict=verdict, reason=reason,
-                      publish=publish)
+        result = _apply(rt, job_id=job_id, reviewer_email=reviewer_email, verdict=verdict, reason=reason,
+                        publish=publish)
+        if owned and result.publishing is not None:
+            result.publishing.wait()  # a runtime built here must outlive the local publication it serves
+        return result
     finally:
         if owned:
             rt.close()
@@ -83,51 +87,21 @@ def _apply(rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | 
         reviewer = get_user_by_email(session, reviewer_email)
         decision = review.decide(session, job_id=job_id, reviewer_id=reviewer.id, verdict=verdict, reason=reason)
         decision_id, chosen = decision.id, Verdict(decision.verdict)
-    state, key = (JobState.rejected if chosen == Verdict.reject else JobState.approved), None
-    if state == JobState.rejected:
-        clear_workspace(rt.workspace_root, job_id)
-    if chosen == Verdict.approve and publish:
-        from flows.publish import publish_job
-        from flows.publish_steps import existing_publication
+        if publish and chosen == Verdict.approve:
+            from flows.orchestrator import require_api
 
-        with use_runtime(rt):
-            state = JobState(publish_job(job_id))
-            key = existing_publication(rt, job_id)
+            # Governance has accepted the decision; before it commits, make sure its publication can be
+            # queued: an unreachable Prefect API rolls the approval back whole (one line, PREFECT_API_URL).
+            require_api(rt.settings)
+    state = JobState.rejected if chosen == Verdict.reject else JobState.approved
+    if state == JobState.rejected:
+        clear_workspace(rt.workspace_root, job_id)  # no local copy outlives the job
+    ticket = None
+    if chosen == Verdict.approve and publish:
+        ticket = queue_publish(rt, job_id, requested_by=reviewer_email)
     logger.info("review of job %s: %s by %s; job now %s", job_id, chosen.value, reviewer_email, state.value)
     return DecisionResult(job_id=job_id, decision_id=decision_id, verdict=chosen.value, state=state.value,
-                          published_key=key)
-
-
-class ReviewForm(RunInput):
-    """The form the Prefect UI shows a reviewer; the identity is checked by governance, not by Prefect."""
-
-    reviewer_email: str
-    verdict: Literal["approve", "reject"]
-    reason: str
-
-
-@flow(name="review-gate")
-def review_gate(job_id: str, timeout_hours: float | None = None) -> str:
-    """Wait (paused, in the Prefect UI) for a reviewer's form, then apply it; a timeout rejects the job.
-
-    Meant for deployments whose reviewers work in Prefect's UI. The CLI and the web console do not
-    need it: they call `apply_decision` directly. Returns the job's state afterwards.
-    """
-    rt = get_runtime()
-    hours = timeout_hours if timeout_hours is not None else rt.settings.review_timeout_hours
-    with unit_of_work(rt.sessions) as session:
-        state = JobState(load_job(session, job_id).state)
-    if state != JobState.awaiting_review:
-        return state.value
-    try:
-        form = pause_flow_run(wait_for_input=ReviewForm, timeout=max(1, round(hours * 3600)),
-                              poll_interval=GATE_POLL_SECONDS)
-    except FlowPauseTimeout:
-        return expire_review(rt, job_id).value
-    answer = form.model_dump()
-    result = apply_decision(settings_or_runtime=rt, job_id=job_id, reviewer_email=answer["reviewer_email"],
-                            verdict=answer["verdict"], reason=answer["reason"])
-    return result.state
+                          published_key=None, publishing=ticket)
 
 
 def expire_review(rt: Runtime, job_id: str) -> JobState:

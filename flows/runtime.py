@@ -9,6 +9,7 @@ process-pool task runner's initializer) builds one from the environment with `ge
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -147,10 +148,18 @@ class Runtime:
 
 _current: Runtime | None = None
 _current_lock = threading.Lock()
+# The runtime installed by `use_runtime` for this thread / task context. A context variable, not the
+# process global alone: two threads installing runtimes (the console publishing on a background thread
+# while a test or a request installs another) must not put each other's back on exit. Prefect's task
+# runners copy the context into the threads they start, so tasks see the runtime of the flow that ran them.
+_installed: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar("likeness_runtime", default=None)
 
 
 def get_runtime() -> Runtime:
-    """The process's runtime, built from the environment on first call."""
+    """The runtime installed for this context, else the process's, built from the environment on first call."""
+    installed = _installed.get()
+    if installed is not None:
+        return installed
     global _current
     with _current_lock:
         if _current is None:
@@ -170,12 +179,19 @@ def configure_runtime(settings: Settings) -> Runtime:
 
 @contextlib.contextmanager
 def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
-    """Install `runtime` for the duration of a block, then put the previous one back."""
+    """Install `runtime` for the duration of a block (this context and the tasks it starts), then put the
+    previous one back. Threads started without a copy of the context find it as the process's runtime
+    while no other is set there."""
     global _current
+    token = _installed.set(runtime)
     with _current_lock:
-        previous, _current = _current, runtime
+        adopted = _current is None
+        if adopted:
+            _current = runtime
     try:
         yield runtime
     finally:
+        _installed.reset(token)
         with _current_lock:
-            _current = previous
+            if adopted and _current is runtime:
+                _current = None

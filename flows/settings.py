@@ -51,6 +51,8 @@ class Settings(BaseSettings):
 
     # Governance.
     policy_path: Path | None = None
+    # The size the `gpu` global concurrency limit is created with when it does not exist yet; an existing
+    # limit is the operator's (`prefect gcl update gpu --limit N`) and never changed by a run.
     gpu_concurrency: int = Field(default=1, ge=1)
     review_timeout_hours: float = Field(default=72.0, gt=0)
     retention_days: int = Field(default=30, ge=1)
@@ -64,6 +66,29 @@ class Settings(BaseSettings):
     # Detect the driving video's face on every k-th frame (boxes between are interpolated and smoothed).
     driving_detect_every: int = Field(default=2, ge=1, le=25)
     reclaim_after_minutes: float = Field(default=360.0, gt=0)
+
+    # Orchestration (Prefect). `PREFECT_API_URL` (Prefect's own variable) names the API to use; without
+    # it the project's local server (`likeness orchestrator up`, state under var_dir/prefect) is used.
+    prefect_port: int = Field(default=4200, ge=0, le=65535)
+    # The local server's own database (e.g. postgresql+asyncpg://...); None: SQLite under var_dir/prefect.
+    prefect_database_url: str | None = None
+    # Where an approval's publication runs: a deployment (`publish-job/publish-job--prod`) taken by a `cpu`
+    # worker, or (None) a background thread of the approving process. See flows/publish_queue.py.
+    publish_deployment: str | None = None
+    # Where `nightly-batch` sends its jobs when it runs as a deployment: one run of this `render-job`
+    # deployment per job, so every worker of the gpu pool shares the batch. Empty: always run them here.
+    render_deployment: str = "render-job/render-job--prod"
+    # The task runner for running a batch's jobs here: threads, or Dask (a scheduler's address, or a
+    # local cluster of threads when empty); how many jobs at once.
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None
+    task_runner_workers: int = Field(default=4, ge=1, le=64)
+    # Render and publish runs beat every so often; a RUNNING run silent for longer is marked crashed and
+    # its job taken over (minutes, not the `reclaim_after_minutes` clock). See flows/heartbeat.py.
+    run_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    run_heartbeat_timeout_seconds: float = Field(default=90.0, gt=0)
+    # A `gpu` slot is a lease renewed while its run lives; a run killed outright frees it after this long.
+    gpu_lease_seconds: float = Field(default=60.0, ge=60.0, le=3600.0)
 
     # Provenance signing; empty means "make a local development CA under var_dir".
     signing_cert_path: Path | None = None

@@ -28,6 +28,10 @@ class JobRow:
     published_key: str | None
     published_bucket: str | None
     last_error: str | None
+    # How its publication stands (`flows.publish_queue.publish_status`): none, queued, publishing,
+    # published or failed, and the error of a failed one.
+    publication: str = "none"
+    publication_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,16 @@ class BatchReport:
         return sum(1 for job in self.jobs if job.state == state)
 
 
+def _with_publication(row: JobRow, status: Any) -> JobRow:
+    from dataclasses import replace
+
+    return replace(row, publication=status.state, publication_error=status.error)
+
+
 def batch_report(rt: Runtime, batch_id: str) -> BatchReport:
     """Read a batch's jobs with their scores, review decision and publication."""
+    from flows.publish_queue import publish_status
+
     with unit_of_work(rt.sessions) as session:
         batch = batches.get_batch(session, batch_id)
         requester = session.get(User, batch.requested_by)
@@ -68,5 +80,8 @@ def batch_report(rt: Runtime, batch_id: str) -> BatchReport:
                 published_bucket=publication.bucket if publication is not None else None,
                 last_error=job.last_error,
             ))  # fmt: skip
-        return BatchReport(batch_id=batch.id, name=batch.name,
-                           requested_by=requester.email if requester is not None else batch.requested_by, jobs=rows)
+        name, requested_by = batch.name, requester.email if requester is not None else batch.requested_by
+    # After the unit of work: each status reads in one of its own (on SQLite a nested one would wait for
+    # this one's write lock).
+    rows = [_with_publication(row, publish_status(rt, row.job_id)) for row in rows]
+    return BatchReport(batch_id=batch_id, name=name, requested_by=requested_by, jobs=rows)

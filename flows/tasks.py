@@ -8,12 +8,9 @@ image bytes, so nothing personal lands in Prefect's result storage.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 from prefect import get_run_logger, task
-from prefect.client.orchestration import get_client
 from prefect.context import get_run_context
-from prefect.exceptions import ObjectNotFound
 
 from flows import publish_steps, render_steps
 from flows.retry import RETRIES, RETRY_DELAYS, only_transient
@@ -36,20 +33,14 @@ def flow_run_id() -> str:
 
 
 def run_is_alive(run_id: str) -> bool:
-    """Whether the Prefect flow run that holds a job is still running (so nobody else may take the job).
+    """Whether the Prefect flow run that holds a job is still alive (so nobody else may take the job).
 
-    A run unknown to this Prefect API (another server, an ephemeral one that is gone) counts as dead.
+    PAUSED, or RUNNING with a recent heartbeat (`flows.heartbeat`); a RUNNING run whose heartbeat
+    stopped is marked CRASHED and counts as dead. A run unknown to this Prefect API counts as dead.
     """
-    try:
-        run_uuid = UUID(run_id)
-    except ValueError:
-        return False
-    with get_client(sync_client=True) as client:
-        try:
-            run = client.read_flow_run(run_uuid)
-        except ObjectNotFound:
-            return False
-    return bool(run.state is not None and (run.state.is_running() or run.state.is_paused()))
+    from flows.heartbeat import holder_alive
+
+    return holder_alive(run_id, timeout_seconds=get_runtime().settings.run_heartbeat_timeout_seconds)
 
 
 @task(name="claim-render", **RETRYING)

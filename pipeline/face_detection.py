@@ -1,13 +1,18 @@
 """Face detection through deepface's offline detectors (dlib HOG or OpenCV Haar), and its errors.
 
-Only `dlib` and `opencv` work without a network here (the others download weights). The detector
-object is built once per process (deepface caches it) after `pipeline.deepface_weights` has put the
-dlib landmark file in place. Boxes are tight face boxes in image pixels; deepface clips them to the
-image, so a box that touches the border means a face cut by the border.
+Only `dlib` and `opencv` work without a network here (the others download weights). Neither detector
+is safe to share between threads: dlib's HOG detector releases the GIL and keeps scratch buffers in the
+object, so two threads running one detector corrupt each other's results (hundreds of "faces") or
+crash the process. `detect_faces` therefore uses a detector of its own per thread (built on the
+thread's first call, after `pipeline.deepface_weights` has put the dlib landmark file in place), and
+never deepface's process-wide cached one, which only `pipeline.identity` uses, under `DEEPFACE_LOCK`.
+Boxes are tight face boxes in image pixels; deepface clips them to the image, so a box that touches
+the border means a face cut by the border.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,13 +27,20 @@ DETECTORS: tuple[Detector, ...] = ("dlib", "opencv")
 # dlib's HOG scores are > 0 and uncapped (deepface clips them to 1); weak hits below this are clutter.
 DEFAULT_MIN_CONFIDENCE = 0.5
 
-_lock = threading.Lock()
-# Every call into dlib (deepface's detector and its face-recognition model) takes this one lock. The
-# dlib objects are shared per process (deepface caches them) and are not thread-safe: a detection
-# running while another thread embeds a face crashes the whole process (SIGSEGV/SIGABRT, no Python
-# error), which is how a threaded `batch run` died with jobs left open. Serialising costs little: the
-# detector and the model already use all cores they can.
-NATIVE_LOCK = threading.RLock()
+# deepface's own detector classes for the names above (deepface 0.0.103's `modeling.AVAILABLE_MODELS`).
+_DETECTOR_CLASSES: dict[Detector, tuple[str, str]] = {
+    "dlib": ("deepface.models.face_detection.Dlib", "DlibClient"),
+    "opencv": ("deepface.models.face_detection.OpenCv", "OpenCvClient"),
+}
+
+DEEPFACE_LOCK = threading.RLock()
+"""Held around every call into dlib in the process: deepface's process-wide model cache (`DeepFace.represent`
+and the Dlib recognition network it caches) and each thread's own detector. dlib is not thread-safe: a
+detection running while another thread embeds a face crashed the whole process (SIGSEGV/SIGABRT, no
+Python error), which is how a threaded `batch run` died with jobs left open; two threads in one detector
+invent hundreds of faces. Serialising costs little: the detector and the model already use the cores they can."""
+
+_per_thread = threading.local()
 
 
 class FaceError(InputError):
@@ -97,13 +109,17 @@ class FaceBox:
 
 
 def _detector(name: Detector) -> Any:
+    """This thread's own detector `name`: built on the thread's first call, never shared with another."""
     if name not in DETECTORS:
         raise ValueError(f"face detector must be one of {DETECTORS}, got {name!r}")
-    deepface_module()
-    from deepface.modules import modeling
-
-    with _lock:  # deepface's model cache is a plain dict
-        return modeling.build_model(task="face_detector", model_name=name)
+    detectors: dict[str, Any] | None = getattr(_per_thread, "detectors", None)
+    if detectors is None:
+        detectors = _per_thread.detectors = {}
+    if name not in detectors:
+        deepface_module()  # weights in place, deepface importable
+        module, cls = _DETECTOR_CLASSES[name]
+        detectors[name] = getattr(importlib.import_module(module), cls)()
+    return detectors[name]
 
 
 def detect_faces(
@@ -114,7 +130,7 @@ def detect_faces(
         raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     model = _detector(detector)
-    with NATIVE_LOCK:
+    with DEEPFACE_LOCK:
         regions = model.detect_faces(bgr)
     faces = [
         FaceBox(x=int(r.x), y=int(r.y), w=int(r.w), h=int(r.h), confidence=float(r.confidence or 0.0))

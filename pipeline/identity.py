@@ -6,8 +6,10 @@ between 128-d Dlib embeddings of detected, aligned faces; lower is more alike. T
 calibrated on real photos (`docs/identity-calibration.md`) and comes from the policy. Every result
 carries the model, detector, metric, threshold and deepface version that produced it.
 
-The model is loaded once per process (deepface caches it); calls are serialised by the process-wide
-`pipeline.face_detection.NATIVE_LOCK`, shared with face detection: concurrent dlib calls crash the process.
+The model is loaded once per process (deepface caches it). Every call into deepface holds the one
+process-wide `pipeline.face_detection.DEEPFACE_LOCK`, not a lock of this verifier's own: deepface's cache
+is shared by every verifier in the process, and dlib's detector and network are not thread-safe (two
+threads in one dlib detector crash the process or invent hundreds of faces).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from pipeline.deepface_weights import deepface_module, deepface_version
-from pipeline.face_detection import DETECTORS, NATIVE_LOCK, Detector, NoFaceError
+from pipeline.face_detection import DEEPFACE_LOCK, DETECTORS, Detector, NoFaceError
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +147,7 @@ class IdentityVerifier:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.dtype} {image.shape}")
         bgr = np.ascontiguousarray(image[:, :, ::-1])
-        with NATIVE_LOCK:  # one lock for every dlib call in the process (see pipeline.face_detection)
+        with DEEPFACE_LOCK:
             if self._deepface is None:
                 self._deepface = deepface_module()
             try:

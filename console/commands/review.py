@@ -1,11 +1,11 @@
 """`likeness review`: the reviewer's queue, one job's evidence, and the decision (approve or reject).
 
-A decision goes through `flows.review.apply_decision`, the same code path as the web console and the
-Prefect UI form: reviewer role, four eyes and decided-once are enforced by governance, and an approval
-publishes the job right away (after consent is verified once more). An approval that delivery then
-refuses (consent revoked or narrowed while the job waited) exits 1 with one line naming the consent and
-what no longer covers the use. `list` and `show` need `--actor` (reviewer or auditor): each read, and
-each `--download` of a render, is audited as `access.read`.
+A decision goes through `flows.review.apply_decision`, the same code path as the web console: reviewer
+role, four eyes and decided-once are enforced by governance, and an approval queues the job's publication
+(consent is verified once more); with the local runner this command waits for it and says how it went.
+An approval that delivery then refuses (consent revoked or narrowed while the job waited) exits 1 with
+one line naming the consent and what no longer covers the use. `list` and `show` need `--actor`
+(reviewer or auditor): each read, and each `--download` of a render, is audited as `access.read`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from rich.table import Table
 from console.commands.batch import flow_errors
 from console.context import require_migrated_database
 from console.terminal import make_console
+from flows.publish_queue import publish_status
+from flows.publish_steps import existing_publication
 from flows.review import apply_decision
 from flows.review_queue import ReviewItem, download_render, pending_reviews, review_item
 from flows.runtime import Runtime, use_runtime
@@ -127,14 +129,33 @@ def _decide(job_id: str, reviewer: str, verdict: str, reason: str, publish: bool
             with use_runtime(rt):
                 result = apply_decision(settings_or_runtime=rt, job_id=job_id, reviewer_email=reviewer,
                                         verdict=verdict, reason=reason, publish=publish)
-            if result.state == JobState.refused.value:
+            past = "approved" if result.verdict == "approve" else "rejected"
+            ticket = result.publishing
+            if ticket is not None and ticket.mode != "deployment":
+                ticket.wait()  # the local runner: this process publishes before it exits
+            state = _job_state(rt, result.job_id)
+            if state == JobState.refused.value:
                 raise ApprovalRefused(f"job {result.job_id} approved by {reviewer} but refused before publishing: "
                                       f"{refusal_reason(rt, result.job_id)}")
+            console().print(f"job {result.job_id}: {past} by {reviewer}; now [bold]{state}[/bold]")
+            if ticket is not None:
+                if ticket.mode == "deployment":
+                    console().print(f"publishing queued as flow run {ticket.flow_run_id}")
+                    return
+                status = publish_status(rt, job_id)
+                key = existing_publication(rt, job_id)
+                where = f" as {key}" if key else ""
+                console().print(f"publication: [bold]{status.state}[/bold]{where}"
+                                + (f" ({status.error}); retry with `likeness review retry-publish {job_id}`"
+                                   if status.error else ""))
         finally:
             rt.close()
-    where = f"; published as {result.published_key}" if result.published_key else ""
-    verdict = "approved" if result.verdict == "approve" else "rejected"
-    console().print(f"job {result.job_id}: {verdict} by {reviewer}; now [bold]{result.state}[/bold]{where}")
+
+
+def _job_state(rt: Runtime, job_id: str) -> str:
+    """The job's state now (after the local publication, when one ran)."""
+    with unit_of_work(rt.sessions) as session:
+        return JobState(jobs.get_job(session, job_id).state).value
 
 
 class ApprovalRefused(ValueError):
@@ -170,3 +191,24 @@ def reject(
 ) -> None:
     """Reject a flagged job (reviewer role; not your own batch); it is never published."""
     _decide(job_id, actor, "reject", reason, False)
+
+
+@app.command("retry-publish")
+def retry_publish_command(
+    job_id: str = typer.Argument(..., help="the approved job whose publication failed"),
+    actor: str = typer.Option(..., "--actor", envvar="LIKENESS_ACTOR", help="e-mail of who asks for it"),
+) -> None:
+    """Queue a failed publication again (the publish-approved sweep does the same on its schedule)."""
+    from flows.publish_queue import retry_publish
+
+    with flow_errors():
+        rt = _runtime()
+        try:
+            with use_runtime(rt):
+                ticket = retry_publish(rt, job_id, requested_by=actor)
+                ticket.wait()
+                status = publish_status(rt, job_id)
+        finally:
+            rt.close()
+    console().print(f"job {job_id}: publication [bold]{status.state}[/bold]"
+                    + (f" ({status.error})" if status.error else ""))

@@ -62,7 +62,14 @@ def serve(
     if not insecure_cookies and _loopback(bind):
         typer.echo("note: session cookies are Secure: browsers keep them over plain http for `localhost` only "
                    "(use that name, --insecure-cookies, or TLS in front)")
+    from flows.orchestrator import ORCHESTRATOR_ERRORS, api_for
+
     try:
-        uvicorn.run(web, host=bind, port=listen, log_level="info", proxy_headers=False, server_header=False)
+        # The Prefect API for approvals' publications: PREFECT_API_URL, else the local server (started
+        # here if it was not running, and then stopped when the console stops: uvicorn turns SIGINT and
+        # SIGTERM into a clean return, so this block's exit runs).
+        with one_line_errors(*ORCHESTRATOR_ERRORS), api_for(settings) as api:
+            typer.echo(f"Prefect API {api.api_url}" + (" (started for this console)" if api.started else ""))
+            uvicorn.run(web, host=bind, port=listen, log_level="info", proxy_headers=False, server_header=False)
     finally:
         runtime.close()

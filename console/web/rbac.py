@@ -35,6 +35,7 @@ ROUTE_ROLES: dict[str, Rule] = {
     "review_queue": frozenset({R}),
     "review_job": frozenset({R}),
     "review_decide": frozenset({R}),
+    "review_retry_publish": frozenset({R, OP}),
     "job_media": frozenset({R, A}),
     "reference_photo": frozenset({R, C, A}),
     "review_script": Access.public,

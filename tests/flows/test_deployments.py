@@ -30,7 +30,6 @@ EXPECTED = {
     "render-job--prod": ("gpu", None, None),
     "publish-job--prod": ("cpu", None, None),
     "publish-approved--prod": ("cpu", "*/10 * * * *", "UTC"),
-    "review-gate--prod": ("cpu", None, None),
     "review-timeout-sweep--prod": ("cpu", "5 * * * *", "UTC"),
     "takedown--prod": ("cpu", "*/10 * * * *", "UTC"),
     "retention-sweep--prod": ("cpu", "30 3 * * *", "Europe/Berlin"),

@@ -3,33 +3,25 @@
 One batch of six flagged jobs is set up once for the module (rendered and checked already: the render
 path is tested in test_batch_flow.py); each test then
 decides one job a different way: approved from the CLI (published), four eyes refused from the CLI,
-rejected by the reviewer, consent revoked while waiting (refused at delivery), decided in the Prefect
-UI form of the paused `review-gate` flow, approved without publishing (left to `publish-approved`), and the
+rejected by the reviewer, consent revoked while waiting (refused at delivery), approved without publishing (left to `publish-approved`), and the
 review window timing out (rejected by the sweep, audited).
 """
 
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import UUID
 
 import pytest
-from prefect.flow_runs import resume_flow_run
 from typer.testing import CliRunner
 
 from console.cli import app
 from flows.publish import publish_approved
-from flows.review import apply_decision, review_gate, review_timeout_sweep
+from flows.review import apply_decision, review_timeout_sweep
 from flows.runtime import use_runtime
-from governance import review
 from governance.enums import JobState
 from governance.errors import AlreadyDecided
-from governance.schema import User
-from governance.uow import unit_of_work
 from tests.fixtures.model import TinyCheckpoint
 from tests.fixtures.storage import S3ServerHandle
 from tests.flows.conftest import REVIEWER, REVIEWER_OPERATOR, FlowWorld, Media, cli_env, make_world
@@ -111,56 +103,15 @@ def test_consent_revoked_during_review_refuses_delivery(review_world: tuple[Flow
     with use_runtime(world.rt):
         decision = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
                                   verdict="approve", reason="fine")
+        assert decision.state == "approved" and decision.publishing is not None  # decided; publishing queued
+        assert decision.publishing.wait(timeout=300)
 
-    assert decision.state == "refused"
     job = world.job(job_id)
     assert job.state == JobState.refused
     assert "revoked" in (job.last_error or "")
     assert world.publications(job_id) == 0
     actions = world.actions(job_id)
     assert actions.index("review.approved") < actions.index("job.refused")
-
-
-def test_decision_through_the_prefect_ui_gate(review_world: tuple[FlowWorld, list[str], str]) -> None:
-    world, job_ids, _ = review_world
-    job_id = job_ids[4]
-    outcome: dict[str, object] = {}
-
-    def gate() -> None:
-        with use_runtime(world.rt):
-            outcome["state"] = review_gate(job_id=job_id, timeout_hours=0.05)
-
-    thread = threading.Thread(target=gate)
-    thread.start()
-    run_id = _paused_gate_run(timeout=60)
-    resume_flow_run(run_id, run_input={"reviewer_email": REVIEWER, "verdict": "reject",
-                                       "reason": "lip sync drifts (from the Prefect UI)"})
-    thread.join(timeout=60)
-
-    assert outcome["state"] == "rejected"
-    assert world.state(job_id) == JobState.rejected
-    with unit_of_work(world.sessions) as session:
-        decision = review.get_decision(session, job_id)
-        assert decision is not None and decision.reason == "lip sync drifts (from the Prefect UI)"
-        reviewer = session.get(User, decision.reviewer_id)
-        assert reviewer is not None and reviewer.email == REVIEWER  # who decided, recorded by us
-    assert "review.rejected" in world.actions(job_id)
-
-
-def _paused_gate_run(*, timeout: float) -> UUID:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
-    from prefect.client.schemas.objects import StateType
-
-    deadline = time.monotonic() + timeout
-    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
-    while time.monotonic() < deadline:
-        with get_client(sync_client=True) as client:
-            runs = client.read_flow_runs(flow_run_filter=paused)
-        if runs:
-            return runs[0].id
-        time.sleep(0.5)
-    raise AssertionError("the review gate never paused")
 
 
 def test_approved_without_publishing_is_picked_up_by_publish_approved(

@@ -13,6 +13,7 @@ from console.web.motion_plot import motion_context
 from console.web.pages import redirect, render
 from console.web.plots import identity_bounds, identity_svg, per_frame_series
 from console.web.state import console, current_user
+from flows.publish_queue import publish_status, retry_publish
 from flows.review import apply_decision
 from flows.review_queue import pending_reviews, review_item
 from governance import assets, consent, jobs, review, subjects
@@ -119,7 +120,7 @@ def review_job(request: Request, job_id: str) -> Response:
         plot=identity_svg(distances, bounds=bounds, frames=frames), bounds=bounds, fps=fps, references=references,
         faceless=[int(f) for f in faceless or [] if isinstance(f, int)],
         standing=standing, decision=decision, decided_by=decided_by, own_batch=own_batch, past=PAST,
-        has_output=bool(job.output_key), **motion,
+        has_output=bool(job.output_key), publishing=publish_status(state.runtime, job_id), **motion,
     )
 
 
@@ -138,6 +139,21 @@ def review_decide(
                             verdict=verdict, reason=required_text(reason, "reason"),
                             publish=state.config.publish_on_approval)
     message = f"job {job_id}: {PAST[result.verdict]}; now {result.state}"
-    if result.published_key:
-        message += f" (published as {result.published_key})"
+    if result.publishing is not None:
+        message += "; publishing queued"
     return redirect(request, "review_job", flash=message, job_id=job_id)
+
+
+@router.post("/jobs/{job_id}/publish", name="review_retry_publish")
+def review_retry_publish(request: Request, job_id: str, back: Literal["job", "batch"] = Form("job")) -> Response:
+    """Queue a failed publication again (`flows.publish_queue.retry_publish`); returns at once, to the
+    job's page or (from the batch page) the batch's."""
+    state = console(request)
+    me = current_user(request)
+    retry_publish(state.runtime, job_id, requested_by=me.email)
+    flash = f"job {job_id}: publishing queued again"
+    if back == "batch":
+        with unit_of_work(state.runtime.sessions) as db:
+            batch_id = jobs.get_job(db, job_id).batch_id
+        return redirect(request, "batch_page", flash=flash, batch_id=batch_id)
+    return redirect(request, "review_job", flash=flash, job_id=job_id)
