@@ -33,6 +33,8 @@ GRPC_OFFSET = 10000
 STATE_FILE = "server.json"
 CONFIG_FILE = "s3.json"
 LOG_FILE = "weed.log"
+VOLUME_SIZE_LIMIT_MB = 32  # a volume stops taking writes at this size; another one is grown
+MAX_VOLUMES = 4000  # volumes are files grown on demand (nothing is preallocated): a ceiling, not a reservation
 _SERVICES = ("master", "volume", "filer", "s3", "admin")
 _PORT_RANGE = (20000, 29999)  # grpc ports land at +10000, still below the ephemeral range on Linux
 
@@ -188,6 +190,10 @@ class LocalS3Server:
             f"-dir={self.data_dir}", f"-ip={HOST}", f"-ip.bind={HOST}",
             f"-s3.config={config}", "-master.telemetry=false",
             "-webdav=false", "-admin.ui=false", "-s3.autoCreateBucket=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            # Every bucket is a SeaweedFS collection with volumes of its own. `weed mini` sizes its volume
+            # count from free disk at 128 MB a volume and then refused writes ("no writable volumes")
+            # after ~70 buckets; small volumes and an explicit count keep many buckets writable.
+            f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}", f"-volume.max={MAX_VOLUMES}",
         ]
         for service, port in ports.items():
             args += [f"-{service}.port={port}", f"-{service}.port.grpc={port + GRPC_OFFSET}"]

@@ -39,6 +39,6 @@ def test_manifest_and_verify_name_the_registered_model(publish_world: PublishWor
                        "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
                        "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix, "COLUMNS": "250"}.items():
         monkeypatch.setenv(key, value)
-    shown = CliRunner().invoke(app, ["verify", str(published)])
+    shown = CliRunner().invoke(app, ["verify", str(published), "--actor", "compliance@example.org"])
     assert shown.exit_code == 0, shown.output
     assert "mcnet-team@2.1" in shown.output and world.model_sha256 in shown.output

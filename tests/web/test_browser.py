@@ -301,7 +301,7 @@ def test_admin_creates_a_reviewer_changes_their_roles_and_they_sign_in(
     page.fill("input[name=password]", "a long enough passphrase")
     page.click("button[type=submit]")
     page.wait_for_url(f"{live.url}/")  # the sign-in page has no navigation links to read yet
-    assert page.locator("header nav a").all_inner_texts() == ["Review", "Subjects & consents", "Batches", "Audit log"]
+    assert page.locator("header nav a").all_inner_texts() == ["Review", "Subjects & consents", "Models", "Batches", "Audit log"]
 
 
 def test_demo_admin_opens_the_console_with_the_printed_password(
