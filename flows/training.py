@@ -357,7 +357,15 @@ class IdentityScores:
     Cross-identity: one held-out person's portrait driven by another's frames; generated frame vs the
     portrait, beside copying the source (0 by construction: perfect identity, no motion at all) and
     copying the driver (what a model that ignored the portrait would score). Frames without a
-    detectable face are left out and counted in `missing`. Motion fidelity (AKD, landmarks) is not here.
+    detectable face are left out and counted in `missing`.
+
+    Motion, from dlib's 68 landmarks (`pipeline.landmarks`, the motion checks' predictor):
+    AKD: generated frame vs the real driving frame, mean distance over the 68 points in pixels of the
+    model's resolution, beside copying the source frame (the real frame against itself scores 0), on
+    the frames where all three have a face (`akd_frames`). Cross-identity motion fidelity: per pair,
+    `pipeline.motion.compare_tracks` of the driver's frames against the output's (size-normalised
+    landmark motion distance, mouth-opening correlation), averaged over pairs, beside copying the
+    source (a still portrait: no motion followed).
     """
 
     aed_model: float
@@ -367,6 +375,14 @@ class IdentityScores:
     cross_copy_driver: float | None
     frames: int
     missing: int
+    akd_model: float | None
+    akd_copy_source: float | None
+    akd_frames: int
+    cross_motion_distance_model: float | None
+    cross_motion_distance_copy_source: float | None
+    cross_mouth_correlation_model: float | None
+    cross_mouth_correlation_copy_source: float | None
+    landmark_model: dict[str, str]
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -384,14 +400,26 @@ def _face_ready(frame: torch.Tensor) -> Any:
     return image
 
 
+def keypoint_distance(first: Any, second: Any) -> float:
+    """Mean over the landmarks of the L2 distance between two (N, 2) landmark arrays (AKD of one frame)."""
+    import numpy as np
+
+    return float(np.linalg.norm(np.asarray(first) - np.asarray(second), axis=1).mean())
+
+
 def identity_scores(
     checkpoint: Path, data: Path, *, device: str = "auto", per_clip: int = 8, seed: int = 0,
-    verifier: Any = None,
+    verifier: Any = None, detector: Any = None,
 ) -> IdentityScores:
-    """AED and cross-identity identity distance of a checkpoint on the held-out clips of `data`."""
+    """AED, AKD and the cross-identity identity distance and motion fidelity of a checkpoint on the
+    held-out clips of `data` (see `IdentityScores`)."""
+    import numpy as np
+
     from models.training.dataset import cross_identity_pairs
     from pipeline.identity import IdentityVerifier
     from pipeline.identity import distance as embedding_distance
+    from pipeline.landmarks import shared_detector
+    from pipeline.motion import FaceTrack, compare_tracks
 
     target = resolve_device(device)
     loaded = load_mcnet(checkpoint, device=target, dtype=torch.float32)
@@ -401,17 +429,38 @@ def identity_scores(
             f"data frames are {manifest.image_size}px but the checkpoint's model takes {loaded.config.image_size}px"
         )
     check = verifier or IdentityVerifier()
+    marks = detector or shared_detector()
     sums: dict[str, list[float]] = {"aed_model": [], "aed_copy_source": [], "cross_model": [],
-                                    "cross_copy_source": [], "cross_copy_driver": []}
+                                    "cross_copy_source": [], "cross_copy_driver": [], "akd_model": [],
+                                    "akd_copy_source": [], "motion_model": [], "motion_copy_source": [],
+                                    "mouth_model": [], "mouth_copy_source": []}
     counted = {"frames": 0, "missing": 0}
+    # Landmarks of the cross pair being evaluated: driver frames, output frames (None: no face).
+    track: dict[str, list[Any]] = {"driving": [], "output": [], "source": []}
+
+    def landmarks(frame: torch.Tensor) -> Any:
+        """68 landmarks of a (3, S, S) frame, in pixels of the model's resolution S."""
+        image = _face_ready(frame)
+        found = marks.landmarks(image)
+        return None if found is None else found * (frame.shape[-1] / image.shape[0])
 
     def observer(prefix: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]:
         def observe(source: torch.Tensor, driving: torch.Tensor, prediction: torch.Tensor) -> None:
             source_embedding = check.embed(_face_ready(source[0]))
+            source_marks = landmarks(source[0])
             for index in range(prediction.shape[0]):
                 counted["frames"] += 1
                 ours = check.embed(_face_ready(prediction[index]))
                 driver = check.embed(_face_ready(driving[index]))
+                ours_marks, driver_marks = landmarks(prediction[index]), landmarks(driving[index])
+                if prefix == "aed":
+                    if ours_marks is not None and driver_marks is not None and source_marks is not None:
+                        sums["akd_model"].append(keypoint_distance(ours_marks, driver_marks))
+                        sums["akd_copy_source"].append(keypoint_distance(source_marks, driver_marks))
+                else:
+                    track["driving"].append(driver_marks)
+                    track["output"].append(ours_marks)
+                    track["source"].append(source_marks)
                 if ours is None or driver is None or source_embedding is None:
                     counted["missing"] += 1
                     continue
@@ -426,19 +475,38 @@ def identity_scores(
 
     evaluate(loaded.model, evaluation_pairs(manifest, per_clip=per_clip), device=target, seed=seed,
              observe=observer("aed"))
-    cross = cross_identity_pairs(manifest, per_clip=per_clip)
-    if cross:
-        evaluate(loaded.model, cross, device=target, seed=seed, observe=observer("cross"))
+    side = loaded.config.image_size
+    for pair in cross_identity_pairs(manifest, per_clip=per_clip):
+        # One pair at a time: motion is compared along each driver's own sequence.
+        track.update(driving=[], output=[], source=[])
+        evaluate(loaded.model, [pair], device=target, seed=seed, observe=observer("cross"))
+        indices = list(range(len(track["driving"])))
+
+        def face_track(points: list[Any], indices: list[int] = indices) -> FaceTrack:
+            return FaceTrack(frame_indices=indices, points=points, image_size=(side, side))
+
+        driving_track = face_track(track["driving"])
+        still = track["source"][0] if track["source"] else None
+        for name, points in (("model", track["output"]), ("copy_source", [still] * len(indices))):
+            motion = compare_tracks(driving_track, face_track(points), every=1, model=marks.model).scores()
+            sums[f"motion_{name}"].append(motion["motion_mean_distance"])
+            sums[f"mouth_{name}"].append(motion["mouth_correlation"])
     if not sums["aed_model"]:
         raise TrainingDataError(f"no face was found in any evaluated frame of {data}: identity scores need faces")
 
     def mean(name: str) -> float | None:
-        return float(sum(sums[name]) / len(sums[name])) if sums[name] else None
+        return float(np.mean(sums[name])) if sums[name] else None
 
     return IdentityScores(
         aed_model=float(mean("aed_model") or 0.0), aed_copy_source=float(mean("aed_copy_source") or 0.0),
         cross_model=mean("cross_model"), cross_copy_source=mean("cross_copy_source"),
         cross_copy_driver=mean("cross_copy_driver"), frames=counted["frames"], missing=counted["missing"],
+        akd_model=mean("akd_model"), akd_copy_source=mean("akd_copy_source"), akd_frames=len(sums["akd_model"]),
+        cross_motion_distance_model=mean("motion_model"),
+        cross_motion_distance_copy_source=mean("motion_copy_source"),
+        cross_mouth_correlation_model=mean("mouth_model"),
+        cross_mouth_correlation_copy_source=mean("mouth_copy_source"),
+        landmark_model=marks.model.as_dict(),
     )
 
 

@@ -198,10 +198,10 @@ def evaluate(
     per_clip: Annotated[int, typer.Option(help="Driving frames per held-out clip.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     identity: Annotated[
-        bool, typer.Option("--identity", help="Also AED and the cross-identity score (face embeddings; slower).")
+        bool, typer.Option("--identity", help="Also AED, AKD and the cross-identity score (faces, landmarks; slower).")
     ] = False,
 ) -> None:
-    """Held-out L1 / PSNR / SSIM (and with --identity, AED and cross-identity) against copying the source."""
+    """Held-out L1 / PSNR / SSIM (and with --identity, AED, AKD and cross-identity) against copying the source."""
     _configure_logging()
     with one_line_errors(*training.EXPECTED_ERRORS):
         report = training.evaluate_checkpoint(checkpoint, data, device=device, expected_sha256=sha256, per_clip=per_clip)
@@ -223,6 +223,15 @@ def evaluate(
         table.add_row("cross-identity (vs the portrait)", show(ids.cross_model), show(ids.cross_copy_source),
                       show(ids.cross_copy_driver))
         console.print(table)
+        motion = Table(title=f"motion (dlib 68 landmarks), AKD on {ids.akd_frames} frames with a face")
+        for column in ("", "model", "copy the source frame"):
+            motion.add_column(column, justify="right" if column else "left")
+        motion.add_row("AKD (px, vs the real frame; lower is better)", show(ids.akd_model), show(ids.akd_copy_source))
+        motion.add_row("cross-identity motion distance (vs the driver; lower)", show(ids.cross_motion_distance_model),
+                       show(ids.cross_motion_distance_copy_source))
+        motion.add_row("cross-identity mouth correlation (vs the driver; higher)",
+                       show(ids.cross_mouth_correlation_model), show(ids.cross_mouth_correlation_copy_source))
+        console.print(motion)
 
 
 @app.command("export")

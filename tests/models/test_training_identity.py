@@ -1,4 +1,4 @@
-"""AED and the cross-identity score of the shipped demo model on the shipped clip, beside their baselines,
+"""AED, AKD and the cross-identity score (identity and motion) of the shipped demo model on the shipped clip, beside their baselines,
 and through `likeness train eval --identity`."""
 
 from __future__ import annotations
@@ -42,3 +42,24 @@ def test_aed_and_cross_identity_of_the_demo_model_through_the_cli(data: Path) ->
     assert scores["aed_model"] < 0.1 and scores["aed_copy_source"] < 0.1
     assert scores["cross_copy_source"] == 0.0 and scores["cross_copy_driver"] is not None
     assert 0 <= scores["cross_model"] < 1
+    # AKD in pixels of the 128 px model: the real frame against itself is 0; copying the source is not.
+    assert scores["akd_frames"] >= 6
+    assert math.isfinite(scores["akd_model"]) and math.isfinite(scores["akd_copy_source"])
+    assert scores["akd_copy_source"] > 0.0 and 0.0 < scores["akd_model"] < 0.25 * 128
+    # Cross-identity motion fidelity, beside the still portrait (copy the source).
+    names = ("cross_motion_distance_model", "cross_motion_distance_copy_source", "cross_mouth_correlation_model",
+             "cross_mouth_correlation_copy_source")
+    assert all(scores[name] is not None and math.isfinite(scores[name]) for name in names)
+    assert scores["cross_motion_distance_model"] >= 0 and scores["cross_motion_distance_copy_source"] >= 0
+    assert all(-1.0 <= scores[name] <= 1.0 for name in names[2:])
+    assert scores["landmark_model"]["name"] == "dlib-68" and len(scores["landmark_model"]["sha256"]) == 64
+
+
+def test_keypoint_distance_is_zero_on_the_same_landmarks_and_in_pixels() -> None:
+    import numpy as np
+
+    from flows.training import keypoint_distance
+
+    points = np.random.default_rng(0).uniform(0, 128, size=(68, 2))
+    assert keypoint_distance(points, points) == 0.0
+    assert keypoint_distance(points, points + np.array([3.0, 4.0])) == pytest.approx(5.0)
