@@ -159,6 +159,10 @@ def test_bad_dates_and_vocabulary_are_refused(web: WebWorld) -> None:
     assert bad_date.status_code == 422 and "valid from '31/12/2026' is not a date" in error_of(bad_date)
     bad_term = web.post(client, page, action, {**base, "territories": "Atlantis"}, files=pdf)
     assert bad_term.status_code == 422 and "unknown territory 'ATLANTIS'" in error_of(bad_term)
+    # An end already passed is named as such, even when it is also before the start.
+    past = web.post(client, page, action, {**base, "valid_until": "2025-12-31"}, files=pdf)
+    assert past.status_code == 422 and error_of(past).startswith("error: valid_until 2025-12-31")
+    assert "is in the past: a consent's validity must end in the future" in error_of(past)
     assert count(web, Consent) == 0
 
 
