@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from console.errors import one_line_errors
 from console.terminal import make_console
 from flows.settings import Settings, load_settings
+from governance import consent as consent_rules
 from governance.database import make_engine, make_session_factory
 from governance.enums import Role
-from governance.errors import GovernanceError
+from governance.errors import GovernanceError, ValidationFailed
 from governance.migrate import current_revision, head_revision
 from governance.schema import User
 from governance.uow import unit_of_work
@@ -136,9 +137,11 @@ def parse_time(value: str | None, option: str) -> datetime | None:
 
 
 def require_future(value: datetime | None, option: str, *, now: datetime) -> None:
-    """Refuse an end of validity that has already passed, saying so (not "not after the start")."""
-    if value is not None and value <= now:
-        raise CliError(f"{option} {value.isoformat()} is in the past: a consent's validity must end in the future")
+    """Refuse an end of validity that has already passed, naming the option (governance's rule and words)."""
+    try:
+        consent_rules.require_future(value, now=now, name=option)
+    except ValidationFailed as exc:
+        raise CliError(str(exc)) from None
 
 
 def show_time(value: datetime | None) -> str:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,6 +34,7 @@ from pipeline.errors import PipelineError
 from pipeline.storage import sha256_file
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class SubmissionError(ValueError):
@@ -91,7 +94,16 @@ def submit_batch(rt: Runtime, request: BatchRequest, *, requested_by_email: str)
         where = f"job {index}"
         checked.append((job, check_input(rt, job.portrait, AssetKind.portrait, where=f"{where} portrait"),
                         check_input(rt, job.driving, AssetKind.driving_video, where=f"{where} driving video")))
-    stored = {item.sha256: item for _, portrait, driving in checked for item in (portrait, driving)}
+    inputs = [item for _, portrait, driving in checked for item in (portrait, driving)]
+    return upload_then_record(
+        rt, inputs, lambda: _record(rt, request, checked, subjects, requested_by_email=requested_by_email))
+
+
+def upload_then_record(rt: Runtime, inputs: Iterable[CheckedInput], record: Callable[[], T]) -> T:
+    """Store each distinct checked input once, then run `record` (the rows); should either fail, remove the
+    objects this call created, so a refused submission leaves nothing in storage. The console's batch form
+    goes through here too."""
+    stored = {item.sha256: item for item in inputs}
     uploaded: list[str] = []
     try:
         for item in stored.values():
@@ -101,7 +113,7 @@ def submit_batch(rt: Runtime, request: BatchRequest, *, requested_by_email: str)
                               expected_sha256=item.sha256)
             if not existed:
                 uploaded.append(key)
-        return _record(rt, request, checked, subjects, requested_by_email=requested_by_email)
+        return record()
     except Exception:
         remove_uploads(rt, uploaded)
         raise
@@ -110,10 +122,29 @@ def submit_batch(rt: Runtime, request: BatchRequest, *, requested_by_email: str)
 def check_request(rt: Runtime, request: BatchRequest, *, requested_by_email: str) -> dict[str, str]:
     """What only the database can refuse, before any file is read or stored: the requester's role, each
     job's subject and vocabulary terms. Returns subject reference -> subject id."""
+    return check_jobs(rt, [JobUse(index, job.subject, job.purpose, job.channel, job.territory)
+                           for index, job in enumerate(request.jobs, start=1)],
+                      requested_by_email=requested_by_email)
+
+
+class JobUse(NamedTuple):
+    """One job's subject (id or reference) and intended use, as `check_jobs` checks them."""
+
+    index: int
+    subject: str
+    purpose: str
+    channel: str
+    territory: str
+
+
+def check_jobs(rt: Runtime, jobs: Iterable[JobUse], *, requested_by_email: str) -> dict[str, str]:
+    """The database-only checks of a submission (the CLI's batch file and the console's form alike): the
+    requester's role, then each job's subject and vocabulary terms, the refusal naming the job.
+    Returns subject id or reference -> subject id."""
     subjects: dict[str, str] = {}
     with unit_of_work(rt.sessions) as session:
         require_role(session, email=requested_by_email, roles=batches.REQUESTING_ROLES, action="batch.create")
-        for index, job in enumerate(request.jobs, start=1):
+        for job in jobs:
             try:
                 if job.subject not in subjects:
                     subjects[job.subject] = find_subject(session, job.subject).id
@@ -121,7 +152,7 @@ def check_request(rt: Runtime, request: BatchRequest, *, requested_by_email: str
                 check_term("channel", job.channel)
                 check_term("territory", job.territory)
             except (NotFound, ValidationFailed) as exc:
-                raise type(exc)(f"job {index}: {exc}") from None
+                raise type(exc)(f"job {job.index}: {exc}") from None
     return subjects
 
 
@@ -158,7 +189,7 @@ def _record(rt: Runtime, request: BatchRequest, checked: list[tuple[JobRequest, 
             for item in (portrait, driving):
                 cache_key = (item.sha256, item.kind, subject_id)
                 if cache_key not in asset_ids:
-                    asset_ids[cache_key] = _asset_id(session, item, bucket=bucket, subject_id=subject_id,
+                    asset_ids[cache_key] = asset_id_for(session, item, bucket=bucket, subject_id=subject_id,
                                                      actor=requester.email)
                 ids.append(asset_ids[cache_key])
             specs.append(batches.JobSpec(subject_id=subject_id, portrait_asset_id=ids[0], driving_asset_id=ids[1],
@@ -173,7 +204,7 @@ def _record(rt: Runtime, request: BatchRequest, checked: list[tuple[JobRequest, 
     return batch_id
 
 
-def _asset_id(session: Session, item: CheckedInput, *, bucket: str, subject_id: str, actor: str) -> str:
+def asset_id_for(session: Session, item: CheckedInput, *, bucket: str, subject_id: str, actor: str) -> str:
     """Reuse the asset row of an identical file of the same kind and subject, or register a new one."""
     for existing in assets.find_by_sha256(session, item.sha256, kind=item.kind):
         if existing.subject_id == subject_id and existing.bucket == bucket:

@@ -66,18 +66,26 @@ def _aware(value: datetime, name: str) -> datetime:
     return value
 
 
+def require_future(valid_until: datetime | None, *, now: datetime, name: str = "valid_until") -> None:
+    """A consent's validity must end in the future; an end already passed is named as such (not as "not
+    after valid_from", though it often is that too). The one place for this rule: the CLI and the console
+    call it, `name` saying the option or field as the person typed it."""
+    if valid_until is not None and valid_until <= now:
+        raise ValidationFailed(f"{name} {valid_until.isoformat()} is in the past: "
+                               "a consent's validity must end in the future")
+
+
 def check_validity(valid_from: datetime, valid_until: datetime | None, *, now: datetime) -> None:
-    """valid_until must be after valid_from and in the future."""
+    """valid_until must be in the future (checked first: the more telling cause) and after valid_from."""
     _aware(valid_from, "valid_from")
     if valid_until is None:
         return
     _aware(valid_until, "valid_until")
+    require_future(valid_until, now=now)
     if valid_until <= valid_from:
         raise ValidationFailed(
             f"valid_until {valid_until.isoformat()} is not after valid_from {valid_from.isoformat()}"
         )
-    if valid_until <= now:
-        raise ValidationFailed(f"validity ended in the past: valid_until {valid_until.isoformat()}")
 
 
 def _scope(consent: Consent) -> dict[str, Any]:

@@ -9,6 +9,7 @@ plain 8-bit RGB (transparency is flattened onto white).
 
 from __future__ import annotations
 
+import struct
 import warnings
 from pathlib import Path
 
@@ -72,8 +73,8 @@ def load_image(path: Path | str, *, max_pixels: int, min_side: int = MIN_SIDE) -
                 except (OSError, SyntaxError, ValueError) as exc:
                     raise CorruptImageError(f"image {target} is corrupt or truncated: {exc}") from None
                 return to_rgb(ImageOps.exif_transpose(image))
-        except Image.DecompressionBombError:
-            raise ImageTooLargeError(f"image {target} is far larger than {max_pixels} pixels; refused") from None
+        except Image.DecompressionBombError:  # Pillow's own guard tripped first: say it in our words
+            raise ImageTooLargeError(_too_large(target, _header_size(target), max_pixels)) from None
         except UnidentifiedImageError:
             raise NotAnImageError(f"{target} is not an image in a recognised format") from None
 
@@ -89,11 +90,37 @@ def _check_header(target: Path, image: Image.Image, *, max_pixels: int, min_side
         raise UnsupportedImageError(f"image {target} is animated ({image.format}, {frames} frames): give a still")
     width, height = image.size
     if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image {target} is {width}x{height} = {width * height} pixels, over the limit of {max_pixels}"
-        )
+        raise ImageTooLargeError(_too_large(target, (width, height), max_pixels))
     if min(width, height) < min_side:
         raise ImageTooSmallError(f"image {target} is {width}x{height}; each side must be >= {min_side} pixels")
+
+
+def _too_large(target: Path, size: tuple[int, int] | None, max_pixels: int) -> str:
+    """The one refusal line for too many pixels, whichever guard (ours or Pillow's) saw it first."""
+    if size is None:
+        return f"image {target} has more pixels than its header can say; at most {max_pixels} are allowed"
+    width, height = size
+    return f"image {target} is {width}×{height} = {width * height} pixels; at most {max_pixels} are allowed"
+
+
+def _header_size(target: Path) -> tuple[int, int] | None:
+    """Width and height of a file Pillow's bomb guard refused to open, read by the accepted formats' own
+    header parsers (which is all `Image.open` runs before that guard): nothing is decoded."""
+    Image.init()
+    with target.open("rb") as fp:
+        prefix = fp.read(16)
+        for name in sorted(ALLOWED_FORMATS & set(Image.OPEN)):  # MPO opens through JPEG's parser
+            factory, accept = Image.OPEN[name]
+            verdict = accept(prefix) if accept is not None else True
+            if not verdict or isinstance(verdict, str):
+                continue
+            fp.seek(0)
+            try:
+                with factory(fp, str(target)) as image:
+                    return image.size
+            except (SyntaxError, IndexError, TypeError, ValueError, OSError, struct.error):
+                continue
+    return None
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:

@@ -52,7 +52,7 @@ def test_grant_records_version_one_and_audits(world: World) -> None:
         ({"valid_from": utcnow() + timedelta(days=10), "valid_until": utcnow() + timedelta(days=5)},
          ValidationFailed, r"valid_until .* is not after valid_from"),
         ({"valid_from": utcnow() - timedelta(days=10), "valid_until": utcnow() - timedelta(days=1)},
-         ValidationFailed, "validity ended in the past"),
+         ValidationFailed, "valid_until .* is in the past: a consent's validity must end in the future"),
         ({"purposes": ["advertising", "propaganda"]}, ValidationFailed, "unknown purpose 'propaganda'"),
         ({"channels": ["carrier_pigeon"]}, ValidationFailed, "unknown channel 'carrier_pigeon'"),
         ({"territories": ["XX"]}, ValidationFailed, "unknown territory 'XX'"),
@@ -111,7 +111,7 @@ def test_amend_refusals(world: World, tmp_path: Path) -> None:
         ({"consent_id": v2.id}, ValidationFailed, "changes nothing"),
         ({"consent_id": v2.id, "reason": " ", "channels": ["web"]}, ValidationFailed, "needs a reason"),
         ({"consent_id": v2.id, "valid_until": utcnow() - timedelta(hours=1)}, ValidationFailed,
-         "validity ended in the past"),
+         "valid_until .* is in the past: a consent's validity must end in the future"),
         ({"consent_id": v2.id, "evidence_path": tmp_path / "missing.pdf", "evidence_sha256": "1" * 64,
           "evidence_key": "k"}, ValidationFailed, "not found"),
     ]  # fmt: skip

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from console.web import WebConfig
-from governance.enums import JobState
-from governance.schema import Consent, ReviewDecision, Subject
+from governance.enums import AssetKind, JobState
+from governance.schema import Asset, Batch, Consent, Job, ReviewDecision, Subject
 from governance.uow import unit_of_work
 from tests.web.conftest import WebWorld, build_world, csrf_from, error_of
 
@@ -156,6 +159,10 @@ def test_bad_dates_and_vocabulary_are_refused(web: WebWorld) -> None:
     assert bad_date.status_code == 422 and "valid from '31/12/2026' is not a date" in error_of(bad_date)
     bad_term = web.post(client, page, action, {**base, "territories": "Atlantis"}, files=pdf)
     assert bad_term.status_code == 422 and "unknown territory 'ATLANTIS'" in error_of(bad_term)
+    # An end already passed is named as such, even when it is also before the start.
+    past = web.post(client, page, action, {**base, "valid_until": "2025-12-31"}, files=pdf)
+    assert past.status_code == 422 and error_of(past).startswith("error: valid_until 2025-12-31")
+    assert "is in the past: a consent's validity must end in the future" in error_of(past)
     assert count(web, Consent) == 0
 
 
@@ -192,3 +199,55 @@ def test_batch_form_without_jobs_or_with_both_sources(web: WebWorld) -> None:
         "name": "x", "job0_subject": web.subject_id, "job0_purpose": "advertising", "job0_channel": "web",
         "job0_territory": "DE", "job0_portrait_asset": str(uuid.uuid4()), "job0_driving_asset": str(uuid.uuid4())})
     assert unknown.status_code == 404 and "job 1: asset" in error_of(unknown)
+
+
+def _two_jobs(web: WebWorld, media: dict[str, Path], **second: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """A batch form whose first job uploads good media and whose second job is what the test makes it."""
+    data = {"name": "two jobs", "accept_uncovered": "yes"}
+    for i in (0, 1):
+        data.update({f"job{i}_subject": web.subject_id, f"job{i}_purpose": "advertising", f"job{i}_channel": "web",
+                     f"job{i}_territory": "DE"})
+    data.update(second)
+    files = {"job0_portrait_file": ("me.png", media["portrait"].read_bytes(), "image/png"),
+             "job0_driving_file": ("drive.mp4", media["driving"].read_bytes(), "video/mp4")}
+    if "job1_portrait_asset" not in second:
+        files["job1_portrait_file"] = ("me2.png", media["portrait"].read_bytes(), "image/png")
+    if "job1_driving_asset" not in second:
+        files["job1_driving_file"] = ("drive2.mp4", media["driving"].read_bytes(), "video/mp4")
+    return data, files
+
+
+def _inputs_keys(web: WebWorld) -> list[str]:
+    store = web.runtime.store
+    return [o.object_name for o in store.client.list_objects(store.bucket_name("inputs"), recursive=True)]
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize(("second", "status", "message"), [
+    # Refused by the checks before any file is read: unknown territory.
+    ({"job1_territory": "XX"}, 422, "job 2: unknown territory 'XX'"),
+    # Refused while checking files: job 1's good media must not have been stored meanwhile.
+    ({"bad_driving": "yes"}, 422, "job 2 driving video: video 'drive2.mp4' cannot be read"),
+    # Refused by governance after the uploads (a portrait picked as the driving video): they are removed.
+    ({"job1_driving_asset": "portrait"}, 422, "job 2: asset"),
+])
+def test_a_refused_web_batch_leaves_no_object_and_no_row(
+    web_s3: WebWorld, sample_media: dict[str, Path], second: dict[str, str], status: int, message: str,
+) -> None:
+    web = web_s3
+    extra = dict(second)
+    bad_driving = extra.pop("bad_driving", None)
+    if extra.get("job1_driving_asset") == "portrait":
+        extra["job1_driving_asset"] = web.asset(AssetKind.portrait)
+    data, files = _two_jobs(web, sample_media, **extra)
+    if bad_driving:
+        files["job1_driving_file"] = ("drive2.mp4", b"\x00\x00\x00\x18ftypmp42 but nothing else", "video/mp4")
+    assets_before = count(web, Asset)
+    client = web.client("operator")
+    response = web.post(client, "/batches/new", "/batches", data, files=files)
+    assert response.status_code == status
+    error = error_of(response)
+    assert message in error and "\n" not in error and "console/uploads" not in error
+    assert _inputs_keys(web) == []
+    assert count(web, Batch) == count(web, Job) == 0 and count(web, Asset) == assets_before
+    assert list((web.tmp / "var" / "console" / "uploads").iterdir()) == []

@@ -19,7 +19,15 @@ from console.web.uploads import IMAGE, VIDEO, FileKind, has_file, save_upload, u
 from flows.errors import USER_FACING
 from flows.retry import is_transient
 from flows.status import batch_report
-from flows.submission import SubmissionError, check_input, input_key
+from flows.submission import (
+    CheckedInput,
+    JobUse,
+    SubmissionError,
+    asset_id_for,
+    check_input,
+    check_jobs,
+    upload_then_record,
+)
 from governance import assets, batches, consent, subjects
 from governance.enums import AssetKind, Role
 from governance.errors import ConsentError, GovernanceError, NotFound, ValidationFailed
@@ -150,26 +158,14 @@ def _slots(form: FormData) -> list[_Slot]:
     return slots
 
 
-def _stored_asset(state: ConsoleState, upload: UploadFile, folder: Any, kind: AssetKind, file_kind: FileKind,
-                  *, where: str, subject_id: str, actor: str) -> str:
-    """Check an uploaded input like `likeness batch submit` does, store it by content, register it once."""
+def _checked_upload(state: ConsoleState, upload: UploadFile, folder: Any, kind: AssetKind, file_kind: FileKind,
+                    *, where: str) -> CheckedInput:
+    """Spool an uploaded input and check it like `likeness batch submit` does; nothing is stored yet."""
     saved = save_upload(upload, folder, file_kind, field=where)  # type: ignore[arg-type]
     try:
-        checked = check_input(state.runtime, saved.path, kind, where=where)
+        return check_input(state.runtime, saved.path, kind, where=where)
     except SubmissionError as exc:  # name the file as the person knows it, not our spool path
         raise SubmissionError(str(exc).replace(str(saved.path), repr(upload.filename))) from None
-    key = input_key(checked.sha256, checked.path)
-    state.runtime.store.put_file("inputs", key, checked.path, metadata={"kind": kind.value},
-                                 expected_sha256=checked.sha256)
-    bucket = state.runtime.store.bucket_name("inputs")
-    with unit_of_work(state.runtime.sessions) as db:
-        for existing in assets.find_by_sha256(db, checked.sha256, kind=kind):
-            if existing.subject_id == subject_id and existing.bucket == bucket:
-                return existing.id
-        asset = assets.register_asset(db, kind=kind, bucket=bucket, object_key=key, sha256=checked.sha256,
-                                      size_bytes=checked.size, actor=actor, media_type=checked.media_type,
-                                      media_info=dict(checked.media_info), subject_id=subject_id)
-        return asset.id
 
 
 def _uncovered(state: ConsoleState, slots: list[_Slot]) -> list[str]:
@@ -185,11 +181,13 @@ def _uncovered(state: ConsoleState, slots: list[_Slot]) -> list[str]:
     return problems
 
 
-def _check_slots(state: ConsoleState, slots: list[_Slot]) -> None:
-    """Unknown subjects and stored media that are missing or someone else's fail before anything is stored."""
+def _check_slots(state: ConsoleState, me_email: str, slots: list[_Slot]) -> None:
+    """Before any file is read or stored: the requester's role, every subject and vocabulary term (the same
+    checks as `likeness batch submit`), then stored media that are missing or someone else's."""
+    check_jobs(state.runtime, [JobUse(slot.index, slot.subject_id, slot.purpose, slot.channel, slot.territory)
+                               for slot in slots], requested_by_email=me_email)
     with unit_of_work(state.runtime.sessions) as db:
         for slot in slots:
-            subjects.get_subject(db, slot.subject_id)
             for what, asset_id in (("portrait", slot.portrait_id), ("driving video", slot.driving_id)):
                 if not asset_id:
                     continue
@@ -202,23 +200,37 @@ def _check_slots(state: ConsoleState, slots: list[_Slot]) -> None:
 
 
 def _submit(state: ConsoleState, me_id: str, me_email: str, name: str, slots: list[_Slot]) -> str:
-    specs = []
+    """Check every uploaded file first, then store them and record assets, batch and jobs in one unit of
+    work, through the CLI's own path (`upload_then_record`): a refusal at any step leaves no object or row."""
     with upload_folder(state.upload_dir) as folder:
+        files: dict[tuple[int, AssetKind], CheckedInput] = {}
         for slot in slots:
-            where = f"job {slot.index}"
-            portrait = slot.portrait_id or _stored_asset(
-                state, slot.portrait_file, folder, AssetKind.portrait, IMAGE, where=f"{where} portrait",  # type: ignore[arg-type]
-                subject_id=slot.subject_id, actor=me_email)
-            driving = slot.driving_id or _stored_asset(
-                state, slot.driving_file, folder, AssetKind.driving_video, VIDEO, where=f"{where} driving video",  # type: ignore[arg-type]
-                subject_id=slot.subject_id, actor=me_email)
-            specs.append(batches.JobSpec(subject_id=slot.subject_id, portrait_asset_id=portrait,
-                                         driving_asset_id=driving, purpose=slot.purpose, channel=slot.channel,
-                                         territory=slot.territory))
-    with unit_of_work(state.runtime.sessions) as db:
-        batch = batches.create_batch(db, name=name, requested_by=me_id, jobs=specs,
-                                     spec={"source": "console", "jobs": len(specs)})
-        return batch.id
+            for kind, file_kind, upload, what in ((AssetKind.portrait, IMAGE, slot.portrait_file, "portrait"),
+                                                  (AssetKind.driving_video, VIDEO, slot.driving_file,
+                                                   "driving video")):
+                if upload is not None:
+                    files[(slot.index, kind)] = _checked_upload(state, upload, folder, kind, file_kind,
+                                                                where=f"job {slot.index} {what}")
+
+        def record() -> str:
+            bucket = state.runtime.store.bucket_name("inputs")
+            with unit_of_work(state.runtime.sessions) as db:
+                specs = []
+                for slot in slots:
+                    chosen: dict[AssetKind, str] = {}
+                    for kind, picked in ((AssetKind.portrait, slot.portrait_id),
+                                         (AssetKind.driving_video, slot.driving_id)):
+                        chosen[kind] = picked or asset_id_for(db, files[(slot.index, kind)], bucket=bucket,
+                                                              subject_id=slot.subject_id, actor=me_email)
+                    specs.append(batches.JobSpec(subject_id=slot.subject_id,
+                                                 portrait_asset_id=chosen[AssetKind.portrait],
+                                                 driving_asset_id=chosen[AssetKind.driving_video],
+                                                 purpose=slot.purpose, channel=slot.channel, territory=slot.territory))
+                batch = batches.create_batch(db, name=name, requested_by=me_id, jobs=specs,
+                                             spec={"source": "console", "jobs": len(specs)})
+                return batch.id
+
+        return upload_then_record(state.runtime, files.values(), record)
 
 
 def _form_values(form: FormData) -> dict[str, str]:
@@ -245,12 +257,12 @@ async def batch_submit(request: Request) -> Response:
     try:
         name = required_text(_text(form, "name"), "batch name", max_length=200)
         slots = _slots(form)
-        await run_in_threadpool(_check_slots, state, slots)
+        me = current_user(request)
+        await run_in_threadpool(_check_slots, state, me.email, slots)
         warnings = await run_in_threadpool(_uncovered, state, slots)
         if warnings and _text(form, "accept_uncovered") != "yes":
             return render(request, "batch_new.html", values=values, warnings=warnings,
                           error=None, **_choices(request, values.get("subject", "")))
-        me = current_user(request)
         batch_id = await run_in_threadpool(_submit, state, me.id, me.email, name, slots)
     except _REFUSALS as exc:
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
