@@ -133,7 +133,7 @@ def test_settings_and_database_errors_are_one_line(flow_world: FlowWorld) -> Non
 
     # A database that was never migrated is refused by read commands, and not created by them.
     absent = world.root / "never" / "likeness.db"
-    for args in (["batch", "status", "x"], ["subject", "list", "--actor", COMPLIANCE], ["review", "list"],
+    for args in (["batch", "status", "x"], ["subject", "list", "--actor", COMPLIANCE], ["review", "list", "--actor", COMPLIANCE],
                  ["db", "current"]):
         code, lines = invoke(world, args, LIKENESS_DATABASE_URL=f"sqlite:///{absent}")
         if args[0] == "db":
