@@ -10,6 +10,7 @@ same person; a stranger's portrait comes from the shared sample media.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -150,6 +151,17 @@ class FlowWorld:
     def submit(self, jobs: list[dict[str, Any]], *, requester: str = OPERATOR) -> str:
         """Write a batch YAML into the allowed input folder and submit it; returns the batch id."""
         return submit_batch(self.rt, read_batch_file(self.batch_file(jobs)), requested_by_email=requester)
+
+    def media_copy(self, index: int) -> dict[str, str]:
+        """The demo person's portrait and driving clip copied under new names (same bytes): a batch file
+        refuses two jobs with the same media, use and seed, so identical renders need distinct paths."""
+        folder = self.root / "inputs" / f"copy-{index}"
+        folder.mkdir(parents=True, exist_ok=True)
+        portrait = folder / self.media.portrait.name
+        driving = folder / self.media.driving.name
+        shutil.copyfile(self.media.portrait, portrait)
+        shutil.copyfile(self.media.driving, driving)
+        return {"portrait": str(portrait), "driving": str(driving)}
 
     def batch_file(self, jobs: list[dict[str, Any]]) -> Path:
         """A batch YAML in the allowed input folder (defaults: the demo person's media, the covered use)."""

@@ -23,7 +23,7 @@ def test_identical_jobs_in_parallel_score_identically(flow_world: FlowWorld) -> 
     world = flow_world
     world.add_subject("S-1")
     world.grant("S-1")
-    batch_id = world.submit([{"subject": "S-1", "seed": 7} for _ in range(JOBS)])
+    batch_id = world.submit([{"subject": "S-1", "seed": 7, **world.media_copy(i)} for i in range(JOBS)])
     job_ids = world.job_ids(batch_id)
     assert len(job_ids) == JOBS
 

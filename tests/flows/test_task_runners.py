@@ -34,7 +34,7 @@ def test_a_batch_on_the_dask_task_runner(flow_world: FlowWorld) -> None:
     world.rt.settings = world.rt.settings.model_copy(update={"task_runner": "dask", "task_runner_workers": 2})
     world.add_subject("S-1")
     world.grant("S-1")
-    batch_id = world.submit([{"subject": "S-1"}, {"subject": "S-1"}])
+    batch_id = world.submit([{"subject": "S-1", "seed": 1}, {"subject": "S-1", "seed": 2}])
     job_ids = world.job_ids(batch_id)
 
     flow = batch_flow(world.rt.settings)

@@ -38,7 +38,7 @@ def test_two_workers_share_a_batch(
     world = flow_world
     world.add_subject("S-1")
     world.grant("S-1")
-    batch_id = world.submit([{"subject": "S-1"} for _ in range(JOBS)])
+    batch_id = world.submit([{"subject": "S-1", "seed": seed} for seed in range(JOBS)])
     job_ids = world.job_ids(batch_id)
 
     env = {**prefect_env, **cli_env(world), "LIKENESS_GPU_CONCURRENCY": "2",
