@@ -16,10 +16,13 @@ system-packages:
 	@command -v ffprobe >/dev/null && command -v ffmpeg >/dev/null || \
 	  ( $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg )
 
-# Debian's Chromium for the browser tests of the web console (Playwright never downloads a browser here).
+# Debian's Chromium for the browser tests of the web console (Playwright never downloads a browser here),
+# and Debian's nginx for the test of the console behind a real TLS reverse proxy (never started as a service).
 browser:
 	@command -v chromium >/dev/null || \
 	  ( $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium )
+	@test -x /usr/sbin/nginx || command -v nginx >/dev/null || \
+	  ( $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light )
 
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel on disk, never a CUDA build.
 # invisible-watermark goes in without its deps: its metadata pulls opencv-python, which clashes with
