@@ -213,7 +213,8 @@ def _submit(state: ConsoleState, me_id: str, me_email: str, name: str, slots: li
                                                                 where=f"job {slot.index} {what}")
 
         def record() -> str:
-            bucket = state.runtime.store.bucket_name("inputs")
+            # Only uploads need the object store: a batch of already stored media must not depend on it.
+            bucket = state.runtime.store.bucket_name("inputs") if files else ""
             with unit_of_work(state.runtime.sessions) as db:
                 specs = []
                 for slot in slots:
