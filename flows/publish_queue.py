@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -76,6 +77,10 @@ class PublishStatus:
         return self.state == "failed"
 
 
+HELD_ATTEMPTS = 30  # local runner: how often a retry waits for a run that still holds the job
+HELD_WAIT_SECONDS = 2.0
+
+
 def queue_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTicket:
     """Queue `publish-job` for an approved job and return at once (see the module docstring)."""
     deployment = rt.settings.publish_deployment
@@ -107,11 +112,21 @@ def queue_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTick
 def _publish_here(rt: Runtime, job_id: str) -> None:
     """The local runner: `publish_job` on this thread; its failure is already on the job and in the audit."""
     from flows.publish import publish_job
+    from flows.render_steps import HELD_ELSEWHERE
 
-    with use_runtime(rt):
-        state = publish_job(job_id, return_state=True)  # type: ignore[call-overload]
-    if not state.is_completed():
-        logger.warning("publication of job %s failed: %s", job_id, state.message)
+    for _ in range(HELD_ATTEMPTS):
+        with use_runtime(rt):
+            state = publish_job(job_id, return_state=True)  # type: ignore[call-overload]
+        if not state.is_completed():
+            logger.warning("publication of job %s failed: %s", job_id, state.message)
+            return
+        if state.result(raise_on_failure=False) != HELD_ELSEWHERE:
+            return
+        # A retry queued right after a failure can find the failed run still finishing (RUNNING, with a
+        # fresh heartbeat): wait for it to end rather than drop the retry.
+        time.sleep(HELD_WAIT_SECONDS)
+    logger.warning("publication of job %s: still held by another live run after %d attempts; left to it",
+                   job_id, HELD_ATTEMPTS)
 
 
 def record_failed_attempt(rt: Runtime, job_id: str, error_type: str, message: str) -> None:
