@@ -111,10 +111,16 @@ def make_inputs(frames: int, size: int) -> tuple[torch.Tensor, list[torch.Tensor
     driving = []
     for i in range(frames):
         angle = 2 * math.pi * i / max(frames, 1)
-        theta = torch.tensor([[1.0 + 0.04 * math.sin(angle), 0.0, 0.06 * math.cos(angle)],
-                              [0.0, 1.0 + 0.04 * math.sin(angle), 0.04 * math.sin(2 * angle)]])
+        theta = torch.tensor(
+            [
+                [1.0 + 0.04 * math.sin(angle), 0.0, 0.06 * math.cos(angle)],
+                [0.0, 1.0 + 0.04 * math.sin(angle), 0.04 * math.sin(2 * angle)],
+            ]
+        )
         grid = torch.nn.functional.affine_grid(theta[None], [1, 3, size, size], align_corners=False)
-        warped = torch.nn.functional.grid_sample(source[None], grid, padding_mode="border", align_corners=False)
+        warped = torch.nn.functional.grid_sample(
+            source[None], grid, padding_mode="border", align_corners=False
+        )
         driving.append(warped[0].clamp(0, 1))
     return source, driving
 
@@ -125,11 +131,34 @@ def demo_inputs(frames: int, size: int) -> tuple[torch.Tensor, list[torch.Tensor
     if ffmpeg is None or not DEMO_VIDEO.is_file():
         return make_inputs(frames, size)
     raw = subprocess.run(
-        [ffmpeg, "-v", "error", "-ss", str(DEMO_HELDOUT_SECONDS), "-i", str(DEMO_VIDEO), "-frames:v", str(frames + 1),
-         "-vf", f"scale={size}:{size}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        check=True, capture_output=True,
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-ss",
+            str(DEMO_HELDOUT_SECONDS),
+            "-i",
+            str(DEMO_VIDEO),
+            "-frames:v",
+            str(frames + 1),
+            "-vf",
+            f"scale={size}:{size}",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
     ).stdout
-    video = torch.from_numpy(np.frombuffer(raw, np.uint8).copy()).view(-1, size, size, 3).permute(0, 3, 1, 2).float() / 255
+    video = (
+        torch.from_numpy(np.frombuffer(raw, np.uint8).copy())
+        .view(-1, size, size, 3)
+        .permute(0, 3, 1, 2)
+        .float()
+        / 255
+    )
     return video[0], list(video[1:])
 
 
@@ -143,7 +172,9 @@ def build_checkpoint(path: Path) -> str:
     model = MCNet(vox256()).eval()
     with torch.no_grad():
         model.generator.mbUnit.styleconv.weight.fill_(0.1)
-    return save_checkpoint(path, config=model.config, generator=model.generator, kp_detector=model.kp_detector)
+    return save_checkpoint(
+        path, config=model.config, generator=model.generator, kp_detector=model.kp_detector
+    )
 
 
 # --------------------------------------------------------------------------- the authors' code
@@ -155,7 +186,9 @@ def reference_problem(reference_dir: str | None, config: MCNetConfig) -> str | N
         return f"no authors' checkout given (--reference-dir or {REFERENCE_ENV})"
     directory = Path(reference_dir)
     if not (directory / "modules" / "generator.py").is_file() or not (directory / "demo.py").is_file():
-        return f"{directory} is not a checkout of harlanhong/ICCV2023-MCNET (no modules/generator.py, demo.py)"
+        return (
+            f"{directory} is not a checkout of harlanhong/ICCV2023-MCNET (no modules/generator.py, demo.py)"
+        )
     if config != vox256():
         return "the authors' code hard-codes the vox-256 widths (512-channel memory, 15 keypoints); this model differs"
     return None
@@ -171,6 +204,7 @@ def _install_reference_shims() -> None:
     try:
         import einops  # noqa: F401
     except ImportError:
+
         def rearrange(tensor: torch.Tensor, pattern: str, **axes: int) -> torch.Tensor:
             pattern = " ".join(pattern.split())
             if pattern in ("b c x y -> b (x y) c", "b c w h -> b (w h) c"):
@@ -189,11 +223,15 @@ def _install_reference_shims() -> None:
             def forward(self, tensor: torch.Tensor) -> torch.Tensor:
                 return rearrange(tensor, self.pattern, **self.axes)
 
-        einops_module, layers, layers_torch = (types.ModuleType(n) for n in ("einops", "einops.layers", "einops.layers.torch"))
+        einops_module, layers, layers_torch = (
+            types.ModuleType(n) for n in ("einops", "einops.layers", "einops.layers.torch")
+        )
         einops_module.rearrange = rearrange  # type: ignore[attr-defined]
         einops_module.repeat = None  # type: ignore[attr-defined]  # imported, never called by the README model
         layers_torch.Rearrange = Rearrange  # type: ignore[attr-defined]
-        sys.modules.update({"einops": einops_module, "einops.layers": layers, "einops.layers.torch": layers_torch})
+        sys.modules.update(
+            {"einops": einops_module, "einops.layers": layers, "einops.layers.torch": layers_torch}
+        )
     try:
         import torchdiffeq  # noqa: F401
     except ImportError:
@@ -227,8 +265,11 @@ def load_reference(reference_dir: str, checkpoint: str) -> tuple[torch.nn.Module
     params = config["model_params"]
     params["common_params"]["num_kp"] = 15  # --kp_num 15
     generator = reference_generators.Unet_Generator_keypoint_aware(
-        **params["generator_params"], **params["common_params"],
-        mbunit="ExpendMemoryUnit", mb_spatial=32, mb_channel=512,
+        **params["generator_params"],
+        **params["common_params"],
+        mbunit="ExpendMemoryUnit",
+        mb_spatial=32,
+        mb_channel=512,
     )
     kp_detector = KPDetector(**params["kp_detector_params"], **params["common_params"])
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -237,7 +278,9 @@ def load_reference(reference_dir: str, checkpoint: str) -> tuple[torch.nn.Module
     return generator.eval(), kp_detector.eval(), normalize_kp
 
 
-def run_authors(generator, kp_detector, normalize_kp, source: torch.Tensor, driving: list[torch.Tensor]) -> Iterator[np.ndarray]:  # type: ignore[no-untyped-def]
+def run_authors(
+    generator, kp_detector, normalize_kp, source: torch.Tensor, driving: list[torch.Tensor]
+) -> Iterator[np.ndarray]:  # type: ignore[no-untyped-def]
     """Their demo's `make_animation`, as written: NHWC arrays permuted to NCHW, a host copy per frame.
 
     Noise comes from torch's global generator (their `new_empty().normal_()`), seeded like ours.
@@ -245,14 +288,22 @@ def run_authors(generator, kp_detector, normalize_kp, source: torch.Tensor, driv
     torch.manual_seed(SEED)
     video = np.stack([frame.permute(1, 2, 0).numpy() for frame in driving])
     with torch.no_grad():
-        source_t = torch.tensor(source.permute(1, 2, 0).numpy()[np.newaxis].astype(np.float32)).permute(0, 3, 1, 2)
+        source_t = torch.tensor(source.permute(1, 2, 0).numpy()[np.newaxis].astype(np.float32)).permute(
+            0, 3, 1, 2
+        )
         driving_t = torch.tensor(video[np.newaxis].astype(np.float32)).permute(0, 4, 1, 2, 3)
         kp_source = kp_detector(source_t)
         kp_driving_initial = kp_detector(driving_t[:, :, 0])
         for frame_idx in range(driving_t.shape[2]):
             kp_driving = kp_detector(driving_t[:, :, frame_idx])
-            kp_norm = normalize_kp(kp_source=kp_source, kp_driving=kp_driving, kp_driving_initial=kp_driving_initial,
-                                   use_relative_movement=True, use_relative_jacobian=True, adapt_movement_scale=True)
+            kp_norm = normalize_kp(
+                kp_source=kp_source,
+                kp_driving=kp_driving,
+                kp_driving_initial=kp_driving_initial,
+                use_relative_movement=True,
+                use_relative_jacobian=True,
+                adapt_movement_scale=True,
+            )
             out = generator(source_t, kp_source=kp_source, kp_driving=kp_norm)
             yield np.transpose(out["prediction"].data.cpu().numpy(), [0, 2, 3, 1])[0]
 
@@ -280,8 +331,12 @@ def run_baseline(model: MCNet, source: torch.Tensor, driving: list[torch.Tensor]
             yield out.prediction[0].permute(1, 2, 0).cpu().numpy()  # per-frame host copy
 
 
-def run_ours(model: MCNet, source: torch.Tensor, driving: list[torch.Tensor], variant: Variant) -> Iterator[np.ndarray]:
-    stream = animate(model, source, iter(driving), seed=SEED, batch_size=variant.batch_size, mode=variant.mode)
+def run_ours(
+    model: MCNet, source: torch.Tensor, driving: list[torch.Tensor], variant: Variant
+) -> Iterator[np.ndarray]:
+    stream = animate(
+        model, source, iter(driving), seed=SEED, batch_size=variant.batch_size, mode=variant.mode
+    )
     for frame in stream:
         yield frame.permute(1, 2, 0).float().cpu().numpy()
 
@@ -329,8 +384,12 @@ def _worker(job: Job, variant: Variant, barrier, queue) -> None:  # type: ignore
                 use_low_precision(model, low)  # what PortraitAnimator does in fast mode
         if variant.kind == "ours" and variant.channels_last:
             use_channels_last(model)
-        run = (lambda d: run_baseline(model, source, d)) if variant.kind == "baseline" else (  # noqa: E731
-            lambda d: run_ours(model, source, d, variant))
+        run = (
+            (lambda d: run_baseline(model, source, d))
+            if variant.kind == "baseline"
+            # noqa: E731
+            else (lambda d: run_ours(model, source, d, variant))
+        )
     source, driving = inputs_for(job.model, job.frames, size)
     list(run(driving[:1]))  # warm-up: oneDNN primitive creation, allocator
     if device.type == "cuda":
@@ -350,7 +409,11 @@ def _worker(job: Job, variant: Variant, barrier, queue) -> None:  # type: ignore
     cpu_seconds = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     np.save(job.out_path, np.stack(outputs))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    queue.put(Measurement(variant, job.frames, seconds, job.frames / seconds, cpu_seconds, median, best, rss, job.out_path))
+    queue.put(
+        Measurement(
+            variant, job.frames, seconds, job.frames / seconds, cpu_seconds, median, best, rss, job.out_path
+        )
+    )
 
 
 def measure(job: Job, variant: Variant) -> Measurement:
@@ -374,16 +437,23 @@ def measure(job: Job, variant: Variant) -> Measurement:
             results.append(queue.get(timeout=5))
         except Exception:  # queue.Empty: a worker that died never reports
             if not any(p.is_alive() for p in processes) and queue.empty():
-                raise RuntimeError(f"variant {variant.name}: a worker process died (see its traceback above)") from None
+                raise RuntimeError(
+                    f"variant {variant.name}: a worker process died (see its traceback above)"
+                ) from None
     for process in processes:
         process.join()
     slowest = max(r.seconds for r in results)
     frames = sum(r.frames for r in results)
     return Measurement(
-        variant, frames, slowest, frames / slowest, sum(r.cpu_seconds for r in results),
+        variant,
+        frames,
+        slowest,
+        frames / slowest,
+        sum(r.cpu_seconds for r in results),
         max(r.steady_s_per_frame_median for r in results) / variant.in_flight,
         max(r.steady_s_per_frame_min for r in results) / variant.in_flight,
-        sum(r.peak_rss_mb for r in results), results[0].frames_path,
+        sum(r.peak_rss_mb for r in results),
+        results[0].frames_path,
     )
 
 
@@ -439,7 +509,9 @@ def flops_per_frame(checkpoint: str, model_name: str, frames: int) -> dict[str, 
         set_fused_kernels(model, True)
         encoding = model.generator.encode_source(src)
         per_job = count(lambda: (model.kp_detector(src), model.generator.encode_source(src)))
-        per_frame = count(lambda: model.generator(src, model.kp_detector(frame), kp_source, rng=rng, encoding=encoding))
+        per_frame = count(
+            lambda: model.generator(src, model.kp_detector(frame), kp_source, rng=rng, encoding=encoding)
+        )
     return {
         "baseline_gflop_per_frame": baseline / 1e9,
         "source_work_gflop_per_job": per_job / 1e9,
@@ -466,34 +538,79 @@ def variants(device: str, threads: list[int], explore: bool, authors: bool) -> l
     nhwc = device == "cuda"
     has_fast = fast_dtype(torch.device(device)) is not None
     for count in threads:
-        chosen.append(Variant(f"{device}-exact-t{count}", "ours", batch, "exact", device, threads=count,
-                              channels_last=False))
-        chosen.append(Variant(f"{device}-fast-t{count}", "ours", batch, "fast", device, threads=count,
-                              channels_last=nhwc and has_fast))
+        chosen.append(
+            Variant(
+                f"{device}-exact-t{count}", "ours", batch, "exact", device, threads=count, channels_last=False
+            )
+        )
+        chosen.append(
+            Variant(
+                f"{device}-fast-t{count}",
+                "ours",
+                batch,
+                "fast",
+                device,
+                threads=count,
+                channels_last=nhwc and has_fast,
+            )
+        )
     if device == "cpu" and max(threads) > 1:
         for mode in ("exact", "fast"):
-            chosen.append(Variant(f"cpu-{mode}-2x1-in-flight", "ours", 1, mode, device, threads=1, in_flight=2))
+            chosen.append(
+                Variant(f"cpu-{mode}-2x1-in-flight", "ours", 1, mode, device, threads=1, in_flight=2)
+            )
     if explore:
         if device == "cpu":
-            chosen.append(Variant(f"cpu-baseline-allocator-t{min(threads)}", "baseline", 1, "exact", device,
-                                  threads=min(threads), allocator=True))
+            chosen.append(
+                Variant(
+                    f"cpu-baseline-allocator-t{min(threads)}",
+                    "baseline",
+                    1,
+                    "exact",
+                    device,
+                    threads=min(threads),
+                    allocator=True,
+                )
+            )
         # bf16 where the CPU has only AVX512-BF16 (fast mode falls back to exact there): measured, not used.
         for count in threads:
-            chosen.append(Variant(f"{device}-fast-bf16-forced-t{count}", "ours", 1, "fast", device, threads=count,
-                                  force_bf16=True))
+            chosen.append(
+                Variant(
+                    f"{device}-fast-bf16-forced-t{count}",
+                    "ours",
+                    1,
+                    "fast",
+                    device,
+                    threads=count,
+                    force_bf16=True,
+                )
+            )
     return chosen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=4, help="driving frames per variant and round")
-    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the (lower) median round is reported")
-    parser.add_argument("--threads", default="2", help="intra-op thread counts to measure ours with, e.g. 1,2")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds; the (lower) median round is reported"
+    )
+    parser.add_argument(
+        "--threads", default="2", help="intra-op thread counts to measure ours with, e.g. 1,2"
+    )
     parser.add_argument("--model", choices=("vox256", "demo"), default="vox256")
-    parser.add_argument("--reference-dir", default=os.environ.get(REFERENCE_ENV),
-                        help=f"a checkout of harlanhong/ICCV2023-MCNET (default: ${REFERENCE_ENV})")
-    parser.add_argument("--explore", action="store_true", help="also: baseline with our allocator, bf16 forced where fast mode declines it")
-    parser.add_argument("--only", default="", help="comma-separated variant names to keep (include the reference ones)")
+    parser.add_argument(
+        "--reference-dir",
+        default=os.environ.get(REFERENCE_ENV),
+        help=f"a checkout of harlanhong/ICCV2023-MCNET (default: ${REFERENCE_ENV})",
+    )
+    parser.add_argument(
+        "--explore",
+        action="store_true",
+        help="also: baseline with our allocator, bf16 forced where fast mode declines it",
+    )
+    parser.add_argument(
+        "--only", default="", help="comma-separated variant names to keep (include the reference ones)"
+    )
     parser.add_argument("--skip-ceilings", action="store_true")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
@@ -501,14 +618,25 @@ def main() -> None:
     console = Console(width=220)
     report: dict = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                    "cpu_amx": cpu_has_amx(), "cpu_fast_dtype": str(fast_dtype(torch.device("cpu")))},
-        "model": args.model, "frames": args.frames, "rounds": args.rounds, "threads": threads,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_amx": cpu_has_amx(),
+            "cpu_fast_dtype": str(fast_dtype(torch.device("cpu"))),
+        },
+        "model": args.model,
+        "frames": args.frames,
+        "rounds": args.rounds,
+        "threads": threads,
         "load_average_before": list(os.getloadavg()),
     }
-    console.print(f"CPU: {report['machine']['cpu_capability']}, AMX {'yes' if cpu_has_amx() else 'no'}; "
-                  f"fast mode dtype on CPU: {report['machine']['cpu_fast_dtype']}")
+    console.print(
+        f"CPU: {report['machine']['cpu_capability']}, AMX {'yes' if cpu_has_amx() else 'no'}; "
+        f"fast mode dtype on CPU: {report['machine']['cpu_fast_dtype']}"
+    )
     if not args.skip_ceilings:
         report["ceilings_gflops"] = ceilings()
         table = Table(title=f"CPU ceilings (GFLOP/s, {max(threads)} threads)")
@@ -543,17 +671,33 @@ def main() -> None:
             for round_index in range(args.rounds):
                 order = chosen if round_index % 2 == 0 else chosen[::-1]  # interleaved, alternating order
                 for v in order:
-                    job = Job(checkpoint, args.model, args.reference_dir, args.frames,
-                              str(Path(tmp) / f"{v.name}-r{round_index}.npy"))
+                    job = Job(
+                        checkpoint,
+                        args.model,
+                        args.reference_dir,
+                        args.frames,
+                        str(Path(tmp) / f"{v.name}-r{round_index}.npy"),
+                    )
                     rounds[v.name].append(measure(job, v))
-                    console.print(f"round {round_index + 1}/{args.rounds} {v.name}: "
-                                  f"{rounds[v.name][-1].seconds / rounds[v.name][-1].frames * v.in_flight:.2f} s/frame")
+                    console.print(
+                        f"round {round_index + 1}/{args.rounds} {v.name}: "
+                        f"{rounds[v.name][-1].seconds / rounds[v.name][-1].frames * v.in_flight:.2f} s/frame"
+                    )
             # The (lower) median round: the faster of two, the middle of three.
-            measured = [sorted(rounds[v.name], key=lambda m: m.seconds)[(len(rounds[v.name]) - 1) // 2] for v in chosen]
+            measured = [
+                sorted(rounds[v.name], key=lambda m: m.seconds)[(len(rounds[v.name]) - 1) // 2]
+                for v in chosen
+            ]
             kind = "authors" if any(m.variant.kind == "authors" for m in measured) else "baseline"
-            references = {m.variant.threads: m for m in measured if m.variant.kind == kind and m.variant.in_flight == 1}
-            references = references or {measured[0].variant.threads: measured[0]}  # --only left no reference loop
-            exact = next((m for m in measured if m.variant.kind == "ours" and m.variant.mode == "exact"), measured[0])
+            references = {
+                m.variant.threads: m for m in measured if m.variant.kind == kind and m.variant.in_flight == 1
+            }
+            references = references or {
+                measured[0].variant.threads: measured[0]
+            }  # --only left no reference loop
+            exact = next(
+                (m for m in measured if m.variant.kind == "ours" and m.variant.mode == "exact"), measured[0]
+            )
             exact_frames = np.load(exact.frames_path)
             for m in measured:
                 # The reference loop at the same thread count (pools of single-thread workers: the 1-thread one).
@@ -563,47 +707,86 @@ def main() -> None:
                 # CPU time is what the variant consumed: on a shared machine it is steadier than wall time.
                 cpu_s_per_frame = m.cpu_seconds / m.frames
                 ref_cpu = reference.cpu_seconds / reference.frames
-                rows.append({
-                    **asdict(m.variant), "frames": m.frames, "seconds": m.seconds, "s_per_frame": 1 / m.fps, "fps": m.fps,
-                    "rounds_s_per_frame": [r.seconds / r.frames * m.variant.in_flight for r in rounds[m.variant.name]],
-                    "cpu_seconds": m.cpu_seconds, "cpu_s_per_frame": cpu_s_per_frame,
-                    "steady_s_per_frame_median": m.steady_s_per_frame_median,
-                    "steady_s_per_frame_min": m.steady_s_per_frame_min,
-                    "speedup_vs_reference": m.fps / reference.fps,
-                    "speedup_vs_reference_cpu_time": ref_cpu / cpu_s_per_frame,
-                    "reference": reference.variant.name,
-                    "gflops_achieved": report["flops"]["baseline_gflop_per_frame" if m.variant.kind != "ours"
-                                                       else "ours_gflop_per_frame"] * m.fps,
-                    "peak_rss_mb": m.peak_rss_mb,
-                    "max_abs_diff_vs_reference": float(np.abs(frames - reference_frames).max()),
-                    "max_abs_diff_vs_exact": float(np.abs(frames - exact_frames).max()),
-                    "psnr_vs_exact_db": psnr(frames, exact_frames),
-                })
+                rows.append(
+                    {
+                        **asdict(m.variant),
+                        "frames": m.frames,
+                        "seconds": m.seconds,
+                        "s_per_frame": 1 / m.fps,
+                        "fps": m.fps,
+                        "rounds_s_per_frame": [
+                            r.seconds / r.frames * m.variant.in_flight for r in rounds[m.variant.name]
+                        ],
+                        "cpu_seconds": m.cpu_seconds,
+                        "cpu_s_per_frame": cpu_s_per_frame,
+                        "steady_s_per_frame_median": m.steady_s_per_frame_median,
+                        "steady_s_per_frame_min": m.steady_s_per_frame_min,
+                        "speedup_vs_reference": m.fps / reference.fps,
+                        "speedup_vs_reference_cpu_time": ref_cpu / cpu_s_per_frame,
+                        "reference": reference.variant.name,
+                        "gflops_achieved": report["flops"][
+                            "baseline_gflop_per_frame" if m.variant.kind != "ours" else "ours_gflop_per_frame"
+                        ]
+                        * m.fps,
+                        "peak_rss_mb": m.peak_rss_mb,
+                        "max_abs_diff_vs_reference": float(np.abs(frames - reference_frames).max()),
+                        "max_abs_diff_vs_exact": float(np.abs(frames - exact_frames).max()),
+                        "psnr_vs_exact_db": psnr(frames, exact_frames),
+                    }
+                )
     report["results"] = rows
     report["load_average_after"] = list(os.getloadavg())
-    reference_name = "the authors' loop" if problem is None else "our imitation of the authors' loop (baseline)"
-    table = Table(title=f"MCNet {args.model}, {config.image_size}x{config.image_size}, {args.frames} frames x "
-                        f"{args.rounds} interleaved rounds (median round); ratios against {reference_name} "
-                        "at the same thread count")
-    for column in ("variant", "threads", "s/frame", "rounds s/frame", "vs ref", "CPU s/frame", "vs ref (CPU)",
-                   "steady min", "GFLOP/s", "peak RSS MB", "max|diff| vs ref", "PSNR vs exact dB"):
+    reference_name = (
+        "the authors' loop" if problem is None else "our imitation of the authors' loop (baseline)"
+    )
+    table = Table(
+        title=f"MCNet {args.model}, {config.image_size}x{config.image_size}, {args.frames} frames x "
+        f"{args.rounds} interleaved rounds (median round); ratios against {reference_name} "
+        "at the same thread count"
+    )
+    for column in (
+        "variant",
+        "threads",
+        "s/frame",
+        "rounds s/frame",
+        "vs ref",
+        "CPU s/frame",
+        "vs ref (CPU)",
+        "steady min",
+        "GFLOP/s",
+        "peak RSS MB",
+        "max|diff| vs ref",
+        "PSNR vs exact dB",
+    ):
         table.add_column(column, justify="right" if column != "variant" else "left")
     for row in rows:
         flight = f"{row['in_flight']}x{row['threads']}" if row["in_flight"] > 1 else str(row["threads"])
-        table.add_row(row["name"], flight, f"{row['s_per_frame']:.3f}",
-                      " ".join(f"{t:.2f}" for t in row["rounds_s_per_frame"]),
-                      f"{row['speedup_vs_reference']:.2f}x", f"{row['cpu_s_per_frame']:.2f}",
-                      f"{row['speedup_vs_reference_cpu_time']:.2f}x", f"{row['steady_s_per_frame_min']:.2f}",
-                      f"{row['gflops_achieved']:.0f}", f"{row['peak_rss_mb']:.0f}",
-                      f"{row['max_abs_diff_vs_reference']:.2e}", f"{row['psnr_vs_exact_db']:.1f}")
+        table.add_row(
+            row["name"],
+            flight,
+            f"{row['s_per_frame']:.3f}",
+            " ".join(f"{t:.2f}" for t in row["rounds_s_per_frame"]),
+            f"{row['speedup_vs_reference']:.2f}x",
+            f"{row['cpu_s_per_frame']:.2f}",
+            f"{row['speedup_vs_reference_cpu_time']:.2f}x",
+            f"{row['steady_s_per_frame_min']:.2f}",
+            f"{row['gflops_achieved']:.0f}",
+            f"{row['peak_rss_mb']:.0f}",
+            f"{row['max_abs_diff_vs_reference']:.2e}",
+            f"{row['psnr_vs_exact_db']:.1f}",
+        )
     console.print(table)
     flops = report["flops"]
-    console.print(f"GFLOP per frame: reference arithmetic {flops['baseline_gflop_per_frame']:.1f}, ours "
-                  f"{flops['ours_gflop_per_frame']:.1f} (source work {flops['source_work_gflop_per_job']:.1f} once per job)")
+    console.print(
+        f"GFLOP per frame: reference arithmetic {flops['baseline_gflop_per_frame']:.1f}, ours "
+        f"{flops['ours_gflop_per_frame']:.1f} (source work {flops['source_work_gflop_per_job']:.1f} once per job)"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"animate-{args.model}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(report, indent=1))
-    console.print(f"load average before/after: {report['load_average_before']} / {report['load_average_after']}")
+    console.print(
+        f"load average before/after: {report['load_average_before']} / {report['load_average_after']}"
+    )
     console.print(f"wrote {out.relative_to(ROOT)}")
 
 

@@ -50,7 +50,9 @@ from governance.schema import AuditEvent
 from pipeline.audit_store import CheckpointStore
 from pipeline.s3server import LocalS3Server
 
-POSTGRES_URL = os.environ.get("LIKENESS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+POSTGRES_URL = os.environ.get(
+    "LIKENESS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 RESULTS = Path(__file__).resolve().parent / "results"
 T = TypeVar("T")
 
@@ -72,8 +74,13 @@ class Result:
 
 def _details(i: int) -> dict[str, object]:
     # Shaped like a real job event: ids, a state change, a few scores.
-    return {"from": "rendered", "to": "awaiting_review", "attempt": 1, "i": i,
-            "scores": {"binding_distance": 0.031, "colour_drift": 2.5}}  # fmt: skip
+    return {
+        "from": "rendered",
+        "to": "awaiting_review",
+        "attempt": 1,
+        "i": i,
+        "scores": {"binding_distance": 0.031, "colour_drift": 2.5},
+    }
 
 
 def run_backend(backend: str, url: str, events: int, per_transaction: int) -> Result:
@@ -88,8 +95,16 @@ def run_backend(backend: str, url: str, events: int, per_transaction: int) -> Re
             size = min(per_transaction, events - done)
             with factory() as session, session.begin():
                 for i in range(done, done + size):
-                    audit.record(session, action="job.awaiting_review", actor="system:bench", subject_id=str(uuid.uuid4()),
-                                 job_id=str(uuid.uuid4()), resource_type="job", resource_id=str(i), details=_details(i))  # fmt: skip
+                    audit.record(
+                        session,
+                        action="job.awaiting_review",
+                        actor="system:bench",
+                        subject_id=str(uuid.uuid4()),
+                        job_id=str(uuid.uuid4()),
+                        resource_type="job",
+                        resource_id=str(i),
+                        details=_details(i),
+                    )
             done += size
         append_seconds = time.perf_counter() - started
         append_cpu = time.process_time() - cpu_started
@@ -101,11 +116,19 @@ def run_backend(backend: str, url: str, events: int, per_transaction: int) -> Re
     finally:
         engine.dispose()
     mode = "single" if per_transaction == 1 else "bulk"
-    return Result(backend, mode, events, per_transaction, round(append_seconds, 3), round(events / append_seconds, 1),
-                  round(events / max(append_cpu, 1e-9), 1),
-                  round(verify_seconds, 3), round(report.checked / verify_seconds, 1),
-                  round(report.checked / max(verify_cpu, 1e-9), 1),
-                  report.ok and report.checked == events)  # fmt: skip
+    return Result(
+        backend,
+        mode,
+        events,
+        per_transaction,
+        round(append_seconds, 3),
+        round(events / append_seconds, 1),
+        round(events / max(append_cpu, 1e-9), 1),
+        round(verify_seconds, 3),
+        round(report.checked / verify_seconds, 1),
+        round(report.checked / max(verify_cpu, 1e-9), 1),
+        report.ok and report.checked == events,
+    )
 
 
 @dataclass
@@ -133,12 +156,22 @@ def _append(factory, start: int, end: int, per_transaction: int) -> None:  # typ
         size = min(per_transaction, end - done)
         with factory() as session, session.begin():
             for i in range(done, done + size):
-                audit.record(session, action="job.awaiting_review", actor="system:bench", subject_id=str(uuid.uuid4()),
-                             job_id=str(uuid.uuid4()), resource_type="job", resource_id=str(i), details=_details(i))  # fmt: skip
+                audit.record(
+                    session,
+                    action="job.awaiting_review",
+                    actor="system:bench",
+                    subject_id=str(uuid.uuid4()),
+                    job_id=str(uuid.uuid4()),
+                    resource_type="job",
+                    resource_id=str(i),
+                    details=_details(i),
+                )
         done += size
 
 
-def run_tree(backend: str, url: str, sizes: list[int], per_transaction: int, store: CheckpointStore) -> list[TreeResult]:
+def run_tree(
+    backend: str, url: str, sizes: list[int], per_transaction: int, store: CheckpointStore
+) -> list[TreeResult]:
     """Grow one log to each size; at each, time the root, a stored checkpoint, a proof and a full verify."""
     upgrade(url)
     engine = make_engine(url)
@@ -178,13 +211,25 @@ def run_tree(backend: str, url: str, sizes: list[int], per_transaction: int, sto
             with factory() as session, session.begin():
                 chain = audit.verify_chain(session)
             chain_seconds = time.perf_counter() - started
-            results.append(TreeResult(
-                backend, size, round(append_seconds, 2), round(added / max(append_seconds, 1e-9), 1),
-                round(root_seconds, 3), round(checkpoint_seconds, 3), round(proof_seconds, 3), len(proof.path),
-                32 * len(proof.path), round(verify_seconds, 3), round(report.checked / max(verify_seconds, 1e-9), 1),
-                round(report.checked / max(verify_cpu, 1e-9), 1), round(chain.checked / max(chain_seconds, 1e-9), 1),
-                report.checkpoints, report.ok and report.checked == size and proof.root == head.root,
-            ))  # fmt: skip
+            results.append(
+                TreeResult(
+                    backend,
+                    size,
+                    round(append_seconds, 2),
+                    round(added / max(append_seconds, 1e-9), 1),
+                    round(root_seconds, 3),
+                    round(checkpoint_seconds, 3),
+                    round(proof_seconds, 3),
+                    len(proof.path),
+                    32 * len(proof.path),
+                    round(verify_seconds, 3),
+                    round(report.checked / max(verify_seconds, 1e-9), 1),
+                    round(report.checked / max(verify_cpu, 1e-9), 1),
+                    round(chain.checked / max(chain_seconds, 1e-9), 1),
+                    report.checkpoints,
+                    report.ok and report.checked == size and proof.root == head.root,
+                )
+            )
     finally:
         engine.dispose()
     return results
@@ -210,17 +255,25 @@ def _run_fresh(backend: str, run: Callable[[str, str], T]) -> T:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _tree_phase(backends: list[str], sizes: list[int], per_transaction: int, console: Console) -> list[TreeResult]:
+def _tree_phase(
+    backends: list[str], sizes: list[int], per_transaction: int, console: Console
+) -> list[TreeResult]:
     """The tree measurements, against a SeaweedFS of their own (object lock, compliance retention)."""
     results: list[TreeResult] = []
     with tempfile.TemporaryDirectory(prefix="likeness-bench-s3-") as folder:
         server = LocalS3Server(Path(folder), access_key="bench", secret_key="bench-secret-0123456789")
         state = server.start(timeout=90.0)
         try:
-            store = CheckpointStore(state.endpoint, access_key="bench", secret_key="bench-secret-0123456789",
-                                    bucket_prefix=f"bench{uuid.uuid4().hex[:8]}")
+            store = CheckpointStore(
+                state.endpoint,
+                access_key="bench",
+                secret_key="bench-secret-0123456789",
+                bucket_prefix=f"bench{uuid.uuid4().hex[:8]}",
+            )
             for backend in backends:
-                console.print(f"[bold]{backend}[/bold]: tree at {', '.join(f'{n:,}' for n in sizes)} events...")
+                console.print(
+                    f"[bold]{backend}[/bold]: tree at {', '.join(f'{n:,}' for n in sizes)} events..."
+                )
                 results += _run_fresh(backend, lambda b, url: run_tree(b, url, sizes, per_transaction, store))
         finally:
             server.stop(grace=30.0)
@@ -228,51 +281,125 @@ def _tree_phase(backends: list[str], sizes: list[int], per_transaction: int, con
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--per-transaction", type=int, default=500, help="events per transaction in bulk mode")
-    parser.add_argument("--single-events", type=int, default=2000, help="events committed one by one (0: skip)")
+    parser.add_argument(
+        "--per-transaction", type=int, default=500, help="events per transaction in bulk mode"
+    )
+    parser.add_argument(
+        "--single-events", type=int, default=2000, help="events committed one by one (0: skip)"
+    )
     parser.add_argument("--backends", default="sqlite,postgres")
-    parser.add_argument("--tree-sizes", default="100000,1000000", help="log sizes for the tree phase ('' skips)")
+    parser.add_argument(
+        "--tree-sizes", default="100000,1000000", help="log sizes for the tree phase ('' skips)"
+    )
     parser.add_argument("--tree-backends", default="postgres")
     args = parser.parse_args()
     console = Console(width=140)
     results: list[Result] = []
     runs = ([(args.events, args.per_transaction)] if args.events else []) + (
-        [(args.single_events, 1)] if args.single_events else [])
+        [(args.single_events, 1)] if args.single_events else []
+    )
     for backend in args.backends.split(","):
         if backend not in ("sqlite", "postgres"):
             parser.error(f"unknown backend {backend!r}")
         for events, per_transaction in runs:
-            console.print(f"[bold]{backend}[/bold]: appending {events:,} events, {per_transaction} per transaction...")
-            results.append(_run_fresh(backend, functools.partial(run_backend, events=events, per_transaction=per_transaction)))
-    table = Table("backend", "mode", "events", "per tx", "append s", "appends/s", "appends/CPU-s", "verify s", "verified/s", "verified/CPU-s", "chain ok",
-                  title="audit log: append + verify")  # fmt: skip
+            console.print(
+                f"[bold]{backend}[/bold]: appending {events:,} events, {per_transaction} per transaction..."
+            )
+            results.append(
+                _run_fresh(
+                    backend, functools.partial(run_backend, events=events, per_transaction=per_transaction)
+                )
+            )
+    table = Table(
+        "backend",
+        "mode",
+        "events",
+        "per tx",
+        "append s",
+        "appends/s",
+        "appends/CPU-s",
+        "verify s",
+        "verified/s",
+        "verified/CPU-s",
+        "chain ok",
+        title="audit log: append + verify",
+    )
     for r in results:
-        table.add_row(r.backend, r.mode, f"{r.events:,}", str(r.per_transaction), f"{r.append_seconds:.1f}",
-                      f"{r.appends_per_second:,.0f}", f"{r.appends_per_cpu_second:,.0f}", f"{r.verify_seconds:.2f}", f"{r.verified_per_second:,.0f}",
-                      f"{r.verified_per_cpu_second:,.0f}", "yes" if r.chain_ok else "NO")  # fmt: skip
+        table.add_row(
+            r.backend,
+            r.mode,
+            f"{r.events:,}",
+            str(r.per_transaction),
+            f"{r.append_seconds:.1f}",
+            f"{r.appends_per_second:,.0f}",
+            f"{r.appends_per_cpu_second:,.0f}",
+            f"{r.verify_seconds:.2f}",
+            f"{r.verified_per_second:,.0f}",
+            f"{r.verified_per_cpu_second:,.0f}",
+            "yes" if r.chain_ok else "NO",
+        )
     console.print(table)
     sizes = [int(n) for n in args.tree_sizes.split(",") if n.strip()]
     trees = _tree_phase(args.tree_backends.split(","), sizes, args.per_transaction, console) if sizes else []
-    tree_table = Table("backend", "events", "appends/s", "root s", "checkpoint s", "proof s", "proof hashes",
-                       "proof bytes", "verify_log s", "verified/s", "verified/CPU-s", "chain-only/s", "checkpoints", "ok",
-                       title="audit tree: root, signed checkpoint, inclusion proof, full verify")  # fmt: skip
+    tree_table = Table(
+        "backend",
+        "events",
+        "appends/s",
+        "root s",
+        "checkpoint s",
+        "proof s",
+        "proof hashes",
+        "proof bytes",
+        "verify_log s",
+        "verified/s",
+        "verified/CPU-s",
+        "chain-only/s",
+        "checkpoints",
+        "ok",
+        title="audit tree: root, signed checkpoint, inclusion proof, full verify",
+    )
     for t in trees:
-        tree_table.add_row(t.backend, f"{t.events:,}", f"{t.appends_per_second:,.0f}", f"{t.root_seconds:.2f}",
-                           f"{t.checkpoint_seconds:.2f}", f"{t.proof_seconds:.2f}", str(t.proof_hashes),
-                           str(t.proof_bytes), f"{t.verify_log_seconds:.2f}", f"{t.verified_with_tree_per_second:,.0f}",
-                           f"{t.verified_with_tree_per_cpu_second:,.0f}", f"{t.chain_only_per_second:,.0f}", str(t.checkpoints), "yes" if t.ok else "NO")  # fmt: skip
+        tree_table.add_row(
+            t.backend,
+            f"{t.events:,}",
+            f"{t.appends_per_second:,.0f}",
+            f"{t.root_seconds:.2f}",
+            f"{t.checkpoint_seconds:.2f}",
+            f"{t.proof_seconds:.2f}",
+            str(t.proof_hashes),
+            str(t.proof_bytes),
+            f"{t.verify_log_seconds:.2f}",
+            f"{t.verified_with_tree_per_second:,.0f}",
+            f"{t.verified_with_tree_per_cpu_second:,.0f}",
+            f"{t.chain_only_per_second:,.0f}",
+            str(t.checkpoints),
+            "yes" if t.ok else "NO",
+        )
     if trees:
         console.print(tree_table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "audit.json"
     load = os.getloadavg()[0]
-    out.write_text(json.dumps({"machine": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                               "load_average_1min_at_end": load, "results": [asdict(r) for r in results],
-                               "tree": [asdict(t) for t in trees]},
-                              indent=2))  # fmt: skip
-    console.print(f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs (other work slows every figure)")
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.node(),
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "load_average_1min_at_end": load,
+                "results": [asdict(r) for r in results],
+                "tree": [asdict(t) for t in trees],
+            },
+            indent=2,
+        )
+    )
+    console.print(
+        f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs (other work slows every figure)"
+    )
     console.print(f"written {out}")
 
 

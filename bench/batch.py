@@ -124,10 +124,17 @@ def _world(root: Path, checkpoint: Path, *, driving_frames: range) -> World:
 
     server = LocalS3Server(root / "s3", access_key=ACCESS, secret_key=SECRET)
     state = server.start(timeout=90.0)
-    settings = Settings(var_dir=root / "var", database_url=f"sqlite:///{root / 'bench.db'}",
-                        s3_endpoint=state.endpoint, s3_access_key=ACCESS, s3_secret_key=SECRET,  # type: ignore[arg-type]
-                        s3_bucket_prefix="bench", mcnet_checkpoint=checkpoint,
-                        allowed_input_dirs=[root / "inputs"], policy_path=root / "policy.yaml")
+    settings = Settings(
+        var_dir=root / "var",
+        database_url=f"sqlite:///{root / 'bench.db'}",
+        s3_endpoint=state.endpoint,
+        s3_access_key=ACCESS,
+        s3_secret_key=SECRET,  # type: ignore[arg-type]
+        s3_bucket_prefix="bench",
+        mcnet_checkpoint=checkpoint,
+        allowed_input_dirs=[root / "inputs"],
+        policy_path=root / "policy.yaml",
+    )
     upgrade(settings.database_url)
     _loose_policy(root / "policy.yaml")
     inputs = demo.extract_inputs(CLIP, root / "inputs", driving=driving_frames)
@@ -168,15 +175,22 @@ def measure_overhead(checkpoint: Path, label: str) -> Overhead:
             batch_id = _submit(rt, world.batch_file, 1)
             with unit_of_work(rt.sessions) as session:
                 job_id = batches.jobs_of_batch(session, batch_id)[0].id
-                job_service.claim(session, job_service.get_job(session, job_id), to="rendering",
-                                  flow_run_id="bench", actor="system:bench")
+                job_service.claim(
+                    session,
+                    job_service.get_job(session, job_id),
+                    to="rendering",
+                    flow_run_id="bench",
+                    actor="system:bench",
+                )
             animator = rt.animator  # load the model before the clock starts
             clock = _Clock()
             real_render = animator.render
 
             phases: dict[str, float] = {}
 
-            def render(source: np.ndarray, driving: Iterable[np.ndarray], **kwargs: Any) -> Iterator[np.ndarray]:
+            def render(
+                source: np.ndarray, driving: Iterable[np.ndarray], **kwargs: Any
+            ) -> Iterator[np.ndarray]:
                 start = time.perf_counter()
                 crops = list(driving)  # decode + crop outside the model clock (counted as overhead)
                 phases["driving: decode + crop (render pass)"] = time.perf_counter() - start
@@ -191,10 +205,16 @@ def measure_overhead(checkpoint: Path, label: str) -> Overhead:
         finally:
             world.close()
     overhead = total - clock.seconds
-    return Overhead(model=label, frames=250, resolution=size, total_s=round(total, 2),
-                    model_s=round(clock.seconds, 2), overhead_s=round(overhead, 2),
-                    overhead_pct=round(100 * overhead / clock.seconds, 1),
-                    breakdown={k: round(v, 2) for k, v in phases.items()})
+    return Overhead(
+        model=label,
+        frames=250,
+        resolution=size,
+        total_s=round(total, 2),
+        model_s=round(clock.seconds, 2),
+        overhead_s=round(overhead, 2),
+        overhead_pct=round(100 * overhead / clock.seconds, 1),
+        breakdown={k: round(v, 2) for k, v in phases.items()},
+    )
 
 
 # Where the time outside the model goes: (label, module, attribute) of the library calls the step makes.
@@ -224,6 +244,7 @@ def _timed_phases(totals: dict[str, float]) -> Iterator[None]:
                 return real(*args, **kwargs)
             finally:
                 totals[label] = totals.get(label, 0.0) + time.perf_counter() - start
+
         return wrapper
 
     for label, module_name, attribute in PHASES:
@@ -284,7 +305,9 @@ def measure_throughput(checkpoint: Path, jobs: int, workers: int) -> Throughput:
             assert all(state == "published" for state in results.values()), results
         finally:
             world.close()
-    return Throughput(workers=workers, jobs=jobs, wall_s=round(wall, 1), jobs_per_min=round(60 * jobs / wall, 2))
+    return Throughput(
+        workers=workers, jobs=jobs, wall_s=round(wall, 1), jobs_per_min=round(60 * jobs / wall, 2)
+    )
 
 
 @dataclass
@@ -322,24 +345,39 @@ def measure_approve_latency(checkpoint: Path, approvals: int = 3) -> ApproveLate
             policy["always_review"] = True
             Path(rt.settings.policy_path).write_text(yaml.safe_dump(policy), encoding="utf-8")
             with unit_of_work(rt.sessions) as session:
-                users.add_user(session, email="bench-reviewer@example.org", roles=["reviewer"], actor="system:bench",
-                               password=password)
+                users.add_user(
+                    session,
+                    email="bench-reviewer@example.org",
+                    roles=["reviewer"],
+                    actor="system:bench",
+                    password=password,
+                )
             batch_id = _submit(rt, world.batch_file, approvals)
             responses: list[float] = []
             published: list[float] = []
             with use_runtime(rt), _local_gpu_limit(1):
                 batch_flow(rt.settings)(batch_id=batch_id)  # type: ignore[operator]
                 waiting = [item.job_id for item in pending_reviews(rt) if item.batch_id == batch_id]
-                client = TestClient(create_app(rt, WebConfig()), base_url="https://testserver", follow_redirects=False)
+                client = TestClient(
+                    create_app(rt, WebConfig()), base_url="https://testserver", follow_redirects=False
+                )
                 token = re.compile(r'name="csrf_token" value="([^"]+)"')
                 page = client.get("/sign-in").text
-                client.post("/sign-in", data={"email": "bench-reviewer@example.org", "password": password,
-                                              "csrf_token": token.search(page).group(1)})  # type: ignore[union-attr]
+                client.post(
+                    "/sign-in",
+                    data={
+                        "email": "bench-reviewer@example.org",
+                        "password": password,
+                        "csrf_token": token.search(page).group(1),
+                    },
+                )  # type: ignore[union-attr]
                 for job_id in waiting:
                     csrf = token.search(client.get(f"/review/jobs/{job_id}").text).group(1)  # type: ignore[union-attr]
                     start = time.perf_counter()
-                    answer = client.post(f"/review/jobs/{job_id}/decision",
-                                         data={"verdict": "approve", "reason": "bench", "csrf_token": csrf})
+                    answer = client.post(
+                        f"/review/jobs/{job_id}/decision",
+                        data={"verdict": "approve", "reason": "bench", "csrf_token": csrf},
+                    )
                     responses.append(time.perf_counter() - start)
                     assert answer.status_code == 303, answer.text[-500:]
                     while publish_status(rt, job_id).state not in ("published", "failed"):
@@ -349,9 +387,12 @@ def measure_approve_latency(checkpoint: Path, approvals: int = 3) -> ApproveLate
                 client.close()
         finally:
             world.close()
-    return ApproveLatency(approvals=len(responses), response_s_median=round(statistics.median(responses), 3),
-                          response_s_max=round(max(responses), 3),
-                          published_after_s_median=round(statistics.median(published), 2))
+    return ApproveLatency(
+        approvals=len(responses),
+        response_s_median=round(statistics.median(responses), 3),
+        response_s_max=round(max(responses), 3),
+        published_after_s_median=round(statistics.median(published), 2),
+    )
 
 
 def tiny_checkpoint(folder: Path) -> Path:
@@ -378,22 +419,43 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {"when": datetime.now(UTC).isoformat(), "machine": platform.platform(),
-                           "cpus": os.cpu_count()}
+    out: dict[str, Any] = {
+        "when": datetime.now(UTC).isoformat(),
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+    }
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as tmp:
         tiny = tiny_checkpoint(Path(tmp))
         if args.overhead_model != "skip":
             from flows.demo import demo_checkpoint
 
-            checkpoint = {"demo": demo_checkpoint, "tiny": lambda: tiny,
-                          "configured": lambda: Path(os.environ["LIKENESS_MCNET_CHECKPOINT"])}[args.overhead_model]()
+            checkpoint = {
+                "demo": demo_checkpoint,
+                "tiny": lambda: tiny,
+                "configured": lambda: Path(os.environ["LIKENESS_MCNET_CHECKPOINT"]),
+            }[args.overhead_model]()
             result = measure_overhead(checkpoint, args.overhead_model)
             out["overhead"] = asdict(result)
             table = Table(title="(1) everything but the model, as % of model time (10 s clip, one job)")
-            for column in ("model", "frames", "resolution", "total s", "model s", "other s", "other % of model"):
+            for column in (
+                "model",
+                "frames",
+                "resolution",
+                "total s",
+                "model s",
+                "other s",
+                "other % of model",
+            ):
                 table.add_column(column, justify="right")
-            table.add_row(result.model, str(result.frames), str(result.resolution), f"{result.total_s}",
-                          f"{result.model_s}", f"{result.overhead_s}", f"{result.overhead_pct} %")
+            table.add_row(
+                result.model,
+                str(result.frames),
+                str(result.resolution),
+                f"{result.total_s}",
+                f"{result.model_s}",
+                f"{result.overhead_s}",
+                f"{result.overhead_pct} %",
+            )
             console.print(table)
             phases = Table(title="where the time outside the model went (s)")
             phases.add_column("phase")
@@ -416,10 +478,19 @@ def main() -> None:
             latency = measure_approve_latency(tiny, args.approvals)
             out["approve_latency"] = asdict(latency)
             table = Table(title="(3) console approve request (publication queued)")
-            for column in ("approvals", "response s (median)", "response s (max)", "published after s (median)"):
+            for column in (
+                "approvals",
+                "response s (median)",
+                "response s (max)",
+                "published after s (median)",
+            ):
                 table.add_column(column, justify="right")
-            table.add_row(str(latency.approvals), f"{latency.response_s_median}", f"{latency.response_s_max}",
-                          f"{latency.published_after_s_median}")
+            table.add_row(
+                str(latency.approvals),
+                f"{latency.response_s_median}",
+                f"{latency.response_s_max}",
+                f"{latency.published_after_s_median}",
+            )
             console.print(table)
     path = RESULTS / f"batch-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(out, indent=2), encoding="utf-8")

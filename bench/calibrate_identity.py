@@ -50,7 +50,7 @@ def degraded(image: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "original": image,
         "flip": np.ascontiguousarray(image[:, ::-1]),
-        "crop": image[height // 20: height - height // 20, width // 20: width - width // 20].copy(),
+        "crop": image[height // 20 : height - height // 20, width // 20 : width - width // 20].copy(),
         "jpeg25": np.asarray(Image.open(buffer).convert("RGB")),
         "half": cv2.resize(half, (width, height), interpolation=cv2.INTER_CUBIC),
         "bright": np.clip(image.astype(int) + 30, 0, 255).astype(np.uint8),
@@ -88,9 +88,15 @@ def rates(genuine: list[float], impostor: list[float], threshold: float) -> tupl
 
 def summary(values: list[float]) -> dict[str, float]:
     array = np.asarray(values)
-    return {"n": int(array.size), "min": float(array.min()), "p5": float(np.percentile(array, 5)),
-            "median": float(np.median(array)), "p95": float(np.percentile(array, 95)),
-            "p99": float(np.percentile(array, 99)), "max": float(array.max())}
+    return {
+        "n": int(array.size),
+        "min": float(array.min()),
+        "p5": float(np.percentile(array, 5)),
+        "median": float(np.median(array)),
+        "p95": float(np.percentile(array, 95)),
+        "p99": float(np.percentile(array, 99)),
+        "max": float(array.max()),
+    }
 
 
 def main() -> None:
@@ -107,29 +113,41 @@ def main() -> None:
     step = max(1, 375 // args.clip_frames)
     frames = {f"frame{i:03d}": f.copy() for i, f in enumerate(iter_frames(clip)) if i % step == 0}
     people["talking_man"] = embed_all(verifier, frames)
-    for name, path in (("grace_hopper", MEDIA / "portrait_grace_hopper.jpg"),
-                       ("astronaut", MEDIA / "portrait_astronaut.png")):
+    for name, path in (
+        ("grace_hopper", MEDIA / "portrait_grace_hopper.jpg"),
+        ("astronaut", MEDIA / "portrait_astronaut.png"),
+    ):
         people[name] = embed_all(verifier, degraded(load_image(path, max_pixels=10**8)))
     strangers = embed_all(verifier, {f"lfw{i:03d}": face for i, face in enumerate(lfw_faces())})
 
     genuine: dict[str, list[float]] = {}
     for name, vectors in people.items():
         genuine[name] = [distance(a, b) for a, b in itertools.combinations(vectors.values(), 2)]
-    impostor_named = [distance(a, b) for (n1, v1), (n2, v2) in itertools.combinations(people.items(), 2)
-                      for a in v1.values() for b in v2.values()]
-    impostor_lfw = [distance(a, b) for vectors in people.values() for a in vectors.values()
-                    for b in strangers.values()]
+    impostor_named = [
+        distance(a, b)
+        for (n1, v1), (n2, v2) in itertools.combinations(people.items(), 2)
+        for a in v1.values()
+        for b in v2.values()
+    ]
+    impostor_lfw = [
+        distance(a, b) for vectors in people.values() for a in vectors.values() for b in strangers.values()
+    ]
     all_genuine = [d for values in genuine.values() for d in values]
     all_impostor = impostor_named + impostor_lfw
 
     table = Table(title=f"Dlib cosine distances ({args.detector} detector)")
     for column in ("set", "n", "min", "p5", "median", "p95", "p99", "max"):
         table.add_column(column, justify="right" if column != "set" else "left")
-    sets = {**{f"same: {k}": v for k, v in genuine.items()}, "different: named people": impostor_named,
-            "different: LFW vs named": impostor_lfw}
+    sets = {
+        **{f"same: {k}": v for k, v in genuine.items()},
+        "different: named people": impostor_named,
+        "different: LFW vs named": impostor_lfw,
+    }
     stats = {name: summary(values) for name, values in sets.items()}
     for name, s in stats.items():
-        table.add_row(name, str(s["n"]), *(f"{s[k]:.4f}" for k in ("min", "p5", "median", "p95", "p99", "max")))
+        table.add_row(
+            name, str(s["n"]), *(f"{s[k]:.4f}" for k in ("min", "p5", "median", "p95", "p99", "max"))
+        )
     console.print(table)
 
     rate_table = Table(title="accept when distance <= threshold")
@@ -139,24 +157,40 @@ def main() -> None:
     for threshold in CANDIDATES:
         far, frr = rates(all_genuine, all_impostor, threshold)
         rate_rows.append({"threshold": threshold, "far": far, "frr": frr})
-        rate_table.add_row(f"{threshold:.3f}", str(round(far * len(all_impostor))), f"{far:.4f}",
-                           str(round(frr * len(all_genuine))), f"{frr:.4f}")
+        rate_table.add_row(
+            f"{threshold:.3f}",
+            str(round(far * len(all_impostor))),
+            f"{far:.4f}",
+            str(round(frr * len(all_genuine))),
+            f"{frr:.4f}",
+        )
     console.print(rate_table)
     grid = np.linspace(0.0, 0.2, 2001)
     gaps = [abs(np.subtract(*rates(all_genuine, all_impostor, float(t)))) for t in grid]
     eer_threshold = float(grid[int(np.argmin(gaps))])
-    console.print(f"largest same-person distance {max(all_genuine):.4f}; smallest different-person distance "
-                  f"{min(all_impostor):.4f}; equal-error threshold {eer_threshold:.4f}; "
-                  f"{time.perf_counter() - started:.0f} s")
+    console.print(
+        f"largest same-person distance {max(all_genuine):.4f}; smallest different-person distance "
+        f"{min(all_impostor):.4f}; equal-error threshold {eer_threshold:.4f}; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     out = RESULTS / f"calibrate_identity-{stamp}.json"
-    out.write_text(json.dumps({
-        "provenance": verifier.provenance.model_dump(), "sets": stats, "rates": rate_rows,
-        "eer_threshold": eer_threshold, "embedded": {k: sorted(v) for k, v in people.items()},
-        "lfw_detected": len(strangers),
-    }, indent=2), encoding="utf-8")
+    out.write_text(
+        json.dumps(
+            {
+                "provenance": verifier.provenance.model_dump(),
+                "sets": stats,
+                "rates": rate_rows,
+                "eer_threshold": eer_threshold,
+                "embedded": {k: sorted(v) for k, v in people.items()},
+                "lfw_detected": len(strangers),
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     console.print(f"wrote {out.relative_to(ROOT)}")
 
 

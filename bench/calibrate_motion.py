@@ -90,8 +90,12 @@ def main() -> None:
     driving = crops[:frames]
     portrait = crops[10]
     variants: dict[str, list[np.ndarray]] = {
-        "self": driving, "self, degraded": [degrade(f) for f in driving], "frozen": [portrait] * frames,
-        "reversed": driving[::-1], "shifted 1 s": crops[FPS:FPS + frames], "other window": crops[125:125 + frames],
+        "self": driving,
+        "self, degraded": [degrade(f) for f in driving],
+        "frozen": [portrait] * frames,
+        "reversed": driving[::-1],
+        "shifted 1 s": crops[FPS : FPS + frames],
+        "other window": crops[125 : 125 + frames],
     }
     motion: dict[str, dict[str, float]] = {}
     for name, output in variants.items():
@@ -115,7 +119,9 @@ def main() -> None:
     grace = load_image(MEDIA / "portrait_grace_hopper.jpg", max_pixels=40_000_000)
     speaker = next(iter(iter_frames(CLIP)))
     cross_out, _ = demo_render(grace, long_driving)
-    motion["demo render, Grace Hopper"] = check_motion(detector, long_driving, cross_out, every=EVERY).scores()
+    motion["demo render, Grace Hopper"] = check_motion(
+        detector, long_driving, cross_out, every=EVERY
+    ).scores()
     progress("demo render, Grace Hopper", motion["demo render, Grace Hopper"])
     grace_crop = prepare_portrait(grace, size=256).crop
     leak_cases = {
@@ -144,13 +150,27 @@ def main() -> None:
         leaks.add_column(column, justify="left" if column == "case" else "right")
     for name, row in leak.items():
         margin = row["leak_margin"]
-        leaks.add_row(name, f"{row['driver_portrait_distance']:.3f}", "-" if margin is None else f"{margin:.3f}")
+        leaks.add_row(
+            name, f"{row['driver_portrait_distance']:.3f}", "-" if margin is None else f"{margin:.3f}"
+        )
     console.print(leaks)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"calibrate_motion-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps({"when": datetime.now(UTC).isoformat(), "every": EVERY, "frames": frames,
-                               "landmark_model": detector.model.as_dict(), "motion": motion, "leak": leak,
-                               "seconds": time.perf_counter() - started}, indent=2), encoding="utf-8")
+    out.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(UTC).isoformat(),
+                "every": EVERY,
+                "frames": frames,
+                "landmark_model": detector.model.as_dict(),
+                "motion": motion,
+                "leak": leak,
+                "seconds": time.perf_counter() - started,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     console.print(f"wrote {out.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s")
 
 

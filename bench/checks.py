@@ -86,8 +86,12 @@ def animation_seconds_per_frame(folder: Path, frames: int, portrait: np.ndarray,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--every", type=int, default=3, help="sample every k-th frame (Settings.fidelity_every)")
-    parser.add_argument("--animation-frames", type=int, default=2, help="frames to time the animation on (0: skip)")
+    parser.add_argument(
+        "--every", type=int, default=3, help="sample every k-th frame (Settings.fidelity_every)"
+    )
+    parser.add_argument(
+        "--animation-frames", type=int, default=2, help="frames to time the animation on (0: skip)"
+    )
     args = parser.parse_args()
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +126,9 @@ def main() -> None:
 
     checks_total = sum(timings.values())
     per_frame = checks_total / frames
-    table = Table(title=f"checks on a {SECONDS} s {SIZE}x{SIZE} clip ({frames} frames), every {args.every}th frame")
+    table = Table(
+        title=f"checks on a {SECONDS} s {SIZE}x{SIZE} clip ({frames} frames), every {args.every}th frame"
+    )
     for column in ("step", "seconds", "ms per clip frame"):
         table.add_column(column, justify="right" if column != "step" else "left")
     for name, seconds in timings.items():
@@ -130,12 +136,16 @@ def main() -> None:
     table.add_row("all checks", f"{checks_total:.2f}", f"{1000 * per_frame:.1f}")
     console.print(table)
     shares = {"documented": per_frame / ANIMATION_S_PER_FRAME}
-    lines = [f"animation (documented, idle CPU): {ANIMATION_S_PER_FRAME:.2f} s/frame -> checks take "
-             f"{shares['documented']:.1%} of it"]
+    lines = [
+        f"animation (documented, idle CPU): {ANIMATION_S_PER_FRAME:.2f} s/frame -> checks take "
+        f"{shares['documented']:.1%} of it"
+    ]
     if animation is not None:
         shares["measured"] = per_frame / animation
-        lines.append(f"animation (measured now, vox256 exact, {args.animation_frames} frames): {animation:.2f} s/frame"
-                     f" -> checks take {shares['measured']:.1%} of it")
+        lines.append(
+            f"animation (measured now, vox256 exact, {args.animation_frames} frames): {animation:.2f} s/frame"
+            f" -> checks take {shares['measured']:.1%} of it"
+        )
     for line in lines:
         console.print(line)
     verdict = "meets" if max(shares.values()) <= TARGET_SHARE else "misses"
@@ -143,15 +153,28 @@ def main() -> None:
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"checks-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps({
-        "when": datetime.now(UTC).isoformat(), "machine": {"platform": platform.platform()},
-        "clip": {"seconds": SECONDS, "fps": FPS, "size": SIZE, "frames": frames}, "every": args.every,
-        "timings_s": timings, "checks_s_per_frame": per_frame,
-        "animation_s_per_frame": {"documented": ANIMATION_S_PER_FRAME, "measured": animation},
-        "share_of_animation": shares, "target": TARGET_SHARE,
-        "fidelity": fidelity.scores(), "artifacts": artifacts.scores(), "binding_distance": binding.distance,
-        "motion": motion.scores(), "leak": leak.scores(),
-    }, indent=2), encoding="utf-8")
+    out.write_text(
+        json.dumps(
+            {
+                "when": datetime.now(UTC).isoformat(),
+                "machine": {"platform": platform.platform()},
+                "clip": {"seconds": SECONDS, "fps": FPS, "size": SIZE, "frames": frames},
+                "every": args.every,
+                "timings_s": timings,
+                "checks_s_per_frame": per_frame,
+                "animation_s_per_frame": {"documented": ANIMATION_S_PER_FRAME, "measured": animation},
+                "share_of_animation": shares,
+                "target": TARGET_SHARE,
+                "fidelity": fidelity.scores(),
+                "artifacts": artifacts.scores(),
+                "binding_distance": binding.distance,
+                "motion": motion.scores(),
+                "leak": leak.scores(),
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     console.print(f"wrote {out.relative_to(ROOT)}")
 
 

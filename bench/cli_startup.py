@@ -46,8 +46,11 @@ def main() -> None:
     Console().print(table)
     folder = Path(__file__).resolve().parent / "results"
     folder.mkdir(exist_ok=True)
-    (folder / "cli_startup.json").write_text(json.dumps(
-        {"at": datetime.now(UTC).isoformat(), "runs": args.runs, "median_seconds": results}, indent=2))
+    (folder / "cli_startup.json").write_text(
+        json.dumps(
+            {"at": datetime.now(UTC).isoformat(), "runs": args.runs, "median_seconds": results}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":

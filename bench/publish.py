@@ -41,16 +41,56 @@ def ffmpeg(*args: str) -> None:
 
 
 def frames_of(path: Path, size: int = 256) -> np.ndarray:
-    raw = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(path), "-vf", f"scale={size}:{size}:flags=bicubic",
-                          "-f", "rawvideo", "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-vf",
+            f"scale={size}:{size}:flags=bicubic",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3)
 
 
 def write_frames(frames: np.ndarray, path: Path, *, crf: int = 20, fps: int = 25) -> None:
     h, w = frames.shape[1:3]
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-                    "-r", str(fps), "-i", "-", "-c:v", "libx264", "-crf", str(crf), "-pix_fmt", "yuv420p", str(path)],
-                   input=frames.tobytes(), check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            str(fps),
+            "-i",
+            "-",
+            "-c:v",
+            "libx264",
+            "-crf",
+            str(crf),
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        input=frames.tobytes(),
+        check=True,
+    )
 
 
 def attacks(marked: Path, work: Path) -> dict[str, Path]:
@@ -72,8 +112,14 @@ def dwt_accuracy(path: Path, bits: np.ndarray) -> dict[str, Any]:
     per_frame = float(((scores > 0.5) == bits).mean())
     voted = float(((scores.mean(0) > 0.5) == bits).mean())
     payload, flipped = watermark.decode_scores(scores.mean(0))
-    return {"per_frame_bit_accuracy": per_frame, "voted_bit_accuracy": voted, "decoded": payload == PAYLOAD,
-            "decoded_payload": payload, "flipped_bits": flipped, "frames": len(scores)}
+    return {
+        "per_frame_bit_accuracy": per_frame,
+        "voted_bit_accuracy": voted,
+        "decoded": payload == PAYLOAD,
+        "decoded_payload": payload,
+        "flipped_bits": flipped,
+        "frames": len(scores),
+    }
 
 
 def bench_rivagan(clip: Path, work: Path, n_frames: int) -> dict[str, Any]:
@@ -87,21 +133,33 @@ def bench_rivagan(clip: Path, work: Path, n_frames: int) -> dict[str, Any]:
     decoder = WatermarkDecoder("bits", 32)
     frames = frames_of(clip)[:n_frames]
     start = time.perf_counter()
-    marked = np.stack([cv2.cvtColor(encoder.encode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), "rivaGan"), cv2.COLOR_BGR2RGB)
-                       for f in frames])
+    marked = np.stack(
+        [
+            cv2.cvtColor(encoder.encode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), "rivaGan"), cv2.COLOR_BGR2RGB)
+            for f in frames
+        ]
+    )
     embed_s = (time.perf_counter() - start) / len(frames)
     path = work / "rivagan.mp4"
     write_frames(marked, path)
-    out: dict[str, Any] = {"frames": len(frames), "embed_s_per_frame": embed_s, "payload_bits": 32,
-                           "room_for_error_detection": "none (rivaGan carries exactly 32 bits)"}
+    out: dict[str, Any] = {
+        "frames": len(frames),
+        "embed_s_per_frame": embed_s,
+        "payload_bits": 32,
+        "room_for_error_detection": "none (rivaGan carries exactly 32 bits)",
+    }
     truth = np.array(bits)
     for name, attacked in {"marked": path, **attacks(path, work)}.items():
         start = time.perf_counter()
-        decoded = np.array([decoder.decode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), "rivaGan") for f in frames_of(attacked)],
-                           dtype=float)
+        decoded = np.array(
+            [decoder.decode(cv2.cvtColor(f, cv2.COLOR_RGB2BGR), "rivaGan") for f in frames_of(attacked)],
+            dtype=float,
+        )
         out["decode_s_per_frame"] = (time.perf_counter() - start) / len(decoded)
-        out[name] = {"per_frame_bit_accuracy": float((decoded == truth).mean()),
-                     "voted_bit_accuracy": float(((decoded.mean(0) > 0.5) == truth).mean())}
+        out[name] = {
+            "per_frame_bit_accuracy": float((decoded == truth).mean()),
+            "voted_bit_accuracy": float(((decoded.mean(0) > 0.5) == truth).mean()),
+        }
     return out
 
 
@@ -115,8 +173,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
         work = Path(tmp)
         clip = work / "clip.mp4"
-        ffmpeg("-i", str(SOURCE), "-t", str(args.seconds), "-vf", "crop=240:240,scale=256:256", "-c:v", "libx264",
-               "-crf", "18", "-pix_fmt", "yuv420p", str(clip))
+        ffmpeg(
+            "-i",
+            str(SOURCE),
+            "-t",
+            str(args.seconds),
+            "-vf",
+            "crop=240:240,scale=256:256",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "18",
+            "-pix_fmt",
+            "yuv420p",
+            str(clip),
+        )
         steps: dict[str, float] = {}
         labelled, steps["label"] = timed(burn_label, clip, work / "labelled.mp4")
         marked, steps["watermark_embed"] = timed(watermark.embed, labelled, work / "marked.mp4", PAYLOAD)
@@ -124,15 +195,26 @@ def main() -> None:
         assert reading.payload == PAYLOAD, "the marked clip did not read back"
         identity = provenance.ensure_dev_identity(work / "signing")
         claims = provenance.ProvenanceClaims(
-            title="video.mp4", job_id="bench", publication_id="bench", consent_id="bench", consent_version=1,
-            model_name="mcnet", model_sha256="0" * 64, watermark_payload=PAYLOAD, watermark_method=watermark.METHOD,
-            ingredients=(provenance.Ingredient(clip, sha256_file(clip), "driving video"),))
-        signed, steps["c2pa_sign"] = timed(provenance.sign_video, marked, work / "video.mp4", identity=identity,
-                                           claims=claims)
+            title="video.mp4",
+            job_id="bench",
+            publication_id="bench",
+            consent_id="bench",
+            consent_version=1,
+            model_name="mcnet",
+            model_sha256="0" * 64,
+            watermark_payload=PAYLOAD,
+            watermark_method=watermark.METHOD,
+            ingredients=(provenance.Ingredient(clip, sha256_file(clip), "driving video"),),
+        )
+        signed, steps["c2pa_sign"] = timed(
+            provenance.sign_video, marked, work / "video.mp4", identity=identity, claims=claims
+        )
         server = LocalS3Server(work / "s3", access_key="bench", secret_key="bench-secret-0123")
         state = server.start()
         try:
-            store = ObjectStore(state.endpoint, access_key="bench", secret_key="bench-secret-0123", bucket_prefix="bench")
+            store = ObjectStore(
+                state.endpoint, access_key="bench", secret_key="bench-secret-0123", bucket_prefix="bench"
+            )
             store.ensure_buckets()
             key = object_key("00000000-0000-4000-8000-000000000000", "video.mp4")
             _stored, steps["upload_verified"] = timed(store.put_file, "published", key, signed)
@@ -151,33 +233,64 @@ def main() -> None:
         _m, embed_one = timed(watermark.mark_frame, one, list(bits))
         _s, read_one = timed(watermark.frame_scores, one)
         a, b = frames_of(labelled).astype(float), frames_of(marked).astype(float)
-        results["dwtDctSvd"] = {"config": {"channel": "U", "block": watermark.BLOCK, "step": watermark.STEP,
-                                           "word_bits": watermark.WORD_BITS, "crc_bits": watermark.CRC_BITS},
-                                "embed_s_per_frame": embed_one, "decode_s_per_frame": read_one,
-                                "psnr_db": float(10 * np.log10(255**2 / np.mean((a - b) ** 2))), **accuracy}
+        results["dwtDctSvd"] = {
+            "config": {
+                "channel": "U",
+                "block": watermark.BLOCK,
+                "step": watermark.STEP,
+                "word_bits": watermark.WORD_BITS,
+                "crc_bits": watermark.CRC_BITS,
+            },
+            "embed_s_per_frame": embed_one,
+            "decode_s_per_frame": read_one,
+            "psnr_db": float(10 * np.log10(255**2 / np.mean((a - b) ** 2))),
+            **accuracy,
+        }
         results["rivaGan"] = bench_rivagan(labelled, work, args.rivagan_frames)
 
-    table = Table(title=f"publishing a {args.seconds:.0f} s 256x256 clip ({results['frames']} frames; "
-                        f"read samples {results['frames_sampled_by_read']})")
+    table = Table(
+        title=f"publishing a {args.seconds:.0f} s 256x256 clip ({results['frames']} frames; "
+        f"read samples {results['frames_sampled_by_read']})"
+    )
     table.add_column("step")
     table.add_column("seconds", justify="right")
     for name, seconds in steps.items():
         table.add_row(name, f"{seconds:.2f}")
     console.print(table)
     wm = Table(title="watermark bit accuracy (per frame / voted across frames)")
-    for column in ("method", "embed s/frame", "decode s/frame", "marked", "crf 28", "crf 28 half size", "decoded?"):
+    for column in (
+        "method",
+        "embed s/frame",
+        "decode s/frame",
+        "marked",
+        "crf 28",
+        "crf 28 half size",
+        "decoded?",
+    ):
         wm.add_column(column)
     d, r = results["dwtDctSvd"], results["rivaGan"]
 
     def cell(x: dict[str, Any]) -> str:
         return f"{x['per_frame_bit_accuracy']:.3f} / {x['voted_bit_accuracy']:.3f}"
 
-    wm.add_row("dwtDctSvd (56-bit word)", f"{d['embed_s_per_frame']:.3f}", f"{d['decode_s_per_frame']:.3f}",
-               cell(d["marked"]), cell(d["crf28"]), cell(d["crf28_half_size"]),
-               f"{d['crf28']['decoded']} / {d['crf28_half_size']['decoded']}; unmarked -> {d['unmarked_decoded']}")
-    wm.add_row(f"rivaGan (32 bits, {r['frames']} frames)", f"{r['embed_s_per_frame']:.3f}",
-               f"{r['decode_s_per_frame']:.3f}", cell(r["marked"]), cell(r["crf28"]), cell(r["crf28_half_size"]),
-               "no room for a CRC")
+    wm.add_row(
+        "dwtDctSvd (56-bit word)",
+        f"{d['embed_s_per_frame']:.3f}",
+        f"{d['decode_s_per_frame']:.3f}",
+        cell(d["marked"]),
+        cell(d["crf28"]),
+        cell(d["crf28_half_size"]),
+        f"{d['crf28']['decoded']} / {d['crf28_half_size']['decoded']}; unmarked -> {d['unmarked_decoded']}",
+    )
+    wm.add_row(
+        f"rivaGan (32 bits, {r['frames']} frames)",
+        f"{r['embed_s_per_frame']:.3f}",
+        f"{r['decode_s_per_frame']:.3f}",
+        cell(r["marked"]),
+        cell(r["crf28"]),
+        cell(r["crf28_half_size"]),
+        "no room for a CRC",
+    )
     console.print(wm)
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / "publish.json"

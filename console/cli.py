@@ -36,18 +36,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "consent": ("console.commands.consent:app", "Consents: versioned, revocable, with evidence."),
     "audit": ("console.commands.audit:app", "The tamper-evident audit log."),
     "storage": ("console.commands.storage:app", "The local S3 server (SeaweedFS on 127.0.0.1)."),
-    "orchestrator": ("console.commands.orchestrator:app", "The local Prefect server (orchestration API on 127.0.0.1)."),
+    "orchestrator": (
+        "console.commands.orchestrator:app",
+        "The local Prefect server (orchestration API on 127.0.0.1).",
+    ),
     "publication": ("console.commands.publication:app", "Published videos: list, show, download, take down."),
     "batch": ("console.commands.batch:app", "Submit batches of jobs, run them, and report on them."),
     "review": ("console.commands.review:app", "Review flagged jobs: list, show, approve, reject."),
     "train": ("console.commands.train:app", "Train MCNet on talking-face videos and evaluate checkpoints."),
-    "model": ("console.commands.model:app", "Models: which checkpoints may render, trained on whose consented footage."),
+    "model": (
+        "console.commands.model:app",
+        "Models: which checkpoints may render, trained on whose consented footage.",
+    ),
     "console": ("console.commands.web:app", "The web console (FastAPI, served on 127.0.0.1)."),
     "demo": ("console.commands.demo:app", "Run the end-to-end demo."),
-    "check": ("console.commands.check:command",
-              "Run the identity, artifact, motion and driver-leak checks on a video and show the policy's verdicts."),
-    "verify": ("console.commands.verify:command",
-               "Check a video's C2PA manifest and watermark, and trace it to its publication (an audited read)."),
+    "check": (
+        "console.commands.check:command",
+        "Run the identity, artifact, motion and driver-leak checks on a video and show the policy's verdicts.",
+    ),
+    "verify": (
+        "console.commands.verify:command",
+        "Check a video's C2PA manifest and watermark, and trace it to its publication (an audited read).",
+    ),
 }
 
 

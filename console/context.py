@@ -38,7 +38,9 @@ out = make_console(soft_wrap=True)
 
 ActorOption = Annotated[
     str,
-    typer.Option("--actor", envvar="LIKENESS_ACTOR", help="Email of the user acting (checked against roles)."),
+    typer.Option(
+        "--actor", envvar="LIKENESS_ACTOR", help="Email of the user acting (checked against roles)."
+    ),
 ]
 
 
@@ -74,7 +76,9 @@ def require_migrated_database(url: str) -> None:
     """Refuse (one line) a database that is not at the newest schema, without creating one that is absent."""
     current, head = current_revision(url), head_revision()
     if current != head:
-        raise CliError(f"database is at revision {current or 'none'}, expected {head}: run `likeness db upgrade`")
+        raise CliError(
+            f"database is at revision {current or 'none'}, expected {head}: run `likeness db upgrade`"
+        )
 
 
 def open_context(*, require_migrated: bool = True) -> CliContext:
@@ -106,7 +110,9 @@ def storage_errors() -> Iterator[None]:
     try:
         yield
     except PipelineError as exc:
-        raise CliError(f"object storage: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}") from None
+        raise CliError(
+            f"object storage: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
+        ) from None
 
 
 def object_store(ctx: CliContext) -> ObjectStore:
@@ -129,7 +135,9 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise CliError(f"{option} {value!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T09:00Z)") from None
+        raise CliError(
+            f"{option} {value!r} is not an ISO date or date-time (e.g. 2026-01-31 or 2026-01-31T09:00Z)"
+        ) from None
     try:  # stored in UTC: 9999-12-31T23:00-05:00 is in the year 10000 there, which no datetime can hold
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:

@@ -22,5 +22,7 @@ def audit_checkpoint() -> dict[str, object]:
     """Scheduled: sign and store the current tree head (a no-op object-wise when nothing was appended)."""
     rt = get_runtime()
     result = write_checkpoint(rt.settings, rt.sessions)
-    logger.info("audit checkpoint at size %d (%s)", result.size, "written" if result.written else "already stored")
+    logger.info(
+        "audit checkpoint at size %d (%s)", result.size, "written" if result.written else "already stored"
+    )
     return {"size": result.size, "root": result.root_b64, "key": result.key, "written": result.written}

@@ -29,7 +29,10 @@ from pipeline.storage import BucketMissingError
 logger = logging.getLogger(__name__)
 
 AUDIT_KEY_DIR = "audit-signing"
-HOOK_DELAYS: tuple[float, ...] = (0.5, 2.0)  # checkpoint_after: three attempts, about 2.5 s of waiting at most
+HOOK_DELAYS: tuple[float, ...] = (
+    0.5,
+    2.0,
+)  # checkpoint_after: three attempts, about 2.5 s of waiting at most
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,14 @@ def audit_verifier(settings: Settings) -> NoteVerifier:
 def checkpoint_store(settings: Settings, *, fail_fast: bool = False) -> CheckpointStore:
     """The audit bucket on the configured endpoint (`fail_fast`: one short try per request, for hooks)."""
     timing = {"connect_timeout": 1.0, "read_timeout": 10.0, "retries": 0} if fail_fast else {}
-    return CheckpointStore(settings.s3_endpoint, access_key=settings.s3_access_key,
-                           secret_key=settings.s3_secret_key.get_secret_value(), secure=settings.s3_secure,
-                           bucket_prefix=settings.s3_bucket_prefix, **timing)  # type: ignore[arg-type]
+    return CheckpointStore(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+        bucket_prefix=settings.s3_bucket_prefix,
+        **timing,
+    )  # type: ignore[arg-type]
 
 
 # The last tree head this process computed, per database: the next checkpoint reads only newer events
@@ -84,8 +92,13 @@ def signed_head(sessions: sessionmaker[Session], signer: NoteSigner) -> tuple[Tr
     return head, sign_checkpoint(signer, head.size, head.root)
 
 
-def write_checkpoint(settings: Settings, sessions: sessionmaker[Session], *, store: CheckpointStore | None = None,
-                     signer: NoteSigner | None = None) -> CheckpointWrite:
+def write_checkpoint(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    *,
+    store: CheckpointStore | None = None,
+    signer: NoteSigner | None = None,
+) -> CheckpointWrite:
     """Sign the current tree head and store it in the audit bucket (once per tree size).
 
     Raises:
@@ -98,9 +111,14 @@ def write_checkpoint(settings: Settings, sessions: sessionmaker[Session], *, sto
     return CheckpointWrite(head.size, head.root_b64, checkpoint_key(head.size), stored is not None, note)
 
 
-def checkpoint_after(settings: Settings, sessions: sessionmaker[Session], reason: str, *,
-                     store: CheckpointStore | None = None, delays: Sequence[float] = HOOK_DELAYS,
-                     ) -> CheckpointWrite | None:
+def checkpoint_after(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    reason: str,
+    *,
+    store: CheckpointStore | None = None,
+    delays: Sequence[float] = HOOK_DELAYS,
+) -> CheckpointWrite | None:
     """Write a checkpoint after `reason` (a governance action that has committed); never raises.
 
     Transient failures (storage down) are retried after each of `delays`; then, or at once for any other
@@ -109,15 +127,25 @@ def checkpoint_after(settings: Settings, sessions: sessionmaker[Session], reason
     attempts = len(delays) + 1
     for attempt in range(1, attempts + 1):
         try:
-            return write_checkpoint(settings, sessions, store=store or checkpoint_store(settings, fail_fast=True))
+            return write_checkpoint(
+                settings, sessions, store=store or checkpoint_store(settings, fail_fast=True)
+            )
         except Exception as exc:  # noqa: BLE001 - the action this follows must never fail because of it
             if is_transient(exc) and attempt < attempts:
-                logger.info("audit checkpoint after %s: attempt %d failed (%s); retrying", reason, attempt, exc)
+                logger.info(
+                    "audit checkpoint after %s: attempt %d failed (%s); retrying", reason, attempt, exc
+                )
                 time.sleep(delays[attempt - 1])
                 continue
             level = logging.WARNING if is_transient(exc) else logging.ERROR
-            logger.log(level, "audit checkpoint after %s not written (%d attempt(s)): %s; the next checkpoint "
-                       "covers these events", reason, attempt, exc)
+            logger.log(
+                level,
+                "audit checkpoint after %s not written (%d attempt(s)): %s; the next checkpoint "
+                "covers these events",
+                reason,
+                attempt,
+                exc,
+            )
             return None
     return None  # pragma: no cover - the loop always returns
 

@@ -109,8 +109,14 @@ def dispatch_jobs(rt: Runtime, deployment: str, job_ids: list[str]) -> dict[str,
     runs: dict[str, UUID] = {}
     for job_id in job_ids:
         # Idempotent per batch run and job: a retried batch run does not dispatch a job twice.
-        run = run_deployment(deployment, parameters={"job_id": job_id}, timeout=0, tags=[f"job:{job_id}"],
-                             as_subflow=True, idempotency_key=f"nightly-batch:{flow_run.id}:{job_id}")
+        run = run_deployment(
+            deployment,
+            parameters={"job_id": job_id},
+            timeout=0,
+            tags=[f"job:{job_id}"],
+            as_subflow=True,
+            idempotency_key=f"nightly-batch:{flow_run.id}:{job_id}",
+        )
         runs[job_id] = run.id
     results: dict[str, str] = {}
     with get_client(sync_client=True) as client:
@@ -121,7 +127,9 @@ def dispatch_jobs(rt: Runtime, deployment: str, job_ids: list[str]) -> dict[str,
                 state = client.read_flow_run(run_id).state
                 if state is None or not state.is_final():
                     continue
-                results[job_id] = _job_state(rt, job_id) if state.is_completed() else f"error: {state.message}"
+                results[job_id] = (
+                    _job_state(rt, job_id) if state.is_completed() else f"error: {state.message}"
+                )
             if len(results) < len(runs):
                 time.sleep(POLL_SECONDS)
     return results
@@ -144,8 +152,13 @@ def task_runner(settings: Settings) -> object:
         if settings.dask_address:
             return DaskTaskRunner(address=settings.dask_address)
         # A local cluster of threads: the workers share this process's runtime and loaded models.
-        return DaskTaskRunner(cluster_kwargs={"processes": False, "n_workers": 1,
-                                              "threads_per_worker": settings.task_runner_workers})
+        return DaskTaskRunner(
+            cluster_kwargs={
+                "processes": False,
+                "n_workers": 1,
+                "threads_per_worker": settings.task_runner_workers,
+            }
+        )
     return ThreadPoolTaskRunner(max_workers=settings.task_runner_workers)
 
 

@@ -112,8 +112,15 @@ def _refuse_duplicates(path: Path, request: BatchRequest, lines: list[int] | Non
     seen: dict[tuple[object, ...], int] = {}
     repeats: dict[int, list[int]] = {}
     for index, job in enumerate(request.jobs):
-        key = (job.subject, job.portrait.resolve(), job.driving.resolve(), job.purpose, job.channel, job.territory,
-               job.seed)
+        key = (
+            job.subject,
+            job.portrait.resolve(),
+            job.driving.resolve(),
+            job.purpose,
+            job.channel,
+            job.territory,
+            job.seed,
+        )
         if key in seen:
             repeats.setdefault(seen[key], [seen[key]]).append(index)
         else:

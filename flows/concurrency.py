@@ -51,14 +51,20 @@ def ensure_gpu_limit(size: int, *, name: str = GPU_LIMIT) -> int:
                 logger.info("global concurrency limit %s created with %d slot(s)", name, size)
                 return size
     if existing.limit != size:
-        logger.info("global concurrency limit %s has %d slot(s) (set by the operator; "
-                    "LIKENESS_GPU_CONCURRENCY=%d is only used to create it)", name, existing.limit, size)
+        logger.info(
+            "global concurrency limit %s has %d slot(s) (set by the operator; "
+            "LIKENESS_GPU_CONCURRENCY=%d is only used to create it)",
+            name,
+            existing.limit,
+            size,
+        )
     return int(existing.limit)
 
 
 @contextlib.contextmanager
-def gpu_slot(*, name: str = GPU_LIMIT, timeout_seconds: float | None = None,
-             lease_seconds: float | None = None) -> Iterator[None]:
+def gpu_slot(
+    *, name: str = GPU_LIMIT, timeout_seconds: float | None = None, lease_seconds: float | None = None
+) -> Iterator[None]:
     """Hold one slot of the accelerator for the block; strict, so a missing limit fails loudly.
 
     `lease_seconds` (default: the runtime's `gpu_lease_seconds`) bounds how long a killed run can keep

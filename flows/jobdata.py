@@ -106,8 +106,9 @@ def load_job_spec(session: Session, job_id: str) -> JobSpec:
 
 # States after which a worker has nothing more to do with a job's files (the render flow also lets go of
 # a job it leaves at `awaiting_review`: publishing fetches what it needs again, on whatever machine).
-FINAL_STATES = frozenset({JobState.published, JobState.rejected, JobState.refused, JobState.failed,
-                          JobState.taken_down})
+FINAL_STATES = frozenset(
+    {JobState.published, JobState.rejected, JobState.refused, JobState.failed, JobState.taken_down}
+)
 PUBLISH_PREFIX = "publish-"
 
 

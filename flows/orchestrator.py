@@ -146,8 +146,14 @@ class LocalPrefectServer:
         extra_env: more `PREFECT_*` settings for the server process (tests shorten service loops).
     """
 
-    def __init__(self, root: Path, *, port: int = 4200, database_url: str | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        port: int = 4200,
+        database_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Prefect server port must be 0-65535, got {port}")
         self.root = Path(root)
@@ -173,25 +179,39 @@ class LocalPrefectServer:
         if state is None:
             return OrchestratorStatus(False, False, None, None, self.home, "not started (no state file)")
         if not _is_prefect_server(state.pid):
-            return OrchestratorStatus(False, False, state.pid, state.api_url, self.home,
-                                      f"stale state: process {state.pid} is not running")
+            return OrchestratorStatus(
+                False,
+                False,
+                state.pid,
+                state.api_url,
+                self.home,
+                f"stale state: process {state.pid} is not running",
+            )
         problem = api_healthy(state.api_url) if check_health else None
-        return OrchestratorStatus(True, problem is None, state.pid, state.api_url, self.home,
-                                  "running" if problem is None else f"running, API not answering: {problem}")
+        return OrchestratorStatus(
+            True,
+            problem is None,
+            state.pid,
+            state.api_url,
+            self.home,
+            "running" if problem is None else f"running, API not answering: {problem}",
+        )
 
     def environment(self, port: int) -> dict[str, str]:
         """The server process's environment: loopback, telemetry off, leases on disk, home under `root`."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-        env.update({
-            "PREFECT_HOME": str(self.home),
-            "PREFECT_SERVER_API_HOST": HOST,
-            "PREFECT_SERVER_API_PORT": str(port),
-            "PREFECT_API_URL": f"http://{HOST}:{port}/api",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": FILESYSTEM_LEASES,
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-        })  # fmt: skip
+        env.update(
+            {
+                "PREFECT_HOME": str(self.home),
+                "PREFECT_SERVER_API_HOST": HOST,
+                "PREFECT_SERVER_API_PORT": str(port),
+                "PREFECT_API_URL": f"http://{HOST}:{port}/api",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "DO_NOT_TRACK": "1",
+                "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": FILESYSTEM_LEASES,
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+            }
+        )
         if self.database_url:
             env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
         env.update(self.extra_env)
@@ -211,16 +231,23 @@ class LocalPrefectServer:
         port = self.port or free_port()
         api_url = f"http://{HOST}:{port}/api"
         if api_healthy(api_url, timeout=1.0) is None:
-            raise OrchestratorError(f"port {port} already serves a Prefect API that is not this project's "
-                                    f"(state in {self.root}); stop it or choose LIKENESS_PREFECT_PORT")
+            raise OrchestratorError(
+                f"port {port} already serves a Prefect API that is not this project's "
+                f"(state in {self.root}); stop it or choose LIKENESS_PREFECT_PORT"
+            )
         with open(self.root / LOG_FILE, "ab") as log:
             process = subprocess.Popen(
                 [str(prefect_executable()), "server", "start", "--host", HOST, "--port", str(port)],
-                env=self.environment(port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.root, start_new_session=True,
-            )  # fmt: skip
-        state = OrchestratorState(pid=process.pid, api_url=api_url, port=port, home=str(self.home),
-                                  started_at=time.time())
+                env=self.environment(port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root,
+                start_new_session=True,
+            )
+        state = OrchestratorState(
+            pid=process.pid, api_url=api_url, port=port, home=str(self.home), started_at=time.time()
+        )
         self._write_state(state)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -234,7 +261,9 @@ class LocalPrefectServer:
             time.sleep(0.5)
         self._terminate(process.pid, grace=10.0)
         self._remove_state()
-        raise OrchestratorUnavailable(f"local Prefect server at {api_url} did not answer within {timeout:.0f} s")
+        raise OrchestratorUnavailable(
+            f"local Prefect server at {api_url} did not answer within {timeout:.0f} s"
+        )
 
     def stop(self, *, grace: float = 30.0) -> bool:
         """Stop the recorded server and its children (SIGTERM, SIGKILL after `grace` s). Whether one ran."""
@@ -278,10 +307,16 @@ class LocalPrefectServer:
             time.sleep(0.05)
 
 
-def local_prefect_server(settings: Settings, *, extra_env: dict[str, str] | None = None) -> LocalPrefectServer:
+def local_prefect_server(
+    settings: Settings, *, extra_env: dict[str, str] | None = None
+) -> LocalPrefectServer:
     """The project's own Prefect server for this `var_dir` (port `LIKENESS_PREFECT_PORT`)."""
-    return LocalPrefectServer(settings.var_dir / PREFECT_DIR, port=settings.prefect_port,
-                              database_url=settings.prefect_database_url, extra_env=extra_env)
+    return LocalPrefectServer(
+        settings.var_dir / PREFECT_DIR,
+        port=settings.prefect_port,
+        database_url=settings.prefect_database_url,
+        extra_env=extra_env,
+    )
 
 
 def configured_api_url() -> str | None:
@@ -318,7 +353,9 @@ def require_api(settings: Settings) -> str:
         point_prefect_at(api_url)
     problem = api_healthy(api_url)
     if problem is not None:
-        raise OrchestratorUnavailable(f"the Prefect API at PREFECT_API_URL={api_url} is unreachable ({problem})")
+        raise OrchestratorUnavailable(
+            f"the Prefect API at PREFECT_API_URL={api_url} is unreachable ({problem})"
+        )
     return api_url
 
 

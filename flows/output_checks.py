@@ -43,8 +43,18 @@ def framing_for(portrait: np.ndarray, crop: np.ndarray, mode: str) -> np.ndarray
 
 
 def score_output(
-    *, portrait: np.ndarray, output: Path, driving: Path, policy: Policy, verifier: IdentityVerifier, size: int,
-    mode: str, every: int, detect_every: int, binding_distance: float, expected_size: tuple[int, int] | None = None,
+    *,
+    portrait: np.ndarray,
+    output: Path,
+    driving: Path,
+    policy: Policy,
+    verifier: IdentityVerifier,
+    size: int,
+    mode: str,
+    every: int,
+    detect_every: int,
+    binding_distance: float,
+    expected_size: tuple[int, int] | None = None,
 ) -> ScoredOutput:
     """Run identity, artifact, motion and leak checks on `output` and evaluate them under `policy`.
 
@@ -72,21 +82,46 @@ def score_output(
     output_info = probe(output)
     # The whole portrait is the identity reference: its face is larger than in the model-size crop.
     fidelity = verifier.fidelity(portrait, iter_frames(output), every=every)
-    expected = ExpectedFormat(width=width, height=height, fps=driving_info.fps, frame_count=driving_info.frame_count)
-    artifacts = check_artifacts(framing, output, thresholds=policy.check_thresholds(), expected=expected,
-                                sample_every=every)
+    expected = ExpectedFormat(
+        width=width, height=height, fps=driving_info.fps, frame_count=driving_info.frame_count
+    )
+    artifacts = check_artifacts(
+        framing, output, thresholds=policy.check_thresholds(), expected=expected, sample_every=every
+    )
     # The model saw the tracked driving crops: the output's motion is compared with theirs.
-    crops = crop_driving(driving, size=size, detect_every=detect_every,
-                         max_missing_ratio=policy.identity.missing_face_ratio.reject_above)
+    crops = crop_driving(
+        driving,
+        size=size,
+        detect_every=detect_every,
+        max_missing_ratio=policy.identity.missing_face_ratio.reject_above,
+    )
     motion = check_motion(shared_detector(), crops, iter_frames(output), every=every)
-    leak = check_leak(verifier, portrait, iter_frames(driving), driving_info.frame_count, iter_frames(output),
-                      output_info.frame_count, samples=LEAK_SAMPLES)
-    scores = CheckScores(binding_distance=float(binding_distance), **fidelity.scores(), **artifacts.scores(),
-                         **motion.scores(), **leak.scores())
-    details = {"identity": fidelity.audit_details(), "artifacts": artifacts.audit_details(),
-               "motion": motion.audit_details(), "leak": leak.audit_details(), "versions": check_versions()}
-    return ScoredOutput(scores=scores, details=details, decision=policy.evaluate(scores),
-                        verdicts=policy.verdicts(scores))
+    leak = check_leak(
+        verifier,
+        portrait,
+        iter_frames(driving),
+        driving_info.frame_count,
+        iter_frames(output),
+        output_info.frame_count,
+        samples=LEAK_SAMPLES,
+    )
+    scores = CheckScores(
+        binding_distance=float(binding_distance),
+        **fidelity.scores(),
+        **artifacts.scores(),
+        **motion.scores(),
+        **leak.scores(),
+    )
+    details = {
+        "identity": fidelity.audit_details(),
+        "artifacts": artifacts.audit_details(),
+        "motion": motion.audit_details(),
+        "leak": leak.audit_details(),
+        "versions": check_versions(),
+    }
+    return ScoredOutput(
+        scores=scores, details=details, decision=policy.evaluate(scores), verdicts=policy.verdicts(scores)
+    )
 
 
 def check_versions() -> dict[str, Any]:
@@ -102,9 +137,14 @@ def check_versions() -> dict[str, Any]:
         likeness = importlib.metadata.version("likeness")
     except importlib.metadata.PackageNotFoundError:
         likeness = "unknown"
-    return {"identity_model": MODEL, "landmark_model": shared_detector().model.as_dict(),
-            "deepface": deepface_version(), "dlib": str(dlib.__version__), "opencv": str(cv2.__version__),
-            "likeness": likeness}
+    return {
+        "identity_model": MODEL,
+        "landmark_model": shared_detector().model.as_dict(),
+        "deepface": deepface_version(),
+        "dlib": str(dlib.__version__),
+        "opencv": str(cv2.__version__),
+        "likeness": likeness,
+    }
 
 
 # What `likeness check` reports as one line: bad inputs, a bad policy, an unreadable file.
@@ -126,7 +166,12 @@ class VideoCheck:
         """One row per check: name, score, verdict, bound (the binding is `skipped` without a reference)."""
         rows = []
         for verdict in self.scored.verdicts:
-            row = {"name": verdict.name, "score": verdict.score, "verdict": verdict.verdict, "bound": verdict.bound}
+            row = {
+                "name": verdict.name,
+                "score": verdict.score,
+                "verdict": verdict.verdict,
+                "bound": verdict.bound,
+            }
             if verdict.name == "binding_distance" and not self.binding_measured:
                 row.update(score=None, verdict="skipped", bound="no --reference given")
             rows.append(row)
@@ -134,14 +179,24 @@ class VideoCheck:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON `likeness check --json` prints."""
-        return {"checks": self.rows(), "outcome": self.scored.decision.outcome.value,
-                "policy_version": self.policy_version,
-                "versions": {**self.scored.details["versions"], "policy_digest": self.policy_digest}}
+        return {
+            "checks": self.rows(),
+            "outcome": self.scored.decision.outcome.value,
+            "policy_version": self.policy_version,
+            "versions": {**self.scored.details["versions"], "policy_digest": self.policy_digest},
+        }
 
 
 def check_video(
-    output: Path, *, portrait: Path, driving: Path, reference: Path | None, policy_path: Path | None,
-    every: int, detect_every: int, max_image_pixels: int,
+    output: Path,
+    *,
+    portrait: Path,
+    driving: Path,
+    reference: Path | None,
+    policy_path: Path | None,
+    every: int,
+    detect_every: int,
+    max_image_pixels: int,
 ) -> VideoCheck:
     """Judge any video against its portrait and driving video, as the render flow judges a render.
 
@@ -156,7 +211,12 @@ def check_video(
     from pipeline.images import load_image
     from pipeline.video import probe
 
-    for name, path in (("output", output), ("portrait", portrait), ("driving", driving), ("reference", reference)):
+    for name, path in (
+        ("output", output),
+        ("portrait", portrait),
+        ("driving", driving),
+        ("reference", reference),
+    ):
         if path is not None and not path.is_file():
             raise InputError(f"{name} file not found: {path}")
     policy = load_policy(policy_path or DEFAULT_POLICY_PATH)
@@ -169,14 +229,31 @@ def check_video(
     elif info.width == info.height:
         mode, size = "crop", info.width
     else:
-        raise InputError(f"output {output} is {info.width}x{info.height}: neither the portrait's size "
-                         f"({width - width % 2}x{height - height % 2}) nor a square face crop")
+        raise InputError(
+            f"output {output} is {info.width}x{info.height}: neither the portrait's size "
+            f"({width - width % 2}x{height - height % 2}) nor a square face crop"
+        )
     verifier = IdentityVerifier(threshold=policy.check_thresholds().binding_max_distance)
     binding = 0.0
     if reference is not None:
         binding = verifier.compare(load_image(reference, max_pixels=max_image_pixels), image).distance
-    scored = score_output(portrait=image, output=output, driving=driving, policy=policy, verifier=verifier,
-                          size=size, mode=mode, every=every, detect_every=detect_every, binding_distance=binding,
-                          expected_size=(info.width, info.height))
-    return VideoCheck(scored=scored, mode=mode, binding_measured=reference is not None,
-                      policy_version=policy.version_label, policy_digest=policy.digest)
+    scored = score_output(
+        portrait=image,
+        output=output,
+        driving=driving,
+        policy=policy,
+        verifier=verifier,
+        size=size,
+        mode=mode,
+        every=every,
+        detect_every=detect_every,
+        binding_distance=binding,
+        expected_size=(info.width, info.height),
+    )
+    return VideoCheck(
+        scored=scored,
+        mode=mode,
+        binding_measured=reference is not None,
+        policy_version=policy.version_label,
+        policy_digest=policy.digest,
+    )

@@ -41,7 +41,9 @@ def check_checkpoint(rt: Runtime) -> None:
 
     path = rt.settings.mcnet_checkpoint
     if path is None:
-        raise ConfigurationError(f"invalid {CHECKPOINT_SETTING}: not set; give the path of an MCNet checkpoint")
+        raise ConfigurationError(
+            f"invalid {CHECKPOINT_SETTING}: not set; give the path of an MCNet checkpoint"
+        )
     if not path.is_file():
         raise ConfigurationError(f"invalid {CHECKPOINT_SETTING}: {path} does not exist or is not a file")
     if path.stat().st_size == 0:

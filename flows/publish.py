@@ -62,8 +62,9 @@ def _note_failed_attempt(job_id: str, error_type: str, message: str) -> None:
     try:
         record_failed_attempt(get_runtime(), job_id, error_type, message)
     except Exception:  # noqa: BLE001 - the original error is what the run reports
-        logging.getLogger(__name__).warning("could not audit the failed publication of job %s", job_id,
-                                            exc_info=True)
+        logging.getLogger(__name__).warning(
+            "could not audit the failed publication of job %s", job_id, exc_info=True
+        )
 
 
 @flow(name="publish-approved")

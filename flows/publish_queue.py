@@ -100,9 +100,16 @@ def queue_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTick
         ticket = PublishTicket(job_id, "local", None, thread)
     with unit_of_work(rt.sessions) as session:
         job = session.get(Job, job_id)
-        audit.record(session, action=QUEUED, actor=requested_by, subject_id=job.subject_id if job else None,
-                     job_id=job_id, resource_type="job", resource_id=job_id,
-                     details={"mode": ticket.mode, "flow_run_id": ticket.flow_run_id})
+        audit.record(
+            session,
+            action=QUEUED,
+            actor=requested_by,
+            subject_id=job.subject_id if job else None,
+            job_id=job_id,
+            resource_type="job",
+            resource_id=job_id,
+            details={"mode": ticket.mode, "flow_run_id": ticket.flow_run_id},
+        )
     if ticket._thread is not None:
         ticket._thread.start()
     logger.info("publication of job %s queued (%s)", job_id, ticket.mode)
@@ -125,17 +132,27 @@ def _publish_here(rt: Runtime, job_id: str) -> None:
         # A retry queued right after a failure can find the failed run still finishing (RUNNING, with a
         # fresh heartbeat): wait for it to end rather than drop the retry.
         time.sleep(HELD_WAIT_SECONDS)
-    logger.warning("publication of job %s: still held by another live run after %d attempts; left to it",
-                   job_id, HELD_ATTEMPTS)
+    logger.warning(
+        "publication of job %s: still held by another live run after %d attempts; left to it",
+        job_id,
+        HELD_ATTEMPTS,
+    )
 
 
 def record_failed_attempt(rt: Runtime, job_id: str, error_type: str, message: str) -> None:
     """Audit that a publish run gave up (`publish.attempt_failed`), so the pages can show why."""
     with unit_of_work(rt.sessions) as session:
         job = session.get(Job, job_id)
-        audit.record(session, action=FAILED_ATTEMPT, actor=ACTOR, subject_id=job.subject_id if job else None,
-                     job_id=job_id, resource_type="job", resource_id=job_id,
-                     details={"error_type": error_type, "error": message})
+        audit.record(
+            session,
+            action=FAILED_ATTEMPT,
+            actor=ACTOR,
+            subject_id=job.subject_id if job else None,
+            job_id=job_id,
+            resource_type="job",
+            resource_id=job_id,
+            details={"error_type": error_type, "error": message},
+        )
 
 
 def publish_status(rt: Runtime, job_id: str) -> PublishStatus:
@@ -148,19 +165,26 @@ def publish_status(rt: Runtime, job_id: str) -> PublishStatus:
         if state in (JobState.published, JobState.taken_down):
             return PublishStatus("published", None, job.state_changed_at)
         last = session.scalars(
-            select(AuditEvent).where(AuditEvent.job_id == job_id, AuditEvent.action.in_(_PUBLISH_EVENTS))
-            .order_by(AuditEvent.seq.desc()).limit(1)
+            select(AuditEvent)
+            .where(AuditEvent.job_id == job_id, AuditEvent.action.in_(_PUBLISH_EVENTS))
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
         ).first()
         if state == JobState.failed:
-            return PublishStatus("failed", job.last_error, job.state_changed_at) if last is not None \
+            return (
+                PublishStatus("failed", job.last_error, job.state_changed_at)
+                if last is not None
                 else PublishStatus("none", None, None)
+            )
         if state not in (JobState.approved, JobState.publishing):
             return PublishStatus("none", None, None)
         if last is None:
             return PublishStatus("queued" if state == JobState.approved else "publishing", None, None)
         if last.action == FAILED_ATTEMPT:
             details = last.details or {}
-            return PublishStatus("failed", f"{details.get('error_type')}: {details.get('error')}", last.occurred_at)
+            return PublishStatus(
+                "failed", f"{details.get('error_type')}: {details.get('error')}", last.occurred_at
+            )
         return PublishStatus("queued" if last.action == QUEUED else "publishing", None, last.occurred_at)
 
 
@@ -176,6 +200,8 @@ def retry_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTick
     with unit_of_work(rt.sessions) as session:
         job = session.get(Job, job_id)
         if job is None or JobState(job.state) not in (JobState.approved, JobState.publishing):
-            raise InvalidTransition(f"job {job_id} is {job.state if job else 'missing'}: "
-                                    "only an approved job whose publication failed can be retried")
+            raise InvalidTransition(
+                f"job {job_id} is {job.state if job else 'missing'}: "
+                "only an approved job whose publication failed can be retried"
+            )
     return queue_publish(rt, job_id, requested_by=requested_by)

@@ -26,10 +26,19 @@ logger = logging.getLogger(__name__)
 ACTOR = "system:publish"
 
 
-def claim_publish(rt: Runtime, job_id: str, *, run_id: str, holder_alive: HolderCheck | None = None) -> JobState:
+def claim_publish(
+    rt: Runtime, job_id: str, *, run_id: str, holder_alive: HolderCheck | None = None
+) -> JobState:
     """Move an approved job to `publishing` (or re-claim one a crashed run left there); return its state."""
-    return claim(rt, job_id, run_id=run_id, start=JobState.approved, to=JobState.publishing,
-                 holder_alive=holder_alive, actor=ACTOR)
+    return claim(
+        rt,
+        job_id,
+        run_id=run_id,
+        start=JobState.approved,
+        to=JobState.publishing,
+        holder_alive=holder_alive,
+        actor=ACTOR,
+    )
 
 
 def existing_publication(rt: Runtime, job_id: str) -> str | None:
@@ -77,10 +86,19 @@ def remove_unrecorded_upload(rt: Runtime, job_id: str) -> None:
     if removed:
         with unit_of_work(rt.sessions) as session:
             job = load_job(session, job_id)
-            audit.record(session, action="publication.orphan_removed", actor=ACTOR, subject_id=job.subject_id,
-                         job_id=job_id, resource_type="object", resource_id=key[:100],
-                         details={"bucket": rt.store.bucket_name("published"), "key": key, "versions": removed})
-        logger.warning("job %s: removed %d unrecorded version(s) of %s left by a killed run", job_id, removed, key)
+            audit.record(
+                session,
+                action="publication.orphan_removed",
+                actor=ACTOR,
+                subject_id=job.subject_id,
+                job_id=job_id,
+                resource_type="object",
+                resource_id=key[:100],
+                details={"bucket": rt.store.bucket_name("published"), "key": key, "versions": removed},
+            )
+        logger.warning(
+            "job %s: removed %d unrecorded version(s) of %s left by a killed run", job_id, removed, key
+        )
 
 
 def complete(rt: Runtime, job_id: str, *, key: str) -> None:

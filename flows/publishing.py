@@ -88,8 +88,10 @@ class VerifyReport:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if self.publication is not None:
-            data["publication"] = {k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                                   for k, v in asdict(self.publication).items()}
+            data["publication"] = {
+                k: (v.isoformat() if hasattr(v, "isoformat") else v)
+                for k, v in asdict(self.publication).items()
+            }
         return data
 
 
@@ -106,12 +108,14 @@ class TakedownReport:
 
 # -- signing identity -----------------------------------------------------------------------------------
 
+
 def signing_identity(settings: Settings) -> provenance.SigningIdentity:
     """The configured certificate and key, or the local development CA under `var_dir` (made on first use)."""
     if settings.signing_cert_path is not None or settings.signing_key_path is not None:
         if settings.signing_cert_path is None or settings.signing_key_path is None:
             raise provenance.SigningCertificateError(
-                "set both LIKENESS_SIGNING_CERT_PATH and LIKENESS_SIGNING_KEY_PATH, or neither")
+                "set both LIKENESS_SIGNING_CERT_PATH and LIKENESS_SIGNING_KEY_PATH, or neither"
+            )
         return provenance.load_identity(settings.signing_cert_path, settings.signing_key_path)
     return provenance.ensure_dev_identity(settings.var_dir / SIGNING_DIR)
 
@@ -129,21 +133,33 @@ def trust_anchors(settings: Settings) -> bytes | None:
 
 # -- the local S3 server -----------------------------------------------------------------------------------
 
+
 def local_s3_server(settings: Settings) -> LocalS3Server:
     """The project's own SeaweedFS for this `var_dir`, serving the configured (loopback) endpoint."""
     host, _, port = settings.s3_endpoint.rpartition(":")
     if host not in LOCAL_HOSTS or not port.isdigit():
-        raise ValueError(f"LIKENESS_S3_ENDPOINT {settings.s3_endpoint!r} is not a 127.0.0.1:PORT endpoint; "
-                         "the local server only serves loopback (production S3 needs no `storage up`)")
-    return LocalS3Server(settings.var_dir / S3_DIR, access_key=settings.s3_access_key,
-                         secret_key=settings.s3_secret_key.get_secret_value(), s3_port=int(port))
+        raise ValueError(
+            f"LIKENESS_S3_ENDPOINT {settings.s3_endpoint!r} is not a 127.0.0.1:PORT endpoint; "
+            "the local server only serves loopback (production S3 needs no `storage up`)"
+        )
+    return LocalS3Server(
+        settings.var_dir / S3_DIR,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        s3_port=int(port),
+    )
 
 
 def make_store(settings: Settings) -> ObjectStore:
     """An ObjectStore from settings (buckets not ensured)."""
-    return ObjectStore(settings.s3_endpoint, access_key=settings.s3_access_key,
-                       secret_key=settings.s3_secret_key.get_secret_value(), secure=settings.s3_secure,
-                       bucket_prefix=settings.s3_bucket_prefix, max_object_bytes=settings.max_object_bytes)
+    return ObjectStore(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+        bucket_prefix=settings.s3_bucket_prefix,
+        max_object_bytes=settings.max_object_bytes,
+    )
 
 
 def ensure_buckets(settings: Settings) -> dict[str, BucketInfo]:
@@ -152,6 +168,7 @@ def ensure_buckets(settings: Settings) -> dict[str, BucketInfo]:
 
 
 # -- publish ----------------------------------------------------------------------------------------------
+
 
 def _model_name(settings: Settings) -> str:
     return settings.mcnet_checkpoint.name if settings.mcnet_checkpoint is not None else "MCNet"
@@ -163,8 +180,13 @@ def _check_consent(sessions: sessionmaker[Session], job_id: str, actor: str) -> 
     with unit_of_work(sessions) as session:
         job = jobs.get_job(session, job_id)
         try:
-            found = consents.verify(session, subject_id=job.subject_id, purpose=job.purpose,
-                                    channel=job.channel, territory=job.territory)
+            found = consents.verify(
+                session,
+                subject_id=job.subject_id,
+                purpose=job.purpose,
+                channel=job.channel,
+                territory=job.territory,
+            )
         except ConsentError as exc:
             refusal = exc
             if jobs.can_transition(JobState(job.state), JobState.refused):
@@ -174,7 +196,9 @@ def _check_consent(sessions: sessionmaker[Session], job_id: str, actor: str) -> 
     return found
 
 
-def mark_and_publish(rt: Runtime, *, job_id: str, actor: str, label: labels.LabelSpec | None = None) -> PublishResult:
+def mark_and_publish(
+    rt: Runtime, *, job_id: str, actor: str, label: labels.LabelSpec | None = None
+) -> PublishResult:
     """Label, watermark, sign and upload a job's approved render; record the publication.
 
     The job must be `publishing` (claimed by the caller). Idempotent: a job already published returns
@@ -194,7 +218,8 @@ def mark_and_publish(rt: Runtime, *, job_id: str, actor: str, label: labels.Labe
         job = jobs.get_job(session, job_id)
         if JobState(job.state) != JobState.publishing:
             raise InvalidTransition(
-                f"job {job_id} is {JobState(job.state).value}: claim it for publishing first")
+                f"job {job_id} is {JobState(job.state).value}: claim it for publishing first"
+            )
         spec = load_job_spec(session, job_id)
         payload = pubs.allocate_payload(session, job_id)
         hashes = pubs.input_hashes(session, job)
@@ -221,41 +246,78 @@ def mark_and_publish(rt: Runtime, *, job_id: str, actor: str, label: labels.Labe
         marked = watermark.embed(labelled, work / "marked.mp4", payload)
         reading = watermark.read(marked, max_frames=32)  # a fresh crf-20 mark: a sample suffices
         if reading.payload != payload:
-            raise WatermarkNotReadable(f"job {job_id}: the marked video reads {reading.payload}, not {payload}")
+            raise WatermarkNotReadable(
+                f"job {job_id}: the marked video reads {reading.payload}, not {payload}"
+            )
         claims = provenance.ProvenanceClaims(
-            title=PUBLISHED_NAME, job_id=job_id, publication_id=publication_id, consent_id=found.id,
-            consent_version=found.version, model_sha256=model_sha256,
+            title=PUBLISHED_NAME,
+            job_id=job_id,
+            publication_id=publication_id,
+            consent_id=found.id,
+            consent_version=found.version,
+            model_sha256=model_sha256,
             model_name=registered["name"] if registered else _model_name(settings),
             model_version=registered["version"] if registered else "",
-            watermark_payload=payload, watermark_method=watermark.METHOD, label_text=spec_label.text,
-            ingredients=(provenance.Ingredient(portrait, hashes.get("portrait", spec.portrait.sha256), "portrait"),
-                         provenance.Ingredient(driving, hashes.get("driving video", spec.driving.sha256),
-                                               "driving video")),
+            watermark_payload=payload,
+            watermark_method=watermark.METHOD,
+            label_text=spec_label.text,
+            ingredients=(
+                provenance.Ingredient(portrait, hashes.get("portrait", spec.portrait.sha256), "portrait"),
+                provenance.Ingredient(
+                    driving, hashes.get("driving video", spec.driving.sha256), "driving video"
+                ),
+            ),
         )
         signed = provenance.sign_video(marked, work / PUBLISHED_NAME, identity=identity, claims=claims)
         check = provenance.read_manifest(signed, trust_anchors=identity.ca_pem)
         if check.state not in ("Trusted", "Valid"):
-            raise provenance.ProvenanceError(f"job {job_id}: the signed video reads {check.state}, not publishing")
+            raise provenance.ProvenanceError(
+                f"job {job_id}: the signed video reads {check.state}, not publishing"
+            )
         key = object_key(job_id, PUBLISHED_NAME)
-        stored = store.put_file("published", key, signed, content_type="video/mp4", metadata={
-            "job-id": job_id, "publication-id": publication_id, "consent-id": found.id,
-            "consent-version": str(found.version), "model-sha256": model_sha256,
-            "watermark-payload": str(payload),
-        })
-        manifest = {"state": check.state, "signer": identity.subject, "actions": list(check.actions),
-                    "generation": check.generation, "soft_binding": check.soft_binding}
+        stored = store.put_file(
+            "published",
+            key,
+            signed,
+            content_type="video/mp4",
+            metadata={
+                "job-id": job_id,
+                "publication-id": publication_id,
+                "consent-id": found.id,
+                "consent-version": str(found.version),
+                "model-sha256": model_sha256,
+                "watermark-payload": str(payload),
+            },
+        )
+        manifest = {
+            "state": check.state,
+            "signer": identity.subject,
+            "actions": list(check.actions),
+            "generation": check.generation,
+            "soft_binding": check.soft_binding,
+        }
         try:
             with unit_of_work(rt.sessions) as session:
                 publication = pubs.record_publication(
-                    session, job_id=job_id, bucket=stored.bucket, object_key=stored.key,
-                    version_id=stored.version_id, sha256=stored.sha256, size_bytes=stored.size,
-                    watermark_payload=payload, published_by=actor, c2pa_manifest=manifest,
-                    c2pa_manifest_label=check.label, publication_id=publication_id,
+                    session,
+                    job_id=job_id,
+                    bucket=stored.bucket,
+                    object_key=stored.key,
+                    version_id=stored.version_id,
+                    sha256=stored.sha256,
+                    size_bytes=stored.size,
+                    watermark_payload=payload,
+                    published_by=actor,
+                    c2pa_manifest=manifest,
+                    c2pa_manifest_label=check.label,
+                    publication_id=publication_id,
                 )
                 result = _result(publication, already=False)
         except Exception:
             # Compensation: nothing is published that the database does not know about.
-            logger.warning("recording publication of job %s failed; removing %s/%s", job_id, stored.bucket, key)
+            logger.warning(
+                "recording publication of job %s failed; removing %s/%s", job_id, stored.bucket, key
+            )
             store.delete("published", key)
             raise
     finally:
@@ -265,11 +327,20 @@ def mark_and_publish(rt: Runtime, *, job_id: str, actor: str, label: labels.Labe
 
 
 def _result(publication: Any, *, already: bool) -> PublishResult:
-    return PublishResult(publication.id, publication.job_id, publication.bucket, publication.object_key,
-                         publication.version_id, publication.sha256, publication.watermark_payload, already)
+    return PublishResult(
+        publication.id,
+        publication.job_id,
+        publication.bucket,
+        publication.object_key,
+        publication.version_id,
+        publication.sha256,
+        publication.watermark_payload,
+        already,
+    )
 
 
 # -- verify ----------------------------------------------------------------------------------------------
+
 
 def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | None) -> VerifyReport:
     """What a file is: its C2PA verdict, its watermark, and the publication they lead to.
@@ -296,7 +367,9 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
         if found is not None:
             record = pubs.describe(session, found)
             job = jobs.get_job(session, found.job_id)
-            withdrawal = found.takedown_reason if found.taken_down_at is not None else due_reason(session, job)
+            withdrawal = (
+                found.takedown_reason if found.taken_down_at is not None else due_reason(session, job)
+            )
             model = models_registry.manifest_entry(session, record.model_sha256 or "")
     if record is not None:
         verdict = "published" if record.active else "taken_down"
@@ -307,19 +380,34 @@ def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | N
     else:
         verdict = "not_published"
     return VerifyReport(
-        path=str(path), sha256=digest, c2pa_state=report.state, c2pa_failures=report.failures,
-        manifest_publication_id=manifest_pub, watermark_payload=reading.payload,
-        watermark_frames=reading.frames_read, publication=record,
-        exact_copy=record is not None and record.sha256 == digest, verdict=verdict, withdrawal=withdrawal,
+        path=str(path),
+        sha256=digest,
+        c2pa_state=report.state,
+        c2pa_failures=report.failures,
+        manifest_publication_id=manifest_pub,
+        watermark_payload=reading.payload,
+        watermark_frames=reading.frames_read,
+        publication=record,
+        exact_copy=record is not None and record.sha256 == digest,
+        verdict=verdict,
+        withdrawal=withdrawal,
         model=model,
     )
 
 
 # -- takedown --------------------------------------------------------------------------------------------
 
-def takedown_publication(sessions: sessionmaker[Session], store: ObjectStore, *, publication_id: str,
-                         reason: str, actor_email: str | None = None, actor: str | None = None,
-                         retain: bool = False) -> TakedownReport:
+
+def takedown_publication(
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    *,
+    publication_id: str,
+    reason: str,
+    actor_email: str | None = None,
+    actor: str | None = None,
+    retain: bool = False,
+) -> TakedownReport:
     """Remove a publication's object(s) and record who, when and why.
 
     The storage goes first (slow I/O outside any transaction) and is idempotent, so a failed record
@@ -335,19 +423,41 @@ def takedown_publication(sessions: sessionmaker[Session], store: ObjectStore, *,
             require_role(session, email=actor_email, roles=pubs.TAKEDOWN_ROLES, action="publication.takedown")
         bucket, key, job_id = publication.bucket, publication.object_key, publication.job_id
     result = store.takedown(bucket, key, retain=retain)
-    storage = {"bucket": result.bucket, "key": result.key, "deleted_versions": list(result.deleted_versions),
-               "held_versions": list(result.held_versions), "delete_marker": result.delete_marker}
+    storage = {
+        "bucket": result.bucket,
+        "key": result.key,
+        "deleted_versions": list(result.deleted_versions),
+        "held_versions": list(result.held_versions),
+        "delete_marker": result.delete_marker,
+    }
     with unit_of_work(sessions) as session:
-        publication = pubs.takedown(session, publication_id=publication_id, actor_email=actor_email,
-                                    actor=actor, reason=reason, storage=storage)
+        publication = pubs.takedown(
+            session,
+            publication_id=publication_id,
+            actor_email=actor_email,
+            actor=actor,
+            reason=reason,
+            storage=storage,
+        )
         who = str(publication.taken_down_by)
     return TakedownReport(publication_id, job_id, result, who, reason.strip())
 
 
-def takedown_for_consent(sessions: sessionmaker[Session], store: ObjectStore, *, consent_id: str, reason: str,
-                         actor_email: str | None = None, actor: str | None = None) -> list[TakedownReport]:
+def takedown_for_consent(
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    *,
+    consent_id: str,
+    reason: str,
+    actor_email: str | None = None,
+    actor: str | None = None,
+) -> list[TakedownReport]:
     """Take down every active publication made under any version of a consent (e.g. after revocation)."""
     with unit_of_work(sessions) as session:
         ids = [p.id for p in pubs.publications_for_consent(session, consent_id)]
-    return [takedown_publication(sessions, store, publication_id=pid, reason=reason, actor_email=actor_email,
-                                 actor=actor) for pid in ids]
+    return [
+        takedown_publication(
+            sessions, store, publication_id=pid, reason=reason, actor_email=actor_email, actor=actor
+        )
+        for pid in ids
+    ]

@@ -13,7 +13,13 @@ from governance.schema import Job
 from governance.uow import unit_of_work
 
 # A batch run picks up every job that is not finished: new ones, and those a crashed run left half-way.
-UNFINISHED = (JobState.submitted, JobState.rendering, JobState.rendered, JobState.approved, JobState.publishing)
+UNFINISHED = (
+    JobState.submitted,
+    JobState.rendering,
+    JobState.rendered,
+    JobState.approved,
+    JobState.publishing,
+)
 
 
 def jobs_in_states(

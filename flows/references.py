@@ -52,8 +52,10 @@ def check_reference_photo(rt: Runtime, path: Path, *, name: str | None = None) -
     except SubmissionError as exc:  # name the file as the person knows it, not a spool path
         raise SubmissionError(str(exc).replace(str(path), shown)) from None
     try:
-        single_face(load_image(checked.path, max_pixels=rt.settings.max_image_pixels),
-                         where=f"reference photo {shown}")
+        single_face(
+            load_image(checked.path, max_pixels=rt.settings.max_image_pixels),
+            where=f"reference photo {shown}",
+        )
     except PipelineError as exc:
         raise SubmissionError(str(exc)) from None
     return checked
@@ -77,10 +79,18 @@ def discard_unreferenced(rt: Runtime, uploads: list[StoredUpload | None]) -> Non
         if upload is None or not upload.created:
             continue
         with unit_of_work(rt.sessions) as session:
-            in_use = session.scalars(select(Consent.id).where(
-                Consent.evidence_key == f"{S3_SCHEME}{upload.bucket}/{upload.key}")).first() or session.scalars(
-                select(LikenessReference.id).where(LikenessReference.bucket == upload.bucket,
-                                                   LikenessReference.object_key == upload.key)).first()
+            in_use = (
+                session.scalars(
+                    select(Consent.id).where(
+                        Consent.evidence_key == f"{S3_SCHEME}{upload.bucket}/{upload.key}"
+                    )
+                ).first()
+                or session.scalars(
+                    select(LikenessReference.id).where(
+                        LikenessReference.bucket == upload.bucket, LikenessReference.object_key == upload.key
+                    )
+                ).first()
+            )
         if in_use is not None:
             continue
         try:

@@ -49,20 +49,34 @@ class HeldElsewhere(InvalidTransition):
     """Another, still running flow run holds the job; this run leaves it alone (never retried)."""
 
 
-
-def claim_render(rt: Runtime, job_id: str, *, run_id: str, holder_alive: HolderCheck | None = None) -> JobState:
+def claim_render(
+    rt: Runtime, job_id: str, *, run_id: str, holder_alive: HolderCheck | None = None
+) -> JobState:
     """Move a submitted job to `rendering` for this run, or re-claim one a crashed run left there.
 
     Returns the job's state after the claim; a job already past rendering is returned untouched, so a
     re-run of a batch resumes each job where it stopped instead of rendering it again. A job held by
     a run that is still alive (`holder_alive`) is left to it: `HeldElsewhere` is returned as a state.
     """
-    return claim(rt, job_id, run_id=run_id, start=JobState.submitted, to=JobState.rendering,
-                 holder_alive=holder_alive, actor=ACTOR)
+    return claim(
+        rt,
+        job_id,
+        run_id=run_id,
+        start=JobState.submitted,
+        to=JobState.rendering,
+        holder_alive=holder_alive,
+        actor=ACTOR,
+    )
 
 
 def claim(
-    rt: Runtime, job_id: str, *, run_id: str, start: JobState, to: JobState, holder_alive: HolderCheck | None,
+    rt: Runtime,
+    job_id: str,
+    *,
+    run_id: str,
+    start: JobState,
+    to: JobState,
+    holder_alive: HolderCheck | None,
     actor: str,
 ) -> JobState:
     """Claim `start -> to` or re-claim a job a dead run left in `to`; return the state after it.
@@ -89,8 +103,15 @@ def claim(
     return state
 
 
-def refuse(rt: Runtime, job_id: str, *, reason: str, error: str, actor: str = ACTOR,
-           details: dict[str, object] | None = None) -> JobState:
+def refuse(
+    rt: Runtime,
+    job_id: str,
+    *,
+    reason: str,
+    error: str,
+    actor: str = ACTOR,
+    details: dict[str, object] | None = None,
+) -> JobState:
     """Record a governance refusal: the job moves to `refused`, the reason (and `details`: what was
     measured) goes to the job and the audit log, and the job's workspace is removed."""
     with unit_of_work(rt.sessions) as session:
@@ -107,19 +128,33 @@ def verify_consent(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
         spec = load_job_spec(session, job_id)
         try:
             found = consent.verify(
-                session, subject_id=spec.subject_id, purpose=spec.purpose, channel=spec.channel,
-                territory=spec.territory, at=utcnow(),
+                session,
+                subject_id=spec.subject_id,
+                purpose=spec.purpose,
+                channel=spec.channel,
+                territory=spec.territory,
+                at=utcnow(),
             )
         except ConsentError as exc:
             reason, error = str(exc), type(exc).__name__
         else:
             job = load_job(session, job_id)
             job.consent_id = found.id
-            audit.record(session, action="consent.verified", actor=actor, subject_id=spec.subject_id, job_id=job_id,
-                         resource_type="consent", resource_id=found.id, details={
-                             "lineage_id": found.lineage_id, "version": found.version, "state": job.state.value,
-                             "use": {"purpose": spec.purpose, "channel": spec.channel, "territory": spec.territory},
-                         })  # fmt: skip
+            audit.record(
+                session,
+                action="consent.verified",
+                actor=actor,
+                subject_id=spec.subject_id,
+                job_id=job_id,
+                resource_type="consent",
+                resource_id=found.id,
+                details={
+                    "lineage_id": found.lineage_id,
+                    "version": found.version,
+                    "state": job.state.value,
+                    "use": {"purpose": spec.purpose, "channel": spec.channel, "territory": spec.territory},
+                },
+            )
             return JobState(job.state)
     return refuse(rt, job_id, reason=reason, error=error, actor=actor)
 
@@ -154,33 +189,58 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
     with unit_of_work(rt.sessions) as session:
         spec = load_job_spec(session, job_id)
     if spec.reference is None:
-        return refuse(rt, job_id, reason=f"subject {spec.subject_id} has no likeness reference on file",
-                      error="LikenessReferenceMissing")
+        return refuse(
+            rt,
+            job_id,
+            reason=f"subject {spec.subject_id} has no likeness reference on file",
+            error="LikenessReferenceMissing",
+        )
     folder = workspace(rt.workspace_root, job_id)
-    portrait = load_image(fetch(rt.store, spec.portrait, local_name(folder, "portrait", spec.portrait)),
-                          max_pixels=rt.settings.max_image_pixels)
-    reference = load_image(fetch(rt.store, spec.reference, local_name(folder, "reference", spec.reference)),
-                           max_pixels=rt.settings.max_image_pixels)
-    for image, checked, where in ((reference, "reference", f"subject {spec.subject_id}'s likeness reference"),
-                                  (portrait, "portrait", "the portrait")):
+    portrait = load_image(
+        fetch(rt.store, spec.portrait, local_name(folder, "portrait", spec.portrait)),
+        max_pixels=rt.settings.max_image_pixels,
+    )
+    reference = load_image(
+        fetch(rt.store, spec.reference, local_name(folder, "reference", spec.reference)),
+        max_pixels=rt.settings.max_image_pixels,
+    )
+    for image, checked, where in (
+        (reference, "reference", f"subject {spec.subject_id}'s likeness reference"),
+        (portrait, "portrait", "the portrait"),
+    ):
         try:
             single_face(image, where=where)
         except FaceError as exc:
-            return refuse(rt, job_id, reason=f"job {job_id}: {exc}", error=type(exc).__name__,
-                          details={"checked": checked, **exc.details})
+            return refuse(
+                rt,
+                job_id,
+                reason=f"job {job_id}: {exc}",
+                error=type(exc).__name__,
+                details={"checked": checked, **exc.details},
+            )
     result = rt.verifier.compare(reference, portrait)
     bound = rt.policy.identity.binding_distance.reject_above
     details = {**result.audit_details(), "reject_above": bound}
     with unit_of_work(rt.sessions) as session:
         job = load_job(session, job_id)
         job.check_scores = {**(job.check_scores or {}), "binding_distance": result.distance}
-        audit.record(session, action="likeness.checked", actor=ACTOR, subject_id=spec.subject_id, job_id=job_id,
-                     resource_type="job", resource_id=job_id, details=details)
+        audit.record(
+            session,
+            action="likeness.checked",
+            actor=ACTOR,
+            subject_id=spec.subject_id,
+            job_id=job_id,
+            resource_type="job",
+            resource_id=job_id,
+            details=details,
+        )
     if result.distance > bound:
         return refuse(
-            rt, job_id, error="LikenessMismatch",
+            rt,
+            job_id,
+            error="LikenessMismatch",
             reason=f"portrait of job {job_id} does not match subject {spec.subject_id}'s reference "
-                   f"(distance {result.distance:.3f} > {bound:g})",
+            f"(distance {result.distance:.3f} > {bound:g})",
             details={"checked": "binding", "distance": round(result.distance, 6), "threshold": bound},
         )
     return JobState.rendering
@@ -215,15 +275,26 @@ def render_video(rt: Runtime, job_id: str, *, progress: Progress | None = None) 
     try:
         crop = prepare_portrait(portrait, size=size)
         # Face tracking is CPU work: plan the driving crops before taking the accelerator's slot.
-        driving = crop_driving(driving_path, size=size, detect_every=rt.settings.driving_detect_every,
-                               max_missing_ratio=rt.policy.identity.missing_face_ratio.reject_above)
+        driving = crop_driving(
+            driving_path,
+            size=size,
+            detect_every=rt.settings.driving_detect_every,
+            max_missing_ratio=rt.policy.identity.missing_face_ratio.reject_above,
+        )
     except FaceError as exc:
         checked = "driving video" if "driving video" in str(exc) else "portrait"
-        refuse(rt, job_id, reason=f"job {job_id}: {exc}", error=type(exc).__name__,
-               details={"checked": checked, **exc.details})
+        refuse(
+            rt,
+            job_id,
+            reason=f"job {job_id}: {exc}",
+            error=type(exc).__name__,
+            details={"checked": checked, **exc.details},
+        )
         return REFUSED
     with gpu_slot():
-        with VideoWriter(out, fps=info.fps, size=output_size(portrait, size, mode), audio_from=driving_path) as writer:
+        with VideoWriter(
+            out, fps=info.fps, size=output_size(portrait, size, mode), audio_from=driving_path
+        ) as writer:
             written = 0
             for frame in animator.render(crop.crop, driving, seed=spec.seed):
                 writer.write(compose_output(frame, mode=mode, portrait=portrait, box=crop.box))
@@ -234,9 +305,16 @@ def render_video(rt: Runtime, job_id: str, *, progress: Progress | None = None) 
     stored = rt.store.put_file("quarantine", key, out, metadata=_render_metadata(spec, animator.fingerprint))
     with unit_of_work(rt.sessions) as session:
         jobs.record_render(
-            session, load_job(session, job_id), actor=ACTOR, output_bucket=stored.bucket, output_key=stored.key,
-            output_sha256=stored.sha256, seed=spec.seed, model_sha256=animator.fingerprint,
-            inference_mode=animator.mode, details={"frames": written},
+            session,
+            load_job(session, job_id),
+            actor=ACTOR,
+            output_bucket=stored.bucket,
+            output_key=stored.key,
+            output_sha256=stored.sha256,
+            seed=spec.seed,
+            model_sha256=animator.fingerprint,
+            inference_mode=animator.mode,
+            details={"frames": written},
         )
     return stored.key
 
@@ -250,8 +328,12 @@ def output_size(portrait: np.ndarray, size: int, mode: str) -> tuple[int, int]:
 
 
 def _render_metadata(spec: JobSpec, model_sha256: str) -> dict[str, str]:
-    return {"job-id": spec.job_id, "subject-id": spec.subject_id, "model-sha256": model_sha256,
-            "seed": str(spec.seed)}
+    return {
+        "job-id": spec.job_id,
+        "subject-id": spec.subject_id,
+        "model-sha256": model_sha256,
+        "seed": str(spec.seed),
+    }
 
 
 def evaluate_checks(rt: Runtime, job_id: str) -> JobState:
@@ -269,18 +351,31 @@ def evaluate_checks(rt: Runtime, job_id: str) -> JobState:
     folder = workspace(rt.workspace_root, job_id)
     render_path = fetch(rt.store, render_ref, folder / RENDER_NAME)
     driving_path = fetch(rt.store, spec.driving, local_name(folder, "driving", spec.driving))
-    portrait = load_image(fetch(rt.store, spec.portrait, local_name(folder, "portrait", spec.portrait)),
-                          max_pixels=rt.settings.max_image_pixels)
+    portrait = load_image(
+        fetch(rt.store, spec.portrait, local_name(folder, "portrait", spec.portrait)),
+        max_pixels=rt.settings.max_image_pixels,
+    )
     size = rt.animator.config.image_size
     mode = rt.settings.output_mode
-    scored = score_output(portrait=portrait, output=render_path, driving=driving_path, policy=rt.policy,
-                          verifier=rt.verifier, size=size, mode=mode, every=rt.settings.fidelity_every,
-                          detect_every=rt.settings.driving_detect_every, binding_distance=float(binding),
-                          expected_size=output_size(portrait, size, mode))
+    scored = score_output(
+        portrait=portrait,
+        output=render_path,
+        driving=driving_path,
+        policy=rt.policy,
+        verifier=rt.verifier,
+        size=size,
+        mode=mode,
+        every=rt.settings.fidelity_every,
+        detect_every=rt.settings.driving_detect_every,
+        binding_distance=float(binding),
+        expected_size=output_size(portrait, size, mode),
+    )
     scores, decision = scored.scores, scored.decision
     with unit_of_work(rt.sessions) as session:
         job = load_job(session, job_id)
-        jobs.record_checks(session, job, actor=ACTOR, scores=scores, decision=decision, details=scored.details)
+        jobs.record_checks(
+            session, job, actor=ACTOR, scores=scores, decision=decision, details=scored.details
+        )
         target = JobState(job.state)
         if target == JobState.rejected:
             job.last_error = "rejected by policy: " + "; ".join(decision.reasons)

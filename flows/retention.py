@@ -66,17 +66,38 @@ def expired_inputs(rt: Runtime, *, days: int) -> list[tuple[str, str | None, str
         return [(row[0], row[1], row[2]) for row in session.execute(statement)]
 
 
-def delete_object(rt: Runtime, *, bucket: str, key: str, action: str, resource_type: str, resource_id: str,
-                  subject_id: str | None, job_id: str | None, days: int) -> bool:
+def delete_object(
+    rt: Runtime,
+    *,
+    bucket: str,
+    key: str,
+    action: str,
+    resource_type: str,
+    resource_id: str,
+    subject_id: str | None,
+    job_id: str | None,
+    days: int,
+) -> bool:
     """Delete every version of one object; audit it when something was there. Returns whether it was."""
     removed = rt.store.delete(bucket, key)
     if not removed:
         return False
     with unit_of_work(rt.sessions) as session:
-        audit.record(session, action=action, actor=ACTOR, subject_id=subject_id, job_id=job_id,
-                     resource_type=resource_type, resource_id=resource_id,
-                     details={"bucket": rt.store.bucket_name(bucket), "key": key, "versions": removed,
-                              "retention_days": days})
+        audit.record(
+            session,
+            action=action,
+            actor=ACTOR,
+            subject_id=subject_id,
+            job_id=job_id,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            details={
+                "bucket": rt.store.bucket_name(bucket),
+                "key": key,
+                "versions": removed,
+                "retention_days": days,
+            },
+        )
     return True
 
 
@@ -90,9 +111,15 @@ def clear_local_workspaces(rt: Runtime) -> list[str]:
         return []
     resting = FINAL_STATES | {JobState.awaiting_review}
     with unit_of_work(rt.sessions) as session:
-        states = {row[0]: JobState(row[1]) for row in session.execute(select(Job.id, Job.state).where(Job.id.in_(ids)))}
-    removed = [job_id for job_id in ids
-               if (job_id not in states or states[job_id] in resting) and clear_workspace(root, job_id)]
+        states = {
+            row[0]: JobState(row[1])
+            for row in session.execute(select(Job.id, Job.state).where(Job.id.in_(ids)))
+        }
+    removed = [
+        job_id
+        for job_id in ids
+        if (job_id not in states or states[job_id] in resting) and clear_workspace(root, job_id)
+    ]
     return removed
 
 
@@ -105,14 +132,37 @@ def retention_sweep(days: int | None = None) -> dict[str, list[str]]:
     keep = days if days is not None else rt.settings.retention_days
     report = SweepReport()
     for job_id, subject_id, key in expired_outputs(rt, days=keep):
-        if delete_object(rt, bucket="quarantine", key=key, action="retention.output_deleted", resource_type="job",
-                         resource_id=job_id, subject_id=subject_id, job_id=job_id, days=keep):
+        if delete_object(
+            rt,
+            bucket="quarantine",
+            key=key,
+            action="retention.output_deleted",
+            resource_type="job",
+            resource_id=job_id,
+            subject_id=subject_id,
+            job_id=job_id,
+            days=keep,
+        ):
             report.outputs.append(key)
     for asset_id, owner, key in expired_inputs(rt, days=keep):
-        if delete_object(rt, bucket="inputs", key=key, action="retention.input_deleted", resource_type="asset",
-                         resource_id=asset_id, subject_id=owner, job_id=None, days=keep):
+        if delete_object(
+            rt,
+            bucket="inputs",
+            key=key,
+            action="retention.input_deleted",
+            resource_type="asset",
+            resource_id=asset_id,
+            subject_id=owner,
+            job_id=None,
+            days=keep,
+        ):
             report.inputs.append(key)
     workspaces = clear_local_workspaces(rt)
-    log.info("retention sweep (%d days): %d render(s), %d input(s) deleted, %d local workspace(s) removed", keep,
-             len(report.outputs), len(report.inputs), len(workspaces))
+    log.info(
+        "retention sweep (%d days): %d render(s), %d input(s) deleted, %d local workspace(s) removed",
+        keep,
+        len(report.outputs),
+        len(report.inputs),
+        len(workspaces),
+    )
     return {"outputs": report.outputs, "inputs": report.inputs}

@@ -47,5 +47,7 @@ def only_transient(task: Any, task_run: Any, state: Any) -> bool:
     exc = state.result(raise_on_failure=False)
     retry = isinstance(exc, BaseException) and is_transient(exc)
     if not retry:
-        logger.info("task %s failed terminally (%s): not retried", getattr(task, "name", task), type(exc).__name__)
+        logger.info(
+            "task %s failed terminally (%s): not retried", getattr(task, "name", task), type(exc).__name__
+        )
     return retry

@@ -71,8 +71,9 @@ def apply_decision(
     owned = not isinstance(settings_or_runtime, Runtime)
     rt = settings_or_runtime if isinstance(settings_or_runtime, Runtime) else Runtime(settings_or_runtime)
     try:
-        result = _apply(rt, job_id=job_id, reviewer_email=reviewer_email, verdict=verdict, reason=reason,
-                        publish=publish)
+        result = _apply(
+            rt, job_id=job_id, reviewer_email=reviewer_email, verdict=verdict, reason=reason, publish=publish
+        )
         if owned and result.publishing is not None:
             result.publishing.wait()  # a runtime built here must outlive the local publication it serves
         return result
@@ -81,11 +82,14 @@ def apply_decision(
             rt.close()
 
 
-def _apply(rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | str, reason: str,
-           publish: bool) -> DecisionResult:
+def _apply(
+    rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | str, reason: str, publish: bool
+) -> DecisionResult:
     with unit_of_work(rt.sessions) as session:
         reviewer = get_user_by_email(session, reviewer_email)
-        decision = review.decide(session, job_id=job_id, reviewer_id=reviewer.id, verdict=verdict, reason=reason)
+        decision = review.decide(
+            session, job_id=job_id, reviewer_id=reviewer.id, verdict=verdict, reason=reason
+        )
         decision_id, chosen = decision.id, Verdict(decision.verdict)
         if publish and chosen == Verdict.approve:
             from flows.orchestrator import require_api
@@ -100,8 +104,14 @@ def _apply(rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | 
     if chosen == Verdict.approve and publish:
         ticket = queue_publish(rt, job_id, requested_by=reviewer_email)
     logger.info("review of job %s: %s by %s; job now %s", job_id, chosen.value, reviewer_email, state.value)
-    return DecisionResult(job_id=job_id, decision_id=decision_id, verdict=chosen.value, state=state.value,
-                          published_key=None, publishing=ticket)
+    return DecisionResult(
+        job_id=job_id,
+        decision_id=decision_id,
+        verdict=chosen.value,
+        state=state.value,
+        published_key=None,
+        publishing=ticket,
+    )
 
 
 def expire_review(rt: Runtime, job_id: str) -> JobState:
@@ -112,11 +122,24 @@ def expire_review(rt: Runtime, job_id: str) -> JobState:
             return JobState(job.state)
         hours = round((utcnow() - job.state_changed_at).total_seconds() / 3600, 2)
         reason = f"review of job {job_id} timed out after {hours:g} h"
-        audit.record(session, action="review.timed_out", actor=TIMEOUT_ACTOR, subject_id=job.subject_id,
-                     job_id=job.id, resource_type="job", resource_id=job.id,
-                     details={"waited_hours": hours})
-        jobs.transition(session, job, to=JobState.rejected, actor=TIMEOUT_ACTOR, details={"reason": reason},
-                        changes={"last_error": reason})
+        audit.record(
+            session,
+            action="review.timed_out",
+            actor=TIMEOUT_ACTOR,
+            subject_id=job.subject_id,
+            job_id=job.id,
+            resource_type="job",
+            resource_id=job.id,
+            details={"waited_hours": hours},
+        )
+        jobs.transition(
+            session,
+            job,
+            to=JobState.rejected,
+            actor=TIMEOUT_ACTOR,
+            details={"reason": reason},
+            changes={"last_error": reason},
+        )
     clear_workspace(rt.workspace_root, job_id)
     logger.info("job %s rejected: review window passed", job_id)
     return JobState.rejected

@@ -39,16 +39,25 @@ def _item(session: Any, job_id: str) -> ReviewItem:
     batch = session.get(Batch, job.batch_id)
     requester = session.get(User, batch.requested_by) if batch is not None else None
     check = jobs.latest_check(session, job.id)
-    output = (StoredRef(job.output_bucket, job.output_key, job.output_sha256)
-              if job.output_bucket and job.output_key and job.output_sha256 else None)
+    output = (
+        StoredRef(job.output_bucket, job.output_key, job.output_sha256)
+        if job.output_bucket and job.output_key and job.output_sha256
+        else None
+    )
     return ReviewItem(
-        job_id=job.id, batch_id=job.batch_id, requested_by=requester.email if requester else "?",
+        job_id=job.id,
+        batch_id=job.batch_id,
+        requested_by=requester.email if requester else "?",
         subject=subject.reference if subject is not None else job.subject_id,
-        use=f"{job.purpose}/{job.channel}/{job.territory}", state=job.state.value,
-        waiting_since=job.state_changed_at, scores=dict(job.check_scores or {}),
-        reasons=list(check.reasons) if check is not None else [], policy_version=job.policy_version,
-        output=output, model_sha256=job.model_sha256,
-    )  # fmt: skip
+        use=f"{job.purpose}/{job.channel}/{job.territory}",
+        state=job.state.value,
+        waiting_since=job.state_changed_at,
+        scores=dict(job.check_scores or {}),
+        reasons=list(check.reasons) if check is not None else [],
+        policy_version=job.policy_version,
+        output=output,
+        model_sha256=job.model_sha256,
+    )
 
 
 def pending_reviews(rt: Runtime) -> list[ReviewItem]:

@@ -60,10 +60,14 @@ class WithdrawalReport:
 
     def lines(self) -> list[str]:
         """One line per publication, for the CLI and the console's message."""
-        out = [f"taken down: publication {o.publication_id} (job {o.job_id}) at {o.where}: {o.detail}"
-               for o in self.taken_down]
-        out += [f"takedown QUEUED: publication {o.publication_id} (job {o.job_id}) at {o.where}: {o.detail}"
-                for o in self.queued]
+        out = [
+            f"taken down: publication {o.publication_id} (job {o.job_id}) at {o.where}: {o.detail}"
+            for o in self.taken_down
+        ]
+        out += [
+            f"takedown QUEUED: publication {o.publication_id} (job {o.job_id}) at {o.where}: {o.detail}"
+            for o in self.queued
+        ]
         return out
 
 
@@ -101,26 +105,43 @@ def take_down_due(
         try:
             if callable(store):
                 store = store()
-            report = takedown_publication(sessions, store, publication_id=item.publication_id, reason=item.reason,
-                                          actor_email=actor_email, actor=actor)
+            report = takedown_publication(
+                sessions,
+                store,
+                publication_id=item.publication_id,
+                reason=item.reason,
+                actor_email=actor_email,
+                actor=actor,
+            )
         except InvalidTransition:
             continue  # taken down by someone else since the list was read
         except PipelineError as exc:
             why = (str(exc).splitlines() or [type(exc).__name__])[0]
             logger.warning("takedown of publication %s queued: %s", item.publication_id, why)
-            queued.append(TakedownOutcome(item.publication_id, item.job_id, item.bucket, item.object_key, False,
-                                          f"{why}; {RETRY_HINT}"))
+            queued.append(
+                TakedownOutcome(
+                    item.publication_id,
+                    item.job_id,
+                    item.bucket,
+                    item.object_key,
+                    False,
+                    f"{why}; {RETRY_HINT}",
+                )
+            )
             continue
         storage = report.storage
         detail = f"{len(storage.deleted_versions)} version(s) deleted, {len(storage.held_versions)} held"
         if storage.delete_marker:
             detail += ", delete marker set"
-        done.append(TakedownOutcome(item.publication_id, item.job_id, item.bucket, item.object_key, True, detail))
+        done.append(
+            TakedownOutcome(item.publication_id, item.job_id, item.bucket, item.object_key, True, detail)
+        )
     return WithdrawalReport(tuple(done), tuple(queued))
 
 
-def revoke_consent(sessions: sessionmaker[Session], store: StoreSource, *, consent_id: str, actor_email: str,
-                   reason: str) -> ConsentChange:
+def revoke_consent(
+    sessions: sessionmaker[Session], store: StoreSource, *, consent_id: str, actor_email: str, reason: str
+) -> ConsentChange:
     """Revoke the consent (governance; audited), then take down every live publication made under it.
 
     The revocation is committed first and stands whatever the storage does; a takedown the storage
@@ -134,8 +155,15 @@ def revoke_consent(sessions: sessionmaker[Session], store: StoreSource, *, conse
     return ConsentChange(change.consent_id, change.version, report)
 
 
-def amend_consent(sessions: sessionmaker[Session], store: StoreSource, *, consent_id: str, actor_email: str,
-                  reason: str, **changes: Any) -> ConsentChange:
+def amend_consent(
+    sessions: sessionmaker[Session],
+    store: StoreSource,
+    *,
+    consent_id: str,
+    actor_email: str,
+    reason: str,
+    **changes: Any,
+) -> ConsentChange:
     """Amend the consent (governance; audited), then take down the publications the new version no longer covers."""
     with unit_of_work(sessions) as session:
         user = get_user_by_email(session, actor_email)

@@ -103,7 +103,8 @@ class Runtime:
         from pipeline.identity import IdentityVerifier
 
         return self._part(
-            "verifier", lambda: IdentityVerifier(threshold=self.policy.check_thresholds().binding_max_distance)
+            "verifier",
+            lambda: IdentityVerifier(threshold=self.policy.check_thresholds().binding_max_distance),
         )
 
     @property

@@ -123,8 +123,12 @@ class Settings(BaseSettings):
         try:
             make_url(value).get_dialect()
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-            reason = "unknown database dialect" if isinstance(exc, NoSuchModuleError) else "not a database URL"
-            raise ValueError(f"{reason} (e.g. sqlite:///var/likeness.db or postgresql+psycopg://user@host/db)") from None
+            reason = (
+                "unknown database dialect" if isinstance(exc, NoSuchModuleError) else "not a database URL"
+            )
+            raise ValueError(
+                f"{reason} (e.g. sqlite:///var/likeness.db or postgresql+psycopg://user@host/db)"
+            ) from None
         return value
 
 
@@ -141,6 +145,10 @@ def load_settings() -> Settings:
         found = re.search(r'field "(\w+)"', str(exc))
         name = f"LIKENESS_{found.group(1).upper()}" if found else "a LIKENESS_* variable"
         cause = exc.__cause__
-        hint = " (give a JSON list, e.g. [\"/data/inputs\"])" if found and found.group(1) == "allowed_input_dirs" else ""
+        hint = (
+            ' (give a JSON list, e.g. ["/data/inputs"])'
+            if found and found.group(1) == "allowed_input_dirs"
+            else ""
+        )
         detail = f": {str(cause).splitlines()[0]}" if cause is not None and str(cause) else ""
         raise SettingsInvalid(f"invalid {name}: cannot be parsed{detail}{hint}") from None

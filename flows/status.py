@@ -67,19 +67,27 @@ def batch_report(rt: Runtime, batch_id: str) -> BatchReport:
             publication = session.scalars(select(Publication).where(Publication.job_id == job.id)).first()
             decision = session.scalars(select(ReviewDecision).where(ReviewDecision.job_id == job.id)).first()
             reviewer = session.get(User, decision.reviewer_id) if decision is not None else None
-            rows.append(JobRow(
-                job_id=job.id,
-                subject=subject.reference if subject is not None else job.subject_id,
-                use=f"{job.purpose}/{job.channel}/{job.territory}",
-                state=job.state.value,
-                scores=dict(job.check_scores or {}),
-                outcome=job.outcome.value if job.outcome is not None else None,
-                reasons="; ".join(check.reasons) if (check := jobs.latest_check(session, job.id)) else None,
-                reviewer=(f"{reviewer.email}: {decision.verdict.value}" if reviewer is not None and decision else None),
-                published_key=publication.object_key if publication is not None else None,
-                published_bucket=publication.bucket if publication is not None else None,
-                last_error=job.last_error,
-            ))  # fmt: skip
+            rows.append(
+                JobRow(
+                    job_id=job.id,
+                    subject=subject.reference if subject is not None else job.subject_id,
+                    use=f"{job.purpose}/{job.channel}/{job.territory}",
+                    state=job.state.value,
+                    scores=dict(job.check_scores or {}),
+                    outcome=job.outcome.value if job.outcome is not None else None,
+                    reasons="; ".join(check.reasons)
+                    if (check := jobs.latest_check(session, job.id))
+                    else None,
+                    reviewer=(
+                        f"{reviewer.email}: {decision.verdict.value}"
+                        if reviewer is not None and decision
+                        else None
+                    ),
+                    published_key=publication.object_key if publication is not None else None,
+                    published_bucket=publication.bucket if publication is not None else None,
+                    last_error=job.last_error,
+                )
+            )
         name, requested_by = batch.name, requester.email if requester is not None else batch.requested_by
     # After the unit of work: each status reads in one of its own (on SQLite a nested one would wait for
     # this one's write lock).

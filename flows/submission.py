@@ -71,14 +71,27 @@ def check_input(rt: Runtime, path: Path, kind: AssetKind, *, where: str) -> Chec
             image = load_image(safe, max_pixels=rt.settings.max_image_pixels)
             info: dict[str, object] = {"width": int(image.shape[1]), "height": int(image.shape[0])}
         else:
-            video = probe(safe, max_seconds=rt.settings.max_video_seconds, max_frames=rt.settings.max_video_frames)
-            info = {"width": video.width, "height": video.height, "fps": video.fps,
-                    "frames": video.frame_count, "duration": video.duration}
+            video = probe(
+                safe, max_seconds=rt.settings.max_video_seconds, max_frames=rt.settings.max_video_frames
+            )
+            info = {
+                "width": video.width,
+                "height": video.height,
+                "fps": video.fps,
+                "frames": video.frame_count,
+                "duration": video.duration,
+            }
     except PipelineError as exc:
         raise SubmissionError(f"{where}: {exc}") from None
     media_type = mimetypes.guess_type(safe.name)[0] or "application/octet-stream"
-    return CheckedInput(path=safe, kind=kind, sha256=sha256_file(safe), size=safe.stat().st_size,
-                        media_type=media_type, media_info=info)
+    return CheckedInput(
+        path=safe,
+        kind=kind,
+        sha256=sha256_file(safe),
+        size=safe.stat().st_size,
+        media_type=media_type,
+        media_info=info,
+    )
 
 
 def submit_batch(rt: Runtime, request: BatchRequest, *, requested_by_email: str) -> str:
@@ -92,11 +105,17 @@ def submit_batch(rt: Runtime, request: BatchRequest, *, requested_by_email: str)
     checked: list[tuple[JobRequest, CheckedInput, CheckedInput]] = []
     for index, job in enumerate(request.jobs, start=1):
         where = f"job {index}"
-        checked.append((job, check_input(rt, job.portrait, AssetKind.portrait, where=f"{where} portrait"),
-                        check_input(rt, job.driving, AssetKind.driving_video, where=f"{where} driving video")))
+        checked.append(
+            (
+                job,
+                check_input(rt, job.portrait, AssetKind.portrait, where=f"{where} portrait"),
+                check_input(rt, job.driving, AssetKind.driving_video, where=f"{where} driving video"),
+            )
+        )
     inputs = [item for _, portrait, driving in checked for item in (portrait, driving)]
     return upload_then_record(
-        rt, inputs, lambda: _record(rt, request, checked, subjects, requested_by_email=requested_by_email))
+        rt, inputs, lambda: _record(rt, request, checked, subjects, requested_by_email=requested_by_email)
+    )
 
 
 def upload_then_record(rt: Runtime, inputs: Iterable[CheckedInput], record: Callable[[], T]) -> T:
@@ -109,8 +128,9 @@ def upload_then_record(rt: Runtime, inputs: Iterable[CheckedInput], record: Call
         for item in stored.values():
             key = input_key(item.sha256, item.path)
             existed = rt.store.exists("inputs", key)
-            rt.store.put_file("inputs", key, item.path, metadata={"kind": item.kind.value},
-                              expected_sha256=item.sha256)
+            rt.store.put_file(
+                "inputs", key, item.path, metadata={"kind": item.kind.value}, expected_sha256=item.sha256
+            )
             if not existed:
                 uploaded.append(key)
         return record()
@@ -122,9 +142,14 @@ def upload_then_record(rt: Runtime, inputs: Iterable[CheckedInput], record: Call
 def check_request(rt: Runtime, request: BatchRequest, *, requested_by_email: str) -> dict[str, str]:
     """What only the database can refuse, before any file is read or stored: the requester's role, each
     job's subject and vocabulary terms. Returns subject reference -> subject id."""
-    return check_jobs(rt, [JobUse(index, job.subject, job.purpose, job.channel, job.territory)
-                           for index, job in enumerate(request.jobs, start=1)],
-                      requested_by_email=requested_by_email)
+    return check_jobs(
+        rt,
+        [
+            JobUse(index, job.subject, job.purpose, job.channel, job.territory)
+            for index, job in enumerate(request.jobs, start=1)
+        ],
+        requested_by_email=requested_by_email,
+    )
 
 
 class JobUse(NamedTuple):
@@ -164,19 +189,30 @@ def remove_uploads(rt: Runtime, keys: list[str]) -> None:
     bucket = rt.store.bucket_name("inputs")
     try:
         with unit_of_work(rt.sessions) as session:
-            used = set(session.scalars(select(Asset.object_key).where(Asset.bucket == bucket,
-                                                                      Asset.object_key.in_(keys))))
+            used = set(
+                session.scalars(
+                    select(Asset.object_key).where(Asset.bucket == bucket, Asset.object_key.in_(keys))
+                )
+            )
         for key in keys:
             if key not in used:
                 rt.store.delete("inputs", key)
     except Exception as exc:  # noqa: BLE001 - the original error is the one to report
         logger.warning("could not remove the inputs of a refused submission (%s): %s", ", ".join(keys), exc)
     else:
-        logger.info("refused submission: removed %d uploaded input(s)", len([k for k in keys if k not in used]))
+        logger.info(
+            "refused submission: removed %d uploaded input(s)", len([k for k in keys if k not in used])
+        )
 
 
-def _record(rt: Runtime, request: BatchRequest, checked: list[tuple[JobRequest, CheckedInput, CheckedInput]],
-            subjects: dict[str, str], *, requested_by_email: str) -> str:
+def _record(
+    rt: Runtime,
+    request: BatchRequest,
+    checked: list[tuple[JobRequest, CheckedInput, CheckedInput]],
+    subjects: dict[str, str],
+    *,
+    requested_by_email: str,
+) -> str:
     """Register the assets and create the batch and its jobs, in one unit of work."""
     bucket = rt.store.bucket_name("inputs")
     with unit_of_work(rt.sessions) as session:
@@ -189,13 +225,27 @@ def _record(rt: Runtime, request: BatchRequest, checked: list[tuple[JobRequest, 
             for item in (portrait, driving):
                 cache_key = (item.sha256, item.kind, subject_id)
                 if cache_key not in asset_ids:
-                    asset_ids[cache_key] = asset_id_for(session, item, bucket=bucket, subject_id=subject_id,
-                                                     actor=requester.email)
+                    asset_ids[cache_key] = asset_id_for(
+                        session, item, bucket=bucket, subject_id=subject_id, actor=requester.email
+                    )
                 ids.append(asset_ids[cache_key])
-            specs.append(batches.JobSpec(subject_id=subject_id, portrait_asset_id=ids[0], driving_asset_id=ids[1],
-                                         purpose=job.purpose, channel=job.channel, territory=job.territory))
-        batch = batches.create_batch(session, name=request.name, requested_by=requester.id, jobs=specs,
-                                     spec=request.model_dump(mode="json"))
+            specs.append(
+                batches.JobSpec(
+                    subject_id=subject_id,
+                    portrait_asset_id=ids[0],
+                    driving_asset_id=ids[1],
+                    purpose=job.purpose,
+                    channel=job.channel,
+                    territory=job.territory,
+                )
+            )
+        batch = batches.create_batch(
+            session,
+            name=request.name,
+            requested_by=requester.id,
+            jobs=specs,
+            spec=request.model_dump(mode="json"),
+        )
         for spec_job, job in zip(batches.jobs_of_batch(session, batch.id), request.jobs, strict=True):
             if job.seed is not None:
                 spec_job.seed = job.seed
@@ -210,10 +260,15 @@ def asset_id_for(session: Session, item: CheckedInput, *, bucket: str, subject_i
         if existing.subject_id == subject_id and existing.bucket == bucket:
             return existing.id
     asset = assets.register_asset(
-        session, kind=item.kind, bucket=bucket, object_key=input_key(item.sha256, item.path),
-        sha256=item.sha256, size_bytes=item.size, actor=actor, media_type=item.media_type,
-        media_info=item.media_info, subject_id=subject_id,
+        session,
+        kind=item.kind,
+        bucket=bucket,
+        object_key=input_key(item.sha256, item.path),
+        sha256=item.sha256,
+        size_bytes=item.size,
+        actor=actor,
+        media_type=item.media_type,
+        media_info=item.media_info,
+        subject_id=subject_id,
     )
     return asset.id
-
-

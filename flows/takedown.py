@@ -29,7 +29,9 @@ def take_down(publication_id: str, reason: str) -> str:
     from flows.publishing import takedown_publication
 
     rt = get_runtime()
-    report = takedown_publication(rt.sessions, rt.store, publication_id=publication_id, reason=reason, actor=ACTOR)
+    report = takedown_publication(
+        rt.sessions, rt.store, publication_id=publication_id, reason=reason, actor=ACTOR
+    )
     clear_workspace(rt.workspace_root, report.job_id)  # no local copy outlives the takedown
     return report.job_id
 
@@ -39,16 +41,18 @@ def _todo(subject_id: str | None, job_id: str | None, reason: str | None) -> lis
     rt = get_runtime()
     with unit_of_work(rt.sessions) as session:
         if job_id is not None and reason:
-            found = session.scalars(select(Publication).where(
-                Publication.job_id == job_id, Publication.taken_down_at.is_(None))).first()
+            found = session.scalars(
+                select(Publication).where(Publication.job_id == job_id, Publication.taken_down_at.is_(None))
+            ).first()
             return [(found.id, reason)] if found is not None else []
         due = withdrawals.takedowns_due(session, subject_id=subject_id)
-        return [(item.publication_id, item.reason) for item in due
-                if job_id is None or item.job_id == job_id]
+        return [(item.publication_id, item.reason) for item in due if job_id is None or item.job_id == job_id]
 
 
 @flow(name="takedown")
-def takedown(subject_id: str | None = None, job_id: str | None = None, reason: str | None = None) -> list[str]:
+def takedown(
+    subject_id: str | None = None, job_id: str | None = None, reason: str | None = None
+) -> list[str]:
     """Take down live publications whose consent no longer covers them; returns the job ids taken down.
 
     With `job_id` and `reason`, that job's publication is taken down whatever its consent says. A

@@ -47,7 +47,9 @@ def run_is_alive(run_id: str) -> bool:
 def claim_render(job_id: str) -> str:
     """Claim the job for rendering; returns its state after the claim, or `held_elsewhere`."""
     try:
-        return render_steps.claim_render(get_runtime(), job_id, run_id=flow_run_id(), holder_alive=run_is_alive).value
+        return render_steps.claim_render(
+            get_runtime(), job_id, run_id=flow_run_id(), holder_alive=run_is_alive
+        ).value
     except render_steps.HeldElsewhere as exc:
         get_run_logger().info("%s: left to that run", exc)
         return render_steps.HELD_ELSEWHERE
@@ -97,8 +99,9 @@ def evaluate_checks(job_id: str) -> str:
 def claim_publish(job_id: str) -> str:
     """Claim an approved job for publishing; returns its state after the claim, or `held_elsewhere`."""
     try:
-        return publish_steps.claim_publish(get_runtime(), job_id, run_id=flow_run_id(),
-                                           holder_alive=run_is_alive).value
+        return publish_steps.claim_publish(
+            get_runtime(), job_id, run_id=flow_run_id(), holder_alive=run_is_alive
+        ).value
     except render_steps.HeldElsewhere as exc:
         get_run_logger().info("%s: left to that run", exc)
         return render_steps.HELD_ELSEWHERE

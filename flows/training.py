@@ -81,14 +81,23 @@ def prepare_data(
 ) -> ClipManifest:
     """Decode videos / frame folders into a training data folder (see `pipeline.training_frames`)."""
     return prepare_training_data(
-        inputs, out_dir, size=size, heldout_fraction=heldout_fraction, max_frames=max_frames, subjects=subjects,
+        inputs,
+        out_dir,
+        size=size,
+        heldout_fraction=heldout_fraction,
+        max_frames=max_frames,
+        subjects=subjects,
         crop=crop,
     )
 
 
 def _data_folder(
-    data: Sequence[Path], run_dir: Path, config: MCNetConfig, heldout_fraction: float,
-    subjects: Sequence[str] | None = None, crop: str = "face",
+    data: Sequence[Path],
+    run_dir: Path,
+    config: MCNetConfig,
+    heldout_fraction: float,
+    subjects: Sequence[str] | None = None,
+    crop: str = "face",
 ) -> Path:
     """A prepared folder as given, else the run's own `data/` (prepared on first use, reused on resume)."""
     if len(data) == 1 and (Path(data[0]) / MANIFEST).is_file():
@@ -97,12 +106,19 @@ def _data_folder(
     if (prepared / MANIFEST).is_file():
         logger.info("reusing the training data prepared in %s", prepared)
         return prepared
-    prepare_training_data(data, prepared, size=config.image_size, heldout_fraction=heldout_fraction,
-                          subjects=subjects, crop=crop)
+    prepare_training_data(
+        data,
+        prepared,
+        size=config.image_size,
+        heldout_fraction=heldout_fraction,
+        subjects=subjects,
+        crop=crop,
+    )
     return prepared
 
 
 # -- governance ----------------------------------------------------------------------------------------
+
 
 class UnnamedFootage(PipelineError):
     """A training clip that names no subject: nobody's consent can be checked for it."""
@@ -145,8 +161,9 @@ def check_training_consent(gov: Governance, data: Path) -> tuple[str, ...]:
     manifest = read_manifest(Path(data))
     with unit_of_work(gov.sessions) as session:
         subjects = clip_subjects(session, manifest)
-        found = models_registry.check_training_consents(session, subject_ids=subjects.values(),
-                                                        actor=gov.actor_email)
+        found = models_registry.check_training_consents(
+            session, subject_ids=subjects.values(), actor=gov.actor_email
+        )
         return tuple(sorted(found))
 
 
@@ -169,14 +186,28 @@ def register_trained(
     clips = lineage_from_data(gov, data)
     with unit_of_work(gov.sessions) as session:
         model = models_registry.register_model(
-            session, name=name, version=version, sha256=sha256, config=config,
-            actor_email=gov.actor_email, clips=clips, description=description,
-        )  # fmt: skip
-        return Registered(model.id, model.name, model.version, model.sha256, len(clips),
-                          tuple(sorted({clip.subject_id for clip in clips})))
+            session,
+            name=name,
+            version=version,
+            sha256=sha256,
+            config=config,
+            actor_email=gov.actor_email,
+            clips=clips,
+            description=description,
+        )
+        return Registered(
+            model.id,
+            model.name,
+            model.version,
+            model.sha256,
+            len(clips),
+            tuple(sorted({clip.subject_id for clip in clips})),
+        )
 
 
-def checkpoint_identity(checkpoint: Path, *, expected_sha256: str | None = None) -> tuple[str, dict[str, Any]]:
+def checkpoint_identity(
+    checkpoint: Path, *, expected_sha256: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """(sha256, architecture config) of a checkpoint, loaded strictly (what `model register` records)."""
     loaded = load_mcnet(checkpoint, expected_sha256=expected_sha256, dtype=torch.float32)
     return loaded.sha256, loaded.config.to_dict()
@@ -189,13 +220,25 @@ def lineage_from_data(gov: Governance, data: Path) -> list[models_registry.Train
         subjects = clip_subjects(session, manifest)
     clips = []
     for clip in manifest.clips:
-        stored = gov.store.put_file("inputs", f"training/{clip.sha256}.pt", manifest.root / "clips" / f"{clip.name}.pt",
-                                    metadata={"kind": "training-clip"}, expected_sha256=clip.sha256)
-        clips.append(models_registry.TrainingClip(
-            sha256=stored.sha256, subject_id=subjects[clip.name], split=clip.split, frames=clip.frames,
-            bucket=stored.bucket, object_key=stored.key, size_bytes=stored.size,
-            origin=f"{clip.origin} (frames {clip.first_frame}-{clip.first_frame + clip.frames - 1})",
-        ))  # fmt: skip
+        stored = gov.store.put_file(
+            "inputs",
+            f"training/{clip.sha256}.pt",
+            manifest.root / "clips" / f"{clip.name}.pt",
+            metadata={"kind": "training-clip"},
+            expected_sha256=clip.sha256,
+        )
+        clips.append(
+            models_registry.TrainingClip(
+                sha256=stored.sha256,
+                subject_id=subjects[clip.name],
+                split=clip.split,
+                frames=clip.frames,
+                bucket=stored.bucket,
+                object_key=stored.key,
+                size_bytes=stored.size,
+                origin=f"{clip.origin} (frames {clip.first_frame}-{clip.first_frame + clip.frames - 1})",
+            )
+        )
     return clips
 
 
@@ -237,9 +280,18 @@ def train_model(
         if check_data is not None:
             check_data(folder)
         if nproc > 1:
-            return _train_distributed(folder, run_dir, nproc=nproc, config=config, spec=spec, device=device,
-                                      vgg_weights=vgg_weights, resume=resume, max_seconds=max_seconds,
-                                      threads=threads)
+            return _train_distributed(
+                folder,
+                run_dir,
+                nproc=nproc,
+                config=config,
+                spec=spec,
+                device=device,
+                vgg_weights=vgg_weights,
+                resume=resume,
+                max_seconds=max_seconds,
+                threads=threads,
+            )
         trainer = Trainer(
             config,
             spec,
@@ -257,8 +309,17 @@ def train_model(
 
 
 def _train_distributed(
-    folder: Path, run_dir: Path, *, nproc: int, config: MCNetConfig, spec: TrainingSpec, device: str,
-    vgg_weights: Path | None, resume: bool, max_seconds: float | None, threads: int | None,
+    folder: Path,
+    run_dir: Path,
+    *,
+    nproc: int,
+    config: MCNetConfig,
+    spec: TrainingSpec,
+    device: str,
+    vgg_weights: Path | None,
+    resume: bool,
+    max_seconds: float | None,
+    threads: int | None,
 ) -> TrainingResult:
     """Run `models.training.distributed` under torchrun with `nproc` processes on this machine."""
     import subprocess
@@ -269,25 +330,53 @@ def _train_distributed(
 
     if spec.shards % nproc:
         raise TrainingDataError(f"--shards {spec.shards} is not a multiple of --nproc {nproc}")
-    job = write_job(run_dir, config=config, spec=spec, data_root=folder, device=device, vgg_weights=vgg_weights,
-                    resume=resume, max_seconds=max_seconds, threads=threads)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "models.training.distributed", str(job)]
+    job = write_job(
+        run_dir,
+        config=config,
+        spec=spec,
+        data_root=folder,
+        device=device,
+        vgg_weights=vgg_weights,
+        resume=resume,
+        max_seconds=max_seconds,
+        threads=threads,
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "models.training.distributed",
+        str(job),
+    ]
     logger.info("starting %d training processes: %s", nproc, " ".join(command))
     done = subprocess.run(command, check=False)
     if done.returncode != 0:
-        raise TrainingDataError(f"the distributed training run failed (torchrun exit status {done.returncode}); "
-                                "its log is above")
+        raise TrainingDataError(
+            f"the distributed training run failed (torchrun exit status {done.returncode}); its log is above"
+        )
     result = read_result(run_dir)
     evaluation = result["evaluation"]
-    report = None if evaluation is None else EvaluationReport(
-        frames=evaluation["frames"], model=Scores(**evaluation["model"]),
-        copy_source=Scores(**evaluation["copy_source"]))
+    report = (
+        None
+        if evaluation is None
+        else EvaluationReport(
+            frames=evaluation["frames"],
+            model=Scores(**evaluation["model"]),
+            copy_source=Scores(**evaluation["copy_source"]),
+        )
+    )
     return TrainingResult(
-        steps=result["steps"], last_checkpoint=Path(result["last_checkpoint"]), last_sha256=result["last_sha256"],
+        steps=result["steps"],
+        last_checkpoint=Path(result["last_checkpoint"]),
+        last_sha256=result["last_sha256"],
         best_checkpoint=Path(result["best_checkpoint"]) if result["best_checkpoint"] else None,
-        reconstruction_loss=result["reconstruction_loss"], evaluation=report, history=result["history"],
-    )  # fmt: skip
+        reconstruction_loss=result["reconstruction_loss"],
+        evaluation=report,
+        history=result["history"],
+    )
 
 
 def train_and_register(
@@ -304,11 +393,20 @@ def train_and_register(
 
     `version` defaults to `step<N>` (the step the run reached), so a resumed run registers anew.
     """
-    result = train_model(data, run_dir, check_data=lambda folder: check_training_consent(gov, folder),
-                         **train_kwargs)
-    folder = _data_folder(data, Path(run_dir), train_kwargs["config"], train_kwargs.get("heldout_fraction", 0.2))
-    registered = register_trained(gov, folder, result.last_checkpoint, name=name,
-                                  version=version or f"step{result.steps}", description=description)
+    result = train_model(
+        data, run_dir, check_data=lambda folder: check_training_consent(gov, folder), **train_kwargs
+    )
+    folder = _data_folder(
+        data, Path(run_dir), train_kwargs["config"], train_kwargs.get("heldout_fraction", 0.2)
+    )
+    registered = register_trained(
+        gov,
+        folder,
+        result.last_checkpoint,
+        name=name,
+        version=version or f"step{result.steps}",
+        description=description,
+    )
     return result, registered
 
 
@@ -408,8 +506,14 @@ def keypoint_distance(first: Any, second: Any) -> float:
 
 
 def identity_scores(
-    checkpoint: Path, data: Path, *, device: str = "auto", per_clip: int = 8, seed: int = 0,
-    verifier: Any = None, detector: Any = None,
+    checkpoint: Path,
+    data: Path,
+    *,
+    device: str = "auto",
+    per_clip: int = 8,
+    seed: int = 0,
+    verifier: Any = None,
+    detector: Any = None,
 ) -> IdentityScores:
     """AED, AKD and the cross-identity identity distance and motion fidelity of a checkpoint on the
     held-out clips of `data` (see `IdentityScores`)."""
@@ -430,10 +534,19 @@ def identity_scores(
         )
     check = verifier or IdentityVerifier()
     marks = detector or shared_detector()
-    sums: dict[str, list[float]] = {"aed_model": [], "aed_copy_source": [], "cross_model": [],
-                                    "cross_copy_source": [], "cross_copy_driver": [], "akd_model": [],
-                                    "akd_copy_source": [], "motion_model": [], "motion_copy_source": [],
-                                    "mouth_model": [], "mouth_copy_source": []}
+    sums: dict[str, list[float]] = {
+        "aed_model": [],
+        "aed_copy_source": [],
+        "cross_model": [],
+        "cross_copy_source": [],
+        "cross_copy_driver": [],
+        "akd_model": [],
+        "akd_copy_source": [],
+        "motion_model": [],
+        "motion_copy_source": [],
+        "mouth_model": [],
+        "mouth_copy_source": [],
+    }
     counted = {"frames": 0, "missing": 0}
     # Landmarks of the cross pair being evaluated: driver frames, output frames (None: no face).
     track: dict[str, list[Any]] = {"driving": [], "output": [], "source": []}
@@ -471,10 +584,16 @@ def identity_scores(
                     sums["cross_model"].append(embedding_distance(ours, source_embedding))
                     sums["cross_copy_source"].append(0.0)
                     sums["cross_copy_driver"].append(embedding_distance(driver, source_embedding))
+
         return observe
 
-    evaluate(loaded.model, evaluation_pairs(manifest, per_clip=per_clip), device=target, seed=seed,
-             observe=observer("aed"))
+    evaluate(
+        loaded.model,
+        evaluation_pairs(manifest, per_clip=per_clip),
+        device=target,
+        seed=seed,
+        observe=observer("aed"),
+    )
     side = loaded.config.image_size
     for pair in cross_identity_pairs(manifest, per_clip=per_clip):
         # One pair at a time: motion is compared along each driver's own sequence.
@@ -492,16 +611,24 @@ def identity_scores(
             sums[f"motion_{name}"].append(motion["motion_mean_distance"])
             sums[f"mouth_{name}"].append(motion["mouth_correlation"])
     if not sums["aed_model"]:
-        raise TrainingDataError(f"no face was found in any evaluated frame of {data}: identity scores need faces")
+        raise TrainingDataError(
+            f"no face was found in any evaluated frame of {data}: identity scores need faces"
+        )
 
     def mean(name: str) -> float | None:
         return float(np.mean(sums[name])) if sums[name] else None
 
     return IdentityScores(
-        aed_model=float(mean("aed_model") or 0.0), aed_copy_source=float(mean("aed_copy_source") or 0.0),
-        cross_model=mean("cross_model"), cross_copy_source=mean("cross_copy_source"),
-        cross_copy_driver=mean("cross_copy_driver"), frames=counted["frames"], missing=counted["missing"],
-        akd_model=mean("akd_model"), akd_copy_source=mean("akd_copy_source"), akd_frames=len(sums["akd_model"]),
+        aed_model=float(mean("aed_model") or 0.0),
+        aed_copy_source=float(mean("aed_copy_source") or 0.0),
+        cross_model=mean("cross_model"),
+        cross_copy_source=mean("cross_copy_source"),
+        cross_copy_driver=mean("cross_copy_driver"),
+        frames=counted["frames"],
+        missing=counted["missing"],
+        akd_model=mean("akd_model"),
+        akd_copy_source=mean("akd_copy_source"),
+        akd_frames=len(sums["akd_model"]),
         cross_motion_distance_model=mean("motion_model"),
         cross_motion_distance_copy_source=mean("motion_copy_source"),
         cross_mouth_correlation_model=mean("mouth_model"),

@@ -34,7 +34,13 @@ def record_read(
     """The reader, if they hold one of `roles`; the read is audited as `access.read` (`details.what`)."""
     user = require_role(session, email=actor_email, roles=roles, action=what)
     audit.record(
-        session, action="access.read", actor=user.email, subject_id=subject_id, job_id=job_id,
-        resource_type=resource_type, resource_id=resource_id, details={"what": what, **(details or {})},
-    )  # fmt: skip
+        session,
+        action="access.read",
+        actor=user.email,
+        subject_id=subject_id,
+        job_id=job_id,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        details={"what": what, **(details or {})},
+    )
     return user

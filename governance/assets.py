@@ -70,9 +70,18 @@ def register_asset(
     session.add(asset)
     session.flush()
     audit.record(
-        session, action="asset.registered", actor=actor, subject_id=subject_id,
-        resource_type="asset", resource_id=asset.id,
-        details={"kind": asset_kind.value, "bucket": bucket, "object_key": object_key,
-                 "sha256": asset.sha256, "size_bytes": size_bytes},
-    )  # fmt: skip
+        session,
+        action="asset.registered",
+        actor=actor,
+        subject_id=subject_id,
+        resource_type="asset",
+        resource_id=asset.id,
+        details={
+            "kind": asset_kind.value,
+            "bucket": bucket,
+            "object_key": object_key,
+            "sha256": asset.sha256,
+            "size_bytes": size_bytes,
+        },
+    )
     return asset

@@ -36,10 +36,27 @@ from governance.schema import AuditEvent
 from governance.types import new_id, utcnow
 
 __all__ = [
-    "ACTION_PATTERN", "ADVISORY_LOCK_KEY", "EXPORT_FIELDS", "GENESIS_HASH", "HASHED_FIELDS", "AuditFilter",
-    "ChainReport", "ExportSummary", "canonical_json", "chain_head", "compute_hash", "event_fields", "export",
-    "format_time", "iter_events", "query", "record", "stored_hash_input", "verify_chain", "verify_export",
-]  # fmt: skip
+    "ACTION_PATTERN",
+    "ADVISORY_LOCK_KEY",
+    "EXPORT_FIELDS",
+    "GENESIS_HASH",
+    "HASHED_FIELDS",
+    "AuditFilter",
+    "ChainReport",
+    "ExportSummary",
+    "canonical_json",
+    "chain_head",
+    "compute_hash",
+    "event_fields",
+    "export",
+    "format_time",
+    "iter_events",
+    "query",
+    "record",
+    "stored_hash_input",
+    "verify_chain",
+    "verify_export",
+]
 
 # Key of the PostgreSQL advisory lock that serialises appends ("likeness audit" in ASCII, 63-bit).
 ADVISORY_LOCK_KEY = 0x6C696B656E657373 & 0x7FFFFFFFFFFFFFFF
@@ -106,17 +123,31 @@ def record(
     `system:<component>`; `action` is a dotted name such as `consent.granted`.
     """
     if not ACTION_PATTERN.match(action):
-        raise ValidationFailed(f"audit action {action!r} is not a dotted lower-case name like 'consent.granted'")
+        raise ValidationFailed(
+            f"audit action {action!r} is not a dotted lower-case name like 'consent.granted'"
+        )
     if not actor or not actor.strip():
         raise ValidationFailed(f"audit action {action} has no actor")
     clean, details_text = _normalise_details(details, action)
     head_seq, prev_hash = _next_link(session)
     seq, event_id, occurred_at = head_seq + 1, new_id(), utcnow()
     hash_input = stored_hash_input(
-        (seq, event_id, None, actor, action, subject_id, job_id, resource_type, resource_id, details_text, prev_hash,
-         None),
+        (
+            seq,
+            event_id,
+            None,
+            actor,
+            action,
+            subject_id,
+            job_id,
+            resource_type,
+            resource_id,
+            details_text,
+            prev_hash,
+            None,
+        ),
         format_time(occurred_at),
-    )  # fmt: skip
+    )
     event = AuditEvent(
         id=event_id,
         seq=seq,

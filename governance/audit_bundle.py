@@ -25,7 +25,9 @@ from governance.canonical import canonical_json
 from governance.types import utcnow
 
 
-def write_bundle(session: Session, out: TextIO, *, notes: Sequence[StoredNote], verifier: NoteVerifier) -> int:
+def write_bundle(
+    session: Session, out: TextIO, *, notes: Sequence[StoredNote], verifier: NoteVerifier
+) -> int:
     """Write the bundle (events up to the current head); returns the number of events written."""
     head = chain_head(session)
     head_seq, head_hash = head if head else (None, None)
@@ -36,8 +38,19 @@ def write_bundle(session: Session, out: TextIO, *, notes: Sequence[StoredNote], 
     for fields in iter_events(session, AuditFilter(), max_seq=head_seq or 0):
         out.write(canonical_json({"record": "event", **fields}) + "\n")
         count += 1
-    out.write(canonical_json({"record": "chain_head", "seq": head_seq, "hash": head_hash, "count": count,
-                              "exported_at": format_time(utcnow()), "filter": {}}) + "\n")  # fmt: skip
+    out.write(
+        canonical_json(
+            {
+                "record": "chain_head",
+                "seq": head_seq,
+                "hash": head_hash,
+                "count": count,
+                "exported_at": format_time(utcnow()),
+                "filter": {},
+            }
+        )
+        + "\n"
+    )
     return count
 
 
@@ -70,7 +83,13 @@ def _event_links(events: Iterable[dict[str, Any]]) -> Iterator[EventLink]:
             problem = f"prev_hash does not match the hash of event #{seq - 1}"
         elif not intact:
             problem = "contents do not match the stored hash (altered?)"
-        yield (seq if isinstance(seq, int) else expected), event_id, stored, problem, None if problem else leaf_hash(data)
+        yield (
+            (seq if isinstance(seq, int) else expected),
+            event_id,
+            stored,
+            problem,
+            None if problem else leaf_hash(data),
+        )
         if problem:
             return
         expected, prev = expected + 1, stored
@@ -91,7 +110,9 @@ def _records(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         yield str(kind), item
 
 
-def verify_bundle(lines: Iterable[str], *, trusted_key: str | None = None) -> tuple[LogReport, NoteVerifier | None]:
+def verify_bundle(
+    lines: Iterable[str], *, trusted_key: str | None = None
+) -> tuple[LogReport, NoteVerifier | None]:
     """Check a bundle offline, streaming its events; returns the report and the key it was checked with.
 
     The verifier key and the checkpoints come before the events (as `write_bundle` writes them), so
@@ -118,7 +139,9 @@ def verify_bundle(lines: Iterable[str], *, trusted_key: str | None = None) -> tu
         try:
             verifier = NoteVerifier.parse(trusted_key or key_text)
             if trusted_key is not None and NoteVerifier.parse(key_text).key_string() != verifier.key_string():
-                raise _BundleError(f"the bundle's key {key_text} is not the trusted key {verifier.key_string()}")
+                raise _BundleError(
+                    f"the bundle's key {key_text} is not the trusted key {verifier.key_string()}"
+                )
         except NoteError as exc:
             raise _BundleError(f"verifier key: {exc}") from None
 
@@ -141,10 +164,22 @@ def verify_bundle(lines: Iterable[str], *, trusted_key: str | None = None) -> tu
     if not report.ok:
         return report, verifier
     if not head:
-        return LogReport(False, report.checked, len(notes), report.head_seq, report.head_hash,
-                         problem="no chain_head record: the bundle is incomplete"), verifier
+        return LogReport(
+            False,
+            report.checked,
+            len(notes),
+            report.head_seq,
+            report.head_hash,
+            problem="no chain_head record: the bundle is incomplete",
+        ), verifier
     if head.get("count") != report.checked or head.get("hash") != report.head_hash:
-        return LogReport(False, report.checked, len(notes), report.head_seq, report.head_hash,
-                         problem=f"chain_head says {head.get('count')} events ending at {head.get('hash')}, "
-                                 f"the bundle holds {report.checked} ending at {report.head_hash}"), verifier  # fmt: skip
+        return LogReport(
+            False,
+            report.checked,
+            len(notes),
+            report.head_seq,
+            report.head_hash,
+            problem=f"chain_head says {head.get('count')} events ending at {head.get('hash')}, "
+            f"the bundle holds {report.checked} ending at {report.head_hash}",
+        ), verifier
     return report, verifier

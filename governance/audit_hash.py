@@ -16,9 +16,18 @@ from governance.schema import AuditEvent
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = (
-    "seq", "id", "occurred_at", "actor", "action", "subject_id", "job_id",
-    "resource_type", "resource_id", "details", "prev_hash",
-)  # fmt: skip
+    "seq",
+    "id",
+    "occurred_at",
+    "actor",
+    "action",
+    "subject_id",
+    "job_id",
+    "resource_type",
+    "resource_id",
+    "details",
+    "prev_hash",
+)
 EXPORT_FIELDS = (*HASHED_FIELDS, "hash")
 
 

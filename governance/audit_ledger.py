@@ -57,8 +57,12 @@ class TreeHead:
         return base64.b64encode(self.root).decode("ascii")
 
 
-def _linked_leaves(session: Session, max_seq: int | None, *, after: tuple[int, str] | None = None,
-                   ) -> Iterator[tuple[int, str, bytes]]:
+def _linked_leaves(
+    session: Session,
+    max_seq: int | None,
+    *,
+    after: tuple[int, str] | None = None,
+) -> Iterator[tuple[int, str, bytes]]:
     """(seq, hash, leaf hash) of each event (after event `after` = (seq, hash), if given), checking every
     link; `AuditLogBroken` at the first break."""
     expected, prev = (after[0] + 1, after[1]) if after else (1, GENESIS_HASH)
@@ -83,7 +87,11 @@ def tree_head(session: Session, *, size: int | None = None, since: TreeHead | No
     if since is not None and 0 < since.size <= size and since.head_hash is not None:
         stored = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == since.size))
         if stored == since.head_hash:
-            builder, last_hash, after = TreeBuilder.resume(since.frontier), since.head_hash, (since.size, since.head_hash)
+            builder, last_hash, after = (
+                TreeBuilder.resume(since.frontier),
+                since.head_hash,
+                (since.size, since.head_hash),
+            )
     for _, hash_, leaf in _linked_leaves(session, size, after=after):
         builder.append(leaf)
         last_hash = hash_
@@ -110,9 +118,15 @@ class InclusionProof:
     def as_dict(self) -> dict[str, object]:
         """Plain data for people and tools: hashes in base64, like the checkpoint's root."""
         enc = base64.b64encode
-        return {"event_id": self.event_id, "seq": self.seq, "leaf_index": self.seq - 1, "tree_size": self.size,
-                "leaf_hash": enc(self.leaf).decode(), "root_hash": enc(self.root).decode(),
-                "inclusion_path": [enc(p).decode() for p in self.path]}  # fmt: skip
+        return {
+            "event_id": self.event_id,
+            "seq": self.seq,
+            "leaf_index": self.seq - 1,
+            "tree_size": self.size,
+            "leaf_hash": enc(self.leaf).decode(),
+            "root_hash": enc(self.root).decode(),
+            "inclusion_path": [enc(p).decode() for p in self.path],
+        }
 
 
 def prove_inclusion(session: Session, *, event_id: str, seq: int, size: int) -> InclusionProof:
@@ -133,6 +147,7 @@ def prove_inclusion(session: Session, *, event_id: str, seq: int, size: int) -> 
 
 
 # -- verification against checkpoints ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StoredNote:
@@ -162,8 +177,10 @@ class LogReport:
         """One line for people."""
         if self.ok:
             root = base64.b64encode(self.root or EMPTY_ROOT).decode()
-            return (f"audit log intact: {self.checked} events, head #{self.head_seq} {self.head_hash}, "
-                    f"tree root {root}, {self.checkpoints} checkpoint(s) match")
+            return (
+                f"audit log intact: {self.checked} events, head #{self.head_seq} {self.head_hash}, "
+                f"tree root {root}, {self.checkpoints} checkpoint(s) match"
+            )
         if self.checkpoint is not None:
             return f"audit log disagrees with checkpoint {self.checkpoint}: {self.problem}"
         if self.broken_seq is not None:
@@ -171,7 +188,9 @@ class LogReport:
         return f"audit log check failed: {self.problem}"
 
 
-def open_notes(notes: Sequence[StoredNote], verifier: NoteVerifier) -> tuple[list[tuple[StoredNote, Checkpoint]], LogReport | None]:
+def open_notes(
+    notes: Sequence[StoredNote], verifier: NoteVerifier
+) -> tuple[list[tuple[StoredNote, Checkpoint]], LogReport | None]:
     """Check every note's signature and form; sorted by size; a failure names the note."""
     opened: list[tuple[StoredNote, Checkpoint]] = []
     for note in notes:
@@ -182,8 +201,15 @@ def open_notes(notes: Sequence[StoredNote], verifier: NoteVerifier) -> tuple[lis
     opened.sort(key=lambda pair: (pair[1].size, pair[0].label))
     for (a, ca), (b, cb) in zip(opened, opened[1:], strict=False):
         if ca.size == cb.size and ca.root != cb.root:
-            return [], LogReport(False, 0, len(notes), None, None, checkpoint=b.label,
-                                 problem=f"signs size {cb.size} with another root than {a.label} (a fork)")
+            return [], LogReport(
+                False,
+                0,
+                len(notes),
+                None,
+                None,
+                checkpoint=b.label,
+                problem=f"signs size {cb.size} with another root than {a.label} (a fork)",
+            )
     return opened, None
 
 
@@ -220,35 +246,70 @@ def check_links(links: Iterable[EventLink], notes: Sequence[StoredNote], verifie
             distinct.append(pair)
     pairs = [(a[1].size, b[1].size) for a, b in zip(distinct, distinct[1:], strict=False)]
     pair_ranges = [consistency_ranges(m, n) for m, n in pairs]
-    wanted = {piece for ranges in pair_ranges for start, end in ranges for piece in subtree_pieces(start, end)}
+    wanted = {
+        piece for ranges in pair_ranges for start, end in ranges for piece in subtree_pieces(start, end)
+    }
     builder = TreeBuilder(wanted)
     by_size = {cp.size: (note, cp) for note, cp in distinct}
     matched = 0  # size of the last checkpoint that matched
     count, prev = 0, None
     for seq, event_id, stored_hash, problem, leaf in links:
         if problem or leaf is None:
-            return LogReport(False, count, len(notes), count or None, prev, broken_seq=seq, broken_id=event_id,
-                             problem=problem)  # fmt: skip
+            return LogReport(
+                False,
+                count,
+                len(notes),
+                count or None,
+                prev,
+                broken_seq=seq,
+                broken_id=event_id,
+                problem=problem,
+            )
         builder.append(leaf)
         count, prev = count + 1, stored_hash
         found = by_size.get(count)
         if found is not None:
             note, cp = found
             if builder.root() != cp.root:
-                return LogReport(False, count, len(notes), count, prev, checkpoint=note.label, problem=(
-                    f"the tree over events #1..#{cp.size} has another root than the signed one: events "
-                    f"#{matched + 1}..#{cp.size} are not what was signed (history rewritten)"))
+                return LogReport(
+                    False,
+                    count,
+                    len(notes),
+                    count,
+                    prev,
+                    checkpoint=note.label,
+                    problem=(
+                        f"the tree over events #1..#{cp.size} has another root than the signed one: events "
+                        f"#{matched + 1}..#{cp.size} are not what was signed (history rewritten)"
+                    ),
+                )
             matched = cp.size
     for note, cp in distinct:
         if cp.size > count:
             missing = f"#{count + 1}" if cp.size == count + 1 else f"#{count + 1}..#{cp.size}"
-            return LogReport(False, count, len(notes), count or None, prev, checkpoint=note.label,
-                             problem=f"it covers {cp.size} events, the log holds {count}: {missing} missing (deleted?)")
-    for (first, second), ranges, (note_a, cp_a), (note_b, cp_b) in zip(pairs, pair_ranges, distinct, distinct[1:], strict=False):
+            return LogReport(
+                False,
+                count,
+                len(notes),
+                count or None,
+                prev,
+                checkpoint=note.label,
+                problem=f"it covers {cp.size} events, the log holds {count}: {missing} missing (deleted?)",
+            )
+    for (first, second), ranges, (note_a, cp_a), (note_b, cp_b) in zip(
+        pairs, pair_ranges, distinct, distinct[1:], strict=False
+    ):
         proof = [fold([builder.found[p] for p in subtree_pieces(start, end)]) for start, end in ranges]
         try:
             verify_consistency(first, second, cp_a.root, cp_b.root, proof)
         except ProofError as exc:
-            return LogReport(False, count, len(notes), count or None, prev, checkpoint=note_b.label,
-                             problem=f"not consistent with checkpoint {note_a.label}: {exc}")
+            return LogReport(
+                False,
+                count,
+                len(notes),
+                count or None,
+                prev,
+                checkpoint=note_b.label,
+                problem=f"not consistent with checkpoint {note_a.label}: {exc}",
+            )
     return LogReport(True, count, len(notes), count or None, prev, root=builder.root())

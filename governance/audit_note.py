@@ -54,7 +54,9 @@ class Checkpoint:
         """Read a checkpoint's note text strictly (extension lines after the root are allowed, ignored)."""
         lines = text.split("\n")
         if len(lines) < 4 or lines[-1] != "":
-            raise NoteError("checkpoint text needs origin, size and root hash lines, each ending in a newline")
+            raise NoteError(
+                "checkpoint text needs origin, size and root hash lines, each ending in a newline"
+            )
         origin, size, root = lines[0], lines[1], lines[2]
         if not origin or origin != origin.strip():
             raise NoteError("checkpoint has an empty or padded origin line")
@@ -157,7 +159,7 @@ def split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
     cut = note.rfind("\n\n")
     if cut < 0 or not note.endswith("\n"):
         raise NoteError("not a signed note: no blank line before the signatures")
-    text, block = note[: cut + 1], note[cut + 2:]
+    text, block = note[: cut + 1], note[cut + 2 :]
     _check_text(text)
     signatures: list[tuple[str, bytes, bytes]] = []
     for line in block[:-1].split("\n"):
@@ -191,6 +193,7 @@ def open_checkpoint(verifier: NoteVerifier, note: str) -> Checkpoint:
 
 # -- keys --------------------------------------------------------------------------------------------------
 
+
 def load_signer(path: Path, name: str) -> NoteSigner:
     """The Ed25519 private key in PEM file `path` (unencrypted PKCS#8), signing as `name`."""
     try:
@@ -217,7 +220,8 @@ def ensure_dev_signer(directory: Path, name: str) -> NoteSigner:
     if not path.exists():
         directory.mkdir(parents=True, exist_ok=True)
         pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         fd, tmp = tempfile.mkstemp(prefix=".audit-key-", dir=directory)
         try:
             with os.fdopen(fd, "wb") as handle:

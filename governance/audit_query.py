@@ -20,7 +20,9 @@ from governance.types import utcnow
 
 def chain_head(session: Session) -> tuple[int, str] | None:
     """The last event's (seq, hash), or None for an empty log."""
-    row = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    row = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+    ).first()
     return (int(row[0]), str(row[1])) if row else None
 
 
@@ -69,7 +71,9 @@ def query(
 ) -> list[AuditEvent]:
     """Events matching every given filter, oldest first (`until` is exclusive)."""
     if since and until and until <= since:
-        raise ValidationFailed(f"audit query: until ({format_time(until)}) is not after since ({format_time(since)})")
+        raise ValidationFailed(
+            f"audit query: until ({format_time(until)}) is not after since ({format_time(since)})"
+        )
     flt = AuditFilter(subject_id, job_id, actor, action, since, until)
     statement = flt.apply(select(AuditEvent)).order_by(AuditEvent.seq)
     if limit is not None:
@@ -114,10 +118,18 @@ def export(
     head = chain_head(session)
     head_seq, head_hash = head if head else (None, None)
     applied = flt or AuditFilter()
-    filters = {name: (format_time(value) if isinstance(value, datetime) else value)
-               for name, value in asdict(applied).items() if value is not None}  # fmt: skip
-    trailer = {"record": "chain_head", "seq": head_seq, "hash": head_hash, "exported_at": format_time(utcnow()),
-               "filter": filters}  # fmt: skip
+    filters = {
+        name: (format_time(value) if isinstance(value, datetime) else value)
+        for name, value in asdict(applied).items()
+        if value is not None
+    }
+    trailer = {
+        "record": "chain_head",
+        "seq": head_seq,
+        "hash": head_hash,
+        "exported_at": format_time(utcnow()),
+        "filter": filters,
+    }
     count = 0
     if fmt == "jsonl":
         for fields in iter_events(session, applied, max_seq=head_seq or 0):

@@ -80,9 +80,15 @@ class TreeBuilder:
         """A builder that continues after the leaves `frontier` summarises (from `frontier()`)."""
         builder, start = cls(), 0
         for piece_start, size, value in frontier:
-            if piece_start != start or size & (size - 1) or len(value) != HASH_SIZE or (
-                    builder._stack and builder._stack[-1][1] <= size):
-                raise ProofError("not the frontier of a tree: subtrees must be aligned, decreasing powers of two")
+            if (
+                piece_start != start
+                or size & (size - 1)
+                or len(value) != HASH_SIZE
+                or (builder._stack and builder._stack[-1][1] <= size)
+            ):
+                raise ProofError(
+                    "not the frontier of a tree: subtrees must be aligned, decreasing powers of two"
+                )
             builder._stack.append((piece_start, size, value))
             start += size
         builder.size = start
@@ -118,6 +124,7 @@ def root_by_definition(leaves: Sequence[bytes]) -> bytes:
 
 
 # -- which subtrees a proof is made of -------------------------------------------------------------------
+
 
 def inclusion_ranges(index: int, size: int) -> list[Range]:
     """The subtrees whose hashes form PATH(index, D[0:size]) (RFC 9162 2.1.3.1), in proof order."""
@@ -206,6 +213,7 @@ def consistency_proof(leaves: Iterable[bytes], first: int, second: int) -> list[
 
 # -- verifiers (RFC 9162 2.1.3.2 and 2.1.4.2) -----------------------------------------------------------------
 
+
 def _check_hashes(*values: bytes) -> None:
     for value in values:
         if not isinstance(value, bytes) or len(value) != HASH_SIZE:
@@ -234,8 +242,9 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
         raise ProofError("inclusion proof does not lead to the root hash")
 
 
-def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
-                       proof: Sequence[bytes]) -> None:
+def verify_consistency(
+    first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
+) -> None:
     """Raise `ProofError` unless `proof` shows tree (`first`, `first_root`) is a prefix of (`second`, ...)."""
     _check_hashes(first_root, second_root, *proof)
     if not 0 <= first <= second:

@@ -62,15 +62,24 @@ def _matches(row: tuple[Any, ...], occurred_at: str) -> bool:
     except ValueError:
         return False
     fields = {
-        "seq": int(seq), "id": id_, "occurred_at": occurred_at, "actor": actor, "action": action,
-        "subject_id": subject_id, "job_id": job_id, "resource_type": rtype, "resource_id": rid,
-        "details": details, "prev_hash": prev_hash,
-    }  # fmt: skip
+        "seq": int(seq),
+        "id": id_,
+        "occurred_at": occurred_at,
+        "actor": actor,
+        "action": action,
+        "subject_id": subject_id,
+        "job_id": job_id,
+        "resource_type": rtype,
+        "resource_id": rid,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
     return compute_hash(fields) == stored
 
 
-def stored_rows(session: Session, *, max_seq: int | None = None, min_seq: int = 1,
-                batch_size: int = 5000) -> Iterator[tuple[tuple[Any, ...], str]]:
+def stored_rows(
+    session: Session, *, max_seq: int | None = None, min_seq: int = 1, batch_size: int = 5000
+) -> Iterator[tuple[tuple[Any, ...], str]]:
     """Every event as stored, in `seq` order, streamed: (row, occurred_at in the hashed form).
 
     `row` is (seq, id, occurred_at, actor, action, subject_id, job_id, resource_type, resource_id,
@@ -84,10 +93,19 @@ def stored_rows(session: Session, *, max_seq: int | None = None, min_seq: int = 
     elif dialect == "postgresql":  # formatted by the server, in the hashed form (no datetime round trip)
         occurred = func.to_char(func.timezone("UTC", AuditEvent.occurred_at), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
     statement = select(
-        AuditEvent.seq, AuditEvent.id, occurred.label("occurred_at"), AuditEvent.actor, AuditEvent.action,
-        AuditEvent.subject_id, AuditEvent.job_id, AuditEvent.resource_type, AuditEvent.resource_id,
-        cast(AuditEvent.details, Text).label("details_text"), AuditEvent.prev_hash, AuditEvent.hash,
-    )  # fmt: skip
+        AuditEvent.seq,
+        AuditEvent.id,
+        occurred.label("occurred_at"),
+        AuditEvent.actor,
+        AuditEvent.action,
+        AuditEvent.subject_id,
+        AuditEvent.job_id,
+        AuditEvent.resource_type,
+        AuditEvent.resource_id,
+        cast(AuditEvent.details, Text).label("details_text"),
+        AuditEvent.prev_hash,
+        AuditEvent.hash,
+    )
     if max_seq is not None:
         statement = statement.where(AuditEvent.seq <= max_seq)
     if min_seq > 1:
@@ -137,16 +155,25 @@ def checked_leaf_data(row: tuple[Any, ...], occurred_at: str) -> tuple[bool, byt
     except ValueError:
         return False, fast
     fields = {
-        "seq": int(seq), "id": id_, "occurred_at": occurred_at, "actor": actor, "action": action,
-        "subject_id": subject_id, "job_id": job_id, "resource_type": rtype, "resource_id": rid,
-        "details": details, "prev_hash": prev_hash,
-    }  # fmt: skip
+        "seq": int(seq),
+        "id": id_,
+        "occurred_at": occurred_at,
+        "actor": actor,
+        "action": action,
+        "subject_id": subject_id,
+        "job_id": job_id,
+        "resource_type": rtype,
+        "resource_id": rid,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
     canonical = canonical_json({name: fields[name] for name in HASHED_FIELDS}).encode("utf-8")
     return hashlib.sha256(canonical).hexdigest() == row[11], canonical
 
 
-def linked_leaf_data(row: tuple[Any, ...], occurred_at: str, expected_seq: int,
-                     prev_hash: str) -> tuple[str | None, bytes]:
+def linked_leaf_data(
+    row: tuple[Any, ...], occurred_at: str, expected_seq: int, prev_hash: str
+) -> tuple[str | None, bytes]:
     """`link_problem` and `leaf_data` in one serialisation: (why the link breaks or None, leaf data)."""
     seq = int(row[0])
     if seq != expected_seq or row[10] != prev_hash:
@@ -177,9 +204,14 @@ def verify_chain(session: Session, *, anchor_hash: str | None = None, batch_size
     head_seq, head_hash = last or (None, None)
     if not anchor_seen:
         return ChainReport(
-            False, checked, head_seq, head_hash, (head_seq or 0) + 1, None,
+            False,
+            checked,
+            head_seq,
+            head_hash,
+            (head_seq or 0) + 1,
+            None,
             f"anchor {anchor_hash} is not in the chain: events after #{head_seq} are missing",
-        )  # fmt: skip
+        )
     return ChainReport(True, checked, head_seq, head_hash)
 
 
@@ -210,24 +242,52 @@ def verify_export(lines: Iterable[str]) -> ChainReport:
         except (KeyError, TypeError, ValueError):
             return ChainReport(False, len(events), None, None, problem=f"line {number} is not an event")
         if not intact:
-            return ChainReport(False, len(events), None, None, item.get("seq"), item.get("id"),
-                               "contents do not match the stored hash (altered?)")  # fmt: skip
+            return ChainReport(
+                False,
+                len(events),
+                None,
+                None,
+                item.get("seq"),
+                item.get("id"),
+                "contents do not match the stored hash (altered?)",
+            )
         events.append(item)
     if head is None:
-        return ChainReport(False, len(events), None, None, problem="no chain_head record: the export is incomplete")
+        return ChainReport(
+            False, len(events), None, None, problem="no chain_head record: the export is incomplete"
+        )
     head_seq, head_hash = head.get("seq"), head.get("hash")
     if head.get("count") != len(events):
-        return ChainReport(False, len(events), head_seq, head_hash,
-                           problem=f"chain_head says {head.get('count')} events, the file holds {len(events)}")  # fmt: skip
+        return ChainReport(
+            False,
+            len(events),
+            head_seq,
+            head_hash,
+            problem=f"chain_head says {head.get('count')} events, the file holds {len(events)}",
+        )
     if not head.get("filter"):  # unfiltered: the whole chain must be here, linked, ending at the head
         expected_seq, prev_hash = 1, GENESIS_HASH
         for item in events:
             if item["seq"] != expected_seq or item["prev_hash"] != prev_hash:
-                return ChainReport(False, expected_seq - 1, head_seq, head_hash, item["seq"], item.get("id"),
-                                   f"does not follow event #{expected_seq - 1} (missing or reordered lines?)")  # fmt: skip
+                return ChainReport(
+                    False,
+                    expected_seq - 1,
+                    head_seq,
+                    head_hash,
+                    item["seq"],
+                    item.get("id"),
+                    f"does not follow event #{expected_seq - 1} (missing or reordered lines?)",
+                )
             expected_seq, prev_hash = item["seq"] + 1, item["hash"]
         if prev_hash != head_hash:
-            return ChainReport(False, len(events), head_seq, head_hash, problem="the last event is not the chain head")
+            return ChainReport(
+                False, len(events), head_seq, head_hash, problem="the last event is not the chain head"
+            )
         return ChainReport(True, len(events), head_seq, head_hash)
-    return ChainReport(True, len(events), head_seq, head_hash,
-                       problem="filtered export: each event is intact; links are not checkable")  # fmt: skip
+    return ChainReport(
+        True,
+        len(events),
+        head_seq,
+        head_hash,
+        problem="filtered export: each event is intact; links are not checkable",
+    )

@@ -85,20 +85,34 @@ def create_batch(
     session.add(batch)
     session.flush()
     audit.record(
-        session, action="batch.created", actor=user.email, resource_type="batch", resource_id=batch.id,
+        session,
+        action="batch.created",
+        actor=user.email,
+        resource_type="batch",
+        resource_id=batch.id,
         details={"name": batch.name, "jobs": len(jobs)},
-    )  # fmt: skip
+    )
     for job_spec in jobs:
         job = Job(id=new_id(), batch_id=batch.id, **job_spec.model_dump())
         session.add(job)
         session.flush()
         audit.record(
-            session, action="job.submitted", actor=user.email, subject_id=job.subject_id, job_id=job.id,
-            resource_type="job", resource_id=job.id,
-            details={"batch_id": batch.id, "purpose": job.purpose, "channel": job.channel,
-                     "territory": job.territory, "portrait_asset_id": job.portrait_asset_id,
-                     "driving_asset_id": job.driving_asset_id},
-        )  # fmt: skip
+            session,
+            action="job.submitted",
+            actor=user.email,
+            subject_id=job.subject_id,
+            job_id=job.id,
+            resource_type="job",
+            resource_id=job.id,
+            details={
+                "batch_id": batch.id,
+                "purpose": job.purpose,
+                "channel": job.channel,
+                "territory": job.territory,
+                "portrait_asset_id": job.portrait_asset_id,
+                "driving_asset_id": job.driving_asset_id,
+            },
+        )
     return batch
 
 

@@ -71,8 +71,9 @@ def require_future(valid_until: datetime | None, *, now: datetime, name: str = "
     after valid_from", though it often is that too). The one place for this rule: the CLI and the console
     call it, `name` saying the option or field as the person typed it."""
     if valid_until is not None and valid_until <= now:
-        raise ValidationFailed(f"{name} {valid_until.isoformat()} is in the past: "
-                               "a consent's validity must end in the future")
+        raise ValidationFailed(
+            f"{name} {valid_until.isoformat()} is in the past: a consent's validity must end in the future"
+        )
 
 
 def check_validity(valid_from: datetime, valid_until: datetime | None, *, now: datetime) -> None:
@@ -120,7 +121,9 @@ def current_version(session: Session, consent_id: str) -> Consent:
     return history(session, consent_id)[-1]
 
 
-def list_consents(session: Session, *, subject_id: str | None = None, include_superseded: bool = False) -> list[Consent]:
+def list_consents(
+    session: Session, *, subject_id: str | None = None, include_superseded: bool = False
+) -> list[Consent]:
     """Consents (current versions unless `include_superseded`), newest first."""
     statement = select(Consent)
     if subject_id is not None:
@@ -175,10 +178,14 @@ def grant(
     session.add(consent)
     session.flush()
     audit.record(
-        session, action="consent.granted", actor=user.email, subject_id=subject.id,
-        resource_type="consent", resource_id=consent.id,
+        session,
+        action="consent.granted",
+        actor=user.email,
+        subject_id=subject.id,
+        resource_type="consent",
+        resource_id=consent.id,
         details={"lineage_id": consent.lineage_id, "version": 1, **_scope(consent)},
-    )  # fmt: skip
+    )
     return consent
 
 
@@ -215,7 +222,9 @@ def amend(
     user = require_role(session, user_id=recorded_by, roles=RECORDING_ROLES, action="consent.amend")
     old = get_consent(session, consent_id)
     if old.superseded_by_id is not None:
-        raise ValidationFailed(f"consent {old.id} was superseded by {old.superseded_by_id}: amend the current version")
+        raise ValidationFailed(
+            f"consent {old.id} was superseded by {old.superseded_by_id}: amend the current version"
+        )
     if old.revoked_at is not None:
         raise ConsentRevoked(f"consent {old.id} is revoked: grant a new consent instead")
     if not reason.strip():
@@ -226,7 +235,9 @@ def amend(
         subject_id=old.subject_id,
         purposes=check_terms("purpose", purposes) if purposes is not None else list(old.purposes),
         channels=check_terms("channel", channels) if channels is not None else list(old.channels),
-        territories=check_terms("territory", territories) if territories is not None else list(old.territories),
+        territories=check_terms("territory", territories)
+        if territories is not None
+        else list(old.territories),
         valid_from=valid_from or old.valid_from,
         valid_until=old.valid_until if valid_until is _UNSET else valid_until,
         evidence_key=_evidence_key(evidence_key) if evidence_key is not None else old.evidence_key,
@@ -243,7 +254,11 @@ def amend(
             raise ValidationFailed("new evidence needs a key saying where it is kept")
         new.evidence_sha256 = check_evidence(evidence_path, evidence_sha256)
     before, after = _scope(old), _scope(new)
-    changes = {field: {"from": before[field], "to": after[field]} for field in before if before[field] != after[field]}
+    changes = {
+        field: {"from": before[field], "to": after[field]}
+        for field in before
+        if before[field] != after[field]
+    }
     if old.notes != new.notes:
         changes["notes"] = {"from": old.notes, "to": new.notes}
     if not changes:
@@ -258,15 +273,27 @@ def amend(
 
     due = [d.publication_id for d in takedowns_due(session, consent_id=new.id, at=now)]
     audit.record(
-        session, action="consent.amended", actor=user.email, subject_id=old.subject_id,
-        resource_type="consent", resource_id=new.id,
-        details={"lineage_id": old.lineage_id, "version": new.version, "supersedes": old.id,
-                 "reason": reason.strip(), "changes": changes, "publications_to_take_down": due},
-    )  # fmt: skip
+        session,
+        action="consent.amended",
+        actor=user.email,
+        subject_id=old.subject_id,
+        resource_type="consent",
+        resource_id=new.id,
+        details={
+            "lineage_id": old.lineage_id,
+            "version": new.version,
+            "supersedes": old.id,
+            "reason": reason.strip(),
+            "changes": changes,
+            "publications_to_take_down": due,
+        },
+    )
     return new
 
 
-def revoke(session: Session, *, consent_id: str, revoked_by: str, reason: str, now: datetime | None = None) -> Consent:
+def revoke(
+    session: Session, *, consent_id: str, revoked_by: str, reason: str, now: datetime | None = None
+) -> Consent:
     """Revoke the consent (its version in force) from now on; a consent is revoked once.
 
     Audited as `consent.revoked`, with the live publications made under the consent: from now on they
@@ -288,11 +315,19 @@ def revoke(session: Session, *, consent_id: str, revoked_by: str, reason: str, n
     session.flush()
     due = [p.id for p in publications_for_consent(session, consent.id, active_only=True)]
     audit.record(
-        session, action="consent.revoked", actor=user.email, subject_id=consent.subject_id,
-        resource_type="consent", resource_id=consent.id,
-        details={"lineage_id": consent.lineage_id, "version": consent.version, "reason": consent.revoke_reason,
-                 "publications_to_take_down": due},
-    )  # fmt: skip
+        session,
+        action="consent.revoked",
+        actor=user.email,
+        subject_id=consent.subject_id,
+        resource_type="consent",
+        resource_id=consent.id,
+        details={
+            "lineage_id": consent.lineage_id,
+            "version": consent.version,
+            "reason": consent.revoke_reason,
+            "publications_to_take_down": due,
+        },
+    )
     _withdraw_models(session, consent, actor=user.email, now=now)
     return consent
 
@@ -319,11 +354,17 @@ def _standing(consent: Consent, *, purpose: str, channel: str, territory: str, a
         "territory": territory in consent.territories or WORLD in consent.territories,
     }
     if consent.revoked_at is not None and consent.revoked_at <= at:
-        return _Standing(consent, covers, ConsentRevoked, f"revoked at {audit.format_time(consent.revoked_at)}")
+        return _Standing(
+            consent, covers, ConsentRevoked, f"revoked at {audit.format_time(consent.revoked_at)}"
+        )
     if consent.valid_until is not None and consent.valid_until <= at:
-        return _Standing(consent, covers, ConsentExpired, f"expired at {audit.format_time(consent.valid_until)}")
+        return _Standing(
+            consent, covers, ConsentExpired, f"expired at {audit.format_time(consent.valid_until)}"
+        )
     if consent.valid_from > at:
-        return _Standing(consent, covers, ConsentNotYetValid, f"valid from {audit.format_time(consent.valid_from)}")
+        return _Standing(
+            consent, covers, ConsentNotYetValid, f"valid from {audit.format_time(consent.valid_from)}"
+        )
     return _Standing(consent, covers, None, "in force")
 
 
@@ -331,8 +372,15 @@ _PRIORITY: list[type[Exception]] = [ConsentRevoked, ConsentExpired, ConsentNotYe
 _SCOPE_FIELD = {"purpose": "purposes", "channel": "channels", "territory": "territories"}
 
 
-def lapse(session: Session, *, consent_id: str, purpose: str, channel: str, territory: str,
-          at: datetime | None = None) -> str | None:
+def lapse(
+    session: Session,
+    *,
+    consent_id: str,
+    purpose: str,
+    channel: str,
+    territory: str,
+    at: datetime | None = None,
+) -> str | None:
     """Why the consent `consent_id` belongs to no longer covers this use at `at`, or None while it does.
 
     Looks at the lineage's version in force (a job records the version it was verified under; an
@@ -348,8 +396,11 @@ def lapse(session: Session, *, consent_id: str, purpose: str, channel: str, terr
     if standing.problem is ConsentRevoked:
         return f"{name} was {standing.why}: {current.revoke_reason}"
     value = {"purpose": purpose, "channel": channel, "territory": territory}
-    gaps = [f"{dim} {value[dim]!r} ({_SCOPE_FIELD[dim]} now {', '.join(getattr(current, _SCOPE_FIELD[dim]))})"
-            for dim in ("purpose", "channel", "territory") if not standing.covers[dim]]
+    gaps = [
+        f"{dim} {value[dim]!r} ({_SCOPE_FIELD[dim]} now {', '.join(getattr(current, _SCOPE_FIELD[dim]))})"
+        for dim in ("purpose", "channel", "territory")
+        if not standing.covers[dim]
+    ]
     if gaps:
         return f"{name} no longer covers {'; '.join(gaps)}"
     if standing.problem is not None:
@@ -388,8 +439,12 @@ def verify(
     if in_scope:
         worst = min(in_scope, key=lambda s: _PRIORITY.index(s.problem))  # type: ignore[arg-type]
         assert worst.problem is not None
-        raise worst.problem(f"consent {worst.consent.id} for subject {subject_id} covers {use} but is {worst.why}")
-    missing = [dim for dim in ("purpose", "channel", "territory") if not any(s.covers[dim] for s in standings)]
+        raise worst.problem(
+            f"consent {worst.consent.id} for subject {subject_id} covers {use} but is {worst.why}"
+        )
+    missing = [
+        dim for dim in ("purpose", "channel", "territory") if not any(s.covers[dim] for s in standings)
+    ]
     if not missing:  # each dimension is covered somewhere, but never all three by one consent
         missing = ["purpose, channel and territory together"]
     value = {"purpose": purpose, "channel": channel, "territory": territory}

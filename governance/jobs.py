@@ -38,12 +38,25 @@ ALLOWED_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
 }
 TERMINAL_STATES = frozenset(state for state, targets in ALLOWED_TRANSITIONS.items() if not targets)
 RECLAIMABLE_STATES = frozenset({S.rendering, S.publishing})
-OUTCOME_STATE = {Outcome.auto_approve: S.approved, Outcome.needs_review: S.awaiting_review, Outcome.reject: S.rejected}
+OUTCOME_STATE = {
+    Outcome.auto_approve: S.approved,
+    Outcome.needs_review: S.awaiting_review,
+    Outcome.reject: S.rejected,
+}
 # Columns a transition may set together with the state (so they change atomically with it).
-SETTABLE = frozenset({
-    "consent_id", "seed", "model_sha256", "inference_mode", "output_bucket", "output_key", "output_sha256",
-    "flow_run_id", "last_error",
-})  # fmt: skip
+SETTABLE = frozenset(
+    {
+        "consent_id",
+        "seed",
+        "model_sha256",
+        "inference_mode",
+        "output_bucket",
+        "output_key",
+        "output_sha256",
+        "flow_run_id",
+        "last_error",
+    }
+)
 
 
 def get_job(session: Session, job_id: str, *, for_update: bool = False) -> Job:
@@ -101,10 +114,15 @@ def transition(
     job.state_changed_at = utcnow()
     _flush_or_conflict(session, job)
     audit.record(
-        session, action=f"job.{target.value}", actor=actor, subject_id=job.subject_id, job_id=job.id,
-        resource_type="job", resource_id=job.id,
+        session,
+        action=f"job.{target.value}",
+        actor=actor,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="job",
+        resource_id=job.id,
         details={"from": current.value, "to": target.value, **dict(changes or {}), **(details or {})},
-    )  # fmt: skip
+    )
     return job
 
 
@@ -114,14 +132,20 @@ def claim(
     """Start work on a job (`submitted -> rendering`, `approved -> publishing`) on behalf of a flow run."""
     target = JobState(to)
     if target not in RECLAIMABLE_STATES:
-        raise InvalidTransition(f"job {job.id}: claim moves only into rendering or publishing, not {target.value}")
+        raise InvalidTransition(
+            f"job {job.id}: claim moves only into rendering or publishing, not {target.value}"
+        )
     if not can_transition(job.state, target):  # checked before touching `attempts`
         raise InvalidTransition(f"job {job.id}: {JobState(job.state).value} -> {target.value} is not allowed")
     job.attempts += 1
     return transition(
-        session, job, to=target, actor=actor, details={"attempt": job.attempts},
+        session,
+        job,
+        to=target,
+        actor=actor,
+        details={"attempt": job.attempts},
         changes={"flow_run_id": flow_run_id, **changes},
-    )  # fmt: skip
+    )
 
 
 def reclaim(
@@ -139,7 +163,9 @@ def reclaim(
     """
     job = get_job(session, job_id, for_update=True)
     if job.state not in RECLAIMABLE_STATES:
-        raise InvalidTransition(f"job {job.id} is {job.state.value}: only rendering or publishing jobs can be reclaimed")
+        raise InvalidTransition(
+            f"job {job.id} is {job.state.value}: only rendering or publishing jobs can be reclaimed"
+        )
     if expected_flow_run_id is not None and job.flow_run_id != expected_flow_run_id:
         raise InvalidTransition(
             f"job {job.id} is held by run {job.flow_run_id}, not {expected_flow_run_id}: not reclaimed"
@@ -149,11 +175,20 @@ def reclaim(
     job.attempts += 1
     _flush_or_conflict(session, job)
     audit.record(
-        session, action="job.reclaimed", actor=actor, subject_id=job.subject_id, job_id=job.id,
-        resource_type="job", resource_id=job.id,
-        details={"state": job.state.value, "previous_flow_run_id": previous, "flow_run_id": flow_run_id,
-                 "attempt": job.attempts},
-    )  # fmt: skip
+        session,
+        action="job.reclaimed",
+        actor=actor,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="job",
+        resource_id=job.id,
+        details={
+            "state": job.state.value,
+            "previous_flow_run_id": previous,
+            "flow_run_id": flow_run_id,
+            "attempt": job.attempts,
+        },
+    )
     return job
 
 
@@ -172,10 +207,20 @@ def record_render(
 ) -> Job:
     """`rendering -> rendered`, recording where the output lies and how it was made."""
     return transition(
-        session, job, to=S.rendered, actor=actor, details=details,
-        changes={"output_bucket": output_bucket, "output_key": output_key, "output_sha256": output_sha256,
-                 "seed": seed, "model_sha256": model_sha256, "inference_mode": inference_mode},
-    )  # fmt: skip
+        session,
+        job,
+        to=S.rendered,
+        actor=actor,
+        details=details,
+        changes={
+            "output_bucket": output_bucket,
+            "output_key": output_key,
+            "output_sha256": output_sha256,
+            "seed": seed,
+            "model_sha256": model_sha256,
+            "inference_mode": inference_mode,
+        },
+    )
 
 
 def record_checks(
@@ -206,24 +251,39 @@ def record_checks(
     job.policy_version = decision.policy_version
     job.outcome = decision.outcome
     transition(
-        session, job, to=OUTCOME_STATE[decision.outcome], actor=actor,
-        details={"outcome": decision.outcome.value, "policy_version": decision.policy_version,
-                 "reasons": list(decision.reasons), "check_result_id": result.id},
-    )  # fmt: skip
+        session,
+        job,
+        to=OUTCOME_STATE[decision.outcome],
+        actor=actor,
+        details={
+            "outcome": decision.outcome.value,
+            "policy_version": decision.policy_version,
+            "reasons": list(decision.reasons),
+            "check_result_id": result.id,
+        },
+    )
     return result
 
 
 def latest_check(session: Session, job_id: str) -> CheckResult | None:
     """The newest check result of a job, if any."""
-    statement = select(CheckResult).where(CheckResult.job_id == job_id).order_by(CheckResult.created_at.desc())
+    statement = (
+        select(CheckResult).where(CheckResult.job_id == job_id).order_by(CheckResult.created_at.desc())
+    )
     return session.scalars(statement.limit(1)).first()
 
 
 def fail(session: Session, job: Job, *, actor: str, error: str, details: dict[str, Any] | None = None) -> Job:
     """A technical failure: `-> failed`, keeping the one-line error."""
-    return transition(session, job, to=S.failed, actor=actor, details=details, changes={"last_error": error[:2000]})
+    return transition(
+        session, job, to=S.failed, actor=actor, details=details, changes={"last_error": error[:2000]}
+    )
 
 
-def refuse(session: Session, job: Job, *, actor: str, reason: str, details: dict[str, Any] | None = None) -> Job:
+def refuse(
+    session: Session, job: Job, *, actor: str, reason: str, details: dict[str, Any] | None = None
+) -> Job:
     """A governance refusal (consent, likeness binding): `-> refused`, keeping the reason."""
-    return transition(session, job, to=S.refused, actor=actor, details=details, changes={"last_error": reason[:2000]})
+    return transition(
+        session, job, to=S.refused, actor=actor, details=details, changes={"last_error": reason[:2000]}
+    )

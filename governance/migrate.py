@@ -45,8 +45,13 @@ def current_revision(url: str) -> str | None:
     from governance.database import make_engine
 
     parsed = make_url(url)
-    if (parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:"
-            and not parsed.database.startswith("file:") and not Path(parsed.database).exists()):
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and parsed.database
+        and parsed.database != ":memory:"
+        and not parsed.database.startswith("file:")
+        and not Path(parsed.database).exists()
+    ):
         return None
     engine = make_engine(url)
     try:

@@ -91,10 +91,13 @@ def training_consent(session: Session, *, subject_id: str, at: datetime | None =
     """
     at = _aware(at) if at is not None else utcnow()
     get_subject(session, subject_id)
-    current = list(session.scalars(
-        select(Consent).where(Consent.subject_id == subject_id, Consent.superseded_by_id.is_(None))
-        .order_by(Consent.recorded_at.desc())
-    ))  # fmt: skip
+    current = list(
+        session.scalars(
+            select(Consent)
+            .where(Consent.subject_id == subject_id, Consent.superseded_by_id.is_(None))
+            .order_by(Consent.recorded_at.desc())
+        )
+    )
     if not current:
         raise ConsentMissing(f"subject {subject_id} has no consent")
     covering = [c for c in current if TRAINING_PURPOSE in c.purposes]
@@ -126,10 +129,14 @@ def check_training_consents(
         except ConsentError as exc:
             raise type(exc)(
                 f"training refused: {exc}",
-                refusal=Refusal(action="training.refused", actor=actor, subject_id=subject_id,
-                                resource_type="subject", resource_id=subject_id,
-                                details={"error": type(exc).__name__, "reason": str(exc),
-                                         "purpose": TRAINING_PURPOSE}),
+                refusal=Refusal(
+                    action="training.refused",
+                    actor=actor,
+                    subject_id=subject_id,
+                    resource_type="subject",
+                    resource_id=subject_id,
+                    details={"error": type(exc).__name__, "reason": str(exc), "purpose": TRAINING_PURPOSE},
+                ),
             ) from None
     return found
 
@@ -148,16 +155,26 @@ def _clip_asset(session: Session, clip: TrainingClip, actor: str) -> Asset:
 
     sha256 = check_sha256(clip.sha256, "training clip sha256")
     existing = session.scalars(
-        select(Asset).where(Asset.sha256 == sha256, Asset.kind == AssetKind.training_clip,
-                            Asset.subject_id == clip.subject_id).order_by(Asset.created_at)
-    ).first()  # fmt: skip
+        select(Asset)
+        .where(
+            Asset.sha256 == sha256, Asset.kind == AssetKind.training_clip, Asset.subject_id == clip.subject_id
+        )
+        .order_by(Asset.created_at)
+    ).first()
     if existing is not None:
         return existing
     return register_asset(
-        session, kind=AssetKind.training_clip, bucket=clip.bucket, object_key=clip.object_key, sha256=sha256,
-        size_bytes=clip.size_bytes, actor=actor, media_type="application/x-torch-tensor",
-        media_info={"frames": clip.frames, "origin": clip.origin}, subject_id=clip.subject_id,
-    )  # fmt: skip
+        session,
+        kind=AssetKind.training_clip,
+        bucket=clip.bucket,
+        object_key=clip.object_key,
+        sha256=sha256,
+        size_bytes=clip.size_bytes,
+        actor=actor,
+        media_type="application/x-torch-tensor",
+        media_info={"frames": clip.frames, "origin": clip.origin},
+        subject_id=clip.subject_id,
+    )
 
 
 def register_model(
@@ -185,7 +202,9 @@ def register_model(
         raise ValidationFailed("a model needs its architecture config (a JSON object)")
     clash = session.scalars(select(RegisteredModel).where(RegisteredModel.sha256 == sha256)).first()
     if clash is not None:
-        raise ValidationFailed(f"checkpoint sha256 {sha256} is already registered as {clash.name}@{clash.version}")
+        raise ValidationFailed(
+            f"checkpoint sha256 {sha256} is already registered as {clash.name}@{clash.version}"
+        )
     clash = session.scalars(
         select(RegisteredModel).where(RegisteredModel.name == name, RegisteredModel.version == version)
     ).first()
@@ -193,13 +212,23 @@ def register_model(
         raise ValidationFailed(f"model {name}@{version} is already registered (sha256 {clash.sha256})")
     for clip in clips:
         if clip.split not in TRAINING_SPLITS:
-            raise ValidationFailed(f"training clip split {clip.split!r} is not one of {', '.join(TRAINING_SPLITS)}")
+            raise ValidationFailed(
+                f"training clip split {clip.split!r} is not one of {', '.join(TRAINING_SPLITS)}"
+            )
         if clip.frames < 1:
             raise ValidationFailed(f"training clip {clip.sha256[:12]} has no frames")
-    consents = check_training_consents(session, subject_ids=[c.subject_id for c in clips], actor=user.email,
-                                       at=trained_at)
-    model = RegisteredModel(name=name, version=version, sha256=sha256, config=config,
-                            description=description.strip(), status=ModelStatus.active, created_by=user.email)
+    consents = check_training_consents(
+        session, subject_ids=[c.subject_id for c in clips], actor=user.email, at=trained_at
+    )
+    model = RegisteredModel(
+        name=name,
+        version=version,
+        sha256=sha256,
+        config=config,
+        description=description.strip(),
+        status=ModelStatus.active,
+        created_by=user.email,
+    )
     session.add(model)
     session.flush()
     seen: set[str] = set()
@@ -209,18 +238,36 @@ def register_model(
             continue
         seen.add(asset.id)
         used = consents[clip.subject_id]
-        session.add(ModelTrainingClip(
-            model_id=model.id, asset_id=asset.id, sha256=asset.sha256, subject_id=clip.subject_id,
-            consent_id=used.id, consent_lineage_id=used.lineage_id, split=clip.split, frames=clip.frames,
-            origin=clip.origin[:255],
-        ))  # fmt: skip
+        session.add(
+            ModelTrainingClip(
+                model_id=model.id,
+                asset_id=asset.id,
+                sha256=asset.sha256,
+                subject_id=clip.subject_id,
+                consent_id=used.id,
+                consent_lineage_id=used.lineage_id,
+                split=clip.split,
+                frames=clip.frames,
+                origin=clip.origin[:255],
+            )
+        )
     session.flush()
     audit.record(
-        session, action="model.registered", actor=user.email, resource_type="model", resource_id=model.id,
-        details={"name": name, "version": version, "sha256": sha256, "clips": len(clips),
-                 "subjects": sorted(consents), "consents": sorted({c.id for c in consents.values()}),
-                 "lineage": "recorded" if clips else "unknown (trained outside likeness)"},
-    )  # fmt: skip
+        session,
+        action="model.registered",
+        actor=user.email,
+        resource_type="model",
+        resource_id=model.id,
+        details={
+            "name": name,
+            "version": version,
+            "sha256": sha256,
+            "clips": len(clips),
+            "subjects": sorted(consents),
+            "consents": sorted({c.id for c in consents.values()}),
+            "lineage": "recorded" if clips else "unknown (trained outside likeness)",
+        },
+    )
     return model
 
 
@@ -242,7 +289,9 @@ def get_model(session: Session, ref: str) -> RegisteredModel:
 
 def find_by_sha256(session: Session, sha256: str) -> RegisteredModel | None:
     """The registered model of this checkpoint hash, if any."""
-    return session.scalars(select(RegisteredModel).where(RegisteredModel.sha256 == sha256.strip().lower())).first()
+    return session.scalars(
+        select(RegisteredModel).where(RegisteredModel.sha256 == sha256.strip().lower())
+    ).first()
 
 
 def list_models(session: Session, *, status: ModelStatus | str | None = None) -> list[RegisteredModel]:
@@ -268,14 +317,24 @@ def lineage(session: Session, model_id: str) -> list[tuple[ModelTrainingClip, Su
 def publications_of(session: Session, model: RegisteredModel) -> list[Publication]:
     """Publications of jobs rendered with this model, oldest first (taken-down ones included)."""
     statement = (
-        select(Publication).join(Job, Job.id == Publication.job_id).where(Job.model_sha256 == model.sha256)
+        select(Publication)
+        .join(Job, Job.id == Publication.job_id)
+        .where(Job.model_sha256 == model.sha256)
         .order_by(Publication.published_at, Publication.id)
     )
     return list(session.scalars(statement))
 
 
-def _set_status(session: Session, model: RegisteredModel, status: ModelStatus, *, actor: str, reason: str,
-                now: datetime, details: dict[str, Any] | None = None) -> None:
+def _set_status(
+    session: Session,
+    model: RegisteredModel,
+    status: ModelStatus,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+    details: dict[str, Any] | None = None,
+) -> None:
     before = ModelStatus(model.status)
     model.status = status
     model.status_changed_at = now
@@ -283,27 +342,47 @@ def _set_status(session: Session, model: RegisteredModel, status: ModelStatus, *
     model.status_reason = reason
     session.flush()
     audit.record(
-        session, action=f"model.{status.value}", actor=actor, resource_type="model", resource_id=model.id,
-        details={"name": model.name, "version": model.version, "sha256": model.sha256, "from": before.value,
-                 "reason": reason, **(details or {})},
-    )  # fmt: skip
+        session,
+        action=f"model.{status.value}",
+        actor=actor,
+        resource_type="model",
+        resource_id=model.id,
+        details={
+            "name": model.name,
+            "version": model.version,
+            "sha256": model.sha256,
+            "from": before.value,
+            "reason": reason,
+            **(details or {}),
+        },
+    )
 
 
-def retire_model(session: Session, *, ref: str, actor_email: str, reason: str,
-                 now: datetime | None = None) -> RegisteredModel:
+def retire_model(
+    session: Session, *, ref: str, actor_email: str, reason: str, now: datetime | None = None
+) -> RegisteredModel:
     """Take an active model out of use (compliance or admin; audited as `model.retired`)."""
     user = require_role(session, email=actor_email, roles=RETIRING_ROLES, action="model.retire")
     model = get_model(session, ref)
     if not reason.strip():
         raise ValidationFailed(f"retiring model {model.name}@{model.version} needs a reason")
     if ModelStatus(model.status) != ModelStatus.active:
-        raise InvalidTransition(f"model {model.name}@{model.version} is already {ModelStatus(model.status).value}")
-    _set_status(session, model, ModelStatus.retired, actor=user.email, reason=reason.strip(), now=now or utcnow())
+        raise InvalidTransition(
+            f"model {model.name}@{model.version} is already {ModelStatus(model.status).value}"
+        )
+    _set_status(
+        session, model, ModelStatus.retired, actor=user.email, reason=reason.strip(), now=now or utcnow()
+    )
     return model
 
 
 def withdraw_for_consent(
-    session: Session, *, consent: Consent, actor: str, now: datetime | None = None, on_publications: str | None = None
+    session: Session,
+    *,
+    consent: Consent,
+    actor: str,
+    now: datetime | None = None,
+    on_publications: str | None = None,
 ) -> list[ModelWithdrawal]:
     """Mark every model trained under any version of `consent` as `consent_withdrawn` (audited).
 
@@ -314,24 +393,35 @@ def withdraw_for_consent(
     now = now or utcnow()
     if on_publications is None:
         on_publications = _policy_choice()
-    model_ids = select(ModelTrainingClip.model_id).where(ModelTrainingClip.consent_lineage_id == consent.lineage_id)
+    model_ids = select(ModelTrainingClip.model_id).where(
+        ModelTrainingClip.consent_lineage_id == consent.lineage_id
+    )
     affected = session.scalars(
-        select(RegisteredModel).where(RegisteredModel.id.in_(model_ids),
-                                      RegisteredModel.status != ModelStatus.consent_withdrawn)
+        select(RegisteredModel)
+        .where(RegisteredModel.id.in_(model_ids), RegisteredModel.status != ModelStatus.consent_withdrawn)
         .order_by(RegisteredModel.created_at, RegisteredModel.id)
-    ).all()  # fmt: skip
+    ).all()
     withdrawals: list[ModelWithdrawal] = []
     for model in affected:
         publications = tuple(p.id for p in publications_of(session, model) if p.taken_down_at is None)
         _set_status(
-            session, model, ModelStatus.consent_withdrawn, actor=actor, now=now,
+            session,
+            model,
+            ModelStatus.consent_withdrawn,
+            actor=actor,
+            now=now,
             reason=f"consent {consent.id} (lineage {consent.lineage_id}) of subject {consent.subject_id} revoked",
-            details={"consent_id": consent.id, "consent_lineage_id": consent.lineage_id,
-                     "subject_id": consent.subject_id, "publications": list(publications),
-                     "on_publications": on_publications},
-        )  # fmt: skip
-        withdrawals.append(ModelWithdrawal(model.id, model.name, model.version, model.sha256, publications,
-                                           on_publications))
+            details={
+                "consent_id": consent.id,
+                "consent_lineage_id": consent.lineage_id,
+                "subject_id": consent.subject_id,
+                "publications": list(publications),
+                "on_publications": on_publications,
+            },
+        )
+        withdrawals.append(
+            ModelWithdrawal(model.id, model.name, model.version, model.sha256, publications, on_publications)
+        )
     return withdrawals
 
 
@@ -353,22 +443,37 @@ def renderable_problem(session: Session, sha256: str) -> tuple[RegisteredModel |
     """(model, None) when the checkpoint with this hash may render, else (model or None, why not)."""
     model = find_by_sha256(session, sha256)
     if model is None:
-        return None, f"model checkpoint sha256 {sha256} is not registered: register it with `likeness model register`"
+        return (
+            None,
+            f"model checkpoint sha256 {sha256} is not registered: register it with `likeness model register`",
+        )
     status = ModelStatus(model.status)
     if status != ModelStatus.active:
         why = f": {model.status_reason}" if model.status_reason else ""
-        return model, f"model {model.name}@{model.version} (sha256 {model.sha256[:12]}) is {status.value}{why}"
+        return (
+            model,
+            f"model {model.name}@{model.version} (sha256 {model.sha256[:12]}) is {status.value}{why}",
+        )
     return model, None
 
 
-def require_renderable(session: Session, *, sha256: str, actor: str, job_id: str | None = None) -> RegisteredModel:
+def require_renderable(
+    session: Session, *, sha256: str, actor: str, job_id: str | None = None
+) -> RegisteredModel:
     """The active registered model of this checkpoint, or ModelNotRenderable (audited as `model.refused`)."""
     model, problem = renderable_problem(session, sha256)
     if problem is not None:
-        raise ModelNotRenderable(problem, refusal=Refusal(
-            action="model.refused", actor=actor, job_id=job_id, resource_type="model",
-            resource_id=model.id if model is not None else sha256, details={"sha256": sha256, "reason": problem},
-        ))  # fmt: skip
+        raise ModelNotRenderable(
+            problem,
+            refusal=Refusal(
+                action="model.refused",
+                actor=actor,
+                job_id=job_id,
+                resource_type="model",
+                resource_id=model.id if model is not None else sha256,
+                details={"sha256": sha256, "reason": problem},
+            ),
+        )
     assert model is not None
     return model
 

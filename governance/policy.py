@@ -34,33 +34,49 @@ class CheckScores(_Strict):
 
     binding_distance: float = Field(ge=0, description="portrait vs the subject's likeness reference")
     fidelity_mean_distance: float = Field(ge=0, description="output frames vs portrait, mean")
-    fidelity_worst5_distance: float = Field(ge=0, description="output frames vs portrait, mean of the worst 5%")
+    fidelity_worst5_distance: float = Field(
+        ge=0, description="output frames vs portrait, mean of the worst 5%"
+    )
     missing_face_ratio: float = Field(ge=0, le=1, description="share of sampled output frames with no face")
     sharpness_ratio: float = Field(ge=0, description="output sharpness / portrait sharpness")
-    flicker_outlier_ratio: float = Field(ge=0, le=1, description="share of frames with outlier brightness jumps")
+    flicker_outlier_ratio: float = Field(
+        ge=0, le=1, description="share of frames with outlier brightness jumps"
+    )
     longest_frozen_run: int = Field(ge=0, description="longest run of identical consecutive frames")
     colour_drift: float = Field(ge=0, description="mean colour distance of output vs portrait (Lab, 0-100)")
     duration_ok: bool
     fps_ok: bool
     size_ok: bool
     # Motion fidelity, driving crops vs output (pipeline.motion); None: not measured.
-    motion_mean_distance: float | None = Field(default=None, ge=0,
-                                               description="landmark motion difference, inter-ocular units, mean")
-    motion_worst5_distance: float | None = Field(default=None, ge=0, description="the same, mean of the worst 5%")
+    motion_mean_distance: float | None = Field(
+        default=None, ge=0, description="landmark motion difference, inter-ocular units, mean"
+    )
+    motion_worst5_distance: float | None = Field(
+        default=None, ge=0, description="the same, mean of the worst 5%"
+    )
     mouth_correlation: float | None = Field(default=None, ge=-1, le=1, description="mouth opening series")
     mouth_mean_difference: float | None = Field(default=None, ge=0, description="mouth opening, mean |diff|")
     eyes_correlation: float | None = Field(default=None, ge=-1, le=1, description="eye opening series")
     eyes_mean_difference: float | None = Field(default=None, ge=0, description="eye opening, mean |diff|")
     yaw_correlation: float | None = Field(default=None, ge=-1, le=1, description="head yaw series")
-    yaw_mean_difference: float | None = Field(default=None, ge=0, description="head yaw, mean |diff|, degrees")
+    yaw_mean_difference: float | None = Field(
+        default=None, ge=0, description="head yaw, mean |diff|, degrees"
+    )
     pitch_correlation: float | None = Field(default=None, ge=-1, le=1, description="head pitch series")
-    pitch_mean_difference: float | None = Field(default=None, ge=0, description="head pitch, mean |diff|, degrees")
+    pitch_mean_difference: float | None = Field(
+        default=None, ge=0, description="head pitch, mean |diff|, degrees"
+    )
     roll_correlation: float | None = Field(default=None, ge=-1, le=1, description="head roll series")
-    roll_mean_difference: float | None = Field(default=None, ge=0, description="head roll, mean |diff|, degrees")
+    roll_mean_difference: float | None = Field(
+        default=None, ge=0, description="head roll, mean |diff|, degrees"
+    )
     # Driver identity leak (pipeline.leak); None: not measured.
-    driver_portrait_distance: float | None = Field(default=None, ge=0, description="driver vs portrait identity")
-    leak_margin: float | None = Field(default=None, ge=-2, le=2,
-                                      description="output's distance to the driver minus to the portrait, mean")
+    driver_portrait_distance: float | None = Field(
+        default=None, ge=0, description="driver vs portrait identity"
+    )
+    leak_margin: float | None = Field(
+        default=None, ge=-2, le=2, description="output's distance to the driver minus to the portrait, mean"
+    )
 
     @model_validator(mode="after")
     def _finite(self) -> CheckScores:
@@ -136,6 +152,8 @@ class ModelRules(_Strict):
     """
 
     on_consent_withdrawn: Literal["keep_published", "take_down"] = "keep_published"
+
+
 class MotionRules(_Strict):
     """Bounds on how closely the output follows the driving video (docs/motion-checks.md)."""
 
@@ -156,7 +174,9 @@ class MotionRules(_Strict):
 class LeakRules(_Strict):
     """When the driver is another person: how much nearer the portrait than the driver the output must be."""
 
-    driver_same_person_distance: float = Field(ge=0, description="driver this close to the portrait: no leak check")
+    driver_same_person_distance: float = Field(
+        ge=0, description="driver this close to the portrait: no leak check"
+    )
     leak_margin: SignedLowerBound
 
 
@@ -213,7 +233,9 @@ class Policy(_Strict):
     @property
     def digest(self) -> str:
         """SHA-256 over the rules, so two files claiming one version can be told apart."""
-        text = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
+        text = json.dumps(
+            self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":")
+        )
         return hashlib.sha256(text.encode()).hexdigest()
 
     def check_thresholds(self) -> CheckThresholds:
@@ -236,8 +258,15 @@ class Policy(_Strict):
         found: list[ScoreVerdict] = []
         for flag in ("duration_ok", "fps_ok", "size_ok"):
             ok = bool(getattr(scores, flag))
-            found.append(ScoreVerdict(name=flag, score=ok, verdict="ok" if ok else "reject", bound="must be true",
-                                      reason=None if ok else f"format check failed: {flag.removesuffix('_ok')}"))
+            found.append(
+                ScoreVerdict(
+                    name=flag,
+                    score=ok,
+                    verdict="ok" if ok else "reject",
+                    bound="must be true",
+                    reason=None if ok else f"format check failed: {flag.removesuffix('_ok')}",
+                )
+            )
         groups: list[BaseModel] = [self.identity, self.artifacts, *([self.motion] if self.motion else [])]
         for group in groups:
             for name, bound in group:
@@ -250,11 +279,24 @@ class Policy(_Strict):
     def _leak_verdicts(scores: CheckScores, rules: LeakRules) -> list[ScoreVerdict]:
         same, driver = rules.driver_same_person_distance, scores.driver_portrait_distance
         if driver is None:
-            return [ScoreVerdict(name="leak_margin", score=scores.leak_margin, verdict="review", bound="measured",
-                                 reason="driver_portrait_distance not measured")]
+            return [
+                ScoreVerdict(
+                    name="leak_margin",
+                    score=scores.leak_margin,
+                    verdict="review",
+                    bound="measured",
+                    reason="driver_portrait_distance not measured",
+                )
+            ]
         if driver <= same:
-            return [ScoreVerdict(name="leak_margin", score=scores.leak_margin, verdict="skipped",
-                                 bound=f"driver is the subject ({driver:g} <= {same:g})")]
+            return [
+                ScoreVerdict(
+                    name="leak_margin",
+                    score=scores.leak_margin,
+                    verdict="skipped",
+                    bound=f"driver is the subject ({driver:g} <= {same:g})",
+                )
+            ]
         return [_judge("leak_margin", scores.leak_margin, rules.leak_margin)]
 
     def evaluate(self, scores: CheckScores) -> PolicyDecision:
@@ -272,10 +314,13 @@ class Policy(_Strict):
             outcome=outcome,
             reasons=reasons,
             policy_version=self.version_label,
-            thresholds={"rules": self.model_dump(mode="json",
-                                                 include={"identity", "artifacts", "motion", "leak", "always_review"}),
-                        "digest": self.digest},
-        )  # fmt: skip
+            thresholds={
+                "rules": self.model_dump(
+                    mode="json", include={"identity", "artifacts", "motion", "leak", "always_review"}
+                ),
+                "digest": self.digest,
+            },
+        )
 
 
 def _judge(name: str, value: float | None, bound: BaseModel) -> ScoreVerdict:
@@ -287,23 +332,45 @@ def _judge(name: str, value: float | None, bound: BaseModel) -> ScoreVerdict:
     else:  # pragma: no cover - every rule is one of the bounds above
         raise TypeError(f"{name}: unknown bound {type(bound).__name__}")
     if value is None:
-        return ScoreVerdict(name=name, score=None, verdict="review", bound=text, reason=f"{name} not measured")
+        return ScoreVerdict(
+            name=name, score=None, verdict="review", bound=text, reason=f"{name} not measured"
+        )
     number = float(value)
     if isinstance(bound, UpperBound):
         if number > bound.reject_above:
-            return ScoreVerdict(name=name, score=value, verdict="reject", bound=text,
-                                reason=f"{name} {number:g} > reject bound {bound.reject_above:g}")
+            return ScoreVerdict(
+                name=name,
+                score=value,
+                verdict="reject",
+                bound=text,
+                reason=f"{name} {number:g} > reject bound {bound.reject_above:g}",
+            )
         if number > bound.review_above:
-            return ScoreVerdict(name=name, score=value, verdict="review", bound=text,
-                                reason=f"{name} {number:g} > review bound {bound.review_above:g}")
+            return ScoreVerdict(
+                name=name,
+                score=value,
+                verdict="review",
+                bound=text,
+                reason=f"{name} {number:g} > review bound {bound.review_above:g}",
+            )
         return ScoreVerdict(name=name, score=value, verdict="ok", bound=text)
     assert isinstance(bound, LowerBound | SignedLowerBound)
     if number < bound.reject_below:
-        return ScoreVerdict(name=name, score=value, verdict="reject", bound=text,
-                            reason=f"{name} {number:g} < reject bound {bound.reject_below:g}")
+        return ScoreVerdict(
+            name=name,
+            score=value,
+            verdict="reject",
+            bound=text,
+            reason=f"{name} {number:g} < reject bound {bound.reject_below:g}",
+        )
     if number < bound.review_below:
-        return ScoreVerdict(name=name, score=value, verdict="review", bound=text,
-                            reason=f"{name} {number:g} < review bound {bound.review_below:g}")
+        return ScoreVerdict(
+            name=name,
+            score=value,
+            verdict="review",
+            bound=text,
+            reason=f"{name} {number:g} < review bound {bound.review_below:g}",
+        )
     return ScoreVerdict(name=name, score=value, verdict="ok", bound=text)
 
 

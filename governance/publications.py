@@ -86,7 +86,9 @@ def list_publications(session: Session, *, active_only: bool = False) -> list[Pu
     return list(session.scalars(statement.order_by(Publication.published_at.desc(), Publication.id)))
 
 
-def publications_for_consent(session: Session, consent_id: str, *, active_only: bool = True) -> list[Publication]:
+def publications_for_consent(
+    session: Session, consent_id: str, *, active_only: bool = True
+) -> list[Publication]:
     """Publications of jobs made under any version of this consent (its whole lineage)."""
     consent = session.get(Consent, consent_id)
     if consent is None:
@@ -136,31 +138,53 @@ def record_publication(
     """
     job = jobs.get_job(session, job_id, for_update=True)
     if JobState(job.state) != JobState.publishing:
-        raise InvalidTransition(f"job {job_id} is {JobState(job.state).value}: only a publishing job can be published")
+        raise InvalidTransition(
+            f"job {job_id} is {JobState(job.state).value}: only a publishing job can be published"
+        )
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256.lower()):
         raise ValidationFailed(f"job {job_id}: sha256 {sha256!r} is not 64 hex characters")
     if not 0 <= int(watermark_payload) < PAYLOAD_MAX:
         raise ValidationFailed(f"job {job_id}: watermark payload {watermark_payload} is not 32-bit")
     holder = find_by_watermark(session, watermark_payload)
     if holder is not None:
-        raise ValidationFailed(f"job {job_id}: watermark payload {watermark_payload} already used by "
-                               f"publication {holder.id}")
+        raise ValidationFailed(
+            f"job {job_id}: watermark payload {watermark_payload} already used by publication {holder.id}"
+        )
     publication = Publication(
-        id=publication_id or new_id(), job_id=job_id, bucket=bucket, object_key=object_key,
-        version_id=version_id, sha256=sha256.lower(), size_bytes=size_bytes,
-        watermark_payload=int(watermark_payload), c2pa_manifest_label=c2pa_manifest_label,
-        c2pa_manifest=c2pa_manifest, published_at=utcnow(), published_by=published_by,
+        id=publication_id or new_id(),
+        job_id=job_id,
+        bucket=bucket,
+        object_key=object_key,
+        version_id=version_id,
+        sha256=sha256.lower(),
+        size_bytes=size_bytes,
+        watermark_payload=int(watermark_payload),
+        c2pa_manifest_label=c2pa_manifest_label,
+        c2pa_manifest=c2pa_manifest,
+        published_at=utcnow(),
+        published_by=published_by,
     )
     session.add(publication)
     session.flush()
-    jobs.transition(session, job, to=JobState.published, actor=published_by,
-                    details={"publication_id": publication.id})
+    jobs.transition(
+        session, job, to=JobState.published, actor=published_by, details={"publication_id": publication.id}
+    )
     audit.record(
-        session, action="publication.created", actor=published_by, subject_id=job.subject_id, job_id=job.id,
-        resource_type="publication", resource_id=publication.id,
-        details={"bucket": bucket, "object_key": object_key, "version_id": version_id,
-                 "sha256": publication.sha256, "watermark_payload": publication.watermark_payload},
-    )  # fmt: skip
+        session,
+        action="publication.created",
+        actor=published_by,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="publication",
+        resource_id=publication.id,
+        details={
+            "bucket": bucket,
+            "object_key": object_key,
+            "version_id": version_id,
+            "sha256": publication.sha256,
+            "watermark_payload": publication.watermark_payload,
+        },
+    )
     return publication
 
 
@@ -188,25 +212,42 @@ def takedown(
         raise ValueError("pass exactly one of `actor_email` or `actor`")
     if actor is not None and not actor.startswith("system:"):
         raise ValidationFailed(f"takedown actor {actor!r} must be a user email or system:<component>")
-    who = actor if actor is not None else require_role(
-        session, email=str(actor_email), roles=TAKEDOWN_ROLES, action="publication.takedown").email
+    who = (
+        actor
+        if actor is not None
+        else require_role(
+            session, email=str(actor_email), roles=TAKEDOWN_ROLES, action="publication.takedown"
+        ).email
+    )
     publication = get_publication(session, publication_id)
     if publication.taken_down_at is not None:
-        raise InvalidTransition(f"publication {publication_id} was already taken down at "
-                                f"{audit.format_time(publication.taken_down_at)}")
+        raise InvalidTransition(
+            f"publication {publication_id} was already taken down at "
+            f"{audit.format_time(publication.taken_down_at)}"
+        )
     publication.taken_down_at = utcnow()
     publication.taken_down_by = who
     publication.takedown_reason = reason.strip()
     session.flush()
     job = jobs.get_job(session, publication.job_id, for_update=True)
     if JobState(job.state) == JobState.published:
-        jobs.transition(session, job, to=JobState.taken_down, actor=who,
-                        details={"publication_id": publication.id, "reason": publication.takedown_reason})
+        jobs.transition(
+            session,
+            job,
+            to=JobState.taken_down,
+            actor=who,
+            details={"publication_id": publication.id, "reason": publication.takedown_reason},
+        )
     audit.record(
-        session, action="publication.taken_down", actor=who, subject_id=job.subject_id, job_id=job.id,
-        resource_type="publication", resource_id=publication.id,
+        session,
+        action="publication.taken_down",
+        actor=who,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="publication",
+        resource_id=publication.id,
         details={"reason": publication.takedown_reason, "storage": storage or {}},
-    )  # fmt: skip
+    )
     return publication
 
 
@@ -217,15 +258,24 @@ def describe(session: Session, publication: Publication) -> PublicationRecord:
     decision = session.scalars(select(ReviewDecision).where(ReviewDecision.job_id == job.id)).first()
     reviewer = session.get(User, decision.reviewer_id) if decision is not None else None
     return PublicationRecord(
-        publication_id=publication.id, job_id=job.id, subject_id=job.subject_id, bucket=publication.bucket,
-        object_key=publication.object_key, version_id=publication.version_id, sha256=publication.sha256,
-        watermark_payload=publication.watermark_payload, published_at=publication.published_at,
-        published_by=publication.published_by, consent_id=job.consent_id,
+        publication_id=publication.id,
+        job_id=job.id,
+        subject_id=job.subject_id,
+        bucket=publication.bucket,
+        object_key=publication.object_key,
+        version_id=publication.version_id,
+        sha256=publication.sha256,
+        watermark_payload=publication.watermark_payload,
+        published_at=publication.published_at,
+        published_by=publication.published_by,
+        consent_id=job.consent_id,
         consent_version=consent.version if consent is not None else None,
         consent_revoked=consent is not None and consent.revoked_at is not None,
-        model_sha256=job.model_sha256, reviewer=reviewer.email if reviewer is not None else None,
+        model_sha256=job.model_sha256,
+        reviewer=reviewer.email if reviewer is not None else None,
         review_verdict=str(decision.verdict) if decision is not None else None,
-        taken_down_at=publication.taken_down_at, taken_down_by=publication.taken_down_by,
+        taken_down_at=publication.taken_down_at,
+        taken_down_by=publication.taken_down_by,
         takedown_reason=publication.takedown_reason,
     )
 

@@ -28,8 +28,9 @@ from governance.types import new_id, utcnow
 from governance.users import get_user
 
 VERDICT_STATE = {Verdict.approve: JobState.approved, Verdict.reject: JobState.rejected}
-DECIDED_STATES = frozenset({JobState.approved, JobState.rejected, JobState.publishing, JobState.published,
-                            JobState.taken_down})  # fmt: skip
+DECIDED_STATES = frozenset(
+    {JobState.approved, JobState.rejected, JobState.publishing, JobState.published, JobState.taken_down}
+)
 
 
 def _snapshot(session: Session, job: Job) -> dict[str, Any]:
@@ -47,7 +48,9 @@ def _snapshot(session: Session, job: Job) -> dict[str, Any]:
         "model_sha256": job.model_sha256,
         "seed": job.seed,
         "consent": (
-            {"id": consent.id, "lineage_id": consent.lineage_id, "version": consent.version} if consent else None
+            {"id": consent.id, "lineage_id": consent.lineage_id, "version": consent.version}
+            if consent
+            else None
         ),
         "use": {"purpose": job.purpose, "channel": job.channel, "territory": job.territory},
     }
@@ -60,12 +63,19 @@ def get_decision(session: Session, job_id: str) -> ReviewDecision | None:
 
 def _refusal(reviewer: User, job: Job, verdict: str, why: str) -> Refusal:
     return Refusal(
-        action="review.refused", actor=reviewer.email, subject_id=job.subject_id, job_id=job.id,
-        resource_type="job", resource_id=job.id, details={"verdict": verdict, "why": why},
-    )  # fmt: skip
+        action="review.refused",
+        actor=reviewer.email,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="job",
+        resource_id=job.id,
+        details={"verdict": verdict, "why": why},
+    )
 
 
-def decide(session: Session, *, job_id: str, reviewer_id: str, verdict: Verdict | str, reason: str) -> ReviewDecision:
+def decide(
+    session: Session, *, job_id: str, reviewer_id: str, verdict: Verdict | str, reason: str
+) -> ReviewDecision:
     """Record a reviewer's verdict on a job awaiting review and move the job to approved or rejected.
 
     Refuses (and the unit of work audits the refusal) when the reviewer lacks the reviewer role,
@@ -106,21 +116,34 @@ def decide(session: Session, *, job_id: str, reviewer_id: str, verdict: Verdict 
     if not reason.strip():
         raise ValidationFailed(f"a review of job {job.id} needs a reason")
     decision = ReviewDecision(
-        id=new_id(), job_id=job.id, reviewer_id=reviewer.id, verdict=chosen, reason=reason.strip(),
-        decided_at=utcnow(), snapshot=_snapshot(session, job),
-    )  # fmt: skip
+        id=new_id(),
+        job_id=job.id,
+        reviewer_id=reviewer.id,
+        verdict=chosen,
+        reason=reason.strip(),
+        decided_at=utcnow(),
+        snapshot=_snapshot(session, job),
+    )
     session.add(decision)
     try:
         session.flush()
     except IntegrityError:
         raise AlreadyDecided(f"job {job.id} was decided concurrently by another reviewer") from None
     audit.record(
-        session, action=f"review.{VERDICT_STATE[chosen].value}", actor=reviewer.email, subject_id=job.subject_id,
-        job_id=job.id, resource_type="review_decision", resource_id=decision.id,
+        session,
+        action=f"review.{VERDICT_STATE[chosen].value}",
+        actor=reviewer.email,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="review_decision",
+        resource_id=decision.id,
         details={"verdict": chosen.value, "reason": decision.reason, "snapshot": decision.snapshot},
-    )  # fmt: skip
+    )
     jobs.transition(
-        session, job, to=VERDICT_STATE[chosen], actor=reviewer.email,
+        session,
+        job,
+        to=VERDICT_STATE[chosen],
+        actor=reviewer.email,
         details={"review_decision_id": decision.id},
-    )  # fmt: skip
+    )
     return decision

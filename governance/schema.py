@@ -193,7 +193,9 @@ class Job(Base):
     channel: Mapped[str] = mapped_column(String(64))
     territory: Mapped[str] = mapped_column(String(16))
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    state: Mapped[JobState] = mapped_column(_enum(JobState, "job_state"), default=JobState.submitted, index=True)
+    state: Mapped[JobState] = mapped_column(
+        _enum(JobState, "job_state"), default=JobState.submitted, index=True
+    )
     consent_id: Mapped[str | None] = mapped_column(ID, ForeignKey("consents.id"))
     seed: Mapped[int | None] = mapped_column(BigInteger)
     model_sha256: Mapped[str | None] = mapped_column(SHA256)
@@ -282,7 +284,9 @@ class RegisteredModel(Base):
     sha256: Mapped[str] = mapped_column(SHA256, unique=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     description: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[ModelStatus] = mapped_column(_enum(ModelStatus, "model_status"), default=ModelStatus.active)
+    status: Mapped[ModelStatus] = mapped_column(
+        _enum(ModelStatus, "model_status"), default=ModelStatus.active
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(ACTOR)
     status_changed_at: Mapped[datetime | None] = mapped_column()

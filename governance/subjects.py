@@ -45,8 +45,10 @@ def normalise_reference(reference: str) -> str:
     """
     for char in reference:
         if unicodedata.category(char) in _INVISIBLE:
-            raise ValidationFailed(f"subject reference {reference!r} contains the control character "
-                                   f"U+{ord(char):04X}: use letters, digits or ._:-")
+            raise ValidationFailed(
+                f"subject reference {reference!r} contains the control character "
+                f"U+{ord(char):04X}: use letters, digits or ._:-"
+            )
     cleaned = unicodedata.normalize("NFC", reference).strip()
     if not REFERENCE_PATTERN.fullmatch(cleaned):
         raise ValidationFailed(f"subject reference {reference!r} must be 1-100 letters, digits or ._:-")
@@ -56,7 +58,9 @@ def normalise_reference(reference: str) -> str:
 def find_subject(session: Session, id_or_reference: str) -> Subject:
     """A subject by id or by the organisation's reference (normalised as when recorded), or NotFound."""
     lookup = unicodedata.normalize("NFC", id_or_reference).strip()
-    subject = session.get(Subject, lookup) or session.scalar(select(Subject).where(Subject.reference == lookup))
+    subject = session.get(Subject, lookup) or session.scalar(
+        select(Subject).where(Subject.reference == lookup)
+    )
     if subject is None:
         raise NotFound(f"subject {id_or_reference} not found")
     return subject
@@ -82,9 +86,14 @@ def add_subject(session: Session, *, reference: str, display_name: str, created_
     session.add(subject)
     session.flush()
     audit.record(
-        session, action="subject.created", actor=user.email, subject_id=subject.id,
-        resource_type="subject", resource_id=subject.id, details={"reference": reference},
-    )  # fmt: skip
+        session,
+        action="subject.created",
+        actor=user.email,
+        subject_id=subject.id,
+        resource_type="subject",
+        resource_id=subject.id,
+        details={"reference": reference},
+    )
     return subject
 
 
@@ -97,16 +106,23 @@ def add_reference(
     if not bucket or not object_key:
         raise ValidationFailed("a likeness reference needs a bucket and an object key")
     reference = LikenessReference(
-        subject_id=subject.id, bucket=bucket, object_key=object_key,
-        sha256=check_sha256(sha256, "reference sha256"), created_by=user.id,
-    )  # fmt: skip
+        subject_id=subject.id,
+        bucket=bucket,
+        object_key=object_key,
+        sha256=check_sha256(sha256, "reference sha256"),
+        created_by=user.id,
+    )
     session.add(reference)
     session.flush()
     audit.record(
-        session, action="subject.reference_added", actor=user.email, subject_id=subject.id,
-        resource_type="likeness_reference", resource_id=reference.id,
+        session,
+        action="subject.reference_added",
+        actor=user.email,
+        subject_id=subject.id,
+        resource_type="likeness_reference",
+        resource_id=reference.id,
         details={"bucket": bucket, "object_key": object_key, "sha256": reference.sha256},
-    )  # fmt: skip
+    )
     return reference
 
 

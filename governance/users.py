@@ -32,8 +32,10 @@ def normalise_email(email: str) -> str:
 # Roles one account may not hold together. An admin creates accounts and sets roles; an admin who could
 # also review could make a second account to request a batch and then approve it, so four eyes would
 # rest on one person.
-INCOMPATIBLE_ROLES = {frozenset({Role.admin.value, Role.reviewer.value}): "it would defeat four eyes (an admin "
-                      "can create the requesting account)"}
+INCOMPATIBLE_ROLES = {
+    frozenset({Role.admin.value, Role.reviewer.value}): "it would defeat four eyes (an admin "
+    "can create the requesting account)"
+}
 
 
 def parse_roles(roles: Iterable[str]) -> list[str]:
@@ -141,9 +143,13 @@ def add_user(
     session.add(user)
     session.flush()
     audit.record(
-        session, action="user.created", actor=actor, resource_type="user", resource_id=user.id,
+        session,
+        action="user.created",
+        actor=actor,
+        resource_type="user",
+        resource_id=user.id,
         details={"email": cleaned, "roles": role_list, "has_password": password is not None},
-    )  # fmt: skip
+    )
     return user
 
 
@@ -155,9 +161,13 @@ def set_roles(session: Session, *, user_id: str, roles: Iterable[str], actor: st
     user.roles = role_list
     session.flush()
     audit.record(
-        session, action="user.roles_changed", actor=actor, resource_type="user", resource_id=user.id,
+        session,
+        action="user.roles_changed",
+        actor=actor,
+        resource_type="user",
+        resource_id=user.id,
         details={"before": before, "after": role_list},
-    )  # fmt: skip
+    )
     return user
 
 

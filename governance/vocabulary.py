@@ -13,10 +13,19 @@ from governance.errors import ValidationFailed
 # `model_training`: the footage may train a model (governance.models_registry); it covers no rendering use.
 TRAINING_PURPOSE = "model_training"
 PURPOSES = frozenset(
-    {"advertising", "editorial", "entertainment", "education", "internal_communication", "public_service",
-     TRAINING_PURPOSE}
+    {
+        "advertising",
+        "editorial",
+        "entertainment",
+        "education",
+        "internal_communication",
+        "public_service",
+        TRAINING_PURPOSE,
+    }
 )
-CHANNELS = frozenset({"web", "social_media", "broadcast", "streaming", "cinema", "in_store", "events", "internal"})
+CHANNELS = frozenset(
+    {"web", "social_media", "broadcast", "streaming", "cinema", "in_store", "events", "internal"}
+)
 WORLD = "WORLD"
 ISO_3166_ALPHA2 = frozenset(
     """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW

@@ -60,19 +60,29 @@ def takedowns_due(
 ) -> list[DueTakedown]:
     """Live publications due for takedown, oldest first: of one consent's lineage, one subject, one, or all."""
     at = at or utcnow()
-    statement = select(Publication, Job).join(Job, Job.id == Publication.job_id).where(
-        Publication.taken_down_at.is_(None))
+    statement = (
+        select(Publication, Job)
+        .join(Job, Job.id == Publication.job_id)
+        .where(Publication.taken_down_at.is_(None))
+    )
     if consent_id is not None:
         lineage = consent.get_consent(session, consent_id).lineage_id
-        statement = statement.where(Job.consent_id.in_(select(Consent.id).where(Consent.lineage_id == lineage)))
+        statement = statement.where(
+            Job.consent_id.in_(select(Consent.id).where(Consent.lineage_id == lineage))
+        )
     if subject_id is not None:
         statement = statement.where(Job.subject_id == subject_id)
     if publication_id is not None:
         statement = statement.where(Publication.id == publication_id)
     due: list[DueTakedown] = []
-    for publication, job in session.execute(statement.order_by(Publication.published_at, Publication.id)).tuples():
+    for publication, job in session.execute(
+        statement.order_by(Publication.published_at, Publication.id)
+    ).tuples():
         reason = due_reason(session, job, at=at)
         if reason is not None:
-            due.append(DueTakedown(publication.id, job.id, job.subject_id, publication.bucket,
-                                   publication.object_key, reason))
+            due.append(
+                DueTakedown(
+                    publication.id, job.id, job.subject_id, publication.bucket, publication.object_key, reason
+                )
+            )
     return due

@@ -81,7 +81,9 @@ class MCNetConfig:
             scale = getattr(self, name)
             inverse = 1 / scale
             if scale > 1 or abs(inverse - round(inverse)) > 1e-9 or self.image_size % round(inverse):
-                raise ConfigError(f"config field `{name}` must be 1/n with n dividing image_size, got {scale!r}")
+                raise ConfigError(
+                    f"config field `{name}` must be 1/n with n dividing image_size, got {scale!r}"
+                )
         if self.image_size % (2**self.gen_num_down_blocks):
             raise ConfigError(
                 f"`image_size` {self.image_size} is not divisible by 2**gen_num_down_blocks "
@@ -93,7 +95,9 @@ class MCNetConfig:
                 f"({self.gen_block_expansion * 2**self.gen_num_down_blocks}), got {self.gen_max_features}"
             )
         if self.keypoint_grid_size <= 0:
-            raise ConfigError(f"keypoint map {self.keypoint_input_size} is too small for the 7x7 keypoint head")
+            raise ConfigError(
+                f"keypoint map {self.keypoint_input_size} is too small for the 7x7 keypoint head"
+            )
         if self.gen_block_expansion % 2:
             raise ConfigError("`gen_block_expansion` must be even (the memory splits channels in halves)")
 

@@ -41,7 +41,10 @@ class DenseMotionNetwork(nn.Module):
         self.config = config
         k, c = config.num_kp, config.num_channels
         self.hourglass = Hourglass(
-            config.motion_block_expansion, (k + 1) * (c + 1), config.motion_num_blocks, config.motion_max_features
+            config.motion_block_expansion,
+            (k + 1) * (c + 1),
+            config.motion_num_blocks,
+            config.motion_max_features,
         )
         self.mask = nn.Conv2d(self.hourglass.out_filters, k + 1, kernel_size=(7, 7), padding=(3, 3))
         self.occlusion = nn.Conv2d(self.hourglass.out_filters, 1, kernel_size=(7, 7), padding=(3, 3))
@@ -53,7 +56,9 @@ class DenseMotionNetwork(nn.Module):
         """The source at the motion resolution; depends on the source only, so it is cached per job."""
         return source_image if self.down is None else self.down(source_image)
 
-    def _sparse_motions(self, size: tuple[int, int], kp_driving: KeypointOutput, kp_source: KeypointOutput) -> Tensor:
+    def _sparse_motions(
+        self, size: tuple[int, int], kp_driving: KeypointOutput, kp_source: KeypointOutput
+    ) -> Tensor:
         """(B, K+1, h, w, 2): identity grid, then J_s J_d^-1 (z - kp_d) + kp_s for each keypoint."""
         h, w = size
         bs, k = kp_driving.value.shape[:2]

@@ -40,7 +40,14 @@ class DynamicConv2d(nn.Module):
     """
 
     def __init__(
-        self, in_planes: int, out_planes: int, kernel_size: int, *, kernels: int, temperature: float, padding: int
+        self,
+        in_planes: int,
+        out_planes: int,
+        kernel_size: int,
+        *,
+        kernels: int,
+        temperature: float,
+        padding: int,
     ) -> None:
         super().__init__()
         self.in_planes = in_planes

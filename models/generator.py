@@ -41,10 +41,14 @@ class SourceEncoding:
         if self.image.shape[0] == batch:
             return self
         if self.image.shape[0] != 1:
-            raise InputShapeError(f"a source encoding of batch {self.image.shape[0]} cannot serve {batch} frames")
+            raise InputShapeError(
+                f"a source encoding of batch {self.image.shape[0]} cannot serve {batch} frames"
+            )
         grow = lambda t: t.expand(batch, *t.shape[1:])  # noqa: E731
         return SourceEncoding(
-            image=grow(self.image), features=tuple(grow(f) for f in self.features), motion_source=grow(self.motion_source)
+            image=grow(self.image),
+            features=tuple(grow(f) for f in self.features),
+            motion_source=grow(self.motion_source),
         )
 
 
@@ -86,7 +90,9 @@ def _warp(inp: Tensor, deformation: Tensor) -> Tensor:
     _, h_flow, w_flow, _ = deformation.shape
     _, _, h, w = inp.shape
     if (h_flow, w_flow) != (h, w):
-        deformation = F.interpolate(deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=True)
+        deformation = F.interpolate(
+            deformation.permute(0, 3, 1, 2), size=(h, w), mode="bilinear", align_corners=True
+        )
         deformation = deformation.permute(0, 2, 3, 1)
     dtype = torch.promote_types(inp.dtype, deformation.dtype)  # never sample with a low-precision grid
     return F.grid_sample(inp.to(dtype), deformation.to(dtype), align_corners=True)
@@ -143,7 +149,9 @@ class Generator(nn.Module):
         exactly the noise B single-frame passes would get from the same generator state.
         """
         shape = self.mbUnit.noise_shape(1)
-        per_frame = [[torch.randn(shape, generator=rng) for _ in range(self.memory_calls)] for _ in range(batch)]
+        per_frame = [
+            [torch.randn(shape, generator=rng) for _ in range(self.memory_calls)] for _ in range(batch)
+        ]
         return [torch.cat([frame[call] for frame in per_frame], dim=0) for call in range(self.memory_calls)]
 
     def forward(
@@ -187,7 +195,9 @@ class Generator(nn.Module):
             if rng is None:
                 noise = [reference.new_empty(shape).normal_() for _ in range(self.memory_calls)]
             else:
-                noise = [torch.randn(shape, generator=rng, device=rng.device) for _ in range(self.memory_calls)]
+                noise = [
+                    torch.randn(shape, generator=rng, device=rng.device) for _ in range(self.memory_calls)
+                ]
         if len(noise) != self.memory_calls:
             raise InputShapeError(f"`noise` needs {self.memory_calls} tensors, got {len(noise)}")
         noise = [n.to(device=reference.device, dtype=work) for n in noise]
@@ -195,7 +205,9 @@ class Generator(nn.Module):
         # Flow and occlusion stay in full precision even under autocast: a bf16 sampling grid misplaces
         # pixels by up to a pixel at 256x256. This is 2 % of the work.
         with torch.autocast(device_type=reference.device.type, enabled=False):
-            motion = self.dense_motion_network(encoding.motion_source, kp_driving=kp_driving, kp_source=kp_source)
+            motion = self.dense_motion_network(
+                encoding.motion_source, kp_driving=kp_driving, kp_source=kp_source
+            )
         deformation, occlusion = motion.deformation, motion.occlusion_map
 
         out = _occlude(_warp(encoding.features[-1], deformation), occlusion)

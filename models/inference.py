@@ -131,7 +131,9 @@ def check_image(image: Tensor, *, size: int, channels: int, name: str) -> Tensor
     if image.dim() == 4 and image.shape[0] == 1:
         image = image[0]
     if image.dim() != 3:
-        raise InputShapeError(f"`{name}` must have shape ({channels}, {size}, {size}), got {tuple(image.shape)}")
+        raise InputShapeError(
+            f"`{name}` must have shape ({channels}, {size}, {size}), got {tuple(image.shape)}"
+        )
     if image.shape[0] != channels:
         raise InputShapeError(f"`{name}` must have {channels} channels, got {image.shape[0]}")
     if tuple(image.shape[1:]) != (size, size):
@@ -218,14 +220,22 @@ def animate(
     if decoder_dtype(model) != dtype:
         # The decoder was converted once for FAST mode (use_low_precision): it cannot render exactly.
         if mode is not None and Mode(mode) is Mode.EXACT:
-            raise ConfigError("exact mode needs float32 decoder weights; this model was converted to low precision")
+            raise ConfigError(
+                "exact mode needs float32 decoder weights; this model was converted to low precision"
+            )
         chosen = Mode.FAST
     else:
         chosen = effective_mode(Mode.EXACT if mode is None else mode, device)
     frames = _frames(
-        model, source.to(device=device, dtype=dtype).unsqueeze(0), iter(driving_frames),
-        relative=relative, adapt_movement_scale=adapt_movement_scale, seed=seed, batch_size=batch_size,
-        mode=chosen, as_uint8=as_uint8,
+        model,
+        source.to(device=device, dtype=dtype).unsqueeze(0),
+        iter(driving_frames),
+        relative=relative,
+        adapt_movement_scale=adapt_movement_scale,
+        seed=seed,
+        batch_size=batch_size,
+        mode=chosen,
+        as_uint8=as_uint8,
     )
     return Animation(frames, seed=seed, mode=chosen)
 
@@ -261,7 +271,12 @@ def _frames(
             break
         with torch.inference_mode():
             checked = [
-                check_image(frame, size=config.image_size, channels=config.num_channels, name=f"driving frame {index + i}")
+                check_image(
+                    frame,
+                    size=config.image_size,
+                    channels=config.num_channels,
+                    name=f"driving frame {index + i}",
+                )
                 for i, frame in enumerate(chunk)
             ]
             batch = torch.stack(checked).to(device=device, dtype=dtype, non_blocking=True)
@@ -275,10 +290,14 @@ def _frames(
             kp_norm = normalize_keypoints(kp_source, kp_driving, kp_initial, relative=relative, scale=scale)
             noise = model.generator.draw_noise(batch.shape[0], rng=rng)
             autocast = (
-                torch.autocast(device_type=device.type, dtype=low) if low is not None else contextlib.nullcontext()
+                torch.autocast(device_type=device.type, dtype=low)
+                if low is not None
+                else contextlib.nullcontext()
             )
             with autocast:
-                prediction = model.generator(source, kp_norm, kp_source, noise=noise, encoding=encoding).prediction
+                prediction = model.generator(
+                    source, kp_norm, kp_source, noise=noise, encoding=encoding
+                ).prediction
             frames = to_uint8(prediction) if as_uint8 else prediction.float()
             del batch, prediction
         yield from frames

@@ -33,8 +33,10 @@ def convex_hull_area(points: Tensor) -> float:
             upper.pop()
         upper.append(p)
     hull = lower[:-1] + upper[:-1]
-    twice = sum(hull[i][0] * hull[(i + 1) % len(hull)][1] - hull[(i + 1) % len(hull)][0] * hull[i][1]
-                for i in range(len(hull)))
+    twice = sum(
+        hull[i][0] * hull[(i + 1) % len(hull)][1] - hull[(i + 1) % len(hull)][0] * hull[i][1]
+        for i in range(len(hull))
+    )
     return abs(twice) / 2
 
 
@@ -75,7 +77,11 @@ def normalize_keypoints(
     diff = kp_driving.value - kp_driving_initial.value
     value = diff * scale + kp_source.value
     jacobian = None
-    if kp_driving.jacobian is not None and kp_driving_initial.jacobian is not None and kp_source.jacobian is not None:
+    if (
+        kp_driving.jacobian is not None
+        and kp_driving_initial.jacobian is not None
+        and kp_source.jacobian is not None
+    ):
         jacobian_diff = torch.matmul(kp_driving.jacobian, torch.inverse(kp_driving_initial.jacobian))
         jacobian = torch.matmul(jacobian_diff, kp_source.jacobian)
     return KeypointOutput(value=value, jacobian=jacobian)

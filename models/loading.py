@@ -66,7 +66,9 @@ def sidecar_config_path(path: str | os.PathLike[str]) -> Path:
 def _read(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch.load raises many types (IndexError, UnpicklingError ...) on foreign files
+    except (
+        Exception
+    ) as exc:  # torch.load raises many types (IndexError, UnpicklingError ...) on foreign files
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"checkpoint {path.name} is not a readable torch checkpoint (truncated or not a checkpoint): {reason}"
@@ -109,7 +111,9 @@ def _check_state_dict(network: str, state: Any, expected: Mapping[str, Tensor]) 
             )
     for name, reference in expected.items():
         if name not in cleaned:
-            raise CheckpointError(f"checkpoint `{network}` is missing key `{name}` (another architecture or config?)")
+            raise CheckpointError(
+                f"checkpoint `{network}` is missing key `{name}` (another architecture or config?)"
+            )
         value = cleaned[name]
         if tuple(value.shape) != tuple(reference.shape):
             raise CheckpointError(
@@ -212,7 +216,9 @@ def save_checkpoint(
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
     try:
         with handle:
             write(handle)

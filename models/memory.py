@@ -111,7 +111,9 @@ class MemoryUnit(nn.Module):
         memory = self.mb.expand(bs, *self.mb.shape[1:]).contiguous()
         return self.styleconv(memory, style, noise)
 
-    def _compensate_reference(self, compensated: Tensor, kp_source_value: Tensor, noise: Tensor) -> tuple[Tensor, ...]:
+    def _compensate_reference(
+        self, compensated: Tensor, kp_source_value: Tensor, noise: Tensor
+    ) -> tuple[Tensor, ...]:
         """Steps 2-9 op for op as the authors write them. Returns (out, feat, value)."""
         bs, c, h, w = compensated.shape
         feat = getattr(self, f"feat_forward_proj_{w}")(compensated)
@@ -128,7 +130,9 @@ class MemoryUnit(nn.Module):
         out = getattr(self, f"conv_{w}")(out)
         return F.relu(getattr(self, f"norm_{w}")(out)), feat, value
 
-    def _compensate_fused(self, compensated: Tensor, kp_source_value: Tensor, noise: Tensor) -> tuple[Tensor, ...]:
+    def _compensate_fused(
+        self, compensated: Tensor, kp_source_value: Tensor, noise: Tensor
+    ) -> tuple[Tensor, ...]:
         """Steps 2-9 with the same result and less work (see models.fused); returns (out, feat, value).
 
         Pixels-major ("NHWC") throughout, so every product is a plain matrix multiply:

@@ -85,7 +85,9 @@ class PortraitAnimator:
         batch_size: int | None = None,
         channels_last: bool | None = None,
     ) -> None:
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
             raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}")
         try:
             self._device = resolve_device(device)
@@ -116,7 +118,12 @@ class PortraitAnimator:
         self._batch_size = batch_size
         logger.info(
             "portrait animator ready: checkpoint %s, device %s, mode %s (%s), batch %d, %d intra-op threads",
-            self._fingerprint[:12], self._device, self._mode, self.dtype, batch_size, self.threads,
+            self._fingerprint[:12],
+            self._device,
+            self._mode,
+            self.dtype,
+            batch_size,
+            self.threads,
         )
 
     @property
@@ -185,8 +192,15 @@ class PortraitAnimator:
         )
         try:
             stream = animate(
-                self._model, source, tensors, relative=relative, adapt_movement_scale=relative, seed=seed,
-                batch_size=self._batch_size, mode=self._mode, as_uint8=True,
+                self._model,
+                source,
+                tensors,
+                relative=relative,
+                adapt_movement_scale=relative,
+                seed=seed,
+                batch_size=self._batch_size,
+                mode=self._mode,
+                as_uint8=True,
             )
         except (InputShapeError, InputValueError) as exc:
             raise AnimationInputError(str(exc)) from None

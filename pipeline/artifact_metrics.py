@@ -58,7 +58,9 @@ def longest_frozen_run(jumps: list[float]) -> int:
 def lab_histograms(frame: np.ndarray) -> np.ndarray:
     """(3, HIST_BINS) normalised histograms of L*, a*, b* (true Lab units: L 0-100, a/b -128-127)."""
     lab = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB)
-    hists = [np.histogram(lab[:, :, c], bins=HIST_BINS, range=(0, 256))[0].astype(np.float64) for c in range(3)]
+    hists = [
+        np.histogram(lab[:, :, c], bins=HIST_BINS, range=(0, 256))[0].astype(np.float64) for c in range(3)
+    ]
     return np.stack([h / max(h.sum(), 1.0) for h in hists])
 
 

@@ -37,11 +37,13 @@ class ArtifactThresholds(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    max_missing_face_ratio: float = Field(default=0.02, ge=0, le=1,
-                                          description="share of sampled frames without a face")
+    max_missing_face_ratio: float = Field(
+        default=0.02, ge=0, le=1, description="share of sampled frames without a face"
+    )
     min_sharpness_ratio: float = Field(default=0.6, ge=0, description="output / source variance of Laplacian")
-    max_flicker_outlier_ratio: float = Field(default=0.02, ge=0, le=1,
-                                             description="share of frame-to-frame jumps that are outliers")
+    max_flicker_outlier_ratio: float = Field(
+        default=0.02, ge=0, le=1, description="share of frame-to-frame jumps that are outliers"
+    )
     max_frozen_run: int = Field(default=8, ge=0, description="most consecutive repeated frames")
     max_colour_drift: float = Field(default=6.0, ge=0, description="Lab histogram EMD vs source, Lab units")
     fps_tolerance: float = Field(default=0.01, ge=0, description="relative fps difference accepted")
@@ -93,15 +95,23 @@ class ArtifactReport(BaseModel):
         """The artifact part of the policy's `CheckScores` (face presence comes from the identity check)."""
         c = self.checks
         return {
-            "sharpness_ratio": c["sharpness"].score, "flicker_outlier_ratio": c["flicker"].score,
-            "longest_frozen_run": int(c["frozen"].score), "colour_drift": c["colour_drift"].score,
-            "duration_ok": c["duration"].ok, "fps_ok": c["fps"].ok, "size_ok": c["size"].ok,
+            "sharpness_ratio": c["sharpness"].score,
+            "flicker_outlier_ratio": c["flicker"].score,
+            "longest_frozen_run": int(c["frozen"].score),
+            "colour_drift": c["colour_drift"].score,
+            "duration_ok": c["duration"].ok,
+            "fps_ok": c["fps"].ok,
+            "size_ok": c["size"].ok,
         }
 
     def audit_details(self) -> dict[str, Any]:
         """Plain data for the audit log."""
-        return {"frames": self.frames, "sample_every": self.sample_every, "failed": self.failed,
-                "checks": {name: check.model_dump() for name, check in self.checks.items()}}
+        return {
+            "frames": self.frames,
+            "sample_every": self.sample_every,
+            "failed": self.failed,
+            "checks": {name: check.model_dump() for name, check in self.checks.items()},
+        }
 
 
 class _Tally:
@@ -126,8 +136,11 @@ class _Tally:
         self._previous = thumb
         if self.count % self.every == 0:
             self.sampled += 1
-            same = frame if frame.shape == self.source.shape else cv2.resize(
-                frame, self.source.shape[1::-1], interpolation=cv2.INTER_AREA)
+            same = (
+                frame
+                if frame.shape == self.source.shape
+                else cv2.resize(frame, self.source.shape[1::-1], interpolation=cv2.INTER_AREA)
+            )
             self.sharpness.append(metrics.sharpness(same))
             self.drift.append(metrics.histogram_distance(metrics.lab_histograms(frame), self._source_hist))
             if not detect_faces(frame, detector=self.detector):
@@ -136,8 +149,13 @@ class _Tally:
 
 
 def check_artifacts(
-    source: np.ndarray, video_path: Path | str, *, thresholds: ArtifactThresholds | object | None = None,
-    expected: ExpectedFormat | None = None, sample_every: int = DEFAULT_SAMPLE_EVERY, detector: Detector = "dlib",
+    source: np.ndarray,
+    video_path: Path | str,
+    *,
+    thresholds: ArtifactThresholds | object | None = None,
+    expected: ExpectedFormat | None = None,
+    sample_every: int = DEFAULT_SAMPLE_EVERY,
+    detector: Detector = "dlib",
 ) -> ArtifactReport:
     """Run every artifact check on a rendered video against the source crop it was animated from.
 
@@ -159,13 +177,21 @@ def check_artifacts(
         tally.add(frame)
     source_sharpness = metrics.sharpness(source)
     checks = {
-        "face_present": _upper(len(tally.faceless) / max(tally.sampled, 1), limits.max_missing_face_ratio,
-                               faceless_frames=tally.faceless, sampled=tally.sampled),
-        "sharpness": _lower(float(np.median(tally.sharpness)) / max(source_sharpness, 1e-6),
-                            limits.min_sharpness_ratio, source=round(source_sharpness, 2)),
+        "face_present": _upper(
+            len(tally.faceless) / max(tally.sampled, 1),
+            limits.max_missing_face_ratio,
+            faceless_frames=tally.faceless,
+            sampled=tally.sampled,
+        ),
+        "sharpness": _lower(
+            float(np.median(tally.sharpness)) / max(source_sharpness, 1e-6),
+            limits.min_sharpness_ratio,
+            source=round(source_sharpness, 2),
+        ),
         **_temporal(tally.jumps, limits),
-        "colour_drift": _upper(float(np.mean(tally.drift)), limits.max_colour_drift,
-                               worst=round(float(np.max(tally.drift)), 3)),
+        "colour_drift": _upper(
+            float(np.mean(tally.drift)), limits.max_colour_drift, worst=round(float(np.max(tally.drift)), 3)
+        ),
         **_format(info, tally.count, expected or _default_expected(source), limits),
     }
     report = ArtifactReport(checks=checks, frames=tally.count, sample_every=sample_every)
@@ -192,8 +218,11 @@ def _lower(score: float, bound: float, **detail: Any) -> CheckResult:
 def _temporal(jumps: list[float], limits: ArtifactThresholds) -> dict[str, CheckResult]:
     outliers = metrics.flicker_outliers(jumps)
     return {
-        "flicker": _upper(len(outliers) / max(len(jumps), 1), limits.max_flicker_outlier_ratio,
-                          outlier_transitions=outliers[:50]),
+        "flicker": _upper(
+            len(outliers) / max(len(jumps), 1),
+            limits.max_flicker_outlier_ratio,
+            outlier_transitions=outliers[:50],
+        ),
         "frozen": _upper(float(metrics.longest_frozen_run(jumps)), float(limits.max_frozen_run)),
     }
 
@@ -202,7 +231,9 @@ def _default_expected(source: np.ndarray) -> ExpectedFormat:
     return ExpectedFormat(width=int(source.shape[1]), height=int(source.shape[0]))
 
 
-def _format(info: VideoInfo, decoded: int, expected: ExpectedFormat, limits: ArtifactThresholds) -> dict[str, CheckResult]:
+def _format(
+    info: VideoInfo, decoded: int, expected: ExpectedFormat, limits: ArtifactThresholds
+) -> dict[str, CheckResult]:
     """Size, fps and duration; with no expected fps/count, the file must at least agree with itself."""
     size_ok = (info.width, info.height) == (expected.width, expected.height)
     fps_error = abs(info.fps - expected.fps) / expected.fps if expected.fps else 0.0
@@ -210,10 +241,18 @@ def _format(info: VideoInfo, decoded: int, expected: ExpectedFormat, limits: Art
     implied = round(info.duration * info.fps)
     frame_error = max(abs(decoded - want), abs(implied - want))
     return {
-        "size": CheckResult(score=float(info.width * info.height), threshold=float(expected.width * expected.height),
-                            ok=size_ok, detail={"size": [info.width, info.height],
-                                                "expected": [expected.width, expected.height]}),
+        "size": CheckResult(
+            score=float(info.width * info.height),
+            threshold=float(expected.width * expected.height),
+            ok=size_ok,
+            detail={"size": [info.width, info.height], "expected": [expected.width, expected.height]},
+        ),
         "fps": _upper(fps_error, limits.fps_tolerance, fps=info.fps, expected=expected.fps),
-        "duration": _upper(float(frame_error), float(limits.frame_tolerance), decoded_frames=decoded,
-                           expected_frames=want, duration=info.duration),
+        "duration": _upper(
+            float(frame_error),
+            float(limits.frame_tolerance),
+            decoded_frames=decoded,
+            expected_frames=want,
+            duration=info.duration,
+        ),
     }

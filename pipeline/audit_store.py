@@ -93,9 +93,18 @@ class CheckpointStore(ObjectStore):
             until = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=retain_days)
             retention = Retention(COMPLIANCE, until)
         with self._errors("write checkpoint", name, key):
-            result = self.client.put_object(name, key, io.BytesIO(data), len(data), content_type="text/plain",
-                                            metadata={SHA256_META: digest}, retention=retention)
-        logger.info("stored checkpoint %s/%s (size %d)%s", name, key, size, " under compliance lock" if locked else "")
+            result = self.client.put_object(
+                name,
+                key,
+                io.BytesIO(data),
+                len(data),
+                content_type="text/plain",
+                metadata={SHA256_META: digest},
+                retention=retention,
+            )
+        logger.info(
+            "stored checkpoint %s/%s (size %d)%s", name, key, size, " under compliance lock" if locked else ""
+        )
         return CheckpointObject(key, result.version_id, text)
 
     def _stat_audit(self, key: str) -> dict[str, str]:
@@ -113,9 +122,13 @@ class CheckpointStore(ObjectStore):
         """
         name = self.audit_bucket
         with self._errors("list checkpoints", name):
-            listed = [(obj.object_name, obj.version_id) for obj in
-                      self.client.list_objects(name, prefix=CHECKPOINT_PREFIX, recursive=True, include_version=True)
-                      if not obj.is_delete_marker]  # fmt: skip
+            listed = [
+                (obj.object_name, obj.version_id)
+                for obj in self.client.list_objects(
+                    name, prefix=CHECKPOINT_PREFIX, recursive=True, include_version=True
+                )
+                if not obj.is_delete_marker
+            ]
         for key, version_id in sorted(listed, key=lambda item: (item[0] or "", item[1] or "")):
             yield CheckpointObject(str(key), version_id, self._read(str(key), version_id))
 

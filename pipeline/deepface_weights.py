@@ -47,7 +47,9 @@ def weights_source() -> Path:
     spec = importlib.util.find_spec(_PACKAGE)
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     if not locations:
-        raise DeepfaceWeightsError(f"package {_PACKAGE!r} is not installed: the offline Dlib weights are missing")
+        raise DeepfaceWeightsError(
+            f"package {_PACKAGE!r} is not installed: the offline Dlib weights are missing"
+        )
     folder = Path(locations[0]) / "models"
     missing = [name for name in DLIB_WEIGHT_FILES if not (folder / name).is_file()]
     if missing:
@@ -91,7 +93,9 @@ def install_weights(home: Path | None = None) -> Path:
             for name in DLIB_WEIGHT_FILES:
                 _place(source / name, weights / name)
         except OSError as exc:
-            raise DeepfaceWeightsError(f"cannot place deepface weights in {weights}: {exc.strerror}") from None
+            raise DeepfaceWeightsError(
+                f"cannot place deepface weights in {weights}: {exc.strerror}"
+            ) from None
         os.environ["DEEPFACE_HOME"] = str(wanted)
         _home = wanted
         logger.debug("deepface home %s (Dlib weights from %s)", wanted, source)

@@ -68,8 +68,12 @@ class FaceTooSmallError(FaceError):
     """The face is smaller than the minimum size (its side in pixels is in the message)."""
 
     def __init__(self, size_px: int, minimum_px: int, where: str = "the portrait") -> None:
-        super().__init__(f"the face in {where} is {size_px} px wide; at least {minimum_px} px is required",
-                         faces_found=1, face_px=size_px, min_face_px=minimum_px)
+        super().__init__(
+            f"the face in {where} is {size_px} px wide; at least {minimum_px} px is required",
+            faces_found=1,
+            face_px=size_px,
+            min_face_px=minimum_px,
+        )
         self.size_px = size_px
         self.minimum_px = minimum_px
 
@@ -104,8 +108,12 @@ class FaceBox:
 
     def touches_border(self, width: int, height: int, *, tolerance: int = 1) -> bool:
         """Whether the box reaches the image edge (deepface clips boxes, so a clipped box ends there)."""
-        return (self.x <= tolerance or self.y <= tolerance
-                or self.x + self.w >= width - tolerance or self.y + self.h >= height - tolerance)
+        return (
+            self.x <= tolerance
+            or self.y <= tolerance
+            or self.x + self.w >= width - tolerance
+            or self.y + self.h >= height - tolerance
+        )
 
 
 def _detector(name: Detector) -> Any:
@@ -123,7 +131,10 @@ def _detector(name: Detector) -> Any:
 
 
 def detect_faces(
-    image: np.ndarray, *, detector: Detector = "dlib", min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    image: np.ndarray,
+    *,
+    detector: Detector = "dlib",
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> list[FaceBox]:
     """All faces in an (H, W, 3) uint8 RGB image with confidence >= `min_confidence`, largest first."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -33,8 +33,12 @@ class CropBox:
 
 
 def square_around(
-    center: tuple[float, float], face_side: float, image_size: tuple[int, int], *,
-    scale: float = DEFAULT_SCALE, lift: float = DEFAULT_LIFT,
+    center: tuple[float, float],
+    face_side: float,
+    image_size: tuple[int, int],
+    *,
+    scale: float = DEFAULT_SCALE,
+    lift: float = DEFAULT_LIFT,
 ) -> CropBox:
     """The square crop for a face of `face_side` px centred at `center` in an image of (width, height)."""
     width, height = image_size
@@ -71,7 +75,9 @@ def feather_mask(side: int, *, feather: float = FEATHER) -> np.ndarray:
     return np.outer(edge, edge).astype(np.float32)
 
 
-def paste_back(full_image: np.ndarray, frame: np.ndarray, box: CropBox, *, feather: float = FEATHER) -> np.ndarray:
+def paste_back(
+    full_image: np.ndarray, frame: np.ndarray, box: CropBox, *, feather: float = FEATHER
+) -> np.ndarray:
     """Blend an animated (S, S, 3) crop into a copy of the full portrait at `box`, with feathered edges."""
     height, width = full_image.shape[:2]
     interpolation = cv2.INTER_CUBIC if box.side > frame.shape[0] else cv2.INTER_AREA
@@ -83,9 +89,9 @@ def paste_back(full_image: np.ndarray, frame: np.ndarray, box: CropBox, *, feath
     if x1 <= x0 or y1 <= y0:
         return out
     px, py = x0 - box.x, y0 - box.y
-    weights = mask[py:py + (y1 - y0), px:px + (x1 - x0), None]
+    weights = mask[py : py + (y1 - y0), px : px + (x1 - x0), None]
     region = out[y0:y1, x0:x1].astype(np.float32)
-    blended = region * (1.0 - weights) + patch[py:py + (y1 - y0), px:px + (x1 - x0)] * weights
+    blended = region * (1.0 - weights) + patch[py : py + (y1 - y0), px : px + (x1 - x0)] * weights
     out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return out
 

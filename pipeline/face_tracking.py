@@ -53,9 +53,13 @@ class DrivingReport:
 
     def as_dict(self) -> dict[str, object]:
         """Plain numbers for audit records (the per-frame boxes are left out)."""
-        return {"frame_count": self.frame_count, "sampled_frames": self.sampled_frames,
-                "missing_frames": self.missing_frames, "missing_ratio": round(self.missing_ratio, 4),
-                "crop_side_px": self.boxes[0].side if self.boxes else 0}
+        return {
+            "frame_count": self.frame_count,
+            "sampled_frames": self.sampled_frames,
+            "missing_frames": self.missing_frames,
+            "missing_ratio": round(self.missing_ratio, 4),
+            "crop_side_px": self.boxes[0].side if self.boxes else 0,
+        }
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,16 @@ class DrivingCrops:
 
 
 def crop_driving(
-    path: Path | str, *, size: int, max_missing_ratio: float, detector: Detector = "dlib",
-    detect_every: int = DEFAULT_DETECT_EVERY, smooth_seconds: float = DEFAULT_SMOOTH_SECONDS,
-    scale: float = DEFAULT_SCALE, lift: float = DEFAULT_LIFT, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    path: Path | str,
+    *,
+    size: int,
+    max_missing_ratio: float,
+    detector: Detector = "dlib",
+    detect_every: int = DEFAULT_DETECT_EVERY,
+    smooth_seconds: float = DEFAULT_SMOOTH_SECONDS,
+    scale: float = DEFAULT_SCALE,
+    lift: float = DEFAULT_LIFT,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> DrivingCrops:
     """Track the face through a driving video and plan a consistent crop for every frame.
 
@@ -106,34 +117,62 @@ def crop_driving(
             detections[index] = previous = face
     missing = [index for index in sampled if index not in detections]
     if not detections:
-        raise NoFaceError(f"no face found in any of {len(sampled)} sampled frames of driving video {target.name}",
-                          faces_found=0, sampled_frames=len(sampled))
+        raise NoFaceError(
+            f"no face found in any of {len(sampled)} sampled frames of driving video {target.name}",
+            faces_found=0,
+            sampled_frames=len(sampled),
+        )
     ratio = len(missing) / len(sampled)
     if ratio > max_missing_ratio:
         raise TooManyMissingFacesError(
             f"driving video {target.name}: {len(missing)} of {len(sampled)} sampled frames show no face "
             f"({ratio:.0%} > {max_missing_ratio:.0%} allowed); first at frame {missing[0]}",
-            sampled_frames=len(sampled), missing_frames=len(missing), missing_ratio=round(ratio, 4),
-            max_missing_ratio=max_missing_ratio, first_missing_frame=missing[0],
+            sampled_frames=len(sampled),
+            missing_frames=len(missing),
+            missing_ratio=round(ratio, 4),
+            max_missing_ratio=max_missing_ratio,
+            first_missing_frame=missing[0],
         )
-    boxes = _plan_boxes(detections, count, (info.width, info.height), fps=info.fps,
-                        smooth_seconds=smooth_seconds, scale=scale, lift=lift)
-    report = DrivingReport(frame_count=count, sampled_frames=len(sampled), missing_frames=missing, boxes=boxes)
+    boxes = _plan_boxes(
+        detections,
+        count,
+        (info.width, info.height),
+        fps=info.fps,
+        smooth_seconds=smooth_seconds,
+        scale=scale,
+        lift=lift,
+    )
+    report = DrivingReport(
+        frame_count=count, sampled_frames=len(sampled), missing_frames=missing, boxes=boxes
+    )
     if missing:
-        logger.info("driving video %s: %d of %d sampled frames without a face", target, len(missing), len(sampled))
+        logger.info(
+            "driving video %s: %d of %d sampled frames without a face", target, len(missing), len(sampled)
+        )
     return DrivingCrops(path=target, info=info, size=size, report=report)
 
 
-def _track(frame: np.ndarray, previous: FaceBox | None, *, detector: Detector,
-           min_confidence: float) -> FaceBox | None:
+def _track(
+    frame: np.ndarray, previous: FaceBox | None, *, detector: Detector, min_confidence: float
+) -> FaceBox | None:
     """The face in `frame` (full-frame pixels): the one nearest the previous face, else the largest."""
     height, width = frame.shape[:2]
     factor = min(1.0, DETECT_MAX_SIDE / max(height, width))
-    small = frame if factor == 1.0 else cv2.resize(frame, (round(width * factor), round(height * factor)),
-                                                   interpolation=cv2.INTER_AREA)
-    faces = [FaceBox(x=round(f.x / factor), y=round(f.y / factor), w=round(f.w / factor), h=round(f.h / factor),
-                     confidence=f.confidence)
-             for f in detect_faces(small, detector=detector, min_confidence=min_confidence)]
+    small = (
+        frame
+        if factor == 1.0
+        else cv2.resize(frame, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA)
+    )
+    faces = [
+        FaceBox(
+            x=round(f.x / factor),
+            y=round(f.y / factor),
+            w=round(f.w / factor),
+            h=round(f.h / factor),
+            confidence=f.confidence,
+        )
+        for f in detect_faces(small, detector=detector, min_confidence=min_confidence)
+    ]
     if not faces:
         return None
     if previous is None:
@@ -143,8 +182,14 @@ def _track(frame: np.ndarray, previous: FaceBox | None, *, detector: Detector,
 
 
 def _plan_boxes(
-    detections: dict[int, FaceBox], count: int, image_size: tuple[int, int], *, fps: float,
-    smooth_seconds: float, scale: float, lift: float,
+    detections: dict[int, FaceBox],
+    count: int,
+    image_size: tuple[int, int],
+    *,
+    fps: float,
+    smooth_seconds: float,
+    scale: float,
+    lift: float,
 ) -> list[CropBox]:
     """One crop per frame: interpolated, smoothed centres; one side (the median face size) for all."""
     known = np.array(sorted(detections))
@@ -154,7 +199,10 @@ def _plan_boxes(
     side = float(np.median([detections[i].side for i in known]))
     window = max(1, int(round(smooth_seconds * fps)) | 1)  # odd, centred
     cx, cy = _moving_average(cx, window), _moving_average(cy, window)
-    return [square_around((float(x), float(y)), side, image_size, scale=scale, lift=lift) for x, y in zip(cx, cy, strict=True)]
+    return [
+        square_around((float(x), float(y)), side, image_size, scale=scale, lift=lift)
+        for x, y in zip(cx, cy, strict=True)
+    ]
 
 
 def _moving_average(values: np.ndarray, window: int) -> np.ndarray:

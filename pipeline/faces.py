@@ -37,10 +37,25 @@ from pipeline.face_geometry import (
 from pipeline.face_tracking import DrivingCrops, DrivingReport, crop_driving
 
 __all__ = [
-    "CropBox", "DrivingCrops", "DrivingReport", "FaceBox", "FaceCutByBorderError", "FaceError",
-    "FaceTooSmallError", "MIN_FACE_PX", "MultipleFacesError", "NoFaceError", "OutputMode", "PortraitCrop",
-    "TooManyMissingFacesError", "compose_output", "crop_driving", "detect_faces", "paste_back",
-    "prepare_portrait", "single_face",
+    "CropBox",
+    "DrivingCrops",
+    "DrivingReport",
+    "FaceBox",
+    "FaceCutByBorderError",
+    "FaceError",
+    "FaceTooSmallError",
+    "MIN_FACE_PX",
+    "MultipleFacesError",
+    "NoFaceError",
+    "OutputMode",
+    "PortraitCrop",
+    "TooManyMissingFacesError",
+    "compose_output",
+    "crop_driving",
+    "detect_faces",
+    "paste_back",
+    "prepare_portrait",
+    "single_face",
 ]
 
 OutputMode = Literal["crop", "full_frame"]
@@ -58,8 +73,14 @@ class PortraitCrop:
 
 
 def prepare_portrait(
-    image: np.ndarray, *, size: int, detector: Detector = "dlib", min_face_px: int = MIN_FACE_PX,
-    scale: float = DEFAULT_SCALE, lift: float = DEFAULT_LIFT, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    image: np.ndarray,
+    *,
+    size: int,
+    detector: Detector = "dlib",
+    min_face_px: int = MIN_FACE_PX,
+    scale: float = DEFAULT_SCALE,
+    lift: float = DEFAULT_LIFT,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> PortraitCrop:
     """Find the one face in an (H, W, 3) RGB portrait and crop it square at `size` x `size`.
 
@@ -73,8 +94,12 @@ def prepare_portrait(
 
 
 def single_face(
-    image: np.ndarray, *, where: str = "the portrait", detector: Detector = "dlib",
-    min_face_px: int = MIN_FACE_PX, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    image: np.ndarray,
+    *,
+    where: str = "the portrait",
+    detector: Detector = "dlib",
+    min_face_px: int = MIN_FACE_PX,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> FaceBox:
     """The one usable face of a photo: exactly one, at least `min_face_px`, not cut by the border.
 
@@ -87,8 +112,11 @@ def single_face(
     height, width = image.shape[:2]
     faces = detect_faces(image, detector=detector, min_confidence=min_confidence)
     if not faces:
-        raise NoFaceError(f"no face found in {where} ({width}x{height}, detector {detector})",
-                          faces_found=0, image_px=[width, height])
+        raise NoFaceError(
+            f"no face found in {where} ({width}x{height}, detector {detector})",
+            faces_found=0,
+            image_px=[width, height],
+        )
     if len(faces) > 1:
         raise MultipleFacesError(len(faces), where)
     face = faces[0]
@@ -98,13 +126,17 @@ def single_face(
         raise FaceCutByBorderError(
             f"the face in {where} touches the image border at ({face.x}, {face.y}, {face.w}x{face.h}); "
             "give a photo with the whole face inside",
-            faces_found=1, face_px=face.side, box=[face.x, face.y, face.w, face.h], image_px=[width, height],
+            faces_found=1,
+            face_px=face.side,
+            box=[face.x, face.y, face.w, face.h],
+            image_px=[width, height],
         )
     return face
 
 
-def compose_output(frame: np.ndarray, *, mode: OutputMode, portrait: np.ndarray | None = None,
-                   box: CropBox | None = None) -> np.ndarray:
+def compose_output(
+    frame: np.ndarray, *, mode: OutputMode, portrait: np.ndarray | None = None, box: CropBox | None = None
+) -> np.ndarray:
     """An output frame: the animated crop itself (`crop`), or pasted into the full portrait (`full_frame`).
 
     `full_frame` output drops a last odd row/column so it can be encoded as yuv420p.

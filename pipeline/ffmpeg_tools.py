@@ -29,7 +29,9 @@ def ffmpeg_exe() -> str:
     try:
         import imageio_ffmpeg
     except ImportError:
-        raise FfmpegMissing("ffmpeg not found: install Debian's ffmpeg or the imageio-ffmpeg package") from None
+        raise FfmpegMissing(
+            "ffmpeg not found: install Debian's ffmpeg or the imageio-ffmpeg package"
+        ) from None
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 

@@ -60,7 +60,11 @@ class IdentityResult(BaseModel):
 
     def audit_details(self) -> dict[str, Any]:
         """Plain data for the audit log."""
-        return {"distance": round(self.distance, 6), "verified": self.verified, **self.provenance.model_dump()}
+        return {
+            "distance": round(self.distance, 6),
+            "verified": self.verified,
+            **self.provenance.model_dump(),
+        }
 
 
 class FidelityResult(BaseModel):
@@ -83,14 +87,19 @@ class FidelityResult(BaseModel):
 
     def scores(self) -> dict[str, float]:
         """The identity part of the policy's `CheckScores`."""
-        return {"fidelity_mean_distance": self.mean_distance, "fidelity_worst5_distance": self.worst5_distance,
-                "missing_face_ratio": self.missing_face_ratio}
+        return {
+            "fidelity_mean_distance": self.mean_distance,
+            "fidelity_worst5_distance": self.worst5_distance,
+            "missing_face_ratio": self.missing_face_ratio,
+        }
 
     def audit_details(self) -> dict[str, Any]:
         """Plain data for the audit log (per-frame distances rounded)."""
         return {
-            **{k: round(v, 6) for k, v in self.scores().items()}, "every": self.every,
-            "sampled_frames": len(self.frame_indices), "missing_frames": self.missing_frames,
+            **{k: round(v, 6) for k, v in self.scores().items()},
+            "every": self.every,
+            "sampled_frames": len(self.frame_indices),
+            "missing_frames": self.missing_frames,
             "distances": [None if d is None else round(d, 4) for d in self.distances],
             **self.provenance.model_dump(),
         }
@@ -120,8 +129,9 @@ class IdentityVerifier:
         metric: `cosine` (default; what the threshold is calibrated in) or `euclidean_l2`.
     """
 
-    def __init__(self, threshold: float = DEFAULT_THRESHOLD, *, detector: Detector = "dlib",
-                 metric: Metric = "cosine") -> None:
+    def __init__(
+        self, threshold: float = DEFAULT_THRESHOLD, *, detector: Detector = "dlib", metric: Metric = "cosine"
+    ) -> None:
         if detector not in DETECTORS:
             raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
         if metric not in ("cosine", "euclidean_l2"):
@@ -138,8 +148,13 @@ class IdentityVerifier:
     def provenance(self) -> IdentityProvenance:
         """Model, detector, metric, threshold and deepface version of this verifier."""
         if self._provenance is None:
-            self._provenance = IdentityProvenance(model=MODEL, detector=self.detector, metric=self.metric,
-                                                  threshold=self.threshold, deepface_version=deepface_version())
+            self._provenance = IdentityProvenance(
+                model=MODEL,
+                detector=self.detector,
+                metric=self.metric,
+                threshold=self.threshold,
+                deepface_version=deepface_version(),
+            )
         return self._provenance
 
     def embed(self, image: np.ndarray) -> np.ndarray | None:
@@ -151,8 +166,13 @@ class IdentityVerifier:
             if self._deepface is None:
                 self._deepface = deepface_module()
             try:
-                faces = self._deepface.represent(img_path=bgr, model_name=MODEL, detector_backend=self.detector,
-                                                 enforce_detection=True, align=True)
+                faces = self._deepface.represent(
+                    img_path=bgr,
+                    model_name=MODEL,
+                    detector_backend=self.detector,
+                    enforce_detection=True,
+                    align=True,
+                )
             except ValueError:  # deepface's "Face could not be detected"
                 return None
         best = max(faces, key=lambda f: f["facial_area"]["w"] * f["facial_area"]["h"])
@@ -167,12 +187,16 @@ class IdentityVerifier:
         first, second = self.embed(a), self.embed(b)
         for name, embedding in (("first", first), ("second", second)):
             if embedding is None:
-                raise NoFaceError(f"identity check: no face found in the {name} image (detector {self.detector})")
+                raise NoFaceError(
+                    f"identity check: no face found in the {name} image (detector {self.detector})"
+                )
         assert first is not None and second is not None
         value = distance(first, second, self.metric)
         return IdentityResult(distance=value, verified=value <= self.threshold, provenance=self.provenance)
 
-    def fidelity(self, source: np.ndarray, frames: Iterable[np.ndarray], *, every: int = DEFAULT_EVERY) -> FidelityResult:
+    def fidelity(
+        self, source: np.ndarray, frames: Iterable[np.ndarray], *, every: int = DEFAULT_EVERY
+    ) -> FidelityResult:
         """Distance of the source face to every `every`-th frame (0, k, 2k...), streamed.
 
         Raises:
@@ -195,8 +219,11 @@ class IdentityVerifier:
             raise ValueError("fidelity check: the output has no frames")
         found = [d for d in distances if d is not None]
         return FidelityResult(
-            every=every, frame_indices=indices, distances=distances,
+            every=every,
+            frame_indices=indices,
+            distances=distances,
             mean_distance=float(np.mean(found)) if found else NO_FACE_DISTANCE,
             worst5_distance=worst_mean(found) if found else NO_FACE_DISTANCE,
-            missing_face_ratio=1.0 - len(found) / len(indices), provenance=self.provenance,
+            missing_face_ratio=1.0 - len(found) / len(indices),
+            provenance=self.provenance,
         )

@@ -87,12 +87,16 @@ def _check_header(target: Path, image: Image.Image, *, max_pixels: int, min_side
         )
     frames = int(getattr(image, "n_frames", 1))
     if getattr(image, "is_animated", False) and frames > 1:
-        raise UnsupportedImageError(f"image {target} is animated ({image.format}, {frames} frames): give a still")
+        raise UnsupportedImageError(
+            f"image {target} is animated ({image.format}, {frames} frames): give a still"
+        )
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(_too_large(target, (width, height), max_pixels))
     if min(width, height) < min_side:
-        raise ImageTooSmallError(f"image {target} is {width}x{height}; each side must be >= {min_side} pixels")
+        raise ImageTooSmallError(
+            f"image {target} is {width}x{height}; each side must be >= {min_side} pixels"
+        )
 
 
 def _too_large(target: Path, size: tuple[int, int] | None, max_pixels: int) -> str:

@@ -38,7 +38,9 @@ def require_allowed_path(path: Path | str, allowed_dirs: Iterable[Path | str]) -
         raise InputMissingError(f"input {given} does not exist") from None
     if not any(real.is_relative_to(root) for root in roots):
         shown = ", ".join(str(root) for root in roots)
-        raise PathNotAllowedError(f"input {given} (really {real}) is outside the allowed input folders: {shown}")
+        raise PathNotAllowedError(
+            f"input {given} (really {real}) is outside the allowed input folders: {shown}"
+        )
     if not real.is_file():
         raise InputMissingError(f"input {given} is not a regular file")
     return real

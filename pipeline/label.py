@@ -73,8 +73,9 @@ def font_path() -> Path:
     return path
 
 
-def burn_label(src: Path, dest: Path, *, spec: LabelSpec | None = None, crf: int = 18,
-               tmp_dir: Path | None = None) -> Path:
+def burn_label(
+    src: Path, dest: Path, *, spec: LabelSpec | None = None, crf: int = 18, tmp_dir: Path | None = None
+) -> Path:
     """Write `dest`: `src` with the label drawn on a dark box in one corner (audio copied as is).
 
     Encodes H.264 yuv420p with +faststart at a low `crf`, because the watermark pass re-encodes after it.
@@ -97,14 +98,29 @@ def burn_label(src: Path, dest: Path, *, spec: LabelSpec | None = None, crf: int
         textfile.write_text(spec.text, encoding="utf-8")
         stream = ffmpeg.input(str(src))
         drawn = stream.video.drawtext(
-            textfile=str(textfile), fontfile=str(font_path()), fontsize=size, fontcolor="white",
-            box=1, boxcolor="black@0.65", boxborderw=max(2, size // 4), x=x, y=y,
+            textfile=str(textfile),
+            fontfile=str(font_path()),
+            fontsize=size,
+            fontcolor="white",
+            box=1,
+            boxcolor="black@0.65",
+            boxborderw=max(2, size // 4),
+            x=x,
+            y=y,
             expansion="none",
         )
         partial = dest.with_name(f".{dest.name}.part.mp4")
         streams = [drawn, stream.audio] if info.has_audio else [drawn]
-        out = ffmpeg.output(*streams, str(partial), vcodec="libx264", crf=crf, pix_fmt="yuv420p",
-                            movflags="+faststart", preset="veryfast", acodec="copy")
+        out = ffmpeg.output(
+            *streams,
+            str(partial),
+            vcodec="libx264",
+            crf=crf,
+            pix_fmt="yuv420p",
+            movflags="+faststart",
+            preset="veryfast",
+            acodec="copy",
+        )
         try:
             ffmpeg.run(out, cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, overwrite_output=True)
         except ffmpeg.Error as exc:
@@ -113,4 +129,3 @@ def burn_label(src: Path, dest: Path, *, spec: LabelSpec | None = None, crf: int
         partial.replace(dest)
     logger.info("labelled %s (%s, %d px)", dest.name, spec.corner, size)
     return dest
-

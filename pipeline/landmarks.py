@@ -100,8 +100,13 @@ class LandmarkDetector:
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         height, width = grey.shape
         factor = min(1.0, DETECT_MAX_SIDE / max(height, width))
-        small = grey if factor == 1.0 else cv2.resize(grey, (round(width * factor), round(height * factor)),
-                                                      interpolation=cv2.INTER_AREA)
+        small = (
+            grey
+            if factor == 1.0
+            else cv2.resize(
+                grey, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA
+            )
+        )
         with self._lock:
             found = list(self._detector(small, 0))
             if not found and max(small.shape) <= 320:  # a face under ~80 px needs one upsampling (5x slower)
@@ -109,8 +114,12 @@ class LandmarkDetector:
             if not found:
                 return None
             best = max(found, key=lambda r: r.width() * r.height())
-            box = self._rectangle(round(best.left() / factor), round(best.top() / factor),
-                                  round(best.right() / factor), round(best.bottom() / factor))
+            box = self._rectangle(
+                round(best.left() / factor),
+                round(best.top() / factor),
+                round(best.right() / factor),
+                round(best.bottom() / factor),
+            )
             shape = self._predictor(grey, box)
         return np.array([(shape.part(i).x, shape.part(i).y) for i in range(POINTS)], dtype=np.float64)
 

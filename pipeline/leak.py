@@ -48,14 +48,19 @@ class LeakReport(BaseModel):
 
     def audit_details(self) -> dict[str, Any]:
         """Plain data for the check result."""
+
         def rounded(values: list[float | None]) -> list[float | None]:
             return [None if v is None else round(v, 4) for v in values]
 
-        return {"driver_portrait_distance": round(self.driver_portrait_distance, 6),
-                "leak_margin": None if self.leak_margin is None else round(self.leak_margin, 6),
-                "driver_frames": self.driver_frames, "output_frames": self.output_frames,
-                "to_driver": rounded(self.to_driver), "to_portrait": rounded(self.to_portrait),
-                **self.provenance.model_dump()}
+        return {
+            "driver_portrait_distance": round(self.driver_portrait_distance, 6),
+            "leak_margin": None if self.leak_margin is None else round(self.leak_margin, 6),
+            "driver_frames": self.driver_frames,
+            "output_frames": self.output_frames,
+            "to_driver": rounded(self.to_driver),
+            "to_portrait": rounded(self.to_portrait),
+            **self.provenance.model_dump(),
+        }
 
 
 def spread(count: int, samples: int) -> list[int]:
@@ -67,7 +72,9 @@ def spread(count: int, samples: int) -> list[int]:
     return sorted({int(round(v)) for v in np.linspace(0, count - 1, samples)})
 
 
-def _embed_at(verifier: IdentityVerifier, frames: Iterable[np.ndarray], wanted: list[int]) -> list[tuple[int, np.ndarray | None]]:
+def _embed_at(
+    verifier: IdentityVerifier, frames: Iterable[np.ndarray], wanted: list[int]
+) -> list[tuple[int, np.ndarray | None]]:
     chosen = set(wanted)
     found: list[tuple[int, np.ndarray | None]] = []
     for index, frame in enumerate(frames):
@@ -79,8 +86,14 @@ def _embed_at(verifier: IdentityVerifier, frames: Iterable[np.ndarray], wanted: 
 
 
 def check_leak(
-    verifier: IdentityVerifier, portrait: np.ndarray, driving_frames: Iterable[np.ndarray], driving_count: int,
-    output_frames: Iterable[np.ndarray], output_count: int, *, samples: int = DEFAULT_SAMPLES,
+    verifier: IdentityVerifier,
+    portrait: np.ndarray,
+    driving_frames: Iterable[np.ndarray],
+    driving_count: int,
+    output_frames: Iterable[np.ndarray],
+    output_count: int,
+    *,
+    samples: int = DEFAULT_SAMPLES,
 ) -> LeakReport:
     """Distances of `samples` output frames to the driver (mean embedding) and to the portrait.
 
@@ -90,7 +103,11 @@ def check_leak(
     reference = verifier.embed(portrait)
     if reference is None:
         raise NoFaceError("leak check: no face found in the portrait")
-    drivers = [(i, e) for i, e in _embed_at(verifier, driving_frames, spread(driving_count, samples)) if e is not None]
+    drivers = [
+        (i, e)
+        for i, e in _embed_at(verifier, driving_frames, spread(driving_count, samples))
+        if e is not None
+    ]
     if not drivers:
         raise NoFaceError("leak check: no face found in the sampled driving frames")
     driver = np.mean([e / np.linalg.norm(e) for _, e in drivers], axis=0)
@@ -99,7 +116,11 @@ def check_leak(
     to_portrait = [None if e is None else distance(e, reference) for _, e in outputs]
     margins = [d - p for d, p in zip(to_driver, to_portrait, strict=True) if d is not None and p is not None]
     return LeakReport(
-        driver_portrait_distance=distance(driver, reference), leak_margin=float(np.mean(margins)) if margins else None,
-        driver_frames=[i for i, _ in drivers], output_frames=[i for i, _ in outputs], to_driver=to_driver,
-        to_portrait=to_portrait, provenance=verifier.provenance,
+        driver_portrait_distance=distance(driver, reference),
+        leak_margin=float(np.mean(margins)) if margins else None,
+        driver_frames=[i for i, _ in drivers],
+        output_frames=[i for i, _ in outputs],
+        to_driver=to_driver,
+        to_portrait=to_portrait,
+        provenance=verifier.provenance,
     )

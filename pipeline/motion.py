@@ -48,10 +48,17 @@ INNER_LIPS = list(range(60, 68))
 POSE_POINTS = [30, 8, 36, 45, 48, 54]  # nose tip, chin, outer eye corners, mouth corners
 # A generic face in millimetre-like units, x right, y down, z away from the camera (nose tip nearest):
 # the usual six-point approximation of an average head. Frontal face -> rotation near identity.
-FACE_MODEL_3D = np.array([
-    (0.0, 0.0, 0.0), (0.0, 330.0, 65.0), (-225.0, -170.0, 135.0), (225.0, -170.0, 135.0),
-    (-150.0, 150.0, 125.0), (150.0, 150.0, 125.0),
-], dtype=np.float64)
+FACE_MODEL_3D = np.array(
+    [
+        (0.0, 0.0, 0.0),
+        (0.0, 330.0, 65.0),
+        (-225.0, -170.0, 135.0),
+        (225.0, -170.0, 135.0),
+        (-150.0, 150.0, 125.0),
+        (150.0, 150.0, 125.0),
+    ],
+    dtype=np.float64,
+)
 
 
 def inter_ocular(points: np.ndarray) -> float:
@@ -80,8 +87,13 @@ def head_pose(points: np.ndarray, image_size: tuple[int, int]) -> tuple[float, f
     """(yaw, pitch, roll) in degrees from six landmarks with a pinhole camera (focal = image width)."""
     width, height = image_size
     camera = np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], dtype=np.float64)
-    ok, rotation, _ = cv2.solvePnP(FACE_MODEL_3D, points[POSE_POINTS].astype(np.float64), camera, np.zeros(4),
-                                   flags=cv2.SOLVEPNP_ITERATIVE)
+    ok, rotation, _ = cv2.solvePnP(
+        FACE_MODEL_3D,
+        points[POSE_POINTS].astype(np.float64),
+        camera,
+        np.zeros(4),
+        flags=cv2.SOLVEPNP_ITERATIVE,
+    )
     if not ok:
         return None
     matrix, _ = cv2.Rodrigues(rotation)
@@ -135,7 +147,9 @@ class MotionReport(BaseModel):
     driving_missing_ratio: float
     output_missing_ratio: float
     motion_distances: list[float]
-    series: dict[str, dict[str, list[float]]]  # {"mouth"|"eyes"|"yaw"|...: {"driving": [...], "output": [...]}}
+    series: dict[
+        str, dict[str, list[float]]
+    ]  # {"mouth"|"eyes"|"yaw"|...: {"driving": [...], "output": [...]}}
     scores_: dict[str, float]
     landmark_model: dict[str, str]
 
@@ -146,12 +160,16 @@ class MotionReport(BaseModel):
     def audit_details(self) -> dict[str, Any]:
         """Plain data for the check result (series rounded, so a row stays small)."""
         return {
-            **{k: round(v, 6) for k, v in self.scores_.items()}, "every": self.every,
-            "frame_indices": self.frame_indices, "driving_missing_ratio": round(self.driving_missing_ratio, 4),
+            **{k: round(v, 6) for k, v in self.scores_.items()},
+            "every": self.every,
+            "frame_indices": self.frame_indices,
+            "driving_missing_ratio": round(self.driving_missing_ratio, 4),
             "output_missing_ratio": round(self.output_missing_ratio, 4),
             "motion_distances": [round(v, 4) for v in self.motion_distances],
-            "series": {name: {side: [round(v, 4) for v in values] for side, values in pair.items()}
-                       for name, pair in self.series.items()},
+            "series": {
+                name: {side: [round(v, 4) for v in values] for side, values in pair.items()}
+                for name, pair in self.series.items()
+            },
             "landmark_model": self.landmark_model,
         }
 
@@ -177,16 +195,30 @@ def relative_motion(points: np.ndarray) -> np.ndarray:
     return (centred - centred[0]) / max(inter_ocular(points[0]), 1e-6)
 
 
-def compare_tracks(driving: FaceTrack, output: FaceTrack, *, every: int, model: LandmarkModel) -> MotionReport:
+def compare_tracks(
+    driving: FaceTrack, output: FaceTrack, *, every: int, model: LandmarkModel
+) -> MotionReport:
     """Score how well the output's motion follows the driving video's (see the module docstring)."""
     by_index = dict(zip(output.frame_indices, output.points, strict=True))
-    pairs = [(i, d, by_index[i]) for i, d in zip(driving.frame_indices, driving.points, strict=True)
-             if d is not None and by_index.get(i) is not None]
-    base = {"every": every, "driving_missing_ratio": driving.missing_ratio,
-            "output_missing_ratio": output.missing_ratio, "landmark_model": model.as_dict()}
+    pairs = [
+        (i, d, by_index[i])
+        for i, d in zip(driving.frame_indices, driving.points, strict=True)
+        if d is not None and by_index.get(i) is not None
+    ]
+    base = {
+        "every": every,
+        "driving_missing_ratio": driving.missing_ratio,
+        "output_missing_ratio": output.missing_ratio,
+        "landmark_model": model.as_dict(),
+    }
     if len(pairs) < MIN_FRAMES:
-        return MotionReport(frame_indices=[i for i, _, _ in pairs], motion_distances=[], series={},
-                            scores_=_worst_scores(), **base)
+        return MotionReport(
+            frame_indices=[i for i, _, _ in pairs],
+            motion_distances=[],
+            series={},
+            scores_=_worst_scores(),
+            **base,
+        )
     indices = [i for i, _, _ in pairs]
     drv = np.stack([d for _, d, _ in pairs])
     out = np.stack([o for _, _, o in pairs])  # type: ignore[misc]
@@ -196,13 +228,19 @@ def compare_tracks(driving: FaceTrack, output: FaceTrack, *, every: int, model: 
         "mouth": {"driving": [mouth_opening(p) for p in drv], "output": [mouth_opening(p) for p in out]},
         "eyes": {"driving": [eye_opening(p) for p in drv], "output": [eye_opening(p) for p in out]},
     }
-    poses = {side: [head_pose(p, track.image_size) for p in pts]
-             for side, pts, track in (("driving", drv, driving), ("output", out, output))}
+    poses = {
+        side: [head_pose(p, track.image_size) for p in pts]
+        for side, pts, track in (("driving", drv, driving), ("output", out, output))
+    }
     for axis, name in enumerate(POSE_AXES):
-        series[name] = {side: [float("nan") if pose is None else pose[axis] for pose in values]
-                        for side, values in poses.items()}
-    scores = {"motion_mean_distance": float(np.mean(distances)),
-              "motion_worst5_distance": worst_mean([float(v) for v in distances])}
+        series[name] = {
+            side: [float("nan") if pose is None else pose[axis] for pose in values]
+            for side, values in poses.items()
+        }
+    scores = {
+        "motion_mean_distance": float(np.mean(distances)),
+        "motion_worst5_distance": worst_mean([float(v) for v in distances]),
+    }
     for name in ("mouth", "eyes"):
         d, o = np.array(series[name]["driving"]), np.array(series[name]["output"])
         scores[f"{name}_correlation"] = correlation(d, o, STILL_STD[name])
@@ -211,14 +249,21 @@ def compare_tracks(driving: FaceTrack, output: FaceTrack, *, every: int, model: 
         d, o = np.array(series[name]["driving"]), np.array(series[name]["output"])
         keep = np.isfinite(d) & np.isfinite(o)
         if keep.sum() < MIN_FRAMES:
-            scores[f"{name}_correlation"], scores[f"{name}_mean_difference"] = WORST["correlation"], WORST[
-                "angle_difference"]
+            scores[f"{name}_correlation"], scores[f"{name}_mean_difference"] = (
+                WORST["correlation"],
+                WORST["angle_difference"],
+            )
             continue
         d, o = d[keep] - np.median(d[keep]), o[keep] - np.median(o[keep])
         scores[f"{name}_correlation"] = correlation(d, o, STILL_STD[name])
         scores[f"{name}_mean_difference"] = float(np.mean(np.abs(d - o)))
-    return MotionReport(frame_indices=indices, motion_distances=[float(v) for v in distances], series=series,
-                        scores_=scores, **base)
+    return MotionReport(
+        frame_indices=indices,
+        motion_distances=[float(v) for v in distances],
+        series=series,
+        scores_=scores,
+        **base,
+    )
 
 
 def _worst_scores() -> dict[str, float]:
@@ -232,8 +277,13 @@ def _worst_scores() -> dict[str, float]:
     return scores
 
 
-def check_motion(detector: LandmarkDetector, driving_frames: Iterable[np.ndarray], output_frames: Iterable[np.ndarray],
-                 *, every: int) -> MotionReport:
+def check_motion(
+    detector: LandmarkDetector,
+    driving_frames: Iterable[np.ndarray],
+    output_frames: Iterable[np.ndarray],
+    *,
+    every: int,
+) -> MotionReport:
     """Landmarks of both streams at every `every`-th frame, compared (the streams are read one after the other)."""
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")

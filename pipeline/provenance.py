@@ -106,15 +106,28 @@ class ManifestReport:
 
 # -- certificates ------------------------------------------------------------------------------------
 
+
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "likeness development"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "likeness development"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _key_usage(*, sign: bool, ca: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(digital_signature=sign, content_commitment=False, key_encipherment=False,
-                         data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
-                         encipher_only=False, decipher_only=False)
+    return x509.KeyUsage(
+        digital_signature=sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -122,8 +135,9 @@ def _pem(cert: x509.Certificate) -> bytes:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def make_dev_ca(directory: Path, *, now: dt.datetime | None = None, leaf_days: int = 365) -> None:
@@ -131,24 +145,37 @@ def make_dev_ca(directory: Path, *, now: dt.datetime | None = None, leaf_days: i
     now = now or dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("likeness development CA")
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=3650))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(_key_usage(sign=False, ca=True), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(sign=False, ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder().subject_name(_name("likeness development signer")).issuer_name(ca_name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=leaf_days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(sign=True, ca=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name("likeness development signer"))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=leaf_days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(sign=True, ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     directory.mkdir(parents=True, exist_ok=True)
     _write(directory / CA_FILE, _pem(ca), 0o644)
     _write(directory / CA_KEY_FILE, _key_pem(ca_key), 0o600)
@@ -181,8 +208,14 @@ def ensure_dev_identity(directory: Path) -> SigningIdentity:
                 child.unlink()
             staging.rmdir()
     identity = load_identity(directory / CERT_FILE, directory / KEY_FILE)
-    return SigningIdentity(identity.cert_chain_pem, identity.key_pem, identity.alg, identity.subject,
-                           identity.not_after, (directory / CA_FILE).read_bytes())
+    return SigningIdentity(
+        identity.cert_chain_pem,
+        identity.key_pem,
+        identity.alg,
+        identity.subject,
+        identity.not_after,
+        (directory / CA_FILE).read_bytes(),
+    )
 
 
 def load_identity(cert_path: Path, key_path: Path, *, now: dt.datetime | None = None) -> SigningIdentity:
@@ -203,21 +236,32 @@ def load_identity(cert_path: Path, key_path: Path, *, now: dt.datetime | None = 
     leaf = chain[0]
     if now > leaf.not_valid_after_utc:
         raise SigningCertificateError(
-            f"signing certificate {cert_path} expired on {leaf.not_valid_after_utc:%Y-%m-%d}")
+            f"signing certificate {cert_path} expired on {leaf.not_valid_after_utc:%Y-%m-%d}"
+        )
     if now < leaf.not_valid_before_utc:
         raise SigningCertificateError(
-            f"signing certificate {cert_path} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}")
+            f"signing certificate {cert_path} is not valid before {leaf.not_valid_before_utc:%Y-%m-%d}"
+        )
     if leaf.issuer == leaf.subject:
-        raise SigningCertificateError(f"signing certificate {cert_path} is self-signed; c2pa needs a CA-issued one")
+        raise SigningCertificateError(
+            f"signing certificate {cert_path} is self-signed; c2pa needs a CA-issued one"
+        )
     _require_usage(leaf, cert_path)
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise SigningCertificateError(f"signing key {key_path} is not an unencrypted PEM private key") from None
-    public = leaf.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-    if key.public_key().public_bytes(serialization.Encoding.DER,
-                                     serialization.PublicFormat.SubjectPublicKeyInfo) != public:
+        raise SigningCertificateError(
+            f"signing key {key_path} is not an unencrypted PEM private key"
+        ) from None
+    public = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if (
+        key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        != public
+    ):
         raise SigningCertificateError(f"signing key {key_path} does not match certificate {cert_path}")
     alg = _algorithm(key, key_path)
     subject = leaf.subject.rfc4514_string()
@@ -237,7 +281,8 @@ def _require_usage(leaf: x509.Certificate, path: Path) -> None:
         eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         raise SigningCertificateError(
-            f"signing certificate {path} lacks KeyUsage or ExtendedKeyUsage extensions") from None
+            f"signing certificate {path} lacks KeyUsage or ExtendedKeyUsage extensions"
+        ) from None
     if not usage.digital_signature:
         raise SigningCertificateError(f"signing certificate {path} lacks KeyUsage digitalSignature")
     if ExtendedKeyUsageOID.EMAIL_PROTECTION not in eku:
@@ -253,6 +298,7 @@ def _algorithm(key: object, path: Path) -> str:
 
 
 # -- signing and reading -----------------------------------------------------------------------------
+
 
 def _context(trust_anchors: bytes | None = None) -> c2pa.Context:
     config: dict[str, Any] = {"builder": {"thumbnail": {"enabled": False}}}
@@ -272,36 +318,51 @@ def _manifest(claims: ProvenanceClaims) -> dict[str, Any]:
         "action": "c2pa.created",
         "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
         "softwareAgent": {"name": "likeness", "version": claims.generator_version},
-        "parameters": {"model": claims.model_name, "model_version": claims.model_version,
-                       "model_sha256": claims.model_sha256},
+        "parameters": {
+            "model": claims.model_name,
+            "model_version": claims.model_version,
+            "model_sha256": claims.model_sha256,
+        },
     }
-    actions = [created, {"action": "c2pa.watermarked",
-                         "parameters": {"description": f"invisible {claims.watermark_method} mark"}}]
+    actions = [
+        created,
+        {
+            "action": "c2pa.watermarked",
+            "parameters": {"description": f"invisible {claims.watermark_method} mark"},
+        },
+    ]
     if claims.label_text:
-        actions.append({"action": "c2pa.edited",
-                        "parameters": {"description": f"visible label: {claims.label_text}"}})
+        actions.append(
+            {"action": "c2pa.edited", "parameters": {"description": f"visible label: {claims.label_text}"}}
+        )
     return {
         "claim_generator_info": [{"name": "likeness", "version": claims.generator_version}],
         "title": claims.title,
         "format": "video/mp4",
         "assertions": [
             {"label": "c2pa.actions", "data": {"actions": actions}},
-            {"label": "c2pa.soft-binding", "data": {
-                "alg": SOFT_BINDING_ALG,
-                "blocks": [{"scope": {}, "value": payload_b64(claims.watermark_payload)}],
-            }},
-            {"label": GENERATION_LABEL, "data": {
-                "job_id": claims.job_id,
-                "publication_id": claims.publication_id,
-                "consent_id": claims.consent_id,
-                "consent_version": claims.consent_version,
-                "model": claims.model_name,
-                "model_version": claims.model_version,
-                "model_sha256": claims.model_sha256,
-                "watermark_payload": claims.watermark_payload,
-                "watermark_method": claims.watermark_method,
-                "inputs": {ing.role: ing.sha256 for ing in claims.ingredients},
-            }},
+            {
+                "label": "c2pa.soft-binding",
+                "data": {
+                    "alg": SOFT_BINDING_ALG,
+                    "blocks": [{"scope": {}, "value": payload_b64(claims.watermark_payload)}],
+                },
+            },
+            {
+                "label": GENERATION_LABEL,
+                "data": {
+                    "job_id": claims.job_id,
+                    "publication_id": claims.publication_id,
+                    "consent_id": claims.consent_id,
+                    "consent_version": claims.consent_version,
+                    "model": claims.model_name,
+                    "model_version": claims.model_version,
+                    "model_sha256": claims.model_sha256,
+                    "watermark_payload": claims.watermark_payload,
+                    "watermark_method": claims.watermark_method,
+                    "inputs": {ing.role: ing.sha256 for ing in claims.ingredients},
+                },
+            },
         ],
     }
 
@@ -313,15 +374,22 @@ def sign_video(src: Path, dest: Path, *, identity: SigningIdentity, claims: Prov
         raise InputError(f"video not found: {src}")
     partial = dest.with_name(f".{dest.name}.part.mp4")
     try:
-        signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(identity.alg.encode(), identity.cert_chain_pem,
-                                                           identity.key_pem, None))
+        signer = c2pa.Signer.from_info(
+            c2pa.C2paSignerInfo(identity.alg.encode(), identity.cert_chain_pem, identity.key_pem, None)
+        )
         with c2pa.Builder(_manifest(claims), context=_context()) as builder:
             for ingredient in claims.ingredients:
                 with open(ingredient.path, "rb") as handle:
-                    builder.add_ingredient({
-                        "title": ingredient.path.name, "relationship": "inputTo",
-                        "description": ingredient.role, "metadata": {"sha256": ingredient.sha256},
-                    }, _mime(ingredient.path), handle)
+                    builder.add_ingredient(
+                        {
+                            "title": ingredient.path.name,
+                            "relationship": "inputTo",
+                            "description": ingredient.role,
+                            "metadata": {"sha256": ingredient.sha256},
+                        },
+                        _mime(ingredient.path),
+                        handle,
+                    )
             with open(src, "rb") as source, open(partial, "w+b") as target:
                 builder.sign(signer, "video/mp4", source, target)
     except c2pa.C2paError as exc:
@@ -336,8 +404,14 @@ def sign_video(src: Path, dest: Path, *, identity: SigningIdentity, claims: Prov
 
 
 def _mime(path: Path) -> str:
-    return {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".mp4": "video/mp4",
-            ".mov": "video/quicktime", ".webp": "image/webp"}.get(path.suffix.lower(), "application/octet-stream")
+    return {
+        ".png": "image/png",
+        ".jpg": "image/jpeg",
+        ".jpeg": "image/jpeg",
+        ".mp4": "video/mp4",
+        ".mov": "video/quicktime",
+        ".webp": "image/webp",
+    }.get(path.suffix.lower(), "application/octet-stream")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -357,8 +431,9 @@ def read_manifest(path: Path, *, trust_anchors: bytes | None = None) -> Manifest
         raise InputError(f"file not found: {path}")
     try:
         with open(path, "rb") as handle:
-            reader = c2pa.Reader.try_create(_mime(path) if path.suffix else "video/mp4", handle,
-                                            None, _context(trust_anchors))
+            reader = c2pa.Reader.try_create(
+                _mime(path) if path.suffix else "video/mp4", handle, None, _context(trust_anchors)
+            )
             if reader is None:
                 return ManifestReport("absent")
             with reader:
@@ -372,11 +447,16 @@ def read_manifest(path: Path, *, trust_anchors: bytes | None = None) -> Manifest
 
 
 def _report(state: str, manifest: dict[str, Any], results: dict[str, Any]) -> ManifestReport:
-    assertions = {a.get("label", "").split(".v")[0] if a.get("label", "").startswith("c2pa.actions")
-                  else a.get("label", ""): a.get("data", {}) for a in manifest.get("assertions", [])}
+    assertions = {
+        a.get("label", "").split(".v")[0]
+        if a.get("label", "").startswith("c2pa.actions")
+        else a.get("label", ""): a.get("data", {})
+        for a in manifest.get("assertions", [])
+    }
     actions = tuple(a.get("action", "") for a in assertions.get("c2pa.actions", {}).get("actions", []))
-    failures = tuple(item.get("code", "") for item in
-                     (results.get("activeManifest") or {}).get("failure", []))
+    failures = tuple(
+        item.get("code", "") for item in (results.get("activeManifest") or {}).get("failure", [])
+    )
     verdict: ValidationState = state if state in ("Trusted", "Valid", "Invalid") else "Invalid"  # type: ignore[assignment]
     signature = manifest.get("signature_info") or {}
     return ManifestReport(

@@ -34,7 +34,9 @@ STATE_FILE = "server.json"
 CONFIG_FILE = "s3.json"
 LOG_FILE = "weed.log"
 VOLUME_SIZE_LIMIT_MB = 32  # a volume stops taking writes at this size; another one is grown
-MAX_VOLUMES = 4000  # volumes are files grown on demand (nothing is preallocated): a ceiling, not a reservation
+MAX_VOLUMES = (
+    4000  # volumes are files grown on demand (nothing is preallocated): a ceiling, not a reservation
+)
 _SERVICES = ("master", "volume", "filer", "s3", "admin")
 _PORT_RANGE = (20000, 29999)  # grpc ports land at +10000, still below the ephemeral range on Linux
 
@@ -164,8 +166,13 @@ class LocalS3Server:
         if state is None:
             return ServerStatus(False, None, None, self.data_dir, "not started (no state file)")
         if not _process_is_weed(state.pid):
-            return ServerStatus(False, state.pid, state.endpoint, self.data_dir,
-                                f"stale state: process {state.pid} is not running")
+            return ServerStatus(
+                False,
+                state.pid,
+                state.endpoint,
+                self.data_dir,
+                f"stale state: process {state.pid} is not running",
+            )
         return ServerStatus(True, state.pid, state.endpoint, self.data_dir, "running")
 
     def _write_config(self) -> Path:
@@ -186,14 +193,23 @@ class LocalS3Server:
 
     def _command(self, ports: dict[str, int], config: Path) -> list[str]:
         args = [
-            str(weed_binary()), "mini",
-            f"-dir={self.data_dir}", f"-ip={HOST}", f"-ip.bind={HOST}",
-            f"-s3.config={config}", "-master.telemetry=false",
-            "-webdav=false", "-admin.ui=false", "-s3.autoCreateBucket=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+            str(weed_binary()),
+            "mini",
+            f"-dir={self.data_dir}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            f"-s3.config={config}",
+            "-master.telemetry=false",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-s3.autoCreateBucket=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             # Every bucket is a SeaweedFS collection with volumes of its own. `weed mini` sizes its volume
             # count from free disk at 128 MB a volume and then refused writes ("no writable volumes")
             # after ~70 buckets; small volumes and an explicit count keep many buckets writable.
-            f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}", f"-volume.max={MAX_VOLUMES}",
+            f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
+            f"-volume.max={MAX_VOLUMES}",
         ]
         for service, port in ports.items():
             args += [f"-{service}.port={port}", f"-{service}.port.grpc={port + GRPC_OFFSET}"]
@@ -220,13 +236,22 @@ class LocalS3Server:
             log = open(self.root / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child process
             try:
                 process = subprocess.Popen(
-                    self._command(ports, config), stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.root,
+                    self._command(ports, config),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    cwd=self.root,
                 )
             finally:
                 log.close()
-            state = ServerState(pid=process.pid, endpoint=f"{HOST}:{ports['s3']}", ports=ports,
-                                data_dir=str(self.data_dir), started_at=time.time())
+            state = ServerState(
+                pid=process.pid,
+                endpoint=f"{HOST}:{ports['s3']}",
+                ports=ports,
+                data_dir=str(self.data_dir),
+                started_at=time.time(),
+            )
             self._write_state(state)
             try:
                 self._wait_ready(process, state, timeout=timeout)
@@ -350,4 +375,3 @@ def _alive(pid: int) -> bool:
             os.waitpid(pid, 0)
         return False
     return True
-

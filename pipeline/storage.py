@@ -50,9 +50,21 @@ SHA256_META = "sha256"
 _CHUNK = 1024 * 1024
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _META_KEY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-_PERMISSION_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken",
-                     "ExpiredToken", "AllAccessDisabled"}
-_TRANSIENT_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeTooSkewed"}
+_PERMISSION_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "AllAccessDisabled",
+}
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+}
 
 
 class StorageError(PipelineError):
@@ -153,22 +165,41 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def make_http_client(*, secure: bool, connect_timeout: float, read_timeout: float,
-                     retries: int) -> urllib3.PoolManager:
+def make_http_client(
+    *, secure: bool, connect_timeout: float, read_timeout: float, retries: int
+) -> urllib3.PoolManager:
     """A pool that fails fast: a down server must surface in seconds, not minio's 5-minute default."""
-    retry = urllib3.Retry(total=retries, connect=retries, read=0, status=retries, backoff_factor=0.2,
-                          status_forcelist=[502, 503, 504], raise_on_status=False)
+    retry = urllib3.Retry(
+        total=retries,
+        connect=retries,
+        read=0,
+        status=retries,
+        backoff_factor=0.2,
+        status_forcelist=[502, 503, 504],
+        raise_on_status=False,
+    )
     timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
     if secure:
-        return urllib3.PoolManager(timeout=timeout, retries=retry, maxsize=8, cert_reqs="CERT_REQUIRED",
-                                   ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where())
+        return urllib3.PoolManager(
+            timeout=timeout,
+            retries=retry,
+            maxsize=8,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        )
     return urllib3.PoolManager(timeout=timeout, retries=retry, maxsize=8)
 
 
 def probe_ready(endpoint: str, access_key: str, secret_key: str) -> bool:
     """Whether an authenticated ListBuckets succeeds right now (used while a local server starts)."""
-    client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1",
-                   http_client=make_http_client(secure=False, connect_timeout=0.5, read_timeout=2.0, retries=0))
+    client = Minio(
+        endpoint,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=False,
+        region="us-east-1",
+        http_client=make_http_client(secure=False, connect_timeout=0.5, read_timeout=2.0, retries=0),
+    )
     try:
         client.list_buckets()
     except (urllib3.exceptions.HTTPError, OSError, S3Error, ServerError, InvalidResponseError):
@@ -190,10 +221,20 @@ class ObjectStore:
         connect_timeout / read_timeout / retries: how fast an unreachable server is reported.
     """
 
-    def __init__(self, endpoint: str, *, access_key: str, secret_key: str, secure: bool = False,
-                 bucket_prefix: str = "likeness", max_object_bytes: int = 2 * 1024**3,
-                 region: str = "us-east-1", connect_timeout: float = 2.0, read_timeout: float = 30.0,
-                 retries: int = 1) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        access_key: str,
+        secret_key: str,
+        secure: bool = False,
+        bucket_prefix: str = "likeness",
+        max_object_bytes: int = 2 * 1024**3,
+        region: str = "us-east-1",
+        connect_timeout: float = 2.0,
+        read_timeout: float = 30.0,
+        retries: int = 1,
+    ) -> None:
         if max_object_bytes <= 0:
             raise ValueError("`max_object_bytes` must be positive")
         self.endpoint = endpoint
@@ -204,10 +245,16 @@ class ObjectStore:
         for name in self.buckets.values():
             if not re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", name):
                 raise ValueError(f"`bucket_prefix` gives an invalid bucket name {name!r}")
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure,
-                            region=region, http_client=make_http_client(
-                                secure=secure, connect_timeout=connect_timeout,
-                                read_timeout=read_timeout, retries=retries))
+        self.client = Minio(
+            endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=make_http_client(
+                secure=secure, connect_timeout=connect_timeout, read_timeout=read_timeout, retries=retries
+            ),
+        )
 
     # -- error translation --------------------------------------------------------------------------
 
@@ -220,26 +267,31 @@ class ObjectStore:
         except S3Error as exc:
             code = exc.code or "unknown"
             if code == "NoSuchBucket":
-                raise BucketMissingError(f"bucket {exc.bucket_name or bucket!r} does not exist "
-                                         f"on {self.endpoint} ({operation})") from None
+                raise BucketMissingError(
+                    f"bucket {exc.bucket_name or bucket!r} does not exist on {self.endpoint} ({operation})"
+                ) from None
             if code in {"NoSuchKey", "NoSuchVersion"}:
                 raise ObjectMissingError(f"object {where} not found ({operation})") from None
             if code in _PERMISSION_CODES:
                 raise StoragePermissionError(
                     f"object storage refused {operation} on {where}: {code} "
-                    f"(check the access key {self._access_key!r} and its secret)") from None
+                    f"(check the access key {self._access_key!r} and its secret)"
+                ) from None
             if code in _TRANSIENT_CODES:
-                raise StorageUnavailable(f"object storage at {self.endpoint} unavailable during "
-                                         f"{operation} on {where}: {code}") from None
+                raise StorageUnavailable(
+                    f"object storage at {self.endpoint} unavailable during {operation} on {where}: {code}"
+                ) from None
             raise StorageError(f"object storage error during {operation} on {where}: {code}") from None
         except (ServerError, InvalidResponseError) as exc:
             status = getattr(exc, "status_code", None) or getattr(exc, "_code", "?")
-            raise StorageUnavailable(f"object storage at {self.endpoint} failed {operation} on {where} "
-                                     f"(HTTP {status})") from None
+            raise StorageUnavailable(
+                f"object storage at {self.endpoint} failed {operation} on {where} (HTTP {status})"
+            ) from None
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as exc:
             reason = type(getattr(exc, "reason", None) or exc).__name__
-            raise StorageUnavailable(f"object storage at {self.endpoint} unreachable during "
-                                     f"{operation} on {where} ({reason})") from None
+            raise StorageUnavailable(
+                f"object storage at {self.endpoint} unreachable during {operation} on {where} ({reason})"
+            ) from None
 
     def bucket_name(self, bucket: str) -> str:
         """Accept a role (`published`) or one of our own bucket names; refuse anything else."""
@@ -305,8 +357,9 @@ class ObjectStore:
         with self._errors("stat", name, key):
             info = self.client.stat_object(name, key, version_id=version_id)
         metadata = _user_metadata(info.metadata)
-        return StoredObject(name, key, metadata.get(SHA256_META, ""), int(info.size or 0),
-                            info.version_id, metadata)
+        return StoredObject(
+            name, key, metadata.get(SHA256_META, ""), int(info.size or 0), info.version_id, metadata
+        )
 
     def exists(self, bucket: str, key: str) -> bool:
         """Whether a current version exists (a delete marker counts as absent)."""
@@ -316,8 +369,16 @@ class ObjectStore:
             return False
         return True
 
-    def put_file(self, bucket: str, key: str, path: Path, *, metadata: dict[str, str] | None = None,
-                 expected_sha256: str | None = None, content_type: str | None = None) -> StoredObject:
+    def put_file(
+        self,
+        bucket: str,
+        key: str,
+        path: Path,
+        *,
+        metadata: dict[str, str] | None = None,
+        expected_sha256: str | None = None,
+        content_type: str | None = None,
+    ) -> StoredObject:
         """Upload a file under a deterministic key, verify it by reading it back, return what is stored.
 
         If the current object at `key` already has the same SHA-256 it is returned as is, so a retried
@@ -337,12 +398,15 @@ class ObjectStore:
         except OSError as exc:
             raise InputError(f"cannot read {path}: {exc.strerror}") from None
         if size > self.max_object_bytes:
-            raise ObjectTooLarge(f"{path.name} is {size} bytes, over the object size limit of "
-                                 f"{self.max_object_bytes} bytes")
+            raise ObjectTooLarge(
+                f"{path.name} is {size} bytes, over the object size limit of {self.max_object_bytes} bytes"
+            )
         digest = sha256_file(path)
         if expected_sha256 is not None and digest != expected_sha256.lower():
-            raise ChecksumMismatch(f"{path.name} has sha256 {digest[:12]}…, expected "
-                                   f"{expected_sha256.lower()[:12]}…; refusing to upload")
+            raise ChecksumMismatch(
+                f"{path.name} has sha256 {digest[:12]}…, expected "
+                f"{expected_sha256.lower()[:12]}…; refusing to upload"
+            )
         with contextlib.suppress(ObjectMissingError):
             current = self.stat(name, key)
             if current.sha256 == digest and current.size == size:
@@ -351,14 +415,15 @@ class ObjectStore:
         meta[SHA256_META] = digest
         ctype = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         with self._errors("upload", name, key):
-            result = self.client.fput_object(name, key, str(path), content_type=ctype,
-                                             metadata=dict(meta))
+            result = self.client.fput_object(name, key, str(path), content_type=ctype, metadata=dict(meta))
         stored = StoredObject(name, key, digest, size, result.version_id, meta)
         read_back = self._hash_remote(name, key, result.version_id)
         if read_back != digest:
             self._remove_version(name, key, result.version_id)
-            raise UploadCorrupted(f"{name}/{key} read back with sha256 {read_back[:12]}…, "
-                                  f"uploaded {digest[:12]}…; removed the bad version")
+            raise UploadCorrupted(
+                f"{name}/{key} read back with sha256 {read_back[:12]}…, "
+                f"uploaded {digest[:12]}…; removed the bad version"
+            )
         logger.info("stored %s/%s (%d bytes, sha256 %s)", name, key, size, digest[:12])
         return stored
 
@@ -403,8 +468,10 @@ class ObjectStore:
                     response.close()
                     response.release_conn()
             if not info.sha256 or digest.hexdigest() != info.sha256:
-                raise IntegrityError(f"{info.bucket}/{key} has sha256 {digest.hexdigest()[:12]}…, "
-                                     f"recorded {info.sha256[:12] or 'none'}…; download refused")
+                raise IntegrityError(
+                    f"{info.bucket}/{key} has sha256 {digest.hexdigest()[:12]}…, "
+                    f"recorded {info.sha256[:12] or 'none'}…; download refused"
+                )
             tmp.replace(dest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -414,9 +481,11 @@ class ObjectStore:
         """All versions of exactly `key` as (version_id, is_delete_marker), newest first."""
         name = self.bucket_name(bucket)
         with self._errors("list versions", name, key):
-            found = [(obj.version_id, bool(obj.is_delete_marker))
-                     for obj in self.client.list_objects(name, prefix=key, include_version=True)
-                     if obj.object_name == key]
+            found = [
+                (obj.version_id, bool(obj.is_delete_marker))
+                for obj in self.client.list_objects(name, prefix=key, include_version=True)
+                if obj.object_name == key
+            ]
         return found
 
     def delete(self, bucket: str, key: str) -> int:
@@ -488,7 +557,7 @@ def _user_metadata(headers: object) -> dict[str, str]:
     for header, value in items:
         lowered = str(header).lower()
         if lowered.startswith("x-amz-meta-"):
-            out[lowered[len("x-amz-meta-"):]] = str(value)
+            out[lowered[len("x-amz-meta-") :]] = str(value)
     return out
 
 

@@ -56,8 +56,9 @@ def face_tracked_frames(path: Path, *, size: int, max_frames: int | None = None)
     counts = count_faces(path)
     several = sum(1 for count in counts if count > 1)
     if counts and several / len(counts) >= SEVERAL_SHARE:
-        raise MultipleFacesError(max(counts), where=f"training video {path.name} ({several} of {len(counts)} "
-                                                    "checked frames)")
+        raise MultipleFacesError(
+            max(counts), where=f"training video {path.name} ({several} of {len(counts)} checked frames)"
+        )
     try:
         crops = crop_driving(path, size=size, max_missing_ratio=MAX_MISSING_SHARE)
     except NoFaceError:
@@ -70,6 +71,10 @@ def face_tracked_frames(path: Path, *, size: int, max_frames: int | None = None)
         frames.append(crop)
         if max_frames is not None and len(frames) >= max_frames:
             break
-    logger.info("%s: face tracked in %d frames (crop side %d px)", path.name, len(frames),
-                crops.report.boxes[0].side if crops.report.boxes else 0)
+    logger.info(
+        "%s: face tracked in %d frames (crop side %d px)",
+        path.name,
+        len(frames),
+        crops.report.boxes[0].side if crops.report.boxes else 0,
+    )
     return np.stack(frames)

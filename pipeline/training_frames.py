@@ -59,7 +59,9 @@ def find_sources(inputs: Iterable[Path]) -> list[Source]:
             raise TrainingFramesError(f"training input {path} does not exist")
         if path.is_file():
             if path.suffix.lower() not in VIDEO_SUFFIXES:
-                raise TrainingFramesError(f"training input {path} is not a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+                raise TrainingFramesError(
+                    f"training input {path} is not a video ({', '.join(sorted(VIDEO_SUFFIXES))})"
+                )
             found.append(Source(path, "video"))
         elif _images(path):
             found.append(Source(path, "frames"))
@@ -81,7 +83,9 @@ def _square_resize(image: np.ndarray, size: int) -> np.ndarray:
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
     crop = Image.fromarray(image[top : top + side, left : left + side])
-    return np.asarray(crop.resize((size, size), Image.Resampling.BOX if side >= size else Image.Resampling.BICUBIC))
+    return np.asarray(
+        crop.resize((size, size), Image.Resampling.BOX if side >= size else Image.Resampling.BICUBIC)
+    )
 
 
 def decode_video(path: Path, *, size: int, max_frames: int | None = None) -> np.ndarray:
@@ -92,9 +96,13 @@ def decode_video(path: Path, *, size: int, max_frames: int | None = None) -> np.
     """
     stream = ffmpeg.input(str(path)).video.filter("crop", "min(iw,ih)", "min(iw,ih)")
     stream = stream.filter("scale", size, size, flags="area")
-    output = stream.output("pipe:", format="rawvideo", pix_fmt="rgb24", **({"vframes": max_frames} if max_frames else {}))
+    output = stream.output(
+        "pipe:", format="rawvideo", pix_fmt="rgb24", **({"vframes": max_frames} if max_frames else {})
+    )
     try:
-        raw, _ = output.global_args("-nostdin", "-loglevel", "error").run(capture_stdout=True, capture_stderr=True)
+        raw, _ = output.global_args("-nostdin", "-loglevel", "error").run(
+            capture_stdout=True, capture_stderr=True
+        )
     except ffmpeg.Error as exc:
         tail = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
         reason = tail[-1] if tail else "ffmpeg failed"
@@ -102,7 +110,9 @@ def decode_video(path: Path, *, size: int, max_frames: int | None = None) -> np.
     frame_bytes = size * size * 3
     count = len(raw) // frame_bytes
     if count < MIN_FRAMES:
-        raise TrainingFramesError(f"video {path.name} has {count} decodable frame(s); at least {MIN_FRAMES} needed")
+        raise TrainingFramesError(
+            f"video {path.name} has {count} decodable frame(s); at least {MIN_FRAMES} needed"
+        )
     return np.frombuffer(raw[: count * frame_bytes], dtype=np.uint8).reshape(count, size, size, 3).copy()
 
 
@@ -114,7 +124,9 @@ def read_frame_folder(folder: Path, *, size: int, max_frames: int | None = None)
     """
     paths = _images(folder)[:max_frames] if max_frames else _images(folder)
     if len(paths) < MIN_FRAMES:
-        raise TrainingFramesError(f"frame folder {folder.name} has {len(paths)} frame(s); at least {MIN_FRAMES} needed")
+        raise TrainingFramesError(
+            f"frame folder {folder.name} has {len(paths)} frame(s); at least {MIN_FRAMES} needed"
+        )
     frames = []
     for path in paths:
         try:
@@ -173,10 +185,14 @@ def prepare_training_data(
     if not 0 <= heldout_fraction < 1:
         raise TrainingFramesError(f"held-out fraction must be in [0, 1), got {heldout_fraction}")
     if subjects is not None and len(subjects) not in (1, len(inputs)):
-        raise TrainingFramesError(f"give one subject for all inputs or one per input, got {len(subjects)} "
-                                  f"for {len(inputs)} inputs")
-    sources = [(source, subjects[0 if len(subjects) == 1 else index] if subjects else "")
-               for index, path in enumerate(inputs) for source in find_sources([path])]
+        raise TrainingFramesError(
+            f"give one subject for all inputs or one per input, got {len(subjects)} for {len(inputs)} inputs"
+        )
+    sources = [
+        (source, subjects[0 if len(subjects) == 1 else index] if subjects else "")
+        for index, path in enumerate(inputs)
+        for source in find_sources([path])
+    ]
     used: set[str] = set()
     with ClipWriter(Path(out_dir), image_size=size) as writer:
         for source, subject in sources:
@@ -193,12 +209,27 @@ def prepare_training_data(
             total = tensor.shape[0]
             held = round(total * heldout_fraction)
             if heldout_fraction and (held < MIN_FRAMES or total - held < MIN_FRAMES):
-                logger.warning("%s has %d frames: too short to hold frames out, all used for training", name, total)
+                logger.warning(
+                    "%s has %d frames: too short to hold frames out, all used for training", name, total
+                )
                 held = 0
             split_at = total - held
-            writer.add(name, tensor[:split_at], split="train", origin=source.path.name, first_frame=0, subject=subject)
+            writer.add(
+                name,
+                tensor[:split_at],
+                split="train",
+                origin=source.path.name,
+                first_frame=0,
+                subject=subject,
+            )
             if held:
-                writer.add(f"{name}.heldout", tensor[split_at:], split="heldout", origin=source.path.name,
-                           first_frame=split_at, subject=subject)
+                writer.add(
+                    f"{name}.heldout",
+                    tensor[split_at:],
+                    split="heldout",
+                    origin=source.path.name,
+                    first_frame=split_at,
+                    subject=subject,
+                )
             logger.info("%s: %d training and %d held-out frames at %dx%d", name, split_at, held, size, size)
     return read_manifest(Path(out_dir))

@@ -28,9 +28,19 @@ from pipeline.ffmpeg_tools import ffmpeg_exe, ffprobe_exe, read_log, stderr_tail
 from pipeline.video_writer import VideoEncodeError, VideoWriter
 
 __all__ = [
-    "SUPPORTED_CODECS", "VideoError", "VideoReadError", "NotAVideoError", "NoVideoStreamError",
-    "UnsupportedCodecError", "TruncatedVideoError", "VideoTooLongError", "VideoEncodeError", "VideoInfo", "VideoWriter",
-    "probe", "iter_frames",
+    "SUPPORTED_CODECS",
+    "VideoError",
+    "VideoReadError",
+    "NotAVideoError",
+    "NoVideoStreamError",
+    "UnsupportedCodecError",
+    "TruncatedVideoError",
+    "VideoTooLongError",
+    "VideoEncodeError",
+    "VideoInfo",
+    "VideoWriter",
+    "probe",
+    "iter_frames",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,8 +117,12 @@ def probe(path: Path | str, *, max_seconds: float | None = None, max_frames: int
     limited = max_seconds is not None or max_frames is not None
     try:
         if limited:
-            _check_header_limits(target, ffmpeg.probe(str(target), cmd=ffprobe_exe(), v="error"),
-                                 max_seconds=max_seconds, max_frames=max_frames)
+            _check_header_limits(
+                target,
+                ffmpeg.probe(str(target), cmd=ffprobe_exe(), v="error"),
+                max_seconds=max_seconds,
+                max_frames=max_frames,
+            )
         data = ffmpeg.probe(str(target), cmd=ffprobe_exe(), v="error", count_packets=None)
     except ffmpeg.Error as exc:
         raise VideoReadError(f"video {target} cannot be read: {stderr_tail(exc.stderr)}") from None
@@ -118,8 +132,9 @@ def probe(path: Path | str, *, max_seconds: float | None = None, max_frames: int
     return info
 
 
-def _check_header_limits(target: Path, data: dict[str, Any], *, max_seconds: float | None,
-                         max_frames: int | None) -> None:
+def _check_header_limits(
+    target: Path, data: dict[str, Any], *, max_seconds: float | None, max_frames: int | None
+) -> None:
     """Refuse from the header alone: the declared duration, and the declared (or implied) frame count."""
     video = next((s for s in data.get("streams", []) if s.get("codec_type") == "video"), None)
     if video is None:
@@ -130,10 +145,13 @@ def _check_header_limits(target: Path, data: dict[str, Any], *, max_seconds: flo
     _check_limits(target, duration, frames, max_seconds=max_seconds, max_frames=max_frames)
 
 
-def _check_limits(target: Path, duration: float, frames: int, *, max_seconds: float | None,
-                  max_frames: int | None) -> None:
+def _check_limits(
+    target: Path, duration: float, frames: int, *, max_seconds: float | None, max_frames: int | None
+) -> None:
     if max_seconds is not None and duration > max_seconds:
-        raise VideoTooLongError(f"video {target.name} lasts {duration:.1f} s, over the limit of {max_seconds:g} s")
+        raise VideoTooLongError(
+            f"video {target.name} lasts {duration:.1f} s, over the limit of {max_seconds:g} s"
+        )
     if max_frames is not None and frames > max_frames:
         raise VideoTooLongError(f"video {target.name} has {frames} frames, over the limit of {max_frames}")
 
@@ -141,8 +159,14 @@ def _check_limits(target: Path, duration: float, frames: int, *, max_seconds: fl
 def _describe(target: Path, data: dict[str, Any]) -> VideoInfo:
     streams: list[dict[str, Any]] = data.get("streams", [])
     fmt: dict[str, Any] = data.get("format", {})
-    video = next((s for s in streams if s.get("codec_type") == "video"
-                  and not s.get("disposition", {}).get("attached_pic")), None)
+    video = next(
+        (
+            s
+            for s in streams
+            if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")
+        ),
+        None,
+    )
     if video is None:
         kinds = sorted({str(s.get("codec_type")) for s in streams}) or ["none"]
         raise NoVideoStreamError(f"{target} has no video stream (streams: {', '.join(kinds)})")
@@ -162,8 +186,9 @@ def _describe(target: Path, data: dict[str, Any]) -> VideoInfo:
     packets = int(video.get("nb_read_packets") or 0)
     promised = int(video.get("nb_frames") or 0)
     if promised and packets < promised - FRAME_COUNT_TOLERANCE:
-        raise TruncatedVideoError(f"video {target} is truncated: its index promises {promised} frames, "
-                                  f"only {packets} are present")
+        raise TruncatedVideoError(
+            f"video {target} is truncated: its index promises {promised} frames, only {packets} are present"
+        )
     vfr = bool(avg and real and abs(avg - real) / real > 0.01)
     frame_count = round(duration * fps) if vfr or not (promised or packets) else (promised or packets)
     if frame_count <= 1:
@@ -173,10 +198,17 @@ def _describe(target: Path, data: dict[str, Any]) -> VideoInfo:
     if rotation in (90, 270):
         width, height = height, width
     return VideoInfo(
-        path=str(target), duration=duration, fps=fps, width=width, height=height, codec=codec,
-        pix_fmt=video.get("pix_fmt"), rotation=rotation,
+        path=str(target),
+        duration=duration,
+        fps=fps,
+        width=width,
+        height=height,
+        codec=codec,
+        pix_fmt=video.get("pix_fmt"),
+        rotation=rotation,
         has_audio=any(s.get("codec_type") == "audio" for s in streams),
-        frame_count=frame_count, variable_frame_rate=vfr,
+        frame_count=frame_count,
+        variable_frame_rate=vfr,
     )
 
 
@@ -208,7 +240,10 @@ def _rotation(video: dict[str, Any]) -> int:
 
 
 def iter_frames(
-    path: Path | str, *, size: int | tuple[int, int] | None = None, info: VideoInfo | None = None,
+    path: Path | str,
+    *,
+    size: int | tuple[int, int] | None = None,
+    info: VideoInfo | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield the video's frames as (H, W, 3) uint8 RGB arrays, one at a time, upright.
 
@@ -230,8 +265,11 @@ def iter_frames(
         stream = stream.filter("fps", fps=info.fps)
     if (width, height) != (info.width, info.height):
         stream = stream.filter("scale", width, height, flags="area")
-    args = ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24").global_args(
-        "-nostdin", "-loglevel", "error").compile(cmd=ffmpeg_exe())
+    args = (
+        ffmpeg.output(stream, "pipe:", format="rawvideo", pix_fmt="rgb24")
+        .global_args("-nostdin", "-loglevel", "error")
+        .compile(cmd=ffmpeg_exe())
+    )
     frame_bytes = width * height * 3
     count, finished = 0, False
     with tempfile.TemporaryFile() as log:
@@ -252,7 +290,5 @@ def iter_frames(
         if code != 0:
             raise VideoReadError(f"decoding {path} failed after {count} frames: {stderr_tail(read_log(log))}")
     if count < info.frame_count - FRAME_COUNT_TOLERANCE:
-        raise TruncatedVideoError(
-            f"video {path} is truncated: decoded {count} of {info.frame_count} frames"
-        )
+        raise TruncatedVideoError(f"video {path} is truncated: decoded {count} of {info.frame_count} frames")
     logger.debug("decoded %d frames from %s", count, path)

@@ -47,8 +47,14 @@ class VideoWriter:
     """
 
     def __init__(
-        self, path: Path | str, *, fps: float, size: tuple[int, int], audio_from: Path | str | None = None,
-        crf: int = 18, preset: str = "medium",
+        self,
+        path: Path | str,
+        *,
+        fps: float,
+        size: tuple[int, int],
+        audio_from: Path | str | None = None,
+        crf: int = 18,
+        preset: str = "medium",
     ) -> None:
         width, height = size
         if width < 2 or height < 2 or width % 2 or height % 2:
@@ -68,14 +74,27 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         width, height = self.size
-        source = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}",
-                              framerate=self.fps)
-        args = ffmpeg.output(
-            source, str(self._partial), vcodec="libx264", pix_fmt="yuv420p", crf=self.crf, preset=self.preset,
-            movflags="+faststart", r=self.fps,
-        ).global_args("-nostdin", "-loglevel", "error", "-y").compile(cmd=ffmpeg_exe())
+        source = ffmpeg.input(
+            "pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", framerate=self.fps
+        )
+        args = (
+            ffmpeg.output(
+                source,
+                str(self._partial),
+                vcodec="libx264",
+                pix_fmt="yuv420p",
+                crf=self.crf,
+                preset=self.preset,
+                movflags="+faststart",
+                r=self.fps,
+            )
+            .global_args("-nostdin", "-loglevel", "error", "-y")
+            .compile(cmd=ffmpeg_exe())
+        )
         self._log = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log)
+        self._process = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log
+        )
         return self
 
     def write(self, frame: np.ndarray) -> None:
@@ -85,7 +104,9 @@ class VideoWriter:
         width, height = self.size
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (height, width, 3):
             got = f"{frame.dtype} {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-            raise FrameShapeError(f"frame {self.frames_written} must be uint8 ({height}, {width}, 3), got {got}")
+            raise FrameShapeError(
+                f"frame {self.frames_written} must be uint8 ({height}, {width}, 3), got {got}"
+            )
         try:
             self._process.stdin.write(np.ascontiguousarray(frame).tobytes())
         except (BrokenPipeError, OSError):
@@ -96,7 +117,10 @@ class VideoWriter:
         self.frames_written += 1
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         try:
             if exc_type is not None:
@@ -141,8 +165,9 @@ class VideoWriter:
         muxed = self._partial.with_name(self._partial.name.replace(".partial", ".muxed"))
         video = ffmpeg.input(str(self._partial)).video
         audio = ffmpeg.input(str(self.audio_from))["a:0"].filter("apad")
-        out = ffmpeg.output(video, audio, str(muxed), vcodec="copy", acodec="aac", t=f"{duration:.6f}",
-                            movflags="+faststart").global_args("-nostdin", "-loglevel", "error", "-y")
+        out = ffmpeg.output(
+            video, audio, str(muxed), vcodec="copy", acodec="aac", t=f"{duration:.6f}", movflags="+faststart"
+        ).global_args("-nostdin", "-loglevel", "error", "-y")
         try:
             ffmpeg.run(out, cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
         except ffmpeg.Error as exc:

@@ -137,8 +137,9 @@ def frame_scores(frame: np.ndarray) -> np.ndarray:
     """Per-bit scores (fraction of blocks voting 1) of one RGB frame, after resizing to 256x256."""
     if frame.shape[:2] != (CANONICAL, CANONICAL):
         shrink = frame.shape[0] > CANONICAL and frame.shape[1] > CANONICAL
-        frame = cv2.resize(frame, (CANONICAL, CANONICAL),
-                           interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        frame = cv2.resize(
+            frame, (CANONICAL, CANONICAL), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+        )
     yuv = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), cv2.COLOR_BGR2YUV)
     approx, _details = pywt.dwt2(yuv[:, :, CHANNEL], "haar")
     votes = _embedder([]).decode_frame(approx, STEP, [[] for _ in range(WORD_BITS)])
@@ -146,6 +147,7 @@ def frame_scores(frame: np.ndarray) -> np.ndarray:
 
 
 # -- video in and out --------------------------------------------------------------------------------
+
 
 def embed(src: Path, dest: Path, payload: int, *, crf: int = 20) -> Path:
     """Write `dest`: every frame of `src` marked with `payload`, H.264 yuv420p +faststart, audio kept.
@@ -162,8 +164,9 @@ def embed(src: Path, dest: Path, payload: int, *, crf: int = 20) -> Path:
         raise InputError(f"{src.name} is {info.width}x{info.height}; the watermark needs at least 64x64")
     count = 0
     try:
-        with video.VideoWriter(dest, fps=info.fps, size=(info.width, info.height), audio_from=src, crf=crf,
-                               preset="veryfast") as writer:
+        with video.VideoWriter(
+            dest, fps=info.fps, size=(info.width, info.height), audio_from=src, crf=crf, preset="veryfast"
+        ) as writer:
             for frame in video.iter_frames(src, info=info):
                 writer.write(mark_frame(frame, bits))
                 count += 1
@@ -197,4 +200,3 @@ def read(path: Path, *, max_frames: int = 96) -> WatermarkReading:
 def extract(path: Path) -> int | None:
     """The 32-bit payload of a marked video, or None when the video carries no (readable) mark."""
     return read(path).payload
-

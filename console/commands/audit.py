@@ -52,7 +52,9 @@ def _filter(session, subject, job, by, action, since, until) -> audit.AuditFilte
     if start and end and end <= start:
         raise CliError("--until is not after --since")
     subject_id = find_subject(session, subject).id if subject else None
-    return audit.AuditFilter(subject_id=subject_id, job_id=job, actor=by, action=action, since=start, until=end)
+    return audit.AuditFilter(
+        subject_id=subject_id, job_id=job, actor=by, action=action, since=start, until=end
+    )
 
 
 @app.command("query")
@@ -71,15 +73,30 @@ def query(
         acting_user(ctx, actor, READERS, "audit.query")
         with ctx.session_factory() as session:
             flt = _filter(session, subject, job, by, action, since, until)
-            events = audit.query(session, subject_id=flt.subject_id, job_id=flt.job_id, actor=flt.actor,
-                                 action=flt.action, since=flt.since, until=flt.until, limit=limit)  # fmt: skip
+            events = audit.query(
+                session,
+                subject_id=flt.subject_id,
+                job_id=flt.job_id,
+                actor=flt.actor,
+                action=flt.action,
+                since=flt.since,
+                until=flt.until,
+                limit=limit,
+            )
         table = Table("seq", "time", "actor", "action", "subject", "job", "resource", "details")
         for event in events:
             resource = f"{event.resource_type}:{event.resource_id}" if event.resource_type else "-"
             details = audit.canonical_json(event.details)
-            table.add_row(str(event.seq), show_time(event.occurred_at), event.actor, event.action,
-                          event.subject_id or "-", event.job_id or "-", resource,
-                          details if len(details) <= 120 else details[:117] + "...")  # fmt: skip
+            table.add_row(
+                str(event.seq),
+                show_time(event.occurred_at),
+                event.actor,
+                event.action,
+                event.subject_id or "-",
+                event.job_id or "-",
+                resource,
+                details if len(details) <= 120 else details[:117] + "...",
+            )
         out.print(table)
         out.print(f"{len(events)} event(s)")
 
@@ -101,8 +118,12 @@ def _notes(ctx: CliContext) -> list[StoredNote]:
 @app.command("verify")
 def verify(
     actor: ActorOption,
-    anchor: Annotated[str | None, typer.Option(help="A chain head recorded earlier (an export's); must still be there.")] = None,
-    chain_only: Annotated[bool, typer.Option("--chain-only", help="Walk the hash chain only (no checkpoints).")] = False,
+    anchor: Annotated[
+        str | None, typer.Option(help="A chain head recorded earlier (an export's); must still be there.")
+    ] = None,
+    chain_only: Annotated[
+        bool, typer.Option("--chain-only", help="Walk the hash chain only (no checkpoints).")
+    ] = False,
 ) -> None:
     """Walk the chain and the Merkle tree, checking both against every stored signed checkpoint.
 
@@ -123,11 +144,19 @@ def verify(
             checkpoint_count, checkpoint = report.checkpoints, report.checkpoint
         with unit_of_work(ctx.session_factory) as session:
             audit.record(
-                session, action="audit.verified" if report.ok else "audit.verify_failed", actor=user.email,
-                details={"ok": report.ok, "checked": report.checked, "head_seq": report.head_seq,
-                         "broken_seq": report.broken_seq, "problem": report.problem,
-                         "checkpoints": checkpoint_count, "checkpoint": checkpoint},
-            )  # fmt: skip
+                session,
+                action="audit.verified" if report.ok else "audit.verify_failed",
+                actor=user.email,
+                details={
+                    "ok": report.ok,
+                    "checked": report.checked,
+                    "head_seq": report.head_seq,
+                    "broken_seq": report.broken_seq,
+                    "problem": report.problem,
+                    "checkpoints": checkpoint_count,
+                    "checkpoint": checkpoint,
+                },
+            )
         if not report.ok:
             raise CliError(report.message)
         out.print(report.message)
@@ -173,17 +202,30 @@ def prove(
             if seq is None:
                 raise CliError(f"no audit event {event_id}")
             if seq > cp.size:
-                raise CliError(f"event #{seq} is newer than the latest checkpoint ({cp.size} events): "
-                               "write one with `likeness audit checkpoint`")
+                raise CliError(
+                    f"event #{seq} is newer than the latest checkpoint ({cp.size} events): "
+                    "write one with `likeness audit checkpoint`"
+                )
             try:
                 proof = prove_inclusion(session, event_id=event_id, seq=seq, size=cp.size)
             except ProofError as exc:
                 raise CliError(f"event #{seq}: {exc}") from None
         if proof.root != cp.root:
-            raise CliError(f"the log's tree over {cp.size} events does not match checkpoint {note.label}: "
-                           "run `likeness audit verify`")
-        typer.echo(json.dumps({**proof.as_dict(), "checkpoint": note.text, "checkpoint_object": note.label,
-                               "verifier_key": verifier.key_string()}, indent=2))  # fmt: skip
+            raise CliError(
+                f"the log's tree over {cp.size} events does not match checkpoint {note.label}: "
+                "run `likeness audit verify`"
+            )
+        typer.echo(
+            json.dumps(
+                {
+                    **proof.as_dict(),
+                    "checkpoint": note.text,
+                    "checkpoint_object": note.label,
+                    "verifier_key": verifier.key_string(),
+                },
+                indent=2,
+            )
+        )
 
 
 @app.command("export")
@@ -197,14 +239,21 @@ def export(
     action: ActionFilter = None,
     since: SinceFilter = None,
     until: UntilFilter = None,
-    bundle: Annotated[bool, typer.Option("--bundle", help="Whole log + signed checkpoints + verifier key, "
-                                                          "checkable offline with verify-export.")] = False,
+    bundle: Annotated[
+        bool,
+        typer.Option(
+            "--bundle",
+            help="Whole log + signed checkpoints + verifier key, checkable offline with verify-export.",
+        ),
+    ] = False,
 ) -> None:
     """Write matching events as JSONL or CSV, ending with the chain head (an anchor for `verify --anchor`)."""
     if fmt not in ("jsonl", "csv"):
         raise typer.BadParameter("use jsonl or csv", param_hint="--format")
     if bundle and (fmt != "jsonl" or any((subject, job, by, action, since, until))):
-        raise typer.BadParameter("a bundle is the whole log as JSONL: no filters, no --format csv", param_hint="--bundle")
+        raise typer.BadParameter(
+            "a bundle is the whole log as JSONL: no filters, no --format csv", param_hint="--bundle"
+        )
     with governance_command() as ctx:
         user = acting_user(ctx, actor, READERS, "audit.export")
         if output.exists():
@@ -215,7 +264,11 @@ def export(
                 verifier = audit_verifier(ctx.settings)
         partial = output.with_name(output.name + ".partial")
         try:
-            with ctx.session_factory() as session, session.begin(), partial.open("w", encoding="utf-8", newline="") as fh:
+            with (
+                ctx.session_factory() as session,
+                session.begin(),
+                partial.open("w", encoding="utf-8", newline="") as fh,
+            ):
                 if bundle:
                     count = write_bundle(session, fh, notes=notes, verifier=verifier)
                     head = audit.chain_head(session)
@@ -229,21 +282,39 @@ def export(
         finally:
             partial.unlink(missing_ok=True)
         with unit_of_work(ctx.session_factory) as session:
-            audit.record(session, action="audit.exported", actor=user.email,
-                         details={"format": "bundle" if bundle else fmt, "count": summary.count,
-                                  "head_seq": summary.head_seq, "head_hash": summary.head_hash, "file": output.name,
-                                  "checkpoints": len(notes)})  # fmt: skip
+            audit.record(
+                session,
+                action="audit.exported",
+                actor=user.email,
+                details={
+                    "format": "bundle" if bundle else fmt,
+                    "count": summary.count,
+                    "head_seq": summary.head_seq,
+                    "head_hash": summary.head_hash,
+                    "file": output.name,
+                    "checkpoints": len(notes),
+                },
+            )
         extra = f" and {len(notes)} checkpoint(s)" if bundle else ""
-        out.print(f"{summary.count} event(s){extra} written to {output}; chain head #{summary.head_seq} {summary.head_hash}")
+        out.print(
+            f"{summary.count} event(s){extra} written to {output}; chain head #{summary.head_seq} {summary.head_hash}"
+        )
 
 
 @app.command("verify-export")
 def verify_export(
     path: Annotated[Path, typer.Argument(help="A JSONL file or bundle written by `likeness audit export`.")],
-    key: Annotated[str | None, typer.Option("--key", help="The verifier key you trust (NAME+ID+KEY); "
-                                                          "default: the bundle's own, printed for comparison.")] = None,
-    actor: Annotated[str | None, typer.Option("--actor", envvar="LIKENESS_ACTOR",
-                                              help="Not needed: the check is offline.")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="The verifier key you trust (NAME+ID+KEY); "
+            "default: the bundle's own, printed for comparison.",
+        ),
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option("--actor", envvar="LIKENESS_ACTOR", help="Not needed: the check is offline.")
+    ] = None,
 ) -> None:
     """Re-check an export or bundle offline (no database, no network).
 
@@ -270,4 +341,6 @@ def verify_export(
             where = f" at event #{chain.broken_seq}" if chain.broken_seq is not None else ""
             raise CliError(f"export {path} fails{where}: {chain.problem}")
         note = f" ({chain.problem})" if chain.problem else ""
-        out.print(f"export intact: {chain.checked} events, chain head #{chain.head_seq} {chain.head_hash}{note}")
+        out.print(
+            f"export intact: {chain.checked} events, chain head #{chain.head_seq} {chain.head_hash}{note}"
+        )

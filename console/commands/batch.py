@@ -33,20 +33,32 @@ def console() -> Console:
     return make_console()
 
 
-
 @contextlib.contextmanager
 def flow_errors(*extra: type[BaseException]) -> Iterator[None]:
     """One-line errors for flow commands: refusals, bad inputs, unreachable database or storage."""
     with cli_errors(), one_line_errors(*USER_FACING, *extra):
         yield
 
+
 STATE_STYLE = {
-    "published": "green", "approved": "green", "awaiting_review": "yellow", "rendering": "cyan",
-    "rendered": "cyan", "publishing": "cyan", "submitted": "white", "refused": "red", "rejected": "red",
-    "failed": "red bold", "taken_down": "magenta",
-}  # fmt: skip
-SCORE_COLUMNS = (("binding_distance", "binding"), ("fidelity_mean_distance", "fidelity"),
-                 ("sharpness_ratio", "sharpness"), ("flicker_outlier_ratio", "flicker"))
+    "published": "green",
+    "approved": "green",
+    "awaiting_review": "yellow",
+    "rendering": "cyan",
+    "rendered": "cyan",
+    "publishing": "cyan",
+    "submitted": "white",
+    "refused": "red",
+    "rejected": "red",
+    "failed": "red bold",
+    "taken_down": "magenta",
+}
+SCORE_COLUMNS = (
+    ("binding_distance", "binding"),
+    ("fidelity_mean_distance", "fidelity"),
+    ("sharpness_ratio", "sharpness"),
+    ("flicker_outlier_ratio", "flicker"),
+)
 
 
 def runtime() -> Runtime:
@@ -59,7 +71,9 @@ def runtime() -> Runtime:
 @app.command("submit")
 def submit(
     file: Path = typer.Argument(..., help="batch file: .yaml/.yml (name + jobs) or .csv (one job per row)"),
-    actor: str = typer.Option(..., "--actor", envvar="LIKENESS_ACTOR", help="e-mail of the submitting operator"),
+    actor: str = typer.Option(
+        ..., "--actor", envvar="LIKENESS_ACTOR", help="e-mail of the submitting operator"
+    ),
     name: str | None = typer.Option(None, help="batch name (default: the file's `name`, or its stem)"),
 ) -> None:
     """Check and store every input, then create the batch and its jobs (consent is checked at render time)."""
@@ -113,8 +127,10 @@ def quiet_prefect_console() -> None:
     the handlers after the run would still print a line beside the result)."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    loggers = [logging.getLogger(), *(item for item in logging.root.manager.loggerDict.values()
-                                      if isinstance(item, logging.Logger))]
+    loggers = [
+        logging.getLogger(),
+        *(item for item in logging.root.manager.loggerDict.values() if isinstance(item, logging.Logger)),
+    ]
     for item in loggers:
         for handler in item.handlers:
             if isinstance(handler, PrefectConsoleHandler):
@@ -129,8 +145,14 @@ class BatchProgress:
     def __init__(self, rt: Runtime, batch_id: str, *, every: float = 1.0) -> None:
         self.rt, self.batch_id, self.every = rt, batch_id, every
         self._stop = threading.Event()
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=console(), transient=False)
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console(),
+            transient=False,
+        )
 
     def __enter__(self) -> BatchProgress:
         self._progress.start()
@@ -152,8 +174,12 @@ class BatchProgress:
         states = Counter(job.state for job in report.jobs)
         done = sum(count for state, count in states.items() if state in self.RESTING)
         summary = ", ".join(f"{count} {state}" for state, count in sorted(states.items()))
-        self._progress.update(self._task, total=len(report.jobs), completed=done,
-                              description=f"batch {self.batch_id[:8]}: {summary}")
+        self._progress.update(
+            self._task,
+            total=len(report.jobs),
+            completed=done,
+            description=f"batch {self.batch_id[:8]}: {summary}",
+        )
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -176,8 +202,9 @@ def status(batch_id: str = typer.Argument(..., help="the batch to report on")) -
 
 def print_report(report: BatchReport, *, out: Console | None = None) -> None:
     """Print a batch report as a Rich table."""
-    table = Table(title=f"batch {report.name} ({report.batch_id}) requested by {report.requested_by}",
-                  show_lines=False)
+    table = Table(
+        title=f"batch {report.name} ({report.batch_id}) requested by {report.requested_by}", show_lines=False
+    )
     table.add_column("job", no_wrap=True)
     table.add_column("subject")
     table.add_column("use")
@@ -188,10 +215,20 @@ def print_report(report: BatchReport, *, out: Console | None = None) -> None:
     table.add_column("review")
     table.add_column("published key / why not", overflow="fold")
     for job in report.jobs:
-        scores = [f"{job.scores[key]:.3f}" if isinstance(job.scores.get(key), int | float) else "-"
-                  for key, _ in SCORE_COLUMNS]
+        scores = [
+            f"{job.scores[key]:.3f}" if isinstance(job.scores.get(key), int | float) else "-"
+            for key, _ in SCORE_COLUMNS
+        ]
         where = job.published_key or job.last_error or job.reasons or ""
         style = STATE_STYLE.get(job.state, "white")
-        table.add_row(job.job_id[:8], job.subject, job.use, f"[{style}]{job.state}[/{style}]", *scores,
-                      job.outcome or "-", job.reviewer or "-", where)
+        table.add_row(
+            job.job_id[:8],
+            job.subject,
+            job.use,
+            f"[{style}]{job.state}[/{style}]",
+            *scores,
+            job.outcome or "-",
+            job.reviewer or "-",
+            where,
+        )
     (out or console()).print(table)

@@ -27,9 +27,15 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path, typer.Argument(help="The video to judge.")],
         portrait: Annotated[Path, typer.Option("--portrait", help="The portrait it should show.")],
         driving: Annotated[Path, typer.Option("--driving", help="The video whose motion it should follow.")],
-        reference: Annotated[Path | None, typer.Option(
-            "--reference", help="The subject's likeness reference photo (measures the binding).")] = None,
-        policy: Annotated[Path | None, typer.Option("--policy", help="Policy file (default: the packaged one).")] = None,
+        reference: Annotated[
+            Path | None,
+            typer.Option(
+                "--reference", help="The subject's likeness reference photo (measures the binding)."
+            ),
+        ] = None,
+        policy: Annotated[
+            Path | None, typer.Option("--policy", help="Policy file (default: the packaged one).")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         """Run the identity, artifact, motion and driver-leak checks on a video and show the policy's verdicts."""
@@ -38,10 +44,16 @@ def register(app: typer.Typer) -> None:
 
         with one_line_errors(*CHECK_ERRORS):
             settings = load_settings()
-            result = check_video(output, portrait=portrait, driving=driving, reference=reference,
-                                 policy_path=policy or settings.policy_path, every=settings.fidelity_every,
-                                 detect_every=settings.driving_detect_every,
-                                 max_image_pixels=settings.max_image_pixels)
+            result = check_video(
+                output,
+                portrait=portrait,
+                driving=driving,
+                reference=reference,
+                policy_path=policy or settings.policy_path,
+                every=settings.fidelity_every,
+                detect_every=settings.driving_detect_every,
+                max_image_pixels=settings.max_image_pixels,
+            )
         if as_json:
             out.print_json(json.dumps(result.as_dict()))
             return

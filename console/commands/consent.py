@@ -70,11 +70,21 @@ def _forget_evidence(ctx: CliContext, key: str) -> None:
 
 
 def _versions_table(rows: list[Consent], *, title: str | None = None) -> Table:
-    table = Table("id", "v", "purposes", "channels", "territories", "valid from", "valid until", "status", title=title)
+    table = Table(
+        "id", "v", "purposes", "channels", "territories", "valid from", "valid until", "status", title=title
+    )
     for row in rows:
         status = "revoked" if row.revoked_at else ("superseded" if row.superseded_by_id else "current")
-        table.add_row(row.id, str(row.version), ", ".join(row.purposes), ", ".join(row.channels),
-                      ", ".join(row.territories), show_time(row.valid_from), show_time(row.valid_until), status)  # fmt: skip
+        table.add_row(
+            row.id,
+            str(row.version),
+            ", ".join(row.purposes),
+            ", ".join(row.channels),
+            ", ".join(row.territories),
+            show_time(row.valid_from),
+            show_time(row.valid_until),
+            status,
+        )
     return table
 
 
@@ -90,9 +100,13 @@ def grant(
     valid_from: Annotated[str | None, typer.Option("--from", help="Start (ISO; default now).")] = None,
     valid_until: Annotated[str | None, typer.Option("--until", help="End (ISO; default open-ended).")] = None,
     notes: Annotated[str, typer.Option(help="Free text kept with the consent.")] = "",
-    reference_photo: Annotated[Path | None, typer.Option(
-        "--reference-photo", help="The subject's reference photo (one face, as for portraits); attached with the consent.",
-    )] = None,
+    reference_photo: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference-photo",
+            help="The subject's reference photo (one face, as for portraits); attached with the consent.",
+        ),
+    ] = None,
 ) -> None:
     """Record a new consent (compliance or admin); the evidence must match its SHA-256."""
     from flows.errors import USER_FACING
@@ -111,30 +125,50 @@ def grant(
             stored: list[StoredUpload | None] = []
             try:
                 if rt is not None and photo is not None:
-                    stored.append(store_upload(rt, photo.path, photo.sha256, prefix="references", kind="reference"))
+                    stored.append(
+                        store_upload(rt, photo.path, photo.sha256, prefix="references", kind="reference")
+                    )
                 with unit_of_work(ctx.session_factory) as session:
                     subject_id = find_subject(session, subject).id
                     recorder = get_user_by_email(session, actor).id
                     granted = consent.grant(
-                        session, subject_id=subject_id, purposes=purpose, channels=channel,
-                        territories=territory, valid_from=start or utcnow(), valid_until=end,
-                        evidence_path=copy, evidence_sha256=evidence_sha256, evidence_key=key,
-                        recorded_by=recorder, notes=notes,
-                    )  # fmt: skip
+                        session,
+                        subject_id=subject_id,
+                        purposes=purpose,
+                        channels=channel,
+                        territories=territory,
+                        valid_from=start or utcnow(),
+                        valid_until=end,
+                        evidence_path=copy,
+                        evidence_sha256=evidence_sha256,
+                        evidence_key=key,
+                        recorded_by=recorder,
+                        notes=notes,
+                    )
                     for ref in stored:
                         if ref is not None and photo is not None:
-                            subjects.add_reference(session, subject_id=subject_id, bucket=ref.bucket,
-                                                   object_key=ref.key, sha256=photo.sha256, created_by=recorder)
+                            subjects.add_reference(
+                                session,
+                                subject_id=subject_id,
+                                bucket=ref.bucket,
+                                object_key=ref.key,
+                                sha256=photo.sha256,
+                                created_by=recorder,
+                            )
             except BaseException:
                 if created:
-                    _forget_evidence(ctx, key)  # nothing half-written: the refused grant keeps no evidence copy
+                    _forget_evidence(
+                        ctx, key
+                    )  # nothing half-written: the refused grant keeps no evidence copy
                 if rt is not None:
                     discard_unreferenced(rt, stored)
                 raise
         finally:
             if rt is not None:
                 rt.close()
-        photo_note = f", reference photo stored as {stored[0].bucket}/{stored[0].key}" if stored and stored[0] else ""
+        photo_note = (
+            f", reference photo stored as {stored[0].bucket}/{stored[0].key}" if stored and stored[0] else ""
+        )
         out.print(f"consent {granted.id} granted (version 1), evidence kept as {key}{photo_note}")
         checkpoint_after(ctx.settings, ctx.session_factory, "consent.granted")
 
@@ -146,7 +180,9 @@ def amend(
     actor: ActorOption,
     purpose: Annotated[list[str] | None, typer.Option("--purpose", help="New purposes (repeat).")] = None,
     channel: Annotated[list[str] | None, typer.Option("--channel", help="New channels (repeat).")] = None,
-    territory: Annotated[list[str] | None, typer.Option("--territory", help="New territories (repeat).")] = None,
+    territory: Annotated[
+        list[str] | None, typer.Option("--territory", help="New territories (repeat).")
+    ] = None,
     valid_from: Annotated[str | None, typer.Option("--from", help="New start (ISO).")] = None,
     valid_until: Annotated[str | None, typer.Option("--until", help="New end (ISO).")] = None,
     evidence: Annotated[Path | None, typer.Option("--evidence", help="New evidence document.")] = None,
@@ -173,8 +209,14 @@ def amend(
             copy, key, created = _keep_evidence(ctx, evidence, evidence_sha256)
             changes.update(evidence_path=copy, evidence_sha256=evidence_sha256, evidence_key=key)
         try:
-            new = amend_consent(ctx.session_factory, lambda: make_store(ctx.settings), consent_id=consent_id,
-                                actor_email=actor, reason=reason, **changes)
+            new = amend_consent(
+                ctx.session_factory,
+                lambda: make_store(ctx.settings),
+                consent_id=consent_id,
+                actor_email=actor,
+                reason=reason,
+                **changes,
+            )
         except BaseException:
             if created and copy is not None and not _recorded(ctx, key):
                 _forget_evidence(ctx, key)
@@ -217,10 +259,17 @@ def revoke(
     stay queued (listed, exit 1) and the takedown sweep retries them until done.
     """
     with governance_command() as ctx:
-        revoked = revoke_consent(ctx.session_factory, lambda: make_store(ctx.settings), consent_id=consent_id,
-                                 actor_email=actor, reason=reason)
-        out.print(f"consent {revoked.consent_id} (version {revoked.version}) revoked; "
-                  f"{len(revoked.report.taken_down)} publication(s) taken down, {len(revoked.report.queued)} queued")
+        revoked = revoke_consent(
+            ctx.session_factory,
+            lambda: make_store(ctx.settings),
+            consent_id=consent_id,
+            actor_email=actor,
+            reason=reason,
+        )
+        out.print(
+            f"consent {revoked.consent_id} (version {revoked.version}) revoked; "
+            f"{len(revoked.report.taken_down)} publication(s) taken down, {len(revoked.report.queued)} queued"
+        )
         checkpoint_after(ctx.settings, ctx.session_factory, "consent.revoked")
         _report_takedowns(revoked.report)
 
@@ -243,7 +292,9 @@ def show(consent_id: str, actor: ActorOption) -> None:
 def list_consents(
     actor: ActorOption,
     subject: Annotated[str | None, typer.Option(help="Subject id or reference.")] = None,
-    all_versions: Annotated[bool, typer.Option("--all-versions", help="Include superseded versions.")] = False,
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="Include superseded versions.")
+    ] = False,
 ) -> None:
     """List consents (current versions unless --all-versions)."""
     with governance_command() as ctx:
@@ -267,6 +318,12 @@ def verify(
     with governance_command() as ctx:
         acting_user(ctx, actor, READERS, "consent.verify")
         with ctx.session_factory() as session:
-            found = consent.verify(session, subject_id=find_subject(session, subject).id, purpose=purpose,
-                                   channel=channel, territory=territory, at=parse_time(at, "--at"))  # fmt: skip
+            found = consent.verify(
+                session,
+                subject_id=find_subject(session, subject).id,
+                purpose=purpose,
+                channel=channel,
+                territory=territory,
+                at=parse_time(at, "--at"),
+            )
         out.print(f"covered by consent {found.id} (version {found.version}, lineage {found.lineage_id})")

@@ -26,12 +26,19 @@ def upgrade_command(
         after = current_revision(url)
         if before != after:
             with unit_of_work(ctx.session_factory) as session:
-                audit.record(session, action="db.upgraded", actor="system:cli", details={"from": before, "to": after})
-        out.print(f"database at revision {after} (head {head_revision()})" + ("" if before != after else ", unchanged"))
+                audit.record(
+                    session, action="db.upgraded", actor="system:cli", details={"from": before, "to": after}
+                )
+        out.print(
+            f"database at revision {after} (head {head_revision()})"
+            + ("" if before != after else ", unchanged")
+        )
 
 
 @app.command("current")
 def current_command() -> None:
     """Print the schema revision of the database and the newest one the code knows."""
     with governance_command(require_migrated=False) as ctx:
-        out.print(f"database at revision {current_revision(ctx.settings.database_url) or 'none'} (head {head_revision()})")
+        out.print(
+            f"database at revision {current_revision(ctx.settings.database_url) or 'none'} (head {head_revision()})"
+        )

@@ -22,8 +22,9 @@ from governance import models_registry
 from governance.enums import ModelStatus
 from governance.uow import unit_of_work
 
-app = typer.Typer(help="Models: which checkpoints may render, trained on whose consented footage.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Models: which checkpoints may render, trained on whose consented footage.", no_args_is_help=True
+)
 
 
 @app.command("register")
@@ -32,8 +33,12 @@ def register(
     name: Annotated[str, typer.Option(help="Model name, e.g. mcnet-newsroom.")],
     version: Annotated[str, typer.Option(help="Model version, e.g. 1 or 2026.12.")],
     actor: ActorOption,
-    data: Annotated[Path | None, typer.Option(help="Prepared training data it was trained on (lineage).")] = None,
-    sha256: Annotated[str | None, typer.Option(help="Refuse the checkpoint unless its sha256 matches.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Prepared training data it was trained on (lineage).")
+    ] = None,
+    sha256: Annotated[
+        str | None, typer.Option(help="Refuse the checkpoint unless its sha256 matches.")
+    ] = None,
     description: Annotated[str, typer.Option(help="What the model is for.")] = "",
 ) -> None:
     """Register a checkpoint so that it may render (operator, compliance or admin)."""
@@ -49,17 +54,27 @@ def register(
             clips = training.lineage_from_data(gov, data)
         with unit_of_work(ctx.session_factory) as session:
             model = models_registry.register_model(
-                session, name=name, version=version, sha256=digest, config=config, actor_email=user.email,
-                clips=clips, description=description,
-            )  # fmt: skip
+                session,
+                name=name,
+                version=version,
+                sha256=digest,
+                config=config,
+                actor_email=user.email,
+                clips=clips,
+                description=description,
+            )
             lineage = f"{len(clips)} training clip(s)" if clips else "lineage unknown (trained elsewhere)"
-            out.print(f"model {model.name}@{model.version} registered as {model.id} (sha256 {model.sha256}); {lineage}")
+            out.print(
+                f"model {model.name}@{model.version} registered as {model.id} (sha256 {model.sha256}); {lineage}"
+            )
 
 
 @app.command("list")
 def list_models(
     actor: ActorOption,
-    status: Annotated[str | None, typer.Option(help="Only this status: active, retired, consent_withdrawn.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only this status: active, retired, consent_withdrawn.")
+    ] = None,
 ) -> None:
     """Registered models, newest first."""
     with governance_command() as ctx:
@@ -71,8 +86,15 @@ def list_models(
             table = Table("name", "version", "status", "sha256", "clips", "registered", "by", title="models")
             for model in rows:
                 clips = len(models_registry.lineage(session, model.id))
-                table.add_row(model.name, model.version, ModelStatus(model.status).value, model.sha256[:16],
-                              str(clips), show_time(model.created_at), model.created_by)  # fmt: skip
+                table.add_row(
+                    model.name,
+                    model.version,
+                    ModelStatus(model.status).value,
+                    model.sha256[:16],
+                    str(clips),
+                    show_time(model.created_at),
+                    model.created_by,
+                )
         out.print(table)
 
 
@@ -89,23 +111,46 @@ def show(
             head = Table("", "", show_header=False, title=f"model {model.name}@{model.version}")
             head.add_row("id", model.id)
             head.add_row("sha256", model.sha256)
-            head.add_row("status", ModelStatus(model.status).value
-                         + (f" since {show_time(model.status_changed_at)} by {model.status_changed_by}: "
-                            f"{model.status_reason}" if model.status_changed_at else ""))
+            head.add_row(
+                "status",
+                ModelStatus(model.status).value
+                + (
+                    f" since {show_time(model.status_changed_at)} by {model.status_changed_by}: "
+                    f"{model.status_reason}"
+                    if model.status_changed_at
+                    else ""
+                ),
+            )
             head.add_row("registered", f"{show_time(model.created_at)} by {model.created_by}")
-            head.add_row("config", ", ".join(f"{k}={v}" for k, v in sorted(model.config.items())
-                                             if not isinstance(v, dict | list)))
+            head.add_row(
+                "config",
+                ", ".join(
+                    f"{k}={v}" for k, v in sorted(model.config.items()) if not isinstance(v, dict | list)
+                ),
+            )
             if model.description:
                 head.add_row("description", model.description)
-            clips = Table("subject", "split", "frames", "clip sha256", "origin", "consent", title="training data")
+            clips = Table(
+                "subject", "split", "frames", "clip sha256", "origin", "consent", title="training data"
+            )
             for clip, subject, used in models_registry.lineage(session, model.id):
                 state = "revoked" if used.revoked_at else "in force"
-                clips.add_row(subject.reference, clip.split, str(clip.frames), clip.sha256[:16], clip.origin,
-                              f"{used.id} v{used.version} ({state})")  # fmt: skip
+                clips.add_row(
+                    subject.reference,
+                    clip.split,
+                    str(clip.frames),
+                    clip.sha256[:16],
+                    clip.origin,
+                    f"{used.id} v{used.version} ({state})",
+                )
             pubs = Table("publication", "job", "published", "status", title="publications")
             for publication in models_registry.publications_of(session, model):
-                pubs.add_row(publication.id, publication.job_id, show_time(publication.published_at),
-                             "taken down" if publication.taken_down_at else "published")
+                pubs.add_row(
+                    publication.id,
+                    publication.job_id,
+                    show_time(publication.published_at),
+                    "taken down" if publication.taken_down_at else "published",
+                )
         out.print(head)
         out.print(clips if clips.row_count else "training data: not recorded (trained outside likeness)")
         out.print(pubs if pubs.row_count else "publications: none")

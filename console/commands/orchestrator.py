@@ -27,7 +27,9 @@ def up(timeout: float = typer.Option(120.0, help="Seconds to wait for the API to
     with cli_errors(), one_line_errors(*ERRORS):
         server = local_prefect_server(load_settings())
         state = server.start(timeout=timeout)
-        out.print(f"Prefect server running: pid {state.pid}, PREFECT_API_URL={state.api_url}, home {state.home}")
+        out.print(
+            f"Prefect server running: pid {state.pid}, PREFECT_API_URL={state.api_url}, home {state.home}"
+        )
 
 
 @app.command("down")
@@ -44,8 +46,14 @@ def status() -> None:
     with cli_errors(), one_line_errors(*ERRORS):
         current = local_prefect_server(load_settings()).status()
         table = Table("running", "healthy", "pid", "api", "home", "detail")
-        table.add_row("yes" if current.running else "no", "yes" if current.healthy else "no",
-                      str(current.pid or "-"), current.api_url or "-", str(current.home), current.reason)
+        table.add_row(
+            "yes" if current.running else "no",
+            "yes" if current.healthy else "no",
+            str(current.pid or "-"),
+            current.api_url or "-",
+            str(current.home),
+            current.reason,
+        )
         out.print(table)
         if not current.healthy:
             raise typer.Exit(code=1)

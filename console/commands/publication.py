@@ -33,8 +33,14 @@ def list_(
     """List publications, newest first."""
     with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
         rows = publications.list_publications(session, active_only=not all_)
-        record_read(session, actor_email=actor, roles=READERS, what="publication.list", resource_type="publication",
-                    details={"publications": [row.id for row in rows], "include_taken_down": all_})
+        record_read(
+            session,
+            actor_email=actor,
+            roles=READERS,
+            what="publication.list",
+            resource_type="publication",
+            details={"publications": [row.id for row in rows], "include_taken_down": all_},
+        )
         table = Table("published", "watermark", "status")
         table.add_column("job", no_wrap=True, min_width=36)
         table.add_column("id", no_wrap=True, min_width=36)
@@ -49,17 +55,36 @@ def show(publication_id: Annotated[str, typer.Argument(help="Publication id.")],
     """Show one publication: where it lies, and the job, consent, model and reviewer behind it."""
     with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
         record = publications.describe(session, publications.get_publication(session, publication_id))
-        record_read(session, actor_email=actor, roles=READERS, what="publication.show", resource_type="publication",
-                    resource_id=record.publication_id, subject_id=record.subject_id, job_id=record.job_id)
+        record_read(
+            session,
+            actor_email=actor,
+            roles=READERS,
+            what="publication.show",
+            resource_type="publication",
+            resource_id=record.publication_id,
+            subject_id=record.subject_id,
+            job_id=record.job_id,
+        )
         table = Table("", "", show_header=False, title=f"publication {record.publication_id}")
         for label, value in (
             ("object", f"{record.bucket}/{record.object_key} (version {record.version_id or '-'})"),
-            ("sha256", record.sha256), ("watermark", str(record.watermark_payload)), ("job", record.job_id),
-            ("consent", f"{record.consent_id} v{record.consent_version}" + (" (revoked)" if record.consent_revoked else "")),
-            ("model sha256", record.model_sha256 or "-"), ("reviewer", record.reviewer or "none (approved by policy)"),
+            ("sha256", record.sha256),
+            ("watermark", str(record.watermark_payload)),
+            ("job", record.job_id),
+            (
+                "consent",
+                f"{record.consent_id} v{record.consent_version}"
+                + (" (revoked)" if record.consent_revoked else ""),
+            ),
+            ("model sha256", record.model_sha256 or "-"),
+            ("reviewer", record.reviewer or "none (approved by policy)"),
             ("published", f"{show_time(record.published_at)} by {record.published_by}"),
-            ("taken down", f"{show_time(record.taken_down_at)} by {record.taken_down_by}: {record.takedown_reason}"
-             if record.taken_down_at else "no"),
+            (
+                "taken down",
+                f"{show_time(record.taken_down_at)} by {record.taken_down_by}: {record.takedown_reason}"
+                if record.taken_down_at
+                else "no",
+            ),
         ):
             table.add_row(label, value)
         out.print(table)
@@ -69,7 +94,9 @@ def show(publication_id: Annotated[str, typer.Argument(help="Publication id.")],
 def download(
     publication_id: Annotated[str, typer.Argument(help="Publication id (see `likeness publication list`).")],
     actor: ActorOption,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write it (default <job id>.mp4).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write it (default <job id>.mp4).")
+    ] = None,
 ) -> None:
     """Download a live publication, checked against its recorded SHA-256 (any signed-up user; audited)."""
     with governance_command() as ctx, one_line_errors(*PUBLISHING_ERRORS):
@@ -77,20 +104,36 @@ def download(
         with unit_of_work(ctx.session_factory) as session:
             record = publications.get_publication(session, publication_id)
             if record.taken_down_at is not None:
-                raise CliError(f"publication {publication_id} was taken down at {show_time(record.taken_down_at)}")
-            bucket, key, version, sha, job_id = (record.bucket, record.object_key, record.version_id,
-                                                 record.sha256, record.job_id)
+                raise CliError(
+                    f"publication {publication_id} was taken down at {show_time(record.taken_down_at)}"
+                )
+            bucket, key, version, sha, job_id = (
+                record.bucket,
+                record.object_key,
+                record.version_id,
+                record.sha256,
+                record.job_id,
+            )
         target = output or Path(f"{job_id}{Path(key).suffix or '.mp4'}")
         if target.exists():
             raise CliError(f"{target} already exists: choose another --output")
         stored = make_store(ctx.settings).get_file(bucket, key, target, version_id=version)
         if stored.sha256 != sha:
             target.unlink(missing_ok=True)
-            raise CliError(f"publication {publication_id}: stored sha256 {stored.sha256[:12]}… differs from the "
-                           f"recorded {sha[:12]}…; nothing written")
+            raise CliError(
+                f"publication {publication_id}: stored sha256 {stored.sha256[:12]}… differs from the "
+                f"recorded {sha[:12]}…; nothing written"
+            )
         with unit_of_work(ctx.session_factory) as session:
-            audit.record(session, action="publication.downloaded", actor=user.email, job_id=job_id,
-                         resource_type="publication", resource_id=publication_id, details={"sha256": sha})
+            audit.record(
+                session,
+                action="publication.downloaded",
+                actor=user.email,
+                job_id=job_id,
+                resource_type="publication",
+                resource_id=publication_id,
+                details={"sha256": sha},
+            )
         out.print(f"publication {publication_id} (job {job_id}) written to {target} (sha256 {sha})")
 
 
@@ -99,16 +142,26 @@ def takedown(
     publication_id: Annotated[str, typer.Argument(help="Publication id.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")],
     actor: ActorOption,
-    retain: Annotated[bool, typer.Option("--retain", help="Keep versions under legal hold instead of deleting.")] = False,
+    retain: Annotated[
+        bool, typer.Option("--retain", help="Keep versions under legal hold instead of deleting.")
+    ] = False,
 ) -> None:
     """Stop serving a publication (compliance or admin) and record who, when and why."""
     with governance_command() as ctx, one_line_errors(*PUBLISHING_ERRORS):
-        report = takedown_publication(ctx.session_factory, make_store(ctx.settings), publication_id=publication_id,
-                                      reason=reason, actor_email=actor, retain=retain)
+        report = takedown_publication(
+            ctx.session_factory,
+            make_store(ctx.settings),
+            publication_id=publication_id,
+            reason=reason,
+            actor_email=actor,
+            retain=retain,
+        )
         storage = report.storage
-        out.print(f"publication {report.publication_id} (job {report.job_id}) taken down by {report.taken_down_by}: "
-                  f"{len(storage.deleted_versions)} version(s) deleted, {len(storage.held_versions)} held"
-                  + (", delete marker set" if storage.delete_marker else ""))
+        out.print(
+            f"publication {report.publication_id} (job {report.job_id}) taken down by {report.taken_down_by}: "
+            f"{len(storage.deleted_versions)} version(s) deleted, {len(storage.held_versions)} held"
+            + (", delete marker set" if storage.delete_marker else "")
+        )
         checkpoint_after(ctx.settings, ctx.session_factory, "publication.taken_down")
 
 
@@ -125,4 +178,6 @@ def sweep(actor: ActorOption) -> None:
         if report.taken_down:
             checkpoint_after(ctx.settings, ctx.session_factory, "publication.taken_down")
         if report.queued:
-            raise CliError(f"{len(report.queued)} takedown(s) still queued (storage refused them); {RETRY_HINT}")
+            raise CliError(
+                f"{len(report.queued)} takedown(s) still queued (storage refused them); {RETRY_HINT}"
+            )

@@ -47,18 +47,30 @@ def _runtime() -> Runtime:
     return Runtime(settings)
 
 
-def _record_read(rt: Runtime, actor: str, what: str, *, job_id: str | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+def _record_read(
+    rt: Runtime, actor: str, what: str, *, job_id: str | None = None, details: dict[str, Any] | None = None
+) -> None:
     """The reviewer's read of personal data is on record (`access.read`); a reader without the role is refused."""
     with unit_of_work(rt.sessions) as session:
         subject_id = jobs.get_job(session, job_id).subject_id if job_id is not None else None
-        record_read(session, actor_email=actor, roles=READERS, what=what, resource_type="job" if job_id else None,
-                    resource_id=job_id, subject_id=subject_id, job_id=job_id, details=details)
+        record_read(
+            session,
+            actor_email=actor,
+            roles=READERS,
+            what=what,
+            resource_type="job" if job_id else None,
+            resource_id=job_id,
+            subject_id=subject_id,
+            job_id=job_id,
+            details=details,
+        )
 
 
 @app.command("list")
 def list_reviews(
-    actor: str = typer.Option(..., "--actor", envvar="LIKENESS_ACTOR", help="e-mail of the reviewer (or auditor)"),
+    actor: str = typer.Option(
+        ..., "--actor", envvar="LIKENESS_ACTOR", help="e-mail of the reviewer (or auditor)"
+    ),
 ) -> None:
     """Jobs awaiting review, longest waiting first, with why the policy flagged them (an audited read)."""
     with flow_errors():
@@ -75,15 +87,23 @@ def list_reviews(
     for column in ("subject", "use", "requested by", "waiting since", "flagged because"):
         table.add_column(column, overflow="fold")
     for item in items:
-        table.add_row(item.job_id, item.subject, item.use, item.requested_by,
-                      item.waiting_since.strftime("%Y-%m-%d %H:%M UTC"), "; ".join(item.reasons) or "-")
+        table.add_row(
+            item.job_id,
+            item.subject,
+            item.use,
+            item.requested_by,
+            item.waiting_since.strftime("%Y-%m-%d %H:%M UTC"),
+            "; ".join(item.reasons) or "-",
+        )
     console().print(table)
 
 
 @app.command("show")
 def show(
     job_id: str = typer.Argument(..., help="the job to look at"),
-    actor: str = typer.Option(..., "--actor", envvar="LIKENESS_ACTOR", help="e-mail of the reviewer (or auditor)"),
+    actor: str = typer.Option(
+        ..., "--actor", envvar="LIKENESS_ACTOR", help="e-mail of the reviewer (or auditor)"
+    ),
     download: Path | None = typer.Option(None, help="also save the render here to watch it"),
 ) -> None:
     """Everything the decision rests on: use, scores, reasons, policy version, model, render (an audited read)."""
@@ -94,10 +114,24 @@ def show(
                 require_role(session, email=actor, roles=READERS, action="review.show")
             item = review_item(rt, job_id)
             saved = download_render(rt, item, download) if download is not None else None
-            media = ({"render": {"bucket": item.output.bucket, "key": item.output.key, "sha256": item.output.sha256}}
-                     if saved is not None and item.output is not None else {})
-            _record_read(rt, actor, "review.download" if saved is not None else "review.show", job_id=item.job_id,
-                         details=media)
+            media = (
+                {
+                    "render": {
+                        "bucket": item.output.bucket,
+                        "key": item.output.key,
+                        "sha256": item.output.sha256,
+                    }
+                }
+                if saved is not None and item.output is not None
+                else {}
+            )
+            _record_read(
+                rt,
+                actor,
+                "review.download" if saved is not None else "review.show",
+                job_id=item.job_id,
+                details=media,
+            )
         finally:
             rt.close()
     print_item(item)
@@ -127,16 +161,24 @@ def _decide(job_id: str, reviewer: str, verdict: str, reason: str, publish: bool
         rt = _runtime()
         try:
             with use_runtime(rt):
-                result = apply_decision(settings_or_runtime=rt, job_id=job_id, reviewer_email=reviewer,
-                                        verdict=verdict, reason=reason, publish=publish)
+                result = apply_decision(
+                    settings_or_runtime=rt,
+                    job_id=job_id,
+                    reviewer_email=reviewer,
+                    verdict=verdict,
+                    reason=reason,
+                    publish=publish,
+                )
             past = "approved" if result.verdict == "approve" else "rejected"
             ticket = result.publishing
             if ticket is not None and ticket.mode != "deployment":
                 ticket.wait()  # the local runner: this process publishes before it exits
             state = _job_state(rt, result.job_id)
             if state == JobState.refused.value:
-                raise ApprovalRefused(f"job {result.job_id} approved by {reviewer} but refused before publishing: "
-                                      f"{refusal_reason(rt, result.job_id)}")
+                raise ApprovalRefused(
+                    f"job {result.job_id} approved by {reviewer} but refused before publishing: "
+                    f"{refusal_reason(rt, result.job_id)}"
+                )
             console().print(f"job {result.job_id}: {past} by {reviewer}; now [bold]{state}[/bold]")
             if ticket is not None:
                 if ticket.mode == "deployment":
@@ -145,9 +187,14 @@ def _decide(job_id: str, reviewer: str, verdict: str, reason: str, publish: bool
                 status = publish_status(rt, job_id)
                 key = existing_publication(rt, job_id)
                 where = f" as {key}" if key else ""
-                console().print(f"publication: [bold]{status.state}[/bold]{where}"
-                                + (f" ({status.error}); retry with `likeness review retry-publish {job_id}`"
-                                   if status.error else ""))
+                console().print(
+                    f"publication: [bold]{status.state}[/bold]{where}"
+                    + (
+                        f" ({status.error}); retry with `likeness review retry-publish {job_id}`"
+                        if status.error
+                        else ""
+                    )
+                )
         finally:
             rt.close()
 
@@ -166,8 +213,17 @@ def refusal_reason(rt: Runtime, job_id: str) -> str:
     """Why a job was refused: which consent, and what of it no longer covers the job's use."""
     with unit_of_work(rt.sessions) as session:
         job = jobs.get_job(session, job_id)
-        why = (consent.lapse(session, consent_id=job.consent_id, purpose=job.purpose, channel=job.channel,
-                             territory=job.territory) if job.consent_id else None)
+        why = (
+            consent.lapse(
+                session,
+                consent_id=job.consent_id,
+                purpose=job.purpose,
+                channel=job.channel,
+                territory=job.territory,
+            )
+            if job.consent_id
+            else None
+        )
         use = f"{job.purpose}/{job.channel}/{job.territory}"
         return f"{why} (the job's use is {use})" if why else (job.last_error or "refused")
 
@@ -210,5 +266,7 @@ def retry_publish_command(
                 status = publish_status(rt, job_id)
         finally:
             rt.close()
-    console().print(f"job {job_id}: publication [bold]{status.state}[/bold]"
-                    + (f" ({status.error})" if status.error else ""))
+    console().print(
+        f"job {job_id}: publication [bold]{status.state}[/bold]"
+        + (f" ({status.error})" if status.error else "")
+    )

@@ -28,7 +28,9 @@ def up(timeout: float = typer.Option(60.0, help="Seconds to wait for the server 
         buckets = ensure_buckets(settings)
         out.print(f"S3 server running: pid {state.pid}, endpoint {state.endpoint}, data {state.data_dir}")
         for info in buckets.values():
-            extras = [name for name, on in (("versioned", info.versioned), ("object lock", info.object_lock)) if on]
+            extras = [
+                name for name, on in (("versioned", info.versioned), ("object lock", info.object_lock)) if on
+            ]
             out.print(f"  bucket {info.name}" + (f" ({', '.join(extras)})" if extras else ""))
 
 
@@ -46,8 +48,13 @@ def status() -> None:
     with cli_errors(), one_line_errors(*PUBLISHING_ERRORS):
         current = local_s3_server(load_settings()).status()
         table = Table("running", "pid", "endpoint", "data", "detail")
-        table.add_row("yes" if current.running else "no", str(current.pid or "-"), current.endpoint or "-",
-                      str(current.data_dir), current.reason)
+        table.add_row(
+            "yes" if current.running else "no",
+            str(current.pid or "-"),
+            current.endpoint or "-",
+            str(current.data_dir),
+            current.reason,
+        )
         out.print(table)
         if not current.running:
             raise typer.Exit(code=1)

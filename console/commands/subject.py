@@ -54,15 +54,18 @@ def list_subjects(actor: ActorOption) -> None:
         out.print(table)
 
 
-references = typer.Typer(help="A subject's reference photos (what renders are checked against).",
-                         no_args_is_help=True)
+references = typer.Typer(
+    help="A subject's reference photos (what renders are checked against).", no_args_is_help=True
+)
 app.add_typer(references, name="reference")
 
 
 @references.command("add")
 def reference_add(
     subject: Annotated[str, typer.Argument(help="Subject id or reference.")],
-    photo: Annotated[Path, typer.Argument(help="The photo: JPEG or PNG, inside LIKENESS_ALLOWED_INPUT_DIRS.")],
+    photo: Annotated[
+        Path, typer.Argument(help="The photo: JPEG or PNG, inside LIKENESS_ALLOWED_INPUT_DIRS.")
+    ],
     actor: ActorOption,
 ) -> None:
     """Store a reference photo for a subject, as the console does (compliance or admin)."""
@@ -79,18 +82,32 @@ def reference_add(
         safe, digest = checked.path, checked.sha256
         with safe.open("rb") as handle:
             head = handle.read(8)
-        suffix = ".png" if head.startswith(b"\x89PNG") else ".jpg" if head.startswith(b"\xff\xd8\xff") else None
+        suffix = (
+            ".png" if head.startswith(b"\x89PNG") else ".jpg" if head.startswith(b"\xff\xd8\xff") else None
+        )
         if suffix is None:
             raise CliError(f"{photo}: a reference photo must be a JPEG or PNG file")
         with unit_of_work(ctx.session_factory) as session:  # an unknown subject is refused before storing
             subject_id = subjects.find_subject(session, subject).id
         with storage_errors():
-            stored = object_store(ctx).put_file("inputs", f"references/{digest}/original{suffix}", safe,
-                                                metadata={"kind": "reference"}, expected_sha256=digest)
+            stored = object_store(ctx).put_file(
+                "inputs",
+                f"references/{digest}/original{suffix}",
+                safe,
+                metadata={"kind": "reference"},
+                expected_sha256=digest,
+            )
         with unit_of_work(ctx.session_factory) as session:
-            reference = subjects.add_reference(session, subject_id=subject_id, bucket=stored.bucket,
-                                               object_key=stored.key, sha256=digest,
-                                               created_by=get_user_by_email(session, actor).id)
+            reference = subjects.add_reference(
+                session,
+                subject_id=subject_id,
+                bucket=stored.bucket,
+                object_key=stored.key,
+                sha256=digest,
+                created_by=get_user_by_email(session, actor).id,
+            )
             reference_id = reference.id
-        out.print(f"reference photo {reference_id} added to subject {subject}, stored as "
-                  f"s3://{stored.bucket}/{stored.key}")
+        out.print(
+            f"reference photo {reference_id} added to subject {subject}, stored as "
+            f"s3://{stored.bucket}/{stored.key}"
+        )

@@ -59,30 +59,45 @@ def prepare(
     heldout: Annotated[float, typer.Option(help="Share of each clip's last frames held out.")] = 0.2,
     max_frames: Annotated[int | None, typer.Option(help="Read at most this many frames per input.")] = None,
     subject: Annotated[
-        list[str] | None, typer.Option("--subject", help="Subject reference of the person: one, or one per input.")
+        list[str] | None,
+        typer.Option("--subject", help="Subject reference of the person: one, or one per input."),
     ] = None,
-    crop: Annotated[str, typer.Option(help="Videos: face (track the one face) or center (face-centred footage).")] = "face",
+    crop: Annotated[
+        str, typer.Option(help="Videos: face (track the one face) or center (face-centred footage).")
+    ] = "face",
 ) -> None:
     """Decode videos into the clip files training reads (face tracked and cropped, resized)."""
     _configure_logging()
     with one_line_errors(*training.EXPECTED_ERRORS):
-        manifest = training.prepare_data(inputs, out, size=size, heldout_fraction=heldout, max_frames=max_frames,
-                                         subjects=subject, crop=crop)
+        manifest = training.prepare_data(
+            inputs,
+            out,
+            size=size,
+            heldout_fraction=heldout,
+            max_frames=max_frames,
+            subjects=subject,
+            crop=crop,
+        )
     train = sum(c.frames for c in manifest.split("train"))
     held = sum(c.frames for c in manifest.split("heldout"))
-    console.print(f"prepared {len(manifest.clips)} clip(s) in {out}: {train} training and {held} held-out frames")
+    console.print(
+        f"prepared {len(manifest.clips)} clip(s) in {out}: {train} training and {held} held-out frames"
+    )
 
 
 @app.command("run")
 def run(
     data: Annotated[list[Path], typer.Argument(help="A prepared data folder, or videos / frame folders.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoints, history, prepared data.")],
-    config: Annotated[str, typer.Option(help=f"Preset ({', '.join(training.PRESETS)}) or config JSON.")] = "vox256",
+    config: Annotated[
+        str, typer.Option(help=f"Preset ({', '.join(training.PRESETS)}) or config JSON.")
+    ] = "vox256",
     steps: Annotated[int, typer.Option(help="Total optimisation steps.")] = 1000,
     batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 4,
     lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 2e-4).")] = 2e-4,
     lr_milestone: Annotated[
-        list[int] | None, typer.Option(help="Step at which the learning rate is multiplied by 0.1 (repeatable).")
+        list[int] | None,
+        typer.Option(help="Step at which the learning rate is multiplied by 0.1 (repeatable)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seeds weights, sampling, warps and noise.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -93,20 +108,34 @@ def run(
     eval_every: Annotated[int, typer.Option(help="Steps between held-out evaluations (0: end only).")] = 0,
     heldout: Annotated[float, typer.Option(help="Held-out share when videos are given.")] = 0.2,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop early (saved) after this wall time.")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop early (saved) after this wall time.")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No flips or colour jitter.")] = False,
-    nproc: Annotated[int, typer.Option(help="Processes (GPUs) on this machine: DistributedDataParallel via torchrun.")] = 1,
+    nproc: Annotated[
+        int, typer.Option(help="Processes (GPUs) on this machine: DistributedDataParallel via torchrun.")
+    ] = 1,
     shards: Annotated[
-        int | None, typer.Option(help="Shards of the global batch, each with its own BatchNorm statistics (default: --nproc).")
+        int | None,
+        typer.Option(
+            help="Shards of the global batch, each with its own BatchNorm statistics (default: --nproc)."
+        ),
     ] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 on a GPU that supports it), float32 or bf16.")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 on a GPU that supports it), float32 or bf16.")
+    ] = "auto",
     crop: Annotated[str, typer.Option(help="Videos given: face (tracked) or center crop.")] = "face",
-    workers: Annotated[int, typer.Option(help="Worker processes loading the pairs (0: in this process).")] = 0,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes loading the pairs (0: in this process).")
+    ] = 0,
     subject: Annotated[
-        list[str] | None, typer.Option("--subject", help="Subject reference of the person in the videos given.")
+        list[str] | None,
+        typer.Option("--subject", help="Subject reference of the person in the videos given."),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Registered model name (default: the run folder's name).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Registered model name (default: the run folder's name).")
+    ] = None,
     version: Annotated[str | None, typer.Option(help="Registered model version (default: step<N>).")] = None,
     description: Annotated[str, typer.Option(help="What the model is for (registered with it).")] = "",
     actor: ActorOption = "",
@@ -155,7 +184,9 @@ def run(
             def report(step: training.StepReport) -> None:
                 text = f"loss {step.losses['total']:.3f}" + (" (skipped)" if step.skipped else "")
                 eta = "" if step.eta_seconds is None else f", ETA {step.eta_seconds / 60:.1f} min"
-                bar.update(task, completed=step.step, loss=text, rate=f"{step.pairs_per_second:.1f} pairs/s{eta}")
+                bar.update(
+                    task, completed=step.step, loss=text, rate=f"{step.pairs_per_second:.1f} pairs/s{eta}"
+                )
 
             result, registered = training.train_and_register(
                 gov,
@@ -186,7 +217,9 @@ def run(
         f"{len(registered.subjects)} subject(s)); it may render"
     )
     if result.evaluation is not None:
-        console.print(_scores_table(result.evaluation, f"held-out reconstruction, {result.evaluation.frames} frames"))
+        console.print(
+            _scores_table(result.evaluation, f"held-out reconstruction, {result.evaluation.frames} frames")
+        )
 
 
 @app.command("eval")
@@ -194,25 +227,38 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to score.")],
     data: Annotated[Path, typer.Argument(help="Prepared data folder with held-out clips.")],
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    sha256: Annotated[str | None, typer.Option(help="Refuse the checkpoint unless its sha256 matches.")] = None,
+    sha256: Annotated[
+        str | None, typer.Option(help="Refuse the checkpoint unless its sha256 matches.")
+    ] = None,
     per_clip: Annotated[int, typer.Option(help="Driving frames per held-out clip.")] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the scores as JSON.")] = False,
     identity: Annotated[
-        bool, typer.Option("--identity", help="Also AED, AKD and the cross-identity score (faces, landmarks; slower).")
+        bool,
+        typer.Option(
+            "--identity", help="Also AED, AKD and the cross-identity score (faces, landmarks; slower)."
+        ),
     ] = False,
 ) -> None:
     """Held-out L1 / PSNR / SSIM (and with --identity, AED, AKD and cross-identity) against copying the source."""
     _configure_logging()
     with one_line_errors(*training.EXPECTED_ERRORS):
-        report = training.evaluate_checkpoint(checkpoint, data, device=device, expected_sha256=sha256, per_clip=per_clip)
-        ids = training.identity_scores(checkpoint, data, device=device, per_clip=min(per_clip, 8)) if identity else None
+        report = training.evaluate_checkpoint(
+            checkpoint, data, device=device, expected_sha256=sha256, per_clip=per_clip
+        )
+        ids = (
+            training.identity_scores(checkpoint, data, device=device, per_clip=min(per_clip, 8))
+            if identity
+            else None
+        )
     if as_json:
         console.print_json(json.dumps({**report.as_dict(), **({"identity": ids.as_dict()} if ids else {})}))
         return
     console.print(_scores_table(report, f"held-out reconstruction, {report.frames} frames"))
     if ids is not None:
-        table = Table(title=f"identity distance (Dlib cosine, lower = same person), {ids.frames} frames, "
-                            f"{ids.missing} without a face")
+        table = Table(
+            title=f"identity distance (Dlib cosine, lower = same person), {ids.frames} frames, "
+            f"{ids.missing} without a face"
+        )
         for column in ("", "model", "copy the source frame", "copy the driver"):
             table.add_column(column, justify="right" if column else "left")
         table.add_row("AED (vs the real frame)", f"{ids.aed_model:.4f}", f"{ids.aed_copy_source:.4f}", "-")
@@ -220,17 +266,29 @@ def evaluate(
         def show(value: float | None) -> str:
             return "-" if value is None else f"{value:.4f}"
 
-        table.add_row("cross-identity (vs the portrait)", show(ids.cross_model), show(ids.cross_copy_source),
-                      show(ids.cross_copy_driver))
+        table.add_row(
+            "cross-identity (vs the portrait)",
+            show(ids.cross_model),
+            show(ids.cross_copy_source),
+            show(ids.cross_copy_driver),
+        )
         console.print(table)
         motion = Table(title=f"motion (dlib 68 landmarks), AKD on {ids.akd_frames} frames with a face")
         for column in ("", "model", "copy the source frame"):
             motion.add_column(column, justify="right" if column else "left")
-        motion.add_row("AKD (px, vs the real frame; lower is better)", show(ids.akd_model), show(ids.akd_copy_source))
-        motion.add_row("cross-identity motion distance (vs the driver; lower)", show(ids.cross_motion_distance_model),
-                       show(ids.cross_motion_distance_copy_source))
-        motion.add_row("cross-identity mouth correlation (vs the driver; higher)",
-                       show(ids.cross_mouth_correlation_model), show(ids.cross_mouth_correlation_copy_source))
+        motion.add_row(
+            "AKD (px, vs the real frame; lower is better)", show(ids.akd_model), show(ids.akd_copy_source)
+        )
+        motion.add_row(
+            "cross-identity motion distance (vs the driver; lower)",
+            show(ids.cross_motion_distance_model),
+            show(ids.cross_motion_distance_copy_source),
+        )
+        motion.add_row(
+            "cross-identity mouth correlation (vs the driver; higher)",
+            show(ids.cross_mouth_correlation_model),
+            show(ids.cross_mouth_correlation_copy_source),
+        )
         console.print(motion)
 
 
@@ -238,7 +296,9 @@ def evaluate(
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (e.g. RUN/best.pth.tar).")],
     out: Annotated[Path, typer.Argument(help="Where to write the inference checkpoint.")],
-    storage: Annotated[str, typer.Option(help="Weight storage dtype: float32, float16 or bfloat16.")] = "float32",
+    storage: Annotated[
+        str, typer.Option(help="Weight storage dtype: float32, float16 or bfloat16.")
+    ] = "float32",
 ) -> None:
     """Write an inference-only checkpoint (networks + config + step), e.g. to ship or commit."""
     _configure_logging()

@@ -16,7 +16,8 @@ from governance.uow import unit_of_work
 app = typer.Typer(help="Users and roles.", no_args_is_help=True)
 ADMIN = (Role.admin,)
 RolesOption = Annotated[
-    list[str], typer.Option("--role", help="compliance, operator, reviewer, auditor or admin (repeat for several).")
+    list[str],
+    typer.Option("--role", help="compliance, operator, reviewer, auditor or admin (repeat for several)."),
 ]
 
 
@@ -44,15 +45,21 @@ def add(
     email: Annotated[str, typer.Argument(help="The new user's email.")],
     role: RolesOption,
     name: Annotated[str, typer.Option(help="Display name.")] = "",
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read a password from stdin.")] = False,
-    actor: Annotated[str | None, typer.Option("--actor", envvar="LIKENESS_ACTOR", help="Admin acting.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read a password from stdin.")
+    ] = False,
+    actor: Annotated[
+        str | None, typer.Option("--actor", envvar="LIKENESS_ACTOR", help="Admin acting.")
+    ] = None,
 ) -> None:
     """Add a user with one or more roles (admin only; the very first user must be an admin)."""
     with governance_command() as ctx:
         acting = _actor_for_add(ctx, actor, role)
         password = _read_password() if password_stdin else None
         with unit_of_work(ctx.session_factory) as session:
-            user = users.add_user(session, email=email, roles=role, actor=acting, display_name=name, password=password)
+            user = users.add_user(
+                session, email=email, roles=role, actor=acting, display_name=name, password=password
+            )
         out.print(f"user {user.email} added with roles {', '.join(user.roles)} (id {user.id})")
 
 
@@ -65,8 +72,14 @@ def list_users(actor: ActorOption) -> None:
             rows = users.list_users(session)
         table = Table("email", "roles", "active", "password", "created", "id")
         for user in rows:
-            table.add_row(user.email, ", ".join(user.roles), "yes" if user.active else "no",
-                          "set" if user.password_hash else "-", show_time(user.created_at), user.id)  # fmt: skip
+            table.add_row(
+                user.email,
+                ", ".join(user.roles),
+                "yes" if user.active else "no",
+                "set" if user.password_hash else "-",
+                show_time(user.created_at),
+                user.id,
+            )
         out.print(table)
 
 
@@ -76,8 +89,9 @@ def set_roles(email: str, role: RolesOption, actor: ActorOption) -> None:
     with governance_command() as ctx:
         admin = acting_user(ctx, actor, ADMIN, "user.set_roles")
         with unit_of_work(ctx.session_factory) as session:
-            user = users.set_roles(session, user_id=users.get_user_by_email(session, email).id, roles=role,
-                                   actor=admin.email)  # fmt: skip
+            user = users.set_roles(
+                session, user_id=users.get_user_by_email(session, email).id, roles=role, actor=admin.email
+            )
         out.print(f"user {user.email} now holds {', '.join(user.roles)}")
 
 
@@ -88,8 +102,12 @@ def set_password(email: str, actor: ActorOption) -> None:
         admin = acting_user(ctx, actor, ADMIN, "user.set_password")
         password = _read_password()
         with unit_of_work(ctx.session_factory) as session:
-            user = users.set_password(session, user_id=users.get_user_by_email(session, email).id, password=password,
-                                      actor=admin.email)  # fmt: skip
+            user = users.set_password(
+                session,
+                user_id=users.get_user_by_email(session, email).id,
+                password=password,
+                actor=admin.email,
+            )
         out.print(f"password set for {user.email}")
 
 
@@ -99,5 +117,7 @@ def disable(email: str, actor: ActorOption) -> None:
     with governance_command() as ctx:
         admin = acting_user(ctx, actor, ADMIN, "user.disable")
         with unit_of_work(ctx.session_factory) as session:
-            user = users.disable_user(session, user_id=users.get_user_by_email(session, email).id, actor=admin.email)
+            user = users.disable_user(
+                session, user_id=users.get_user_by_email(session, email).id, actor=admin.email
+            )
         out.print(f"user {user.email} disabled")

@@ -50,33 +50,53 @@ def register(app: typer.Typer) -> None:
             report = verify_file(file, sessions=ctx.session_factory, trust=trust_anchors(ctx.settings))
             record = report.publication
             with unit_of_work(ctx.session_factory) as session:
-                record_read(session, actor_email=actor, roles=READERS, what="verify", resource_type="publication",
-                            resource_id=record.publication_id if record else None,
-                            subject_id=record.subject_id if record else None,
-                            job_id=record.job_id if record else None,
-                            details={"sha256": report.sha256, "verdict": report.verdict})
+                record_read(
+                    session,
+                    actor_email=actor,
+                    roles=READERS,
+                    what="verify",
+                    resource_type="publication",
+                    resource_id=record.publication_id if record else None,
+                    subject_id=record.subject_id if record else None,
+                    job_id=record.job_id if record else None,
+                    details={"sha256": report.sha256, "verdict": report.verdict},
+                )
             if as_json:
                 out.print_json(json.dumps(report.as_dict(), default=str))
                 return
             table = Table("", "", show_header=False, title=f"{file.name}: {VERDICTS[report.verdict]}")
-            table.add_row("C2PA manifest", report.c2pa_state + (f" ({', '.join(report.c2pa_failures)})"
-                                                                if report.c2pa_failures else ""))
-            table.add_row("watermark", str(report.watermark_payload) if report.watermark_payload is not None
-                          else f"none found ({report.watermark_frames} frames read)")
-            table.add_row("sha256", report.sha256 + ("  (identical to the published file)" if report.exact_copy else ""))
+            table.add_row(
+                "C2PA manifest",
+                report.c2pa_state + (f" ({', '.join(report.c2pa_failures)})" if report.c2pa_failures else ""),
+            )
+            table.add_row(
+                "watermark",
+                str(report.watermark_payload)
+                if report.watermark_payload is not None
+                else f"none found ({report.watermark_frames} frames read)",
+            )
+            table.add_row(
+                "sha256", report.sha256 + ("  (identical to the published file)" if report.exact_copy else "")
+            )
             if record is not None:
                 table.add_row("publication", record.publication_id)
                 table.add_row("job", record.job_id)
-                table.add_row("consent", f"{record.consent_id} v{record.consent_version}"
-                              + (" (revoked)" if record.consent_revoked else ""))
+                table.add_row(
+                    "consent",
+                    f"{record.consent_id} v{record.consent_version}"
+                    + (" (revoked)" if record.consent_revoked else ""),
+                )
                 model = report.model
                 table.add_row("model", f"{model['name']}@{model['version']}" if model else "not registered")
                 table.add_row("model sha256", record.model_sha256 or "-")
                 table.add_row("reviewer", record.reviewer or "none (approved by policy)")
                 table.add_row("published", f"{show_time(record.published_at)} by {record.published_by}")
                 if record.taken_down_at is not None:
-                    table.add_row("taken down", f"{show_time(record.taken_down_at)} by {record.taken_down_by}: "
-                                  f"{record.takedown_reason}")
+                    table.add_row(
+                        "taken down",
+                        f"{show_time(record.taken_down_at)} by {record.taken_down_by}: "
+                        f"{record.takedown_reason}",
+                    )
                 elif report.withdrawal is not None:
                     table.add_row("withdrawn", f"{report.withdrawal} (takedown queued)")
             out.print(table)

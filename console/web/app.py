@@ -90,7 +90,10 @@ def create_app(runtime: Runtime, config: WebConfig | None = None) -> FastAPI:
             clock=config.clock,
         ),
         throttle=SignInThrottle(
-            limits={"account": config.sign_in_max_failures, "client": config.sign_in_max_failures_per_address},
+            limits={
+                "account": config.sign_in_max_failures,
+                "client": config.sign_in_max_failures_per_address,
+            },
             window=timedelta(seconds=config.sign_in_window_seconds),
             clock=config.clock,
         ),
@@ -142,8 +145,9 @@ def _install_session_middleware(app: FastAPI, state: ConsoleState) -> None:
                 path="/",
             )
         elif cookie is not None:
-            response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict",
-                                   secure=state.config.secure_cookies)
+            response.delete_cookie(
+                COOKIE_NAME, path="/", httponly=True, samesite="strict", secure=state.config.secure_cookies
+            )
         return response
 
 
@@ -206,7 +210,9 @@ def _install_error_pages(app: FastAPI) -> None:
     async def _flow_error(request: Request, exc: Exception) -> Response:
         # Bad media, refused submissions, storage trouble: one line, 503 when trying again may help.
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        logger.warning("request %s %s refused: %s: %s", request.method, request.url.path, type(exc).__name__, message)
+        logger.warning(
+            "request %s %s refused: %s: %s", request.method, request.url.path, type(exc).__name__, message
+        )
         status = 503 if is_transient(exc) else 422
         return render(request, "error.html", status_code=status, message=message, title="Refused")
 
@@ -227,8 +233,13 @@ def _install_error_pages(app: FastAPI) -> None:
     async def _crash(request: Request, exc: Exception) -> Response:
         # Served by Starlette's outermost error middleware, outside ours: the headers are set here.
         logger.error("request %s %s failed", request.method, request.url.path, exc_info=exc)
-        response = render(request, "error.html", status_code=500, title="Error",
-                          message="internal error: the request could not be completed (it is logged)")
+        response = render(
+            request,
+            "error.html",
+            status_code=500,
+            title="Error",
+            message="internal error: the request could not be completed (it is logged)",
+        )
         for header, value in SECURITY_HEADERS.items():
             response.headers.setdefault(header, value)
         return response

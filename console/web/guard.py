@@ -35,9 +35,20 @@ def _load_user(request: Request, user_id: str) -> CurrentUser | None:
 def _record_denial(request: Request, user: CurrentUser, route: str, required: list[str]) -> None:
     """A signed-in user refused by the table is on record (`access.denied`, as governance names it)."""
     with unit_of_work(console(request).runtime.sessions) as db:
-        audit.record(db, action="access.denied", actor=user.email, resource_type="user", resource_id=user.id,
-                     details={"attempted": f"console:{route}", "method": request.method, "path": request.url.path,
-                              "required_roles": required, "held_roles": sorted(user.roles)})
+        audit.record(
+            db,
+            action="access.denied",
+            actor=user.email,
+            resource_type="user",
+            resource_id=user.id,
+            details={
+                "attempted": f"console:{route}",
+                "method": request.method,
+                "path": request.url.path,
+                "required_roles": required,
+                "held_roles": sorted(user.roles),
+            },
+        )
 
 
 async def authorize(request: Request) -> None:

@@ -39,7 +39,9 @@ class BodySizeLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     overflow = True
-                    raise HTTPException(413, f"upload refused: request body over the {_mib(self.max_bytes)} limit")
+                    raise HTTPException(
+                        413, f"upload refused: request body over the {_mib(self.max_bytes)} limit"
+                    )
             return message
 
         async def guarded_send(message: Message) -> None:

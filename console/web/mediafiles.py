@@ -39,5 +39,9 @@ def cached_copy(state: ConsoleState, ref: StoredRef) -> tuple[Path, str]:
     dest = state.media_cache / f"{ref.sha256}{suffix}"
     fetch(state.runtime.store, ref, dest)
     os.utime(dest, (now, now))
-    media_type = "video/quicktime" if suffix == ".mov" else mimetypes.guess_type(dest.name)[0] or "application/octet-stream"
+    media_type = (
+        "video/quicktime"
+        if suffix == ".mov"
+        else mimetypes.guess_type(dest.name)[0] or "application/octet-stream"
+    )
     return dest, media_type

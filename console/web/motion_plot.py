@@ -29,7 +29,9 @@ router = APIRouter()
 @router.get("/static/motion_plot.js", name="motion_plot_script")
 def motion_plot_script() -> FileResponse:
     """The plot's click-to-seek script (a file: the content security policy forbids inline scripts)."""
-    return FileResponse(SCRIPT, media_type="text/javascript", headers={"cache-control": "public, max-age=3600"})
+    return FileResponse(
+        SCRIPT, media_type="text/javascript", headers={"cache-control": "public, max-age=3600"}
+    )
 
 
 def _numbers(values: object) -> list[float] | None:
@@ -53,11 +55,22 @@ def motion_context(details: object, rules: dict[str, Any], fps: float | None = N
     if not isinstance(motion, dict) or not isinstance(motion.get("series"), dict):
         return empty
     series, frames = motion["series"], motion.get("frame_indices")
-    pairs = {name: (_numbers((series.get(name) or {}).get("driving")), _numbers((series.get(name) or {}).get("output")))
-             for name in ("mouth", "yaw")}
-    frame_list = [int(f) for f in frames] if isinstance(frames, list) and all(isinstance(f, int) for f in frames) else []
-    if not frame_list or any(d is None or o is None or len(d) != len(frame_list) or len(o) != len(frame_list)
-                             for d, o in pairs.values()):
+    pairs = {
+        name: (
+            _numbers((series.get(name) or {}).get("driving")),
+            _numbers((series.get(name) or {}).get("output")),
+        )
+        for name in ("mouth", "yaw")
+    }
+    frame_list = (
+        [int(f) for f in frames]
+        if isinstance(frames, list) and all(isinstance(f, int) for f in frames)
+        else []
+    )
+    if not frame_list or any(
+        d is None or o is None or len(d) != len(frame_list) or len(o) != len(frame_list)
+        for d, o in pairs.values()
+    ):
         return empty
     motion_rules = rules.get("motion") or {}
     mouth_bound = (motion_rules.get("mouth_mean_difference") or {}).get("review_above")
@@ -65,18 +78,30 @@ def motion_context(details: object, rules: dict[str, Any], fps: float | None = N
     mouth_d, mouth_o = pairs["mouth"]
     yaw_d, yaw_o = pairs["yaw"]
     assert mouth_d is not None and mouth_o is not None and yaw_d is not None and yaw_o is not None
-    svg = motion_svg(frame_list, mouth=(mouth_d, mouth_o), yaw=(_centred(yaw_d), _centred(yaw_o)),
-                     mouth_bound=mouth_bound, yaw_bound=yaw_bound)
-    bounds = {name: motion_rules.get(name) for name in ("mouth_correlation", "mouth_mean_difference",
-                                                         "yaw_correlation", "yaw_mean_difference")
-              if isinstance(motion_rules.get(name), dict)}
+    svg = motion_svg(
+        frame_list,
+        mouth=(mouth_d, mouth_o),
+        yaw=(_centred(yaw_d), _centred(yaw_o)),
+        mouth_bound=mouth_bound,
+        yaw_bound=yaw_bound,
+    )
+    bounds = {
+        name: motion_rules.get(name)
+        for name in ("mouth_correlation", "mouth_mean_difference", "yaw_correlation", "yaw_mean_difference")
+        if isinstance(motion_rules.get(name), dict)
+    }
     scores = {name: motion.get(name) for name in bounds if isinstance(motion.get(name), int | float)}
     return {"motion_plot": svg, "motion_bounds": bounds, "motion_scores": scores, "motion_fps": fps or 25.0}
 
 
-def motion_svg(frames: Sequence[int], *, mouth: tuple[Sequence[float], Sequence[float]],
-               yaw: tuple[Sequence[float], Sequence[float]], mouth_bound: float | None,
-               yaw_bound: float | None) -> str:
+def motion_svg(
+    frames: Sequence[int],
+    *,
+    mouth: tuple[Sequence[float], Sequence[float]],
+    yaw: tuple[Sequence[float], Sequence[float]],
+    mouth_bound: float | None,
+    yaw_bound: float | None,
+) -> str:
     """Four lines (driver solid, output dashed) on two axes, bands of the review bounds, clickable points.
 
     Every value interpolated into the markup is a formatted number, so the SVG is safe to embed.
@@ -102,34 +127,51 @@ def motion_svg(frames: Sequence[int], *, mouth: tuple[Sequence[float], Sequence[
         f'aria-label="mouth opening and head yaw, driver and output, per frame">',
         f'<rect x="{PAD_L}" y="{PAD_T}" width="{inner_w}" height="{inner_h}" fill="#fff" stroke="#d6dce3"/>',
     ]
-    for bound, driver, to_y, colour, name in ((mouth_bound, mouth[0], py_mouth, MOUTH, "mouth"),
-                                              (yaw_bound, yaw[0], py_yaw, YAW, "yaw")):
+    for bound, driver, to_y, colour, name in (
+        (mouth_bound, mouth[0], py_mouth, MOUTH, "mouth"),
+        (yaw_bound, yaw[0], py_yaw, YAW, "yaw"),
+    ):
         if bound is None:
             continue
         kept = [(f, v) for f, v in zip(frames, driver, strict=True) if v == v]
         upper = " ".join(f"{px(f):.1f},{to_y(v + bound):.1f}" for f, v in kept)
         lower = " ".join(f"{px(f):.1f},{to_y(v - bound):.1f}" for f, v in reversed(kept))
-        parts.append(f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.12" stroke="none" '
-                     f'class="bound bound-{name}"/>')
+        parts.append(
+            f'<polygon points="{upper} {lower}" fill="{colour}" fill-opacity="0.12" stroke="none" '
+            f'class="bound bound-{name}"/>'
+        )
     for fraction in (0.0, 0.5, 1.0):
         value = mouth_top * fraction
-        parts.append(f'<text x="{PAD_L - 6}" y="{py_mouth(value) + 4:.1f}" font-size="11" text-anchor="end" '
-                     f'fill="{MOUTH}">{value:.2f}</text>')
+        parts.append(
+            f'<text x="{PAD_L - 6}" y="{py_mouth(value) + 4:.1f}" font-size="11" text-anchor="end" '
+            f'fill="{MOUTH}">{value:.2f}</text>'
+        )
     for value in (-yaw_top, 0.0, yaw_top):
-        parts.append(f'<text x="{WIDTH - PAD_R + 6}" y="{py_yaw(value) + 4:.1f}" font-size="11" '
-                     f'fill="{YAW}">{value:+.0f}°</text>')
+        parts.append(
+            f'<text x="{WIDTH - PAD_R + 6}" y="{py_yaw(value) + 4:.1f}" font-size="11" '
+            f'fill="{YAW}">{value:+.0f}°</text>'
+        )
     parts.append(f'<text x="{PAD_L}" y="{HEIGHT - 8}" font-size="11" fill="#5b6673">frame {frames[0]}</text>')
-    parts.append(f'<text x="{WIDTH - PAD_R}" y="{HEIGHT - 8}" font-size="11" text-anchor="end" '
-                 f'fill="#5b6673">frame {frames[-1]}</text>')
-    for (driver, output), to_y, colour, name in ((mouth, py_mouth, MOUTH, "mouth"), (yaw, py_yaw, YAW, "yaw")):
+    parts.append(
+        f'<text x="{WIDTH - PAD_R}" y="{HEIGHT - 8}" font-size="11" text-anchor="end" '
+        f'fill="#5b6673">frame {frames[-1]}</text>'
+    )
+    for (driver, output), to_y, colour, name in (
+        (mouth, py_mouth, MOUTH, "mouth"),
+        (yaw, py_yaw, YAW, "yaw"),
+    ):
         for values, side, dash in ((driver, "driving", ""), (output, "output", ' stroke-dasharray="5 3"')):
             kept = [(f, v) for f, v in zip(frames, values, strict=True) if v == v]
             points = " ".join(f"{px(f):.1f},{to_y(v):.1f}" for f, v in kept)
-            parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"{dash} '
-                         f'class="series {name}-{side}"/>')
+            parts.append(
+                f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"{dash} '
+                f'class="series {name}-{side}"/>'
+            )
             for f, v in kept:
-                parts.append(f'<circle cx="{px(f):.1f}" cy="{to_y(v):.1f}" r="3" fill="{colour}" '
-                             f'fill-opacity="{1.0 if side == "driving" else 0.5}" data-frame="{int(f)}" '
-                             f'class="seek"><title>frame {int(f)}</title></circle>')
+                parts.append(
+                    f'<circle cx="{px(f):.1f}" cy="{to_y(v):.1f}" r="3" fill="{colour}" '
+                    f'fill-opacity="{1.0 if side == "driving" else 0.5}" data-frame="{int(f)}" '
+                    f'class="seek"><title>frame {int(f)}</title></circle>'
+                )
     parts.append("</svg>")
     return "".join(parts)

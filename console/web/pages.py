@@ -24,7 +24,9 @@ NAVIGATION = [
 def may(request: Request, route_name: str) -> bool:
     """Whether the current visitor may use `route_name` (for links and buttons in templates)."""
     user = getattr(request.state, "user", None)
-    return allows(roles_for(route_name), signed_in=user is not None, roles=user.roles if user else frozenset())
+    return allows(
+        roles_for(route_name), signed_in=user is not None, roles=user.roles if user else frozenset()
+    )
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -41,10 +43,14 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         "flash": flash,
         "may": lambda name: may(request, name),
     }
-    return console(request).templates.TemplateResponse(request, template, {**base, **context}, status_code=status_code)
+    return console(request).templates.TemplateResponse(
+        request, template, {**base, **context}, status_code=status_code
+    )
 
 
-def redirect(request: Request, route_name: str, *, flash: str | None = None, **path_params: str) -> RedirectResponse:
+def redirect(
+    request: Request, route_name: str, *, flash: str | None = None, **path_params: str
+) -> RedirectResponse:
     """303 to a named route (the POST-redirect-GET pattern), with an optional one-time message."""
     session = web_session(request)
     if flash and session is not None:

@@ -53,7 +53,9 @@ def identity_bounds(rules: dict[str, Any], reasons: Sequence[str], identity: obj
     return found
 
 
-def identity_svg(distances: Sequence[float], *, bounds: Sequence[Bound] = (), frames: Sequence[int] | None = None) -> str:
+def identity_svg(
+    distances: Sequence[float], *, bounds: Sequence[Bound] = (), frames: Sequence[int] | None = None
+) -> str:
     """A line of per-frame distances with each bound as a dashed line; points above the lowest applied
     bound (or, when none applied, the lowest bound) in red.
 
@@ -84,26 +86,38 @@ def identity_svg(distances: Sequence[float], *, bounds: Sequence[Bound] = (), fr
     ]
     for fraction in (0.0, 0.5, 1.0):
         value = top * fraction
-        parts.append(f'<text x="{PAD_L - 6}" y="{py(value) + 4:.1f}" font-size="11" text-anchor="end" '
-                     f'fill="#5b6673">{value:.3f}</text>')
+        parts.append(
+            f'<text x="{PAD_L - 6}" y="{py(value) + 4:.1f}" font-size="11" text-anchor="end" '
+            f'fill="#5b6673">{value:.3f}</text>'
+        )
     parts.append(f'<text x="{PAD_L}" y="{HEIGHT - 8}" font-size="11" fill="#5b6673">frame {xs[0]}</text>')
-    parts.append(f'<text x="{WIDTH - PAD_R}" y="{HEIGHT - 8}" font-size="11" text-anchor="end" '
-                 f'fill="#5b6673">frame {xs[-1]}</text>')
+    parts.append(
+        f'<text x="{WIDTH - PAD_R}" y="{HEIGHT - 8}" font-size="11" text-anchor="end" '
+        f'fill="#5b6673">frame {xs[-1]}</text>'
+    )
     for index, bound in enumerate(bounds):
         y = py(bound.value)
         colour, css = ("#b3261e", "bound applied") if bound.applied else ("#8a96a3", "bound")
-        parts.append(f'<line x1="{PAD_L}" x2="{WIDTH - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" '
-                     f'stroke-width="{1.5 if bound.applied else 1}" stroke-dasharray="6 4" class="{css}" '
-                     f'data-bound="{bound.value:.4f}"/>')
-        parts.append(f'<text x="{WIDTH - PAD_R - 4}" y="{y - 4 - 11 * (index % 2):.1f}" font-size="11" '
-                     f'text-anchor="end" fill="{colour}">{_label(bound)}</text>')
+        parts.append(
+            f'<line x1="{PAD_L}" x2="{WIDTH - PAD_R}" y1="{y:.1f}" y2="{y:.1f}" stroke="{colour}" '
+            f'stroke-width="{1.5 if bound.applied else 1}" stroke-dasharray="6 4" class="{css}" '
+            f'data-bound="{bound.value:.4f}"/>'
+        )
+        parts.append(
+            f'<text x="{WIDTH - PAD_R - 4}" y="{y - 4 - 11 * (index % 2):.1f}" font-size="11" '
+            f'text-anchor="end" fill="{colour}">{_label(bound)}</text>'
+        )
     parts.append(f'<polyline points="{points}" fill="none" stroke="#1f5fbf" stroke-width="1.5"/>')
     for x, v in zip(xs, values, strict=True):
         over = cut is not None and v > cut
-        parts.append(f'<circle class="pt" data-frame="{x}" cx="{px(x):.1f}" cy="{py(v):.1f}" r="{4 if over else 3}" '
-                     f'fill="{"#b3261e" if over else "#1f5fbf"}"><title>frame {x}: {v:.4f}</title></circle>')
-    parts.append(f'<line class="playhead" x1="{PAD_L}" x2="{PAD_L}" y1="{PAD_T}" y2="{PAD_T + inner_h}" '
-                 f'stroke="#1d232b" stroke-width="1"/>')
+        parts.append(
+            f'<circle class="pt" data-frame="{x}" cx="{px(x):.1f}" cy="{py(v):.1f}" r="{4 if over else 3}" '
+            f'fill="{"#b3261e" if over else "#1f5fbf"}"><title>frame {x}: {v:.4f}</title></circle>'
+        )
+    parts.append(
+        f'<line class="playhead" x1="{PAD_L}" x2="{PAD_L}" y1="{PAD_T}" y2="{PAD_T + inner_h}" '
+        f'stroke="#1d232b" stroke-width="1"/>'
+    )
     parts.append("</svg>")
     return "".join(parts)
 

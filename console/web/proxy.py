@@ -34,7 +34,12 @@ def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
 def normalise_origin(value: str) -> str:
     """`scheme://host[:port]` with a default port dropped; refuses anything that is not an http(s) origin."""
     parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+    ):
         raise ValueError(f"public origin {value!r} is not an origin like https://console.example")
     default = {"http": 80, "https": 443}[parts.scheme]
     port = f":{parts.port}" if parts.port and parts.port != default else ""

@@ -93,7 +93,9 @@ class PairSampler:
         self.generator.set_state(state["generator"])
 
 
-def evaluation_pairs(manifest: ClipManifest, *, split: str = "heldout", per_clip: int = 16) -> list[FramePair]:
+def evaluation_pairs(
+    manifest: ClipManifest, *, split: str = "heldout", per_clip: int = 16
+) -> list[FramePair]:
     """Fixed, deterministic evaluation pairs: per clip, its first frame as source against evenly spaced
     later frames as driving (the authors' same-identity reconstruction protocol).
 
@@ -114,7 +116,9 @@ def evaluation_pairs(manifest: ClipManifest, *, split: str = "heldout", per_clip
     return pairs
 
 
-def cross_identity_pairs(manifest: ClipManifest, *, split: str = "heldout", per_clip: int = 8) -> list[FramePair]:
+def cross_identity_pairs(
+    manifest: ClipManifest, *, split: str = "heldout", per_clip: int = 8
+) -> list[FramePair]:
     """The portrait of one clip driven by another's frames: clip i's first frame as source against evenly
     spaced frames of clip i+1 (cyclically). Empty with fewer than two clips of `split`."""
     clips = manifest.split(split)

@@ -50,11 +50,16 @@ def write_job(
     """Describe a run for `main` in `run_dir/distributed-job.json`; returns its path."""
     run_dir.mkdir(parents=True, exist_ok=True)
     job = {
-        "config": config.to_json(), "spec": spec.to_dict(), "data_root": str(Path(data_root).resolve()),
-        "run_dir": str(run_dir.resolve()), "device": device,
-        "vgg_weights": str(vgg_weights) if vgg_weights is not None else None, "resume": resume,
-        "max_seconds": max_seconds, "threads": threads,
-    }  # fmt: skip
+        "config": config.to_json(),
+        "spec": spec.to_dict(),
+        "data_root": str(Path(data_root).resolve()),
+        "run_dir": str(run_dir.resolve()),
+        "device": device,
+        "vgg_weights": str(vgg_weights) if vgg_weights is not None else None,
+        "resume": resume,
+        "max_seconds": max_seconds,
+        "threads": threads,
+    }
     path = run_dir / JOB_NAME
     path.write_text(json.dumps(job, indent=1), encoding="utf-8")
     (run_dir / RESULT_NAME).unlink(missing_ok=True)
@@ -86,21 +91,27 @@ def run_job(job_path: Path) -> TrainingResult:
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     try:
         trainer = Trainer(
-            MCNetConfig.from_json(job["config"]), TrainingSpec.from_dict(job["spec"]),
-            data_root=Path(job["data_root"]), run_dir=Path(job["run_dir"]), device=device,
-            vgg_weights=Path(job["vgg_weights"]) if job["vgg_weights"] else None, resume=bool(job["resume"]),
+            MCNetConfig.from_json(job["config"]),
+            TrainingSpec.from_dict(job["spec"]),
+            data_root=Path(job["data_root"]),
+            run_dir=Path(job["run_dir"]),
+            device=device,
+            vgg_weights=Path(job["vgg_weights"]) if job["vgg_weights"] else None,
+            resume=bool(job["resume"]),
             distributed=Distributed(rank=rank, world_size=world),
-        )  # fmt: skip
+        )
         result = trainer.run(max_seconds=job.get("max_seconds"))
         if rank == 0:
             summary = {
-                "steps": result.steps, "last_checkpoint": str(result.last_checkpoint),
+                "steps": result.steps,
+                "last_checkpoint": str(result.last_checkpoint),
                 "last_sha256": result.last_sha256,
                 "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
                 "reconstruction_loss": result.reconstruction_loss,
                 "evaluation": asdict(result.evaluation) if result.evaluation is not None else None,
-                "history": result.history, "world_size": world,
-            }  # fmt: skip
+                "history": result.history,
+                "world_size": world,
+            }
             (Path(job["run_dir"]) / RESULT_NAME).write_text(json.dumps(summary), encoding="utf-8")
         return result
     finally:
@@ -111,10 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m models.training.distributed JOB.json` (under torchrun)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.stderr.write("usage: torchrun --nproc-per-node N -m models.training.distributed RUN/distributed-job.json\n")
+        sys.stderr.write(
+            "usage: torchrun --nproc-per-node N -m models.training.distributed RUN/distributed-job.json\n"
+        )
         return 2
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s rank{os.environ.get('RANK', '0')} "
-                        "%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(levelname)s %(name)s: %(message)s",
+    )
     try:
         run_job(Path(args[0]))
     except ModelError as exc:  # bad data or settings: one line, like the CLI

@@ -38,7 +38,11 @@ class EvaluationReport:
     copy_source: Scores
 
     def as_dict(self) -> dict[str, object]:
-        return {"frames": self.frames, "model": self.model.as_dict(), "copy_source": self.copy_source.as_dict()}
+        return {
+            "frames": self.frames,
+            "model": self.model.as_dict(),
+            "copy_source": self.copy_source.as_dict(),
+        }
 
 
 def _scores(values: dict[str, list[Tensor]]) -> Scores:
@@ -47,7 +51,12 @@ def _scores(values: dict[str, list[Tensor]]) -> Scores:
 
 @torch.no_grad()
 def evaluate(
-    model: MCNet, pairs: Sequence[FramePair], *, device: torch.device, batch_size: int = 8, seed: int = 0,
+    model: MCNet,
+    pairs: Sequence[FramePair],
+    *,
+    device: torch.device,
+    batch_size: int = 8,
+    seed: int = 0,
     observe: Callable[[Tensor, Tensor, Tensor], None] | None = None,
 ) -> EvaluationReport:
     """Score reconstruction on fixed pairs; the model's train/eval mode is restored afterwards.
@@ -74,7 +83,9 @@ def evaluate(
                 driving = pair.driving[start : start + batch_size].to(device)
                 kp_source = model.kp_detector(source)
                 kp_driving = model.kp_detector(driving)
-                prediction = model.generator(source, kp_driving=kp_driving, kp_source=kp_source, rng=rng).prediction
+                prediction = model.generator(
+                    source, kp_driving=kp_driving, kp_source=kp_source, rng=rng
+                ).prediction
                 prediction = prediction.float().clamp(0, 1)
                 for name, fn in (("l1", metrics.l1), ("psnr", metrics.psnr), ("ssim", metrics.ssim)):
                     ours[name].append(fn(prediction, driving).cpu())

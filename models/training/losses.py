@@ -76,7 +76,7 @@ class ReconstructionLoss(nn.Module):
 
     @property
     def kind(self) -> str:
-        """"perceptual" or "l1" (recorded with the run)."""
+        """ "perceptual" or "l1" (recorded with the run)."""
         return "l1" if self.vgg is None else "perceptual"
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor:

@@ -14,7 +14,9 @@ from torch import Tensor
 
 def _check(prediction: Tensor, target: Tensor) -> None:
     if prediction.shape != target.shape or prediction.dim() != 4:
-        raise ValueError(f"`prediction` and `target` must both be (B, C, H, W), got {prediction.shape} and {target.shape}")
+        raise ValueError(
+            f"`prediction` and `target` must both be (B, C, H, W), got {prediction.shape} and {target.shape}"
+        )
 
 
 def l1(prediction: Tensor, target: Tensor) -> Tensor:

@@ -101,7 +101,9 @@ class TrainingSpec:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
-            raise TrainingError(f"`steps` and `batch_size` must be >= 1, got {self.steps} and {self.batch_size}")
+            raise TrainingError(
+                f"`steps` and `batch_size` must be >= 1, got {self.steps} and {self.batch_size}"
+            )
         if self.batch_size < 2:
             raise TrainingError("`batch_size` must be >= 2: BatchNorm needs more than one sample per step")
         if self.workers < 0:
@@ -122,8 +124,9 @@ class TrainingSpec:
     def from_dict(cls, data: dict[str, Any]) -> TrainingSpec:
         """The inverse of `to_dict` (after a JSON round trip: lists back to tuples, nested settings rebuilt)."""
         values = dict(data)
-        values["weights"] = LossWeights(**{k: tuple(v) if isinstance(v, list) else v
-                                           for k, v in values["weights"].items()})
+        values["weights"] = LossWeights(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in values["weights"].items()}
+        )
         values["transform"] = TransformParams(**values["transform"])
         augmentation = values.get("augmentation")
         values["augmentation"] = None if augmentation is None else AugmentationParams(**augmentation)
@@ -188,8 +191,9 @@ class _StepLosses(nn.Module):
         jacobian = None if found.jacobian is None else found.jacobian.float()
         return KeypointOutput(value=found.value.float(), jacobian=jacobian)
 
-    def forward(self, source: Tensor, driving: Tensor, transform: RandomTransform,
-                noise: list[Tensor]) -> dict[str, Tensor]:
+    def forward(
+        self, source: Tensor, driving: Tensor, transform: RandomTransform, noise: list[Tensor]
+    ) -> dict[str, Tensor]:
         model, weights = self.model, self.weights
         kp_source = self._keypoints(source)
         kp_driving = self._keypoints(driving)
@@ -242,7 +246,9 @@ class Trainer:
                 f"`shards` {spec.shards} is not a multiple of the {self.dist.world_size} training processes"
             )
         if self.dist.world_size > 1 and not (dist.is_available() and dist.is_initialized()):
-            raise TrainingError("a distributed trainer needs an initialised process group (run it under torchrun)")
+            raise TrainingError(
+                "a distributed trainer needs an initialised process group (run it under torchrun)"
+            )
         self.run_dir = Path(run_dir)
         self.manifest = read_manifest(Path(data_root))
         self.sampler = PairSampler(
@@ -266,7 +272,9 @@ class Trainer:
 
             ids = [device.index] if device.type == "cuda" and device.index is not None else None
             self.step_losses = DistributedDataParallel(self.step_losses, device_ids=ids)
-        self.optimizer_generator = torch.optim.Adam(self.model.generator.parameters(), lr=spec.lr, betas=spec.betas)
+        self.optimizer_generator = torch.optim.Adam(
+            self.model.generator.parameters(), lr=spec.lr, betas=spec.betas
+        )
         self.optimizer_kp_detector = torch.optim.Adam(
             self.model.kp_detector.parameters(), lr=spec.lr, betas=spec.betas
         )
@@ -278,7 +286,9 @@ class Trainer:
         if resume and last.is_file():
             self._resume(last)
         elif last.is_file():
-            raise TrainingError(f"{last} exists: pass resume to continue that run, or choose another run folder")
+            raise TrainingError(
+                f"{last} exists: pass resume to continue that run, or choose another run folder"
+            )
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -334,8 +344,10 @@ class Trainer:
         """The step's equivariance warps and memory noise for `batch` pairs, from the trainer's generators."""
         transform = RandomTransform(batch, self.spec.transform, generator=self.warp_rng, device=self.device)
         generator = self.model.generator
-        noise = [torch.randn(generator.mbUnit.noise_shape(batch), generator=self.noise_rng)
-                 for _ in range(generator.memory_calls)]
+        noise = [
+            torch.randn(generator.mbUnit.noise_shape(batch), generator=self.noise_rng)
+            for _ in range(generator.memory_calls)
+        ]
         return transform, noise
 
     def _losses(self, source: Tensor, driving: Tensor) -> dict[str, Tensor]:
@@ -386,12 +398,15 @@ class Trainer:
             sync = nullcontext() if last or self.dist.world_size == 1 else self.step_losses.no_sync()  # type: ignore[operator]
             with sync:
                 with autocast:
-                    losses = self.step_losses(source[lo:hi], driving[lo:hi], transform.shard(lo, hi),
-                                              [n[lo:hi] for n in noise])
+                    losses = self.step_losses(
+                        source[lo:hi], driving[lo:hi], transform.shard(lo, hi), [n[lo:hi] for n in noise]
+                    )
                 total = sum(losses.values(), torch.zeros((), device=self.device))
                 if self._any_rank(not bool(torch.isfinite(total))):
                     skipped = True
-                    logger.warning("step %d: non-finite loss %s, step skipped", self.step + 1, float(total.detach()))
+                    logger.warning(
+                        "step %d: non-finite loss %s, step skipped", self.step + 1, float(total.detach())
+                    )
                     break
                 (total / mine).backward()
             for name, value in (*losses.items(), ("total", total)):
@@ -421,10 +436,16 @@ class Trainer:
         """Batches from worker processes, from the current step on (None: draw them in this process)."""
         if not self.spec.workers:
             return None
-        batches = StepBatches(self.sampler, batch_size=self.spec.batch_size, seed=self.spec.seed,
-                              steps=self.spec.steps)
-        loader = torch.utils.data.DataLoader(batches, batch_size=None, sampler=range(self.step, self.spec.steps),
-                                             num_workers=self.spec.workers, prefetch_factor=2)
+        batches = StepBatches(
+            self.sampler, batch_size=self.spec.batch_size, seed=self.spec.seed, steps=self.spec.steps
+        )
+        loader = torch.utils.data.DataLoader(
+            batches,
+            batch_size=None,
+            sampler=range(self.step, self.spec.steps),
+            num_workers=self.spec.workers,
+            prefetch_factor=2,
+        )
         return (FramePair(source=source, driving=driving) for source, driving in loader)
 
     # -- the loop ------------------------------------------------------------------------------------
@@ -464,14 +485,20 @@ class Trainer:
             out_of_time = self._any_rank(main and deadline is not None and time.monotonic() >= deadline)
             final = self.step == self.spec.steps or out_of_time
             if out_of_time and self.step < self.spec.steps and main:
-                logger.warning("time budget spent at step %d of %d: stopping early", self.step, self.spec.steps)
+                logger.warning(
+                    "time budget spent at step %d of %d: stopping early", self.step, self.spec.steps
+                )
             if main and ((self.spec.eval_every and self.step % self.spec.eval_every == 0) or final):
                 report = self.evaluate()
                 if report is not None:
                     entry["heldout"] = report.as_dict()
                     logger.info(
                         "step %d held-out L1 %.4f PSNR %.2f dB (copy-source L1 %.4f PSNR %.2f dB)",
-                        self.step, report.model.l1, report.model.psnr, report.copy_source.l1, report.copy_source.psnr,
+                        self.step,
+                        report.model.l1,
+                        report.model.psnr,
+                        report.copy_source.l1,
+                        report.copy_source.psnr,
                     )
                     if report.model.l1 < self.best_l1:
                         self.best_l1 = report.model.l1
@@ -484,14 +511,22 @@ class Trainer:
                 with history_path.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(entry) + "\n")
                 if self.step % 10 == 0 or final:
-                    logger.info("step %d/%d loss %.4f, %.1f pairs/s, ETA %s", self.step, self.spec.steps,
-                                values["total"], rate, "-" if eta is None else f"{eta / 60:.1f} min")
+                    logger.info(
+                        "step %d/%d loss %.4f, %.1f pairs/s, ETA %s",
+                        self.step,
+                        self.spec.steps,
+                        values["total"],
+                        rate,
+                        "-" if eta is None else f"{eta / 60:.1f} min",
+                    )
             if out_of_time:
                 break
         if self.dist.world_size > 1:
             dist.barrier()  # the others wait for rank 0's last checkpoint before they return
         if not last_sha and main:  # nothing trained in this call (already at `steps`)
-            last_sha = file_sha256(self.run_dir / LAST) if (self.run_dir / LAST).is_file() else self._save(LAST)
+            last_sha = (
+                file_sha256(self.run_dir / LAST) if (self.run_dir / LAST).is_file() else self._save(LAST)
+            )
         return TrainingResult(
             steps=self.step,
             last_checkpoint=self.run_dir / LAST,

@@ -14,7 +14,25 @@ from torch import Tensor, nn
 from models.training.errors import TrainingError
 
 # torchvision's VGG19 "E" configuration up to conv5_1: channels, or "M" for a 2x2 max pool.
-_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512)
+_LAYOUT: tuple[int | str, ...] = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    512,
+    "M",
+    512,
+)
 # Indices (in `features`) of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1.
 TAPS = (1, 6, 11, 20, 29)
 _MEAN = (0.485, 0.456, 0.406)

@@ -26,10 +26,17 @@ Run = Callable[..., Result]
 
 def make_cli(db_url: str, tmp_path: Path, s3: S3ServerHandle | None, prefix: str) -> Run:
     runner = CliRunner()
-    env = {"LIKENESS_DATABASE_URL": db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"), "LIKENESS_ACTOR": None,
-           "LIKENESS_S3_ENDPOINT": s3.endpoint if s3 else "127.0.0.1:9", "LIKENESS_S3_ACCESS_KEY": s3.access_key if s3 else "x",
-           "LIKENESS_S3_SECRET_KEY": s3.secret_key if s3 else "x" * 16, "LIKENESS_S3_BUCKET_PREFIX": prefix,
-           "LIKENESS_AUDIT_ORIGIN": "test.example/audit", "LIKENESS_AUDIT_RETENTION_DAYS": "1"}  # fmt: skip
+    env = {
+        "LIKENESS_DATABASE_URL": db_url,
+        "LIKENESS_VAR_DIR": str(tmp_path / "var"),
+        "LIKENESS_ACTOR": None,
+        "LIKENESS_S3_ENDPOINT": s3.endpoint if s3 else "127.0.0.1:9",
+        "LIKENESS_S3_ACCESS_KEY": s3.access_key if s3 else "x",
+        "LIKENESS_S3_SECRET_KEY": s3.secret_key if s3 else "x" * 16,
+        "LIKENESS_S3_BUCKET_PREFIX": prefix,
+        "LIKENESS_AUDIT_ORIGIN": "test.example/audit",
+        "LIKENESS_AUDIT_RETENTION_DAYS": "1",
+    }
 
     def invoke(*args: str, ok: bool = True) -> Result:
         result = runner.invoke(app, list(args), env=env)
@@ -70,19 +77,35 @@ def test_checkpoint_prove_bundle_and_verify(db_url: str, s3_server: S3ServerHand
     checkpoint = open_checkpoint(verifier, proof["checkpoint"])
     assert (proof["seq"], proof["tree_size"], checkpoint.size) == (granted.seq, 6, 6)
     b64 = base64.b64decode
-    verify_inclusion(b64(proof["leaf_hash"]), proof["leaf_index"], proof["tree_size"],
-                     [b64(p) for p in proof["inclusion_path"]], checkpoint.root)  # fmt: skip
-    assert cli("audit", "prove", "nope", "--actor", "aud@example.org", ok=False).output == "error: no audit event nope\n"
+    verify_inclusion(
+        b64(proof["leaf_hash"]),
+        proof["leaf_index"],
+        proof["tree_size"],
+        [b64(p) for p in proof["inclusion_path"]],
+        checkpoint.root,
+    )
+    assert (
+        cli("audit", "prove", "nope", "--actor", "aud@example.org", ok=False).output
+        == "error: no audit event nope\n"
+    )
     # A bundle, checked with no database (the URL points nowhere) and no storage.
     bundle = tmp_path / "bundle.jsonl"
-    assert "and 2 checkpoint(s) written to" in cli("audit", "export", "--bundle", "-o", str(bundle),
-                                                   "--actor", "aud@example.org").output
+    assert (
+        "and 2 checkpoint(s) written to"
+        in cli("audit", "export", "--bundle", "-o", str(bundle), "--actor", "aud@example.org").output
+    )
     offline = make_cli(f"sqlite:///{tmp_path / 'absent' / 'none.db'}", tmp_path / "elsewhere", None, "none")
     result = offline("audit", "verify-export", str(bundle), "--key", verifier.key_string()).output
-    assert result.startswith("bundle intact: audit log intact: 6 events") and "2 checkpoint(s) match" in result
+    assert (
+        result.startswith("bundle intact: audit log intact: 6 events") and "2 checkpoint(s) match" in result
+    )
     forged = tmp_path / "forged.jsonl"
-    forged.write_text(bundle.read_text().replace('"actor":"comp@example.org"', '"actor":"eve@example.org"', 1))
-    assert offline("audit", "verify-export", str(forged), ok=False).output.startswith(f"error: bundle {forged} fails: ")
+    forged.write_text(
+        bundle.read_text().replace('"actor":"comp@example.org"', '"actor":"eve@example.org"', 1)
+    )
+    assert offline("audit", "verify-export", str(forged), ok=False).output.startswith(
+        f"error: bundle {forged} fails: "
+    )
     assert not (tmp_path / "absent").exists()
 
 
@@ -101,27 +124,40 @@ def test_verify_names_a_rewritten_history(db_url: str, s3_server: S3ServerHandle
                 fields["actor"] = "someone@else.org"
             fields["prev_hash"] = prev
             fields["hash"] = audit.compute_hash(fields)
-            conn.execute(text("UPDATE audit_events SET actor = :a, prev_hash = :p, hash = :h WHERE seq = :s"),
-                         {"a": fields["actor"], "p": prev, "h": fields["hash"], "s": event.seq})
+            conn.execute(
+                text("UPDATE audit_events SET actor = :a, prev_hash = :p, hash = :h WHERE seq = :s"),
+                {"a": fields["actor"], "p": prev, "h": fields["hash"], "s": event.seq},
+            )
             prev = fields["hash"]
     engine.dispose()
-    assert cli("audit", "verify", "--chain-only", "--actor", "aud@example.org").output.startswith("audit chain intact")
+    assert cli("audit", "verify", "--chain-only", "--actor", "aud@example.org").output.startswith(
+        "audit chain intact"
+    )
     result = cli("audit", "verify", "--actor", "aud@example.org", ok=False).output
-    assert result.startswith("error: audit log disagrees with checkpoint checkpoints/00000000000000000005.txt@")
-    assert result.endswith("the tree over events #1..#5 has another root than the signed one: events #1..#5 are "
-                           "not what was signed (history rewritten)\n")
+    assert result.startswith(
+        "error: audit log disagrees with checkpoint checkpoints/00000000000000000005.txt@"
+    )
+    assert result.endswith(
+        "the tree over events #1..#5 has another root than the signed one: events #1..#5 are "
+        "not what was signed (history rewritten)\n"
+    )
     assert last_actions(db_url, 1) == ["audit.verify_failed"]
 
 
-def test_storage_down_does_not_block_a_consent_change(db_url: str, s3_server: S3ServerHandle, tmp_path: Path) -> None:
-    up = make_cli(db_url, tmp_path, s3_server, unique_prefix())  # the grant keeps its evidence in object storage
+def test_storage_down_does_not_block_a_consent_change(
+    db_url: str, s3_server: S3ServerHandle, tmp_path: Path
+) -> None:
+    up = make_cli(
+        db_url, tmp_path, s3_server, unique_prefix()
+    )  # the grant keeps its evidence in object storage
     cli = make_cli(db_url, tmp_path, None, "down")
     setup_people(up)
     path, sha = evidence(tmp_path)
     granted = up(*grant_args(path, sha)).output
     consent_id = granted.split()[1]
-    assert cli("consent", "revoke", consent_id, "--reason", "withdrawn", "--actor", "comp@example.org").output == (
-        f"consent {consent_id} (version 1) revoked; 0 publication(s) taken down, 0 queued\n")
+    assert cli(
+        "consent", "revoke", consent_id, "--reason", "withdrawn", "--actor", "comp@example.org"
+    ).output == (f"consent {consent_id} (version 1) revoked; 0 publication(s) taken down, 0 queued\n")
     assert last_actions(db_url, 1) == ["consent.revoked"]
     engine = make_engine(db_url)
     with make_session_factory(engine)() as session:
@@ -130,4 +166,5 @@ def test_storage_down_does_not_block_a_consent_change(db_url: str, s3_server: S3
     failed = cli("audit", "checkpoint", "--actor", "aud@example.org", ok=False).output
     assert failed.startswith("error: object storage at 127.0.0.1:9 unreachable during ")
     assert cli("audit", "verify", "--actor", "aud@example.org", ok=False).output.startswith(
-        "error: object storage at 127.0.0.1:9 unreachable during list checkpoints")
+        "error: object storage at 127.0.0.1:9 unreachable during list checkpoints"
+    )

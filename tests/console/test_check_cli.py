@@ -18,15 +18,32 @@ from governance.policy import DEFAULT_POLICY_PATH
 from tests.fixtures.media import encode
 
 ROOT = Path(__file__).resolve().parents[2]
-MOTION = {"motion_mean_distance", "motion_worst5_distance", "mouth_correlation", "mouth_mean_difference",
-          "eyes_correlation", "eyes_mean_difference", "yaw_correlation", "yaw_mean_difference", "pitch_correlation",
-          "pitch_mean_difference", "roll_correlation", "roll_mean_difference"}
+MOTION = {
+    "motion_mean_distance",
+    "motion_worst5_distance",
+    "mouth_correlation",
+    "mouth_mean_difference",
+    "eyes_correlation",
+    "eyes_mean_difference",
+    "yaw_correlation",
+    "yaw_mean_difference",
+    "pitch_correlation",
+    "pitch_mean_difference",
+    "roll_correlation",
+    "roll_mean_difference",
+}
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """`python -m console.cli ...` in a child process (the environment, PYTHONPATH included, is inherited)."""
-    return subprocess.run([sys.executable, "-m", "console.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "COLUMNS": "200"}, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "console.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=900,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,20 +54,33 @@ def frozen_output(tmp_path_factory: pytest.TempPathFactory, portrait_path: Path)
 
 
 def test_check_json_on_the_driving_clip_itself(talking_clip: Path, portrait_path: Path) -> None:
-    done = run_cli("check", str(talking_clip), "--portrait", str(portrait_path), "--driving", str(talking_clip),
-                   "--reference", str(portrait_path), "--json")
+    done = run_cli(
+        "check",
+        str(talking_clip),
+        "--portrait",
+        str(portrait_path),
+        "--driving",
+        str(talking_clip),
+        "--reference",
+        str(portrait_path),
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert set(report) == {"checks", "outcome", "policy_version", "versions"}
     assert report["policy_version"] == "default@v2"
     rows = {row["name"]: row for row in report["checks"]}
     assert all(set(row) == {"name", "score", "verdict", "bound"} for row in report["checks"])
-    assert MOTION | {"binding_distance", "fidelity_mean_distance", "sharpness_ratio", "leak_margin"} <= set(rows)
+    assert MOTION | {"binding_distance", "fidelity_mean_distance", "sharpness_ratio", "leak_margin"} <= set(
+        rows
+    )
     assert {rows[name]["verdict"] for name in MOTION} == {"ok"}  # perfect motion
     # the crops the model would see vs the full frames: the same motion, seen through resampling noise
     assert rows["motion_mean_distance"]["score"] < 0.025
     assert rows["leak_margin"]["verdict"] == "skipped"  # the driver is the portrait's person
-    assert rows["binding_distance"]["verdict"] == "ok" and rows["binding_distance"]["score"] == pytest.approx(0, abs=1e-6)
+    assert rows["binding_distance"]["verdict"] == "ok" and rows["binding_distance"]["score"] == pytest.approx(
+        0, abs=1e-6
+    )
     assert report["outcome"] in {"auto_approve", "needs_review", "reject"}
     versions = report["versions"]
     assert versions["landmark_model"]["file"] == "shape_predictor_68_face_landmarks.dat"
@@ -58,8 +88,9 @@ def test_check_json_on_the_driving_clip_itself(talking_clip: Path, portrait_path
     assert len(versions["policy_digest"]) == 64
 
 
-def test_check_table_flags_a_frozen_output_without_importing_torch(frozen_output: Path, talking_clip: Path,
-                                                                   portrait_path: Path) -> None:
+def test_check_table_flags_a_frozen_output_without_importing_torch(
+    frozen_output: Path, talking_clip: Path, portrait_path: Path
+) -> None:
     # The command alone, on a bare app: `console.cli` imports other groups (train) that need torch.
     script = (
         "import sys, typer\n"
@@ -71,9 +102,24 @@ def test_check_table_flags_a_frozen_output_without_importing_torch(frozen_output
         "code = typer.main.get_command(app).main(args=sys.argv[1:], standalone_mode=False)\n"
         "print('TORCH LOADED' if 'torch' in sys.modules else 'no torch', file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, "check", str(frozen_output), "--portrait", str(portrait_path),
-                           "--driving", str(talking_clip)], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=900)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "check",
+            str(frozen_output),
+            "--portrait",
+            str(portrait_path),
+            "--driving",
+            str(talking_clip),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr
     assert "no torch" in done.stderr
     cells = {row[0]: row for row in (table_cells(line) for line in done.stdout.splitlines()) if row}
@@ -100,13 +146,20 @@ def error_line(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return lines[0]
 
 
-def test_check_bad_inputs_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, talking_clip: Path,
-                                       portrait_path: Path, bad_media: object) -> None:
+def test_check_bad_inputs_are_one_line(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    talking_clip: Path,
+    portrait_path: Path,
+    bad_media: object,
+) -> None:
     missing = tmp_path / "nope.mp4"
-    assert error_line(capsys, str(missing), "--portrait", str(portrait_path), "--driving", str(talking_clip)) == (
-        f"error: output file not found: {missing}")
-    assert error_line(capsys, str(talking_clip), "--portrait", str(portrait_path), "--driving", str(missing)) == (
-        f"error: driving file not found: {missing}")
+    assert error_line(
+        capsys, str(missing), "--portrait", str(portrait_path), "--driving", str(talking_clip)
+    ) == (f"error: output file not found: {missing}")
+    assert error_line(
+        capsys, str(talking_clip), "--portrait", str(portrait_path), "--driving", str(missing)
+    ) == (f"error: driving file not found: {missing}")
     text = bad_media.text_file  # type: ignore[attr-defined]
     line = error_line(capsys, str(text), "--portrait", str(portrait_path), "--driving", str(talking_clip))
     assert line.startswith("error: ") and "notes.jpg" in line
@@ -116,9 +169,18 @@ def test_check_bad_inputs_are_one_line(capsys: pytest.CaptureFixture[str], tmp_p
     del policy["motion"]["yaw_correlation"]
     bad_policy = tmp_path / "policy.yaml"
     bad_policy.write_text(yaml.safe_dump(policy))
-    assert error_line(capsys, str(talking_clip), "--portrait", str(portrait_path), "--driving", str(talking_clip),
-                      "--policy", str(bad_policy)) == (
-        f"error: policy {bad_policy}: field motion.yaw_correlation: Field required")
+    assert error_line(
+        capsys,
+        str(talking_clip),
+        "--portrait",
+        str(portrait_path),
+        "--driving",
+        str(talking_clip),
+        "--policy",
+        str(bad_policy),
+    ) == (f"error: policy {bad_policy}: field motion.yaw_correlation: Field required")
     wide = encode(tmp_path / "wide.mp4", [np.zeros((100, 300, 3), np.uint8)] * 5)
     line = error_line(capsys, str(wide), "--portrait", str(portrait_path), "--driving", str(talking_clip))
-    assert line == (f"error: output {wide} is 300x100: neither the portrait's size (320x240) nor a square face crop")
+    assert line == (
+        f"error: output {wide} is 300x100: neither the portrait's size (320x240) nor a square face crop"
+    )

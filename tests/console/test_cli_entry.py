@@ -55,7 +55,10 @@ def test_piped_output_is_wide_enough_for_ids(monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.parametrize(
     "argv",
-    [["batch", "status", "00000000-0000-0000-0000-000000000000"], ["audit", "verify", "--actor", "a@example.org"]],
+    [
+        ["batch", "status", "00000000-0000-0000-0000-000000000000"],
+        ["audit", "verify", "--actor", "a@example.org"],
+    ],
     ids=["flows-group", "governance-group"],
 )
 def test_malformed_setting_is_one_line_naming_the_variable(
@@ -76,11 +79,22 @@ def test_any_process_using_flows_keeps_prefect_offline() -> None:
     import subprocess
     import sys
 
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK")
+    }
     done = subprocess.run(
-        [sys.executable, "-c", "import os, flows.render; print(os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'])"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import os, flows.render; print(os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'])",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "false"

@@ -31,11 +31,17 @@ def world(sqlite_db_url: str, tmp_path: Path, s3_server: Any) -> Any:
 
 def cli(world: WebWorld, *args: str, ok: bool = True, allowed: Path | None = None) -> Result:
     settings = world.runtime.settings
-    env = {"LIKENESS_VAR_DIR": str(settings.var_dir), "LIKENESS_DATABASE_URL": settings.database_url,
-           "LIKENESS_S3_ENDPOINT": settings.s3_endpoint, "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
-           "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-           "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix, "LIKENESS_ACTOR": None, "COLUMNS": "250",
-           "LIKENESS_ALLOWED_INPUT_DIRS": f'["{allowed or world.tmp}"]'}
+    env = {
+        "LIKENESS_VAR_DIR": str(settings.var_dir),
+        "LIKENESS_DATABASE_URL": settings.database_url,
+        "LIKENESS_S3_ENDPOINT": settings.s3_endpoint,
+        "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
+        "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
+        "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix,
+        "LIKENESS_ACTOR": None,
+        "COLUMNS": "250",
+        "LIKENESS_ALLOWED_INPUT_DIRS": f'["{allowed or world.tmp}"]',
+    }
     result = CliRunner().invoke(app, list(args), env=env)
     if ok:
         assert result.exit_code == 0, result.output
@@ -72,16 +78,51 @@ def test_subject_reference_add_refusals_store_nothing(world: WebWorld, tmp_path:
     fake.write_bytes(b"not an image at all")
     photo = tmp_path / "ref.png"
     photo.write_bytes((MEDIA / "portrait_astronaut.png").read_bytes())
-    assert "reference photo:" in cli(world, "subject", "reference", "add", "S-1", str(fake), "--actor",
-                                     "compliance@example.org", ok=False).output
-    outside = cli(world, "subject", "reference", "add", "S-1", str(photo), "--actor", "compliance@example.org",
-                  ok=False, allowed=tmp_path / "elsewhere").output
+    assert (
+        "reference photo:"
+        in cli(
+            world,
+            "subject",
+            "reference",
+            "add",
+            "S-1",
+            str(fake),
+            "--actor",
+            "compliance@example.org",
+            ok=False,
+        ).output
+    )
+    outside = cli(
+        world,
+        "subject",
+        "reference",
+        "add",
+        "S-1",
+        str(photo),
+        "--actor",
+        "compliance@example.org",
+        ok=False,
+        allowed=tmp_path / "elsewhere",
+    ).output
     assert outside.startswith("error: reference photo:")
-    denied = cli(world, "subject", "reference", "add", "S-1", str(photo), "--actor", "operator@example.org",
-                 ok=False).output
+    denied = cli(
+        world, "subject", "reference", "add", "S-1", str(photo), "--actor", "operator@example.org", ok=False
+    ).output
     assert "lacks role" in denied
-    assert "subject S-404 not found" in cli(world, "subject", "reference", "add", "S-404", str(photo), "--actor",
-                                            "compliance@example.org", ok=False).output
+    assert (
+        "subject S-404 not found"
+        in cli(
+            world,
+            "subject",
+            "reference",
+            "add",
+            "S-404",
+            str(photo),
+            "--actor",
+            "compliance@example.org",
+            ok=False,
+        ).output
+    )
     assert references(world) == []
 
 
@@ -94,17 +135,48 @@ def test_publication_download_checks_the_hash_and_is_audited(world: WebWorld, tm
         job = jobs.get_job(db, job_id)
         jobs.transition(db, job, to=JobState.approved, actor="system:test")
         jobs.transition(db, job, to=JobState.publishing, actor="system:test")
-        publication_id = record_publication(db, job_id=job_id, bucket=stored.bucket, object_key=stored.key,
-                                            version_id=stored.version_id, sha256=stored.sha256,
-                                            size_bytes=stored.size, watermark_payload=77,
-                                            published_by="system:test").id
+        publication_id = record_publication(
+            db,
+            job_id=job_id,
+            bucket=stored.bucket,
+            object_key=stored.key,
+            version_id=stored.version_id,
+            sha256=stored.sha256,
+            size_bytes=stored.size,
+            watermark_payload=77,
+            published_by="system:test",
+        ).id
     target = tmp_path / "copy.mp4"
-    done = cli(world, "publication", "download", publication_id, "--actor", "auditor@example.org", "-o", str(target))
+    done = cli(
+        world, "publication", "download", publication_id, "--actor", "auditor@example.org", "-o", str(target)
+    )
     assert target.read_bytes() == video.read_bytes() and stored.sha256 in done.output
-    assert "already exists" in cli(world, "publication", "download", publication_id, "--actor",
-                                   "auditor@example.org", "-o", str(target), ok=False).output
+    assert (
+        "already exists"
+        in cli(
+            world,
+            "publication",
+            "download",
+            publication_id,
+            "--actor",
+            "auditor@example.org",
+            "-o",
+            str(target),
+            ok=False,
+        ).output
+    )
     with unit_of_work(world.sf) as db:
         event = db.scalars(select(AuditEvent).where(AuditEvent.action == "publication.downloaded")).one()
         assert event.actor == "auditor@example.org" and event.resource_id == publication_id
-    assert "not found" in cli(world, "publication", "download", "00000000-0000-0000-0000-000000000000",
-                              "--actor", "auditor@example.org", ok=False).output
+    assert (
+        "not found"
+        in cli(
+            world,
+            "publication",
+            "download",
+            "00000000-0000-0000-0000-000000000000",
+            "--actor",
+            "auditor@example.org",
+            ok=False,
+        ).output
+    )

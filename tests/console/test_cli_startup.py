@@ -28,8 +28,15 @@ PROBE = (
 
 def likeness(env: dict[str, str], *argv: str, stdin: str | None = None) -> tuple[int, str, list[str]]:
     """Run `likeness ARGV` in a new interpreter; (exit code, output, heavy modules it imported)."""
-    done = subprocess.run([sys.executable, "-c", PROBE, *argv], env=env, input=stdin, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     lines = done.stdout.splitlines()
     heavy = next((json.loads(line[6:]) for line in lines if line.startswith("HEAVY=")), None)
     assert heavy is not None, done.stderr[-2000:]
@@ -39,16 +46,19 @@ def likeness(env: dict[str, str], *argv: str, stdin: str | None = None) -> tuple
 @pytest.fixture
 def env(sqlite_db_url: str, tmp_path: Path) -> dict[str, str]:
     values = {key: value for key, value in os.environ.items() if not key.startswith("LIKENESS_")}
-    values.update({"LIKENESS_DATABASE_URL": sqlite_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"),
-                   "COLUMNS": "200"})
+    values.update(
+        {"LIKENESS_DATABASE_URL": sqlite_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"), "COLUMNS": "200"}
+    )
     return values
 
 
 def test_governance_commands_import_no_heavy_package(env: dict[str, str]) -> None:
     admin = "--actor=admin@example.org"
     commands = [
-        (["user", "add", "admin@example.org", "--role", "admin", "--role", "auditor", "--password-stdin"],
-         "long enough password\n"),
+        (
+            ["user", "add", "admin@example.org", "--role", "admin", "--role", "auditor", "--password-stdin"],
+            "long enough password\n",
+        ),
         (["user", "list", admin], None),
         (["subject", "add", "--reference", "S-9", "--name", "Nine", admin], None),
         (["subject", "list", admin], None),
@@ -68,9 +78,18 @@ def test_help_lists_every_group_without_importing_it(env: dict[str, str]) -> Non
     for name, (_, help_text) in cli.COMMANDS.items():
         assert name in output and help_text.split()[0] in output
     modules = subprocess.run(
-        [sys.executable, "-c", "import sys; from console.cli import main; main(['--help']); "
-                               "print(sorted(m for m in sys.modules if m.startswith('console.commands.')))"],
-        env=env, capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()[-1]
+        [
+            sys.executable,
+            "-c",
+            "import sys; from console.cli import main; main(['--help']); "
+            "print(sorted(m for m in sys.modules if m.startswith('console.commands.')))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()[-1]
     assert modules == "[]"  # not one command module was imported to list them
 
 

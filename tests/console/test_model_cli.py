@@ -29,7 +29,11 @@ def env(sqlite_db_url: str, tmp_path: Path) -> dict[str, str]:
             users.add_user(session, email=COMPLIANCE, roles=["compliance"], actor="system:test")
     finally:
         engine.dispose()
-    return {"LIKENESS_DATABASE_URL": sqlite_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"), "COLUMNS": "250"}
+    return {
+        "LIKENESS_DATABASE_URL": sqlite_db_url,
+        "LIKENESS_VAR_DIR": str(tmp_path / "var"),
+        "COLUMNS": "250",
+    }
 
 
 def _error_line(output: str) -> str:
@@ -48,18 +52,36 @@ def _models(url: str) -> list[RegisteredModel]:
 
 
 def test_register_list_show_retire(env: dict[str, str], tiny_checkpoint: TinyCheckpoint) -> None:
-    args = ["model", "register", str(tiny_checkpoint.path), "--name", "mcnet-tiny", "--version", "1",
-            "--actor", OPERATOR, "--sha256", tiny_checkpoint.sha256]
+    args = [
+        "model",
+        "register",
+        str(tiny_checkpoint.path),
+        "--name",
+        "mcnet-tiny",
+        "--version",
+        "1",
+        "--actor",
+        OPERATOR,
+        "--sha256",
+        tiny_checkpoint.sha256,
+    ]
     done = runner.invoke(app, args, env=env)
     assert done.exit_code == 0, done.output
-    assert "model mcnet-tiny@1 registered" in done.output and "lineage unknown (trained elsewhere)" in done.output
+    assert (
+        "model mcnet-tiny@1 registered" in done.output
+        and "lineage unknown (trained elsewhere)" in done.output
+    )
     [model] = _models(env["LIKENESS_DATABASE_URL"])
-    assert model.sha256 == tiny_checkpoint.sha256 and model.config["image_size"] == tiny_checkpoint.config.image_size
+    assert (
+        model.sha256 == tiny_checkpoint.sha256
+        and model.config["image_size"] == tiny_checkpoint.config.image_size
+    )
 
     again = runner.invoke(app, [*args[:6], "2", *args[7:]], env=env)
     assert again.exit_code == 1
-    assert _error_line(again.output) == (f"error: checkpoint sha256 {tiny_checkpoint.sha256} is already "
-                                         "registered as mcnet-tiny@1")
+    assert _error_line(again.output) == (
+        f"error: checkpoint sha256 {tiny_checkpoint.sha256} is already registered as mcnet-tiny@1"
+    )
 
     listed = runner.invoke(app, ["model", "list", "--actor", OPERATOR], env=env)
     assert listed.exit_code == 0 and "mcnet-tiny" in listed.output and "active" in listed.output
@@ -67,10 +89,15 @@ def test_register_list_show_retire(env: dict[str, str], tiny_checkpoint: TinyChe
     assert shown.exit_code == 0, shown.output
     assert "training data: not recorded" in shown.output and "publications: none" in shown.output
 
-    denied = runner.invoke(app, ["model", "retire", "mcnet-tiny@1", "--reason", "x", "--actor", OPERATOR], env=env)
-    assert denied.exit_code == 1 and "lacks role compliance or admin for model.retire" in _error_line(denied.output)
-    retired = runner.invoke(app, ["model", "retire", "mcnet-tiny@1", "--reason", "superseded", "--actor", COMPLIANCE],
-                            env=env)
+    denied = runner.invoke(
+        app, ["model", "retire", "mcnet-tiny@1", "--reason", "x", "--actor", OPERATOR], env=env
+    )
+    assert denied.exit_code == 1 and "lacks role compliance or admin for model.retire" in _error_line(
+        denied.output
+    )
+    retired = runner.invoke(
+        app, ["model", "retire", "mcnet-tiny@1", "--reason", "superseded", "--actor", COMPLIANCE], env=env
+    )
     assert retired.exit_code == 0, retired.output
     assert "model mcnet-tiny@1 retired" in retired.output
     [model] = _models(env["LIKENESS_DATABASE_URL"])
@@ -89,8 +116,9 @@ def test_register_list_show_retire(env: dict[str, str], tiny_checkpoint: TinyChe
 def test_register_refuses_a_file_that_is_not_a_checkpoint(env: dict[str, str], tmp_path: Path) -> None:
     bogus = tmp_path / "model.pth.tar"
     bogus.write_bytes(b"not a checkpoint")
-    result = runner.invoke(app, ["model", "register", str(bogus), "--name", "m", "--version", "1",
-                                 "--actor", OPERATOR], env=env)
+    result = runner.invoke(
+        app, ["model", "register", str(bogus), "--name", "m", "--version", "1", "--actor", OPERATOR], env=env
+    )
     assert result.exit_code == 1
     assert "is not a readable torch checkpoint" in _error_line(result.output)
     assert _models(env["LIKENESS_DATABASE_URL"]) == []

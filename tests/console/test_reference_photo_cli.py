@@ -27,25 +27,42 @@ COMPLIANCE = "comp@example.org"
 
 
 @pytest.fixture
-def cli(sqlite_db_url: str, s3_server: S3ServerHandle, tmp_path: Path) -> tuple[Callable[..., Result], Runtime]:
+def cli(
+    sqlite_db_url: str, s3_server: S3ServerHandle, tmp_path: Path
+) -> tuple[Callable[..., Result], Runtime]:
     photos = tmp_path / "photos"
     photos.mkdir()
-    env = {"LIKENESS_DATABASE_URL": sqlite_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"),
-           "LIKENESS_S3_ENDPOINT": s3_server.endpoint, "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
-           "LIKENESS_S3_SECRET_KEY": s3_server.secret_key, "LIKENESS_S3_BUCKET_PREFIX": unique_prefix(),
-           "LIKENESS_ALLOWED_INPUT_DIRS": json.dumps([str(photos)]), "LIKENESS_ACTOR": "", "COLUMNS": "250"}
+    env = {
+        "LIKENESS_DATABASE_URL": sqlite_db_url,
+        "LIKENESS_VAR_DIR": str(tmp_path / "var"),
+        "LIKENESS_S3_ENDPOINT": s3_server.endpoint,
+        "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
+        "LIKENESS_S3_SECRET_KEY": s3_server.secret_key,
+        "LIKENESS_S3_BUCKET_PREFIX": unique_prefix(),
+        "LIKENESS_ALLOWED_INPUT_DIRS": json.dumps([str(photos)]),
+        "LIKENESS_ACTOR": "",
+        "COLUMNS": "250",
+    }
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:
         return runner.invoke(app, list(args), env=env)
 
-    for args in (("user", "add", "admin@example.org", "--role", "admin"),
-                 ("user", "add", COMPLIANCE, "--role", "compliance", "--actor", "admin@example.org"),
-                 ("subject", "add", "--reference", "S-1", "--name", "Ada", "--actor", COMPLIANCE)):
+    for args in (
+        ("user", "add", "admin@example.org", "--role", "admin"),
+        ("user", "add", COMPLIANCE, "--role", "compliance", "--actor", "admin@example.org"),
+        ("subject", "add", "--reference", "S-1", "--name", "Ada", "--actor", COMPLIANCE),
+    ):
         assert invoke(*args).exit_code == 0
-    settings = Settings(database_url=sqlite_db_url, var_dir=tmp_path / "var", s3_endpoint=s3_server.endpoint,
-                        s3_access_key=s3_server.access_key, s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
-                        s3_bucket_prefix=env["LIKENESS_S3_BUCKET_PREFIX"], allowed_input_dirs=[photos])
+    settings = Settings(
+        database_url=sqlite_db_url,
+        var_dir=tmp_path / "var",
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
+        s3_bucket_prefix=env["LIKENESS_S3_BUCKET_PREFIX"],
+        allowed_input_dirs=[photos],
+    )
     rt = Runtime(settings)
     yield invoke, rt
     rt.close()
@@ -56,10 +73,29 @@ def grant_args(tmp_path: Path, photo: Path, *extra: str) -> list[str]:
     evidence.write_bytes(b"%PDF-1.4 signed consent form")
     target = tmp_path / "photos" / photo.name
     target.write_bytes(photo.read_bytes())
-    return ["consent", "grant", "--subject", "S-1", "--purpose", "advertising", "--channel", "web",
-            "--territory", "DE", "--evidence", str(evidence), "--evidence-sha256",
-            hashlib.sha256(evidence.read_bytes()).hexdigest(), "--until", "2099-01-01", "--actor", COMPLIANCE,
-            "--reference-photo", str(target), *extra]
+    return [
+        "consent",
+        "grant",
+        "--subject",
+        "S-1",
+        "--purpose",
+        "advertising",
+        "--channel",
+        "web",
+        "--territory",
+        "DE",
+        "--evidence",
+        str(evidence),
+        "--evidence-sha256",
+        hashlib.sha256(evidence.read_bytes()).hexdigest(),
+        "--until",
+        "2099-01-01",
+        "--actor",
+        COMPLIANCE,
+        "--reference-photo",
+        str(target),
+        *extra,
+    ]
 
 
 def keys(rt: Runtime) -> list[str]:
@@ -86,13 +122,20 @@ def evidence_copies(rt: Runtime) -> list[Path]:
     return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("no_face_image", "no face found in reference photo"),
-    ("two_faces_image", "shows 2 faces; exactly one is required"),
-    ("small_face_image", "px wide; at least 64 px is required"),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("no_face_image", "no face found in reference photo"),
+        ("two_faces_image", "shows 2 faces; exactly one is required"),
+        ("small_face_image", "px wide; at least 64 px is required"),
+    ],
+)
 def test_grant_refuses_a_photo_that_is_no_usable_portrait(
-    cli: tuple[Callable[..., Result], Runtime], bad_media: BadMedia, tmp_path: Path, name: str, message: str,
+    cli: tuple[Callable[..., Result], Runtime],
+    bad_media: BadMedia,
+    tmp_path: Path,
+    name: str,
+    message: str,
 ) -> None:
     invoke, rt = cli
     result = invoke(*grant_args(tmp_path, getattr(bad_media, name)))
@@ -103,13 +146,17 @@ def test_grant_refuses_a_photo_that_is_no_usable_portrait(
 
 
 def test_grant_with_a_good_photo_attaches_it_and_a_later_refusal_removes_it(
-    cli: tuple[Callable[..., Result], Runtime], portrait_path: Path, tmp_path: Path,
+    cli: tuple[Callable[..., Result], Runtime],
+    portrait_path: Path,
+    tmp_path: Path,
 ) -> None:
     invoke, rt = cli
     # Refused after the photo was stored (unknown subject): nothing is kept.
     refused = invoke(*[a if a != "S-1" else "S-404" for a in grant_args(tmp_path, portrait_path)])
     assert refused.exit_code == 1 and "error: subject S-404 not found" in refused.output
-    assert rows(rt, Consent) == rows(rt, LikenessReference) == 0 and evidence_copies(rt) == [] and keys(rt) == []
+    assert (
+        rows(rt, Consent) == rows(rt, LikenessReference) == 0 and evidence_copies(rt) == [] and keys(rt) == []
+    )
     inverted = invoke(*grant_args(tmp_path, portrait_path, "--from", "2099-06-01"))
     assert inverted.exit_code == 1 and "is not after valid_from" in inverted.output and keys(rt) == []
 
@@ -122,7 +169,9 @@ def test_grant_with_a_good_photo_attaches_it_and_a_later_refusal_removes_it(
 
 
 def test_discard_keeps_what_a_recorded_reference_or_an_older_upload_uses(
-    cli: tuple[Callable[..., Result], Runtime], portrait_path: Path, tmp_path: Path,
+    cli: tuple[Callable[..., Result], Runtime],
+    portrait_path: Path,
+    tmp_path: Path,
 ) -> None:
     invoke, rt = cli
     assert invoke(*grant_args(tmp_path, portrait_path)).exit_code == 0
@@ -134,8 +183,9 @@ def test_discard_keeps_what_a_recorded_reference_or_an_older_upload_uses(
     assert photo_keys(rt) == [key]  # not created by this request, and in use by a recorded reference
     other = tmp_path / "other.png"
     other.write_bytes(portrait_path.read_bytes() + b"\0")
-    fresh = store_upload(rt, other, hashlib.sha256(other.read_bytes()).hexdigest(), prefix="references",
-                         kind="reference")
+    fresh = store_upload(
+        rt, other, hashlib.sha256(other.read_bytes()).hexdigest(), prefix="references", kind="reference"
+    )
     assert fresh.created and len(photo_keys(rt)) == 2
     discard_unreferenced(rt, [fresh, None])
     assert photo_keys(rt) == [key]

@@ -66,15 +66,33 @@ def flow_media(tmp_path_factory: pytest.TempPathFactory) -> Media:
     reference, portrait, driving = folder / "reference.png", folder / "portrait.png", folder / "driving.mp4"
     ffmpeg("-i", str(DEMO_CLIP), "-vf", r"select=eq(n\,0)", "-frames:v", "1", str(reference))
     ffmpeg("-i", str(DEMO_CLIP), "-vf", r"select=eq(n\,40)", "-frames:v", "1", str(portrait))
-    ffmpeg("-i", str(DEMO_CLIP), "-vf", r"select=between(n\,300\,315),setpts=N/25/TB", "-r", "25",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", str(driving))
+    ffmpeg(
+        "-i",
+        str(DEMO_CLIP),
+        "-vf",
+        r"select=between(n\,300\,315),setpts=N/25/TB",
+        "-r",
+        "25",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-crf",
+        "18",
+        str(driving),
+    )
     stranger = folder / "stranger.jpg"
     stranger.write_bytes(STRANGER.read_bytes())
     return Media(reference=reference, portrait=portrait, driving=driving, stranger=stranger)
 
 
-def write_policy(path: Path, *, loose: bool, always_review: bool = False,
-                 identity: dict[str, dict[str, float]] | None = None) -> Path:
+def write_policy(
+    path: Path,
+    *,
+    loose: bool,
+    always_review: bool = False,
+    identity: dict[str, dict[str, float]] | None = None,
+) -> Path:
     """The default policy, or a loose one (a tiny random model's output passes), optionally always-review;
     `identity` overrides bounds of the identity rules."""
     rules = yaml.safe_load(DEFAULT_POLICY_PATH.read_text(encoding="utf-8"))
@@ -117,15 +135,29 @@ class FlowWorld:
         stored = self.rt.store.put_file("inputs", f"references/{uuid.uuid4().hex}.png", photo)
         officer = self.user_id(COMPLIANCE)
         with unit_of_work(self.sessions) as session:
-            subject = subjects.add_subject(session, reference=reference, display_name=f"Subject {reference}",
-                                           created_by=officer)
-            subjects.add_reference(session, subject_id=subject.id, bucket=stored.bucket, object_key=stored.key,
-                                   sha256=stored.sha256, created_by=officer)
+            subject = subjects.add_subject(
+                session, reference=reference, display_name=f"Subject {reference}", created_by=officer
+            )
+            subjects.add_reference(
+                session,
+                subject_id=subject.id,
+                bucket=stored.bucket,
+                object_key=stored.key,
+                sha256=stored.sha256,
+                created_by=officer,
+            )
             self.subjects[reference] = subject.id
             return subject.id
 
-    def grant(self, reference: str, *, channels: list[str] | None = None, valid_from: datetime | None = None,
-              valid_until: datetime | None = None, now: datetime | None = None) -> str:
+    def grant(
+        self,
+        reference: str,
+        *,
+        channels: list[str] | None = None,
+        valid_from: datetime | None = None,
+        valid_until: datetime | None = None,
+        now: datetime | None = None,
+    ) -> str:
         """A consent for advertising in DE (web by default), valid a year unless told otherwise."""
         evidence = self.root / f"evidence-{uuid.uuid4().hex}.txt"
         evidence.write_text(f"consent form of {reference}\n", encoding="utf-8")
@@ -135,18 +167,29 @@ class FlowWorld:
         start = valid_from or utcnow() - timedelta(minutes=1)
         with unit_of_work(self.sessions) as session:
             granted = consent.grant(
-                session, subject_id=self.subjects[reference], purposes=["advertising"],
-                channels=channels or ["web"], territories=["DE"], valid_from=start,
+                session,
+                subject_id=self.subjects[reference],
+                purposes=["advertising"],
+                channels=channels or ["web"],
+                territories=["DE"],
+                valid_from=start,
                 valid_until=valid_until if valid_until is not None else utcnow() + timedelta(days=365),
-                evidence_path=evidence, evidence_sha256=digest, evidence_key=f"evidence/{digest}.txt",
-                recorded_by=self.user_id(COMPLIANCE), now=now,
-            )  # fmt: skip
+                evidence_path=evidence,
+                evidence_sha256=digest,
+                evidence_key=f"evidence/{digest}.txt",
+                recorded_by=self.user_id(COMPLIANCE),
+                now=now,
+            )
             return granted.id
 
     def revoke(self, consent_id: str) -> None:
         with unit_of_work(self.sessions) as session:
-            consent.revoke(session, consent_id=consent_id, revoked_by=self.user_id(COMPLIANCE),
-                           reason="subject withdrew consent")
+            consent.revoke(
+                session,
+                consent_id=consent_id,
+                revoked_by=self.user_id(COMPLIANCE),
+                reason="subject withdrew consent",
+            )
 
     def submit(self, jobs: list[dict[str, Any]], *, requester: str = OPERATOR) -> str:
         """Write a batch YAML into the allowed input folder and submit it; returns the batch id."""
@@ -195,8 +238,12 @@ class FlowWorld:
 
     def publications(self, job_id: str) -> int:
         with unit_of_work(self.sessions) as session:
-            return int(session.scalar(select(func.count()).select_from(Publication)
-                                      .where(Publication.job_id == job_id)) or 0)
+            return int(
+                session.scalar(
+                    select(func.count()).select_from(Publication).where(Publication.job_id == job_id)
+                )
+                or 0
+            )
 
     def flagged_batch(self, references: list[str], *, requester: str) -> list[str]:
         """Jobs already rendered and flagged for review (no model run: the gate's tests start here).
@@ -213,20 +260,45 @@ class FlowWorld:
         portrait = store.put_file("inputs", f"inputs/{uuid.uuid4().hex}.png", self.media.portrait)
         driving = store.put_file("inputs", f"inputs/{uuid.uuid4().hex}.mp4", self.media.driving)
         policy = load_policy(write_policy(self.root / "review-policy.yaml", loose=True, always_review=True))
-        scores = CheckScores(binding_distance=0.03, fidelity_mean_distance=0.03, fidelity_worst5_distance=0.05,
-                             missing_face_ratio=0.0, sharpness_ratio=0.9, flicker_outlier_ratio=0.0,
-                             longest_frozen_run=1, colour_drift=2.0, duration_ok=True, fps_ok=True, size_ok=True)
+        scores = CheckScores(
+            binding_distance=0.03,
+            fidelity_mean_distance=0.03,
+            fidelity_worst5_distance=0.05,
+            missing_face_ratio=0.0,
+            sharpness_ratio=0.9,
+            flicker_outlier_ratio=0.0,
+            longest_frozen_run=1,
+            colour_drift=2.0,
+            duration_ok=True,
+            fps_ok=True,
+            size_ok=True,
+        )
         with unit_of_work(self.sessions) as session:
             requester_id = users.get_user_by_email(session, requester).id
             specs = []
             for reference in references:
                 subject_id = self.subjects[reference]
-                assets = [batches.register_asset(session, kind=kind, bucket=stored.bucket, object_key=stored.key,
-                                                 sha256=stored.sha256, size_bytes=stored.size, actor=requester,
-                                                 subject_id=subject_id).id
-                          for kind, stored in ((AssetKind.portrait, portrait), (AssetKind.driving_video, driving))]
-                specs.append(batches.JobSpec(subject_id=subject_id, portrait_asset_id=assets[0],
-                                             driving_asset_id=assets[1], **COVERED))
+                assets = [
+                    batches.register_asset(
+                        session,
+                        kind=kind,
+                        bucket=stored.bucket,
+                        object_key=stored.key,
+                        sha256=stored.sha256,
+                        size_bytes=stored.size,
+                        actor=requester,
+                        subject_id=subject_id,
+                    ).id
+                    for kind, stored in ((AssetKind.portrait, portrait), (AssetKind.driving_video, driving))
+                ]
+                specs.append(
+                    batches.JobSpec(
+                        subject_id=subject_id,
+                        portrait_asset_id=assets[0],
+                        driving_asset_id=assets[1],
+                        **COVERED,
+                    )
+                )
             batch = batches.create_batch(session, name="flagged", requested_by=requester_id, jobs=specs)
             job_ids = [job.id for job in batches.jobs_of_batch(session, batch.id)]
         for job_id in job_ids:
@@ -234,21 +306,41 @@ class FlowWorld:
             with unit_of_work(self.sessions) as session:
                 job = job_service.get_job(session, job_id)
                 found = consent.verify(session, subject_id=job.subject_id, **COVERED)
-                job_service.claim(session, job, to=JobState.rendering, flow_run_id="test-render",
-                                  actor="system:test", consent_id=found.id)
-                job_service.record_render(session, job, actor="system:test", output_bucket=render.bucket,
-                                          output_key=render.key, output_sha256=render.sha256, seed=1,
-                                          model_sha256="0" * 64, inference_mode="exact")
-                job_service.record_checks(session, job, actor="system:test", scores=scores,
-                                          decision=policy.evaluate(scores))
+                job_service.claim(
+                    session,
+                    job,
+                    to=JobState.rendering,
+                    flow_run_id="test-render",
+                    actor="system:test",
+                    consent_id=found.id,
+                )
+                job_service.record_render(
+                    session,
+                    job,
+                    actor="system:test",
+                    output_bucket=render.bucket,
+                    output_key=render.key,
+                    output_sha256=render.sha256,
+                    seed=1,
+                    model_sha256="0" * 64,
+                    inference_mode="exact",
+                )
+                job_service.record_checks(
+                    session, job, actor="system:test", scores=scores, decision=policy.evaluate(scores)
+                )
                 assert job.state == JobState.awaiting_review
         return job_ids
 
-    def use_policy(self, *, loose: bool, always_review: bool = False,
-                   identity: dict[str, dict[str, float]] | None = None) -> None:
+    def use_policy(
+        self, *, loose: bool, always_review: bool = False, identity: dict[str, dict[str, float]] | None = None
+    ) -> None:
         """Swap the policy in force (a new runtime part is built on next use)."""
-        path = write_policy(self.root / f"policy-{uuid.uuid4().hex[:6]}.yaml", loose=loose,
-                            always_review=always_review, identity=identity)
+        path = write_policy(
+            self.root / f"policy-{uuid.uuid4().hex[:6]}.yaml",
+            loose=loose,
+            always_review=always_review,
+            identity=identity,
+        )
         self.rt.settings = self.rt.settings.model_copy(update={"policy_path": path})
         self.rt._parts.pop("policy", None)
         self.rt._parts.pop("verifier", None)
@@ -272,30 +364,53 @@ def cli_env(world: FlowWorld) -> dict[str, str]:
     }
 
 
-def make_world(db_url: str, s3: S3ServerHandle, checkpoint: TinyCheckpoint, media: Media, root: Path) -> FlowWorld:
+def make_world(
+    db_url: str, s3: S3ServerHandle, checkpoint: TinyCheckpoint, media: Media, root: Path
+) -> FlowWorld:
     (root / "inputs").mkdir(parents=True, exist_ok=True)
     settings = Settings(
-        var_dir=root / "var", database_url=db_url, s3_endpoint=s3.endpoint, s3_access_key=s3.access_key,
+        var_dir=root / "var",
+        database_url=db_url,
+        s3_endpoint=s3.endpoint,
+        s3_access_key=s3.access_key,
         s3_secret_key=s3.secret_key,  # type: ignore[arg-type]
-        s3_bucket_prefix=unique_prefix(), mcnet_checkpoint=checkpoint.path,
-        mcnet_checkpoint_sha256=checkpoint.sha256, allowed_input_dirs=[root / "inputs", media.portrait.parent],
-        policy_path=write_policy(root / "policy.yaml", loose=True), inference_batch_size=8, fidelity_every=4,
-    )  # fmt: skip
+        s3_bucket_prefix=unique_prefix(),
+        mcnet_checkpoint=checkpoint.path,
+        mcnet_checkpoint_sha256=checkpoint.sha256,
+        allowed_input_dirs=[root / "inputs", media.portrait.parent],
+        policy_path=write_policy(root / "policy.yaml", loose=True),
+        inference_batch_size=8,
+        fidelity_every=4,
+    )
     world = FlowWorld(rt=Runtime(settings), root=root, media=media)
     with unit_of_work(world.sessions) as session:
-        for email, roles in ((COMPLIANCE, ["compliance"]), (OPERATOR, ["operator"]), (REVIEWER, ["reviewer"]),
-                             (REVIEWER_OPERATOR, ["reviewer", "operator"])):
+        for email, roles in (
+            (COMPLIANCE, ["compliance"]),
+            (OPERATOR, ["operator"]),
+            (REVIEWER, ["reviewer"]),
+            (REVIEWER_OPERATOR, ["reviewer", "operator"]),
+        ):
             users.add_user(session, email=email, roles=roles, actor="system:test")
     with unit_of_work(world.sessions) as session:  # only a registered model renders
-        models_registry.register_model(session, name=TINY_MODEL_NAME, version="1", sha256=checkpoint.sha256,
-                                       config=checkpoint.config.to_dict(), actor_email=OPERATOR)
+        models_registry.register_model(
+            session,
+            name=TINY_MODEL_NAME,
+            version="1",
+            sha256=checkpoint.sha256,
+            config=checkpoint.config.to_dict(),
+            actor_email=OPERATOR,
+        )
     return world
 
 
 @pytest.fixture
 def flow_world(
-    sqlite_db_url: str, s3_server: S3ServerHandle, tiny_checkpoint: TinyCheckpoint, flow_media: Media,
-    tmp_path: Path, prefect_api: str,
+    sqlite_db_url: str,
+    s3_server: S3ServerHandle,
+    tiny_checkpoint: TinyCheckpoint,
+    flow_media: Media,
+    tmp_path: Path,
+    prefect_api: str,
 ) -> Iterator[FlowWorld]:
     """A world on SQLite, installed as the process's runtime for the flows."""
     world = make_world(sqlite_db_url, s3_server, tiny_checkpoint, flow_media, tmp_path)
@@ -306,8 +421,12 @@ def flow_world(
 
 @pytest.fixture
 def flow_world_any_db(
-    db_url: str, s3_server: S3ServerHandle, tiny_checkpoint: TinyCheckpoint, flow_media: Media,
-    tmp_path: Path, prefect_api: str,
+    db_url: str,
+    s3_server: S3ServerHandle,
+    tiny_checkpoint: TinyCheckpoint,
+    flow_media: Media,
+    tmp_path: Path,
+    prefect_api: str,
 ) -> Iterator[FlowWorld]:
     """The same world, once on SQLite and once on PostgreSQL."""
     world = make_world(db_url, s3_server, tiny_checkpoint, flow_media, tmp_path)

@@ -52,5 +52,7 @@ def test_batch_publication_and_takedown_each_leave_a_checkpoint(flow_world: Flow
     result = audit_checkpoint()
     assert result["size"] == head_seq(world) and result["written"] is False
     with unit_of_work(world.sessions) as session:
-        report = audit_ledger.verify_log(session, stored_notes(world.rt.settings), audit_verifier(world.rt.settings))
+        report = audit_ledger.verify_log(
+            session, stored_notes(world.rt.settings), audit_verifier(world.rt.settings)
+        )
     assert report.ok and report.checkpoints == 2, report.message

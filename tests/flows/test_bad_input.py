@@ -50,8 +50,10 @@ def rows(world: FlowWorld, model: type) -> int:
 def objects(world: FlowWorld) -> list[str]:
     """Submitted inputs in storage (subjects' reference photos, under `references/`, are not counted)."""
     store = world.rt.store
-    return sorted(o.object_name for o in store.client.list_objects(store.bucket_name("inputs"), prefix="inputs/",
-                                                                   recursive=True))
+    return sorted(
+        o.object_name
+        for o in store.client.list_objects(store.bucket_name("inputs"), prefix="inputs/", recursive=True)
+    )
 
 
 def assert_nothing_submitted(world: FlowWorld) -> None:
@@ -65,10 +67,26 @@ def csv_file(world: FlowWorld, name: str, lines: list[str], *, bom: bool = False
     return path
 
 
-def csv_row(world: FlowWorld, subject: str, *, purpose: str = "advertising", territory: str = "DE",
-            driving: Path | None = None, portrait: Path | None = None) -> str:
-    return ",".join([subject, str(portrait or world.media.portrait), str(driving or world.media.driving), purpose,
-                     "web", territory, ""])
+def csv_row(
+    world: FlowWorld,
+    subject: str,
+    *,
+    purpose: str = "advertising",
+    territory: str = "DE",
+    driving: Path | None = None,
+    portrait: Path | None = None,
+) -> str:
+    return ",".join(
+        [
+            subject,
+            str(portrait or world.media.portrait),
+            str(driving or world.media.driving),
+            purpose,
+            "web",
+            territory,
+            "",
+        ]
+    )
 
 
 HEADER = "subject,portrait,driving,purpose,channel,territory,seed"
@@ -81,9 +99,14 @@ def test_a_refused_submission_uploads_nothing(flow_world: FlowWorld, monkeypatch
     cases = {
         "unknown purpose": (csv_row(world, "S-1", purpose="espionage"), "job 1: unknown purpose 'espionage'"),
         "unknown territory": (csv_row(world, "S-1", territory="XX"), "job 1: unknown territory 'XX'"),
-        "sql-ish purpose": (csv_row(world, "S-1", purpose="advertising'; drop table jobs;--"),
-                            "job 1: unknown purpose \"advertising'; drop table jobs;--\""),
-        "unicode purpose": (csv_row(world, "S-1", purpose="ädvertising"), "job 1: unknown purpose 'ädvertising'"),
+        "sql-ish purpose": (
+            csv_row(world, "S-1", purpose="advertising'; drop table jobs;--"),
+            'job 1: unknown purpose "advertising\'; drop table jobs;--"',
+        ),
+        "unicode purpose": (
+            csv_row(world, "S-1", purpose="ädvertising"),
+            "job 1: unknown purpose 'ädvertising'",
+        ),
         "formula subject": (csv_row(world, '=HYPERLINK("http://x")'), "job 1: subject"),
     }
     for name, (row, message) in cases.items():
@@ -94,8 +117,11 @@ def test_a_refused_submission_uploads_nothing(flow_world: FlowWorld, monkeypatch
         assert_nothing_submitted(world)
 
     # A step after the uploads refuses: what this submission uploaded goes again, shared objects stay.
-    good = submit_batch(world.rt, read_batch_file(csv_file(world, "good.csv", [HEADER, csv_row(world, "S-1")])),
-                        requested_by_email=OPERATOR)
+    good = submit_batch(
+        world.rt,
+        read_batch_file(csv_file(world, "good.csv", [HEADER, csv_row(world, "S-1")])),
+        requested_by_email=OPERATOR,
+    )
     kept = objects(world)
     assert len(kept) == 2 and good
     other = world.root / "inputs" / "other-driving.mp4"
@@ -119,13 +145,17 @@ def test_settings_and_database_errors_are_one_line(flow_world: FlowWorld) -> Non
     world = flow_world
     world.add_subject("S-1")
     batch = str(world.batch_file([{"subject": "S-1"}]))
-    code, lines = invoke(world, ["batch", "submit", batch, "--actor", OPERATOR],
-                         LIKENESS_ALLOWED_INPUT_DIRS="/data/a,/data/b")
+    code, lines = invoke(
+        world, ["batch", "submit", batch, "--actor", OPERATOR], LIKENESS_ALLOWED_INPUT_DIRS="/data/a,/data/b"
+    )
     assert code == 1 and len(lines) == 1, lines
     assert lines[0].startswith("error: invalid LIKENESS_ALLOWED_INPUT_DIRS: cannot be parsed")
     for url, cause in (("garbage", "not a database URL"), ("nosuch://x/y", "unknown database dialect")):
-        for args in (["batch", "status", "x"], ["subject", "list", "--actor", COMPLIANCE],
-                     ["batch", "submit", batch, "--actor", OPERATOR]):
+        for args in (
+            ["batch", "status", "x"],
+            ["subject", "list", "--actor", COMPLIANCE],
+            ["batch", "submit", batch, "--actor", OPERATOR],
+        ):
             code, lines = invoke(world, args, LIKENESS_DATABASE_URL=url)
             assert code == 1 and len(lines) == 1, (args, lines)
             assert lines[0].startswith("error: invalid LIKENESS_DATABASE_URL: ") and cause in lines[0], lines
@@ -133,8 +163,12 @@ def test_settings_and_database_errors_are_one_line(flow_world: FlowWorld) -> Non
 
     # A database that was never migrated is refused by read commands, and not created by them.
     absent = world.root / "never" / "likeness.db"
-    for args in (["batch", "status", "x"], ["subject", "list", "--actor", COMPLIANCE], ["review", "list", "--actor", COMPLIANCE],
-                 ["db", "current"]):
+    for args in (
+        ["batch", "status", "x"],
+        ["subject", "list", "--actor", COMPLIANCE],
+        ["review", "list", "--actor", COMPLIANCE],
+        ["db", "current"],
+    ):
         code, lines = invoke(world, args, LIKENESS_DATABASE_URL=f"sqlite:///{absent}")
         if args[0] == "db":
             assert code == 0
@@ -147,18 +181,36 @@ def test_settings_and_database_errors_are_one_line(flow_world: FlowWorld) -> Non
     evidence = world.root / "consent.pdf"
     evidence.write_bytes(b"%PDF-1.4 consent of S-1\n")
     digest = hashlib.sha256(evidence.read_bytes()).hexdigest()
-    grant = ["consent", "grant", "--subject", "S-1", "--purpose", "advertising", "--channel", "web",
-             "--territory", "DE", "--evidence", str(evidence), "--evidence-sha256", digest, "--actor", COMPLIANCE]
+    grant = [
+        "consent",
+        "grant",
+        "--subject",
+        "S-1",
+        "--purpose",
+        "advertising",
+        "--channel",
+        "web",
+        "--territory",
+        "DE",
+        "--evidence",
+        str(evidence),
+        "--evidence-sha256",
+        digest,
+        "--actor",
+        COMPLIANCE,
+    ]
     code, lines = invoke(world, [*grant, "--until", "9999-12-31T23:00:00-05:00"])
     assert code == 1 and len(lines) == 1, lines
-    assert lines[0] == ("error: --until '9999-12-31T23:00:00-05:00' is out of range: in UTC it falls after "
-                        "the year 9999")
+    assert lines[0] == (
+        "error: --until '9999-12-31T23:00:00-05:00' is out of range: in UTC it falls after the year 9999"
+    )
     code, lines = invoke(world, [*grant, "--until", "2020-01-01"])
     assert code == 1 and len(lines) == 1, lines
     assert "--until 2020-01-01T00:00:00+00:00 is in the past" in lines[0]
     assert rows(world, Consent) == 0
     assert not (world.rt.settings.var_dir / "evidence").exists() or not any(
-        (world.rt.settings.var_dir / "evidence").iterdir())
+        (world.rt.settings.var_dir / "evidence").iterdir()
+    )
 
 
 @pytest.mark.slow
@@ -166,30 +218,67 @@ def test_limits_refuse_before_decoding(flow_world: FlowWorld) -> None:
     world = flow_world
     world.add_subject("S-1")
     ten_hours = world.root / "inputs" / "ten-hours.mp4"
-    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=32x32:r=1", "-t", "36000", "-c:v", "libx264", "-preset",
-           "ultrafast", "-pix_fmt", "yuv420p", str(ten_hours))
-    code, lines = invoke(world, ["batch", "submit", str(world.batch_file([{"subject": "S-1", "driving": ten_hours}])),
-                                 "--actor", OPERATOR])
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=black:s=32x32:r=1",
+        "-t",
+        "36000",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        str(ten_hours),
+    )
+    code, lines = invoke(
+        world,
+        [
+            "batch",
+            "submit",
+            str(world.batch_file([{"subject": "S-1", "driving": ten_hours}])),
+            "--actor",
+            OPERATOR,
+        ],
+    )
     assert code == 1 and len(lines) == 1, lines
     assert "job 1 driving video: video ten-hours.mp4 lasts 36000.0 s, over the limit of 600 s" in lines[0]
-    code, lines = invoke(world, ["batch", "submit", str(world.batch_file([{"subject": "S-1"}])), "--actor", OPERATOR],
-                         LIKENESS_MAX_VIDEO_FRAMES="10")
+    code, lines = invoke(
+        world,
+        ["batch", "submit", str(world.batch_file([{"subject": "S-1"}])), "--actor", OPERATOR],
+        LIKENESS_MAX_VIDEO_FRAMES="10",
+    )
     assert code == 1 and len(lines) == 1, lines
     assert "has 16 frames, over the limit of 10" in lines[0]
     assert_nothing_submitted(world)
 
     # The same job twice: refused, naming the jobs and the CSV lines.
-    path = csv_file(world, "twice.csv", [HEADER, csv_row(world, "S-1"), csv_row(world, "S-1", territory="AT"),
-                                         csv_row(world, "S-1")])
+    path = csv_file(
+        world,
+        "twice.csv",
+        [HEADER, csv_row(world, "S-1"), csv_row(world, "S-1", territory="AT"), csv_row(world, "S-1")],
+    )
     code, lines = invoke(world, ["batch", "submit", str(path), "--actor", OPERATOR])
     assert code == 1 and len(lines) == 1, lines
-    assert "jobs 1 and 3 (lines 2 and 4) repeat the same request (subject S-1, advertising/web/DE)" in lines[0]
+    assert (
+        "jobs 1 and 3 (lines 2 and 4) repeat the same request (subject S-1, advertising/web/DE)" in lines[0]
+    )
     assert_nothing_submitted(world)
 
     # A 20000 x 20000 PNG header: refused from the header, before any decode buffer.
     bomb = png_header_only(world.root / "inputs" / "bomb.png", 20000, 20000)
-    code, lines = invoke(world, ["batch", "submit", str(world.batch_file([{"subject": "S-1", "portrait": bomb}])),
-                                 "--actor", OPERATOR])
+    code, lines = invoke(
+        world,
+        [
+            "batch",
+            "submit",
+            str(world.batch_file([{"subject": "S-1", "portrait": bomb}])),
+            "--actor",
+            OPERATOR,
+        ],
+    )
     assert code == 1 and len(lines) == 1, lines
     assert lines[0].endswith("bomb.png is 20000×20000 = 400000000 pixels; at most 40000000 are allowed")
     assert_nothing_submitted(world)
@@ -209,8 +298,9 @@ print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def test_a_huge_png_is_refused_without_growing_the_process(tmp_path: Path) -> None:
     bomb = png_header_only(tmp_path / "bomb.png", 20000, 20000)
-    done = subprocess.run([sys.executable, "-c", PEAK, str(bomb)], capture_output=True, text=True, check=True,
-                          cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, str(bomb)], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     before, after = (int(v) for v in done.stdout.split())
     assert after - before < 20 * 1024, (before, after)  # KiB: well under the 1.2 GB a decode would take
 
@@ -227,9 +317,20 @@ def test_small_ones(flow_world: FlowWorld, tmp_path: Path, monkeypatch: pytest.M
     # configured as an operator's is (Prefect's handlers printed urllib3's retry warnings beside the error).
     down = f"127.0.0.1:{free_port()}"
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from console.cli import run; sys.argv[0] = 'likeness'; run()",
-         "batch", "submit", str(world.batch_file([{"subject": "S-1"}])), "--actor", OPERATOR],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from console.cli import run; sys.argv[0] = 'likeness'; run()",
+            "batch",
+            "submit",
+            str(world.batch_file([{"subject": "S-1"}])),
+            "--actor",
+            OPERATOR,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
         env={**os.environ, **cli_env(world), "LIKENESS_S3_ENDPOINT": down},
     )
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -265,8 +366,9 @@ def test_batch_run_ends_a_failed_job_in_one_line_without_a_traceback(flow_world:
     world.grant("S-1")
     other = world.root / "inputs" / "driving-2.mp4"
     ffmpeg("-i", str(world.media.driving), "-c:v", "libx264", "-crf", "30", str(other))
-    batch_id = world.submit([{"subject": "S-1", "driving": str(other)},
-                             {"subject": "S-1", "portrait": str(world.media.stranger)}])
+    batch_id = world.submit(
+        [{"subject": "S-1", "driving": str(other)}, {"subject": "S-1", "portrait": str(world.media.stranger)}]
+    )
     failed, refused = world.job_ids(batch_id)
     with unit_of_work(world.sessions) as session:
         asset = session.get(Asset, world.job(failed).driving_asset_id)
@@ -275,8 +377,18 @@ def test_batch_run_ends_a_failed_job_in_one_line_without_a_traceback(flow_world:
     world.rt.store.put_file("inputs", key, world.media.portrait)
 
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; from console.cli import run; sys.argv[0] = 'likeness'; run()",
-         "batch", "run", batch_id], capture_output=True, text=True, cwd=ROOT, timeout=900,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from console.cli import run; sys.argv[0] = 'likeness'; run()",
+            "batch",
+            "run",
+            batch_id,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
         env={**os.environ, **cli_env(world)},
     )
 

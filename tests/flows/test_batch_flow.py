@@ -37,8 +37,9 @@ def test_happy_path_publishes_once_then_takedown_and_retention(flow_world_any_db
     world.add_subject("S-1")
     consent_id = world.grant("S-1")
     env = cli_env(world)
-    submitted = CliRunner().invoke(app, ["batch", "submit", str(world.batch_file([{"subject": "S-1"}])),
-                                         "--actor", OPERATOR], env=env)
+    submitted = CliRunner().invoke(
+        app, ["batch", "submit", str(world.batch_file([{"subject": "S-1"}])), "--actor", OPERATOR], env=env
+    )
     assert submitted.exit_code == 0, submitted.output
     batch_id = re.search(r"batch ([0-9a-f-]{36}) submitted", submitted.output).group(1)  # type: ignore[union-attr]
     [job_id] = world.job_ids(batch_id)
@@ -61,10 +62,21 @@ def test_happy_path_publishes_once_then_takedown_and_retention(flow_world_any_db
     status = CliRunner().invoke(app, ["batch", "status", batch_id], env=env)
     assert status.exit_code == 0, status.output
     assert job_id[:8] in status.output and published_key in status.output  # COLUMNS=250: nothing folds
-    assert in_order(world.actions(job_id), [
-        "job.submitted", "job.rendering", "consent.verified", "likeness.checked", "job.rendered", "job.approved",
-        "job.publishing", "consent.verified", "job.published", "publication.created",
-    ])  # fmt: skip
+    assert in_order(
+        world.actions(job_id),
+        [
+            "job.submitted",
+            "job.rendering",
+            "consent.verified",
+            "likeness.checked",
+            "job.rendered",
+            "job.approved",
+            "job.publishing",
+            "consent.verified",
+            "job.published",
+            "publication.created",
+        ],
+    )
 
     # A re-run finds nothing unfinished and publishes nothing twice.
     assert nightly_batch(batch_id=batch_id) == {}
@@ -98,10 +110,15 @@ def test_every_refusal_before_rendering(flow_world_any_db: FlowWorld) -> None:
     world.grant("S-SCOPE", channels=["social_media"])
     world.revoke(world.grant("S-REVOKED"))
     world.grant("S-STRANGER")
-    batch_id = world.submit([
-        {"subject": "S-NONE"}, {"subject": "S-EXPIRED"}, {"subject": "S-SCOPE"}, {"subject": "S-REVOKED"},
-        {"subject": "S-STRANGER", "portrait": str(world.media.stranger)},
-    ])  # fmt: skip
+    batch_id = world.submit(
+        [
+            {"subject": "S-NONE"},
+            {"subject": "S-EXPIRED"},
+            {"subject": "S-SCOPE"},
+            {"subject": "S-REVOKED"},
+            {"subject": "S-STRANGER", "portrait": str(world.media.stranger)},
+        ]
+    )
     job_ids = world.job_ids(batch_id)
 
     result = nightly_batch(batch_id=batch_id)
@@ -117,14 +134,19 @@ def test_every_refusal_before_rendering(flow_world_any_db: FlowWorld) -> None:
         assert "job.refused" in world.actions(job_id)
     stranger = world.actions(job_ids[-1])
     assert "likeness.checked" in stranger and "job.rendered" not in stranger
-    assert list(world.rt.store.client.list_objects(world.rt.store.bucket_name("quarantine"), recursive=True)) == []
+    assert (
+        list(world.rt.store.client.list_objects(world.rt.store.bucket_name("quarantine"), recursive=True))
+        == []
+    )
 
 
 @pytest.mark.slow
 def test_checks_failing_reject_the_job(flow_world: FlowWorld) -> None:
     world = flow_world
     # The default policy, with identity fidelity held to zero drift: a tiny random model cannot meet it.
-    world.use_policy(loose=False, identity={"fidelity_mean_distance": {"review_above": 0.0, "reject_above": 0.0}})
+    world.use_policy(
+        loose=False, identity={"fidelity_mean_distance": {"review_above": 0.0, "reject_above": 0.0}}
+    )
     world.add_subject("S-1")
     world.grant("S-1")
     batch_id = world.submit([{"subject": "S-1"}])
@@ -144,7 +166,9 @@ def test_checks_failing_reject_the_job(flow_world: FlowWorld) -> None:
         assert check.details["versions"]["landmark_model"]["file"] == "shape_predictor_68_face_landmarks.dat"
         assert len(check.details["motion"]["landmark_model"]["sha256"]) == 64
         assert "motion_mean_distance" in check.scores and check.thresholds["rules"]["motion"] is not None
-        assert any(reason.startswith("fidelity_mean_distance") and "reject bound 0" in reason
-                   for reason in check.reasons), check.reasons
+        assert any(
+            reason.startswith("fidelity_mean_distance") and "reject bound 0" in reason
+            for reason in check.reasons
+        ), check.reasons
     assert world.publications(job_id) == 0
     assert "job.rejected" in world.actions(job_id)

@@ -54,11 +54,16 @@ def test_name_override_and_csv_without_seed(tmp_path: Path) -> None:
         ("b.yaml", YAML.replace("    territory: de\n", ""), "job 1, field `territory`: Field required"),
         ("b.csv", "subject,portrait\nS,p\n", "missing column(s) channel, driving, purpose, territory"),
         ("b.csv", "subject,portrait,driving,purpose,channel,territory,extra\n", "unknown column(s) extra"),
-        ("b.csv", "subject,portrait,driving,purpose,channel,territory,seed\nS,p,d,a,b,DE,-1\n",
-         "job 1, field `seed`"),
+        (
+            "b.csv",
+            "subject,portrait,driving,purpose,channel,territory,seed\nS,p,d,a,b,DE,-1\n",
+            "job 1, field `seed`",
+        ),
     ],
 )
-def test_malformed_files_are_refused_with_one_line(tmp_path: Path, filename: str, content: str, message: str) -> None:
+def test_malformed_files_are_refused_with_one_line(
+    tmp_path: Path, filename: str, content: str, message: str
+) -> None:
     path = tmp_path / filename
     path.write_text(content)
     with pytest.raises(BatchFileError) as caught:

@@ -108,16 +108,24 @@ def test_a_job_held_by_a_live_run_is_left_alone_unless_silent(flow_world: FlowWo
     world.grant("S-1")
     [job_id] = world.job_ids(world.submit([{"subject": "S-1"}]))
     with unit_of_work(world.sessions) as session:
-        jobs.claim(session, jobs.get_job(session, job_id), to=JobState.rendering, flow_run_id="run-a",
-                   actor="system:test")
+        jobs.claim(
+            session,
+            jobs.get_job(session, job_id),
+            to=JobState.rendering,
+            flow_run_id="run-a",
+            actor="system:test",
+        )
 
     with pytest.raises(render_steps.HeldElsewhere, match="live flow run run-a"):
         render_steps.claim_render(world.rt, job_id, run_id="run-b", holder_alive=lambda run: run == "run-a")
     assert world.job(job_id).flow_run_id == "run-a"
 
-    world.rt.settings = world.rt.settings.model_copy(update={"reclaim_after_minutes": 1e-9})  # silent too long
+    world.rt.settings = world.rt.settings.model_copy(
+        update={"reclaim_after_minutes": 1e-9}
+    )  # silent too long
     assert render_steps.claim_render(world.rt, job_id, run_id="run-b", holder_alive=lambda run: True) == (
-        JobState.rendering)
+        JobState.rendering
+    )
     job = world.job(job_id)
     assert (job.flow_run_id, job.attempts) == ("run-b", 2)
     assert world.actions(job_id)[-1] == "job.reclaimed"

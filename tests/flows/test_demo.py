@@ -45,8 +45,14 @@ def test_demo_runs_end_to_end(tmp_path: Path, prefect_api: str, monkeypatch: pyt
             evidence = session.execute(select(Consent.evidence_key, Consent.evidence_sha256)).one()
     finally:
         engine.dispose()
-    for action in ("consent.granted", "batch.created", "job.refused", "review.approved", "publication.created",
-                   "job.published"):
+    for action in (
+        "consent.granted",
+        "batch.created",
+        "job.refused",
+        "review.approved",
+        "publication.created",
+        "job.published",
+    ):
         assert action in actions
     # Recorded the way the console records (and serves) evidence: an s3:// key, content-addressed.
     assert evidence.evidence_key.startswith("s3://")

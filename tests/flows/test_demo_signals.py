@@ -33,8 +33,14 @@ def test_sigterm_to_the_demo_stops_the_servers_it_started(tmp_path: Path) -> Non
     root = tmp_path / "demo"
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
     env.update({"PYTHONUNBUFFERED": "1", "COLUMNS": "250", "LIKENESS_VAR_DIR": str(tmp_path / "var")})
-    demo = subprocess.Popen([LIKENESS, "demo", "run", "--root", str(root)], env=env, cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    demo = subprocess.Popen(
+        [LIKENESS, "demo", "run", "--root", str(root)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output: list[str] = []
     try:
         assert demo.stdout is not None

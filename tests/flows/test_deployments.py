@@ -49,18 +49,20 @@ def _free_port() -> int:
 def prefect_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     port = _free_port()
-    env.update({
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_WORKER_PREFETCH_SECONDS": "2",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        "DO_NOT_TRACK": "1",
-    })  # fmt: skip
+    env.update(
+        {
+            "PREFECT_HOME": str(tmp_path / "prefect-home"),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_API_HOST": "127.0.0.1",
+            "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "1",
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+            "DO_NOT_TRACK": "1",
+        }
+    )
     return env
 
 
@@ -70,8 +72,12 @@ def prefect_server(prefect_env: dict[str, str], tmp_path: Path) -> Iterator[str]
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - handed to the child
     server = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", prefect_env["PREFECT_SERVER_API_PORT"]],
-        env=prefect_env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
-    )  # fmt: skip
+        env=prefect_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -97,7 +103,9 @@ def prefect_server(prefect_env: dict[str, str], tmp_path: Path) -> Iterator[str]
 
 def _prefect(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([PREFECT, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    assert done.returncode == 0, (
+        f"prefect {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    )
     return done.stdout
 
 
@@ -117,19 +125,30 @@ def test_deploy_all_and_a_scheduled_run_fires(
         deployment = deployments[name]
         assert deployment["work_pool_name"] == pool, name
         assert deployment["version"] == commit.stdout.strip(), name
-        assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(ROOT)
+        assert deployment["pull_steps"][0]["prefect.deployments.steps.set_working_directory"][
+            "directory"
+        ] == str(ROOT)
         crons = [(s["schedule"].get("cron"), s["schedule"].get("timezone")) for s in deployment["schedules"]]
         assert crons == ([(cron, zone)] if cron else []), name
 
     sweep = deployments["review-timeout-sweep--prod"]
-    created = _post_retrying_busy(api, f"/deployments/{sweep['id']}/schedules",
-                                  json=[{"schedule": {"cron": "* * * * * */10", "timezone": "UTC"}, "active": True}])
+    created = _post_retrying_busy(
+        api,
+        f"/deployments/{sweep['id']}/schedules",
+        json=[{"schedule": {"cron": "* * * * * */10", "timezone": "UTC"}, "active": True}],
+    )
     assert created.status_code == 201, created.text
 
     worker_env = {**env, "LIKENESS_DATABASE_URL": sqlite_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var")}
     worker_log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - handed to the child
-    worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "cpu", "--type", "process", "--limit", "1"], env=worker_env,
-                              cwd=tmp_path, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", "cpu", "--type", "process", "--limit", "1"],
+        env=worker_env,
+        cwd=tmp_path,
+        stdout=worker_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         completed = _wait_for_completed_run(api, sweep["id"], timeout=90)
     finally:
@@ -162,8 +181,10 @@ def _post_retrying_busy(api: httpx.Client, path: str, *, json: object, attempts:
 
 def _wait_for_completed_run(api: httpx.Client, deployment_id: str, *, timeout: float) -> dict | None:  # type: ignore[type-arg]
     deadline = time.monotonic() + timeout
-    body = {"deployments": {"id": {"any_": [deployment_id]}},
-            "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}}}
+    body = {
+        "deployments": {"id": {"any_": [deployment_id]}},
+        "flow_runs": {"state": {"type": {"any_": ["COMPLETED", "FAILED", "CRASHED"]}}},
+    }
     while time.monotonic() < deadline:
         runs = _post_retrying_busy(api, "/flow_runs/filter", json=body).json()
         if runs:

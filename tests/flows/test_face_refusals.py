@@ -31,13 +31,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def refusal_details(world: FlowWorld, job_id: str) -> dict[str, Any]:
     with unit_of_work(world.sessions) as session:
-        event = session.scalars(select(AuditEvent).where(AuditEvent.job_id == job_id,
-                                                         AuditEvent.action == "job.refused")).one()
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.job_id == job_id, AuditEvent.action == "job.refused")
+        ).one()
         return dict(event.details)
 
 
 @pytest.mark.slow
-def test_each_face_problem_refuses_its_job_and_the_batch_goes_on(flow_world: FlowWorld, bad_media: BadMedia) -> None:
+def test_each_face_problem_refuses_its_job_and_the_batch_goes_on(
+    flow_world: FlowWorld, bad_media: BadMedia
+) -> None:
     world = flow_world
     inputs = world.root / "inputs"
     portraits = {}
@@ -45,19 +48,43 @@ def test_each_face_problem_refuses_its_job_and_the_batch_goes_on(flow_world: Flo
         source = getattr(bad_media, name)
         portraits[name] = shutil.copy(source, inputs / source.name)
     faceless = inputs / "faceless.mp4"
-    ffmpeg("-f", "lavfi", "-i", "testsrc=size=192x192:rate=25", "-t", "1", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-           str(faceless))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=192x192:rate=25",
+        "-t",
+        "1",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(faceless),
+    )
     cases = {  # subject: (job fields, words in the reason, what the audit record must say)
         "S-GOOD": ({}, None, None),
-        "S-NOFACE": ({"portrait": portraits["no_face_image"]}, "no face found in the portrait", {"faces_found": 0}),
-        "S-TWO": ({"portrait": portraits["two_faces_image"]}, "the portrait shows 2 faces; exactly one is required",
-                  {"faces_found": 2}),
+        "S-NOFACE": (
+            {"portrait": portraits["no_face_image"]},
+            "no face found in the portrait",
+            {"faces_found": 0},
+        ),
+        "S-TWO": (
+            {"portrait": portraits["two_faces_image"]},
+            "the portrait shows 2 faces; exactly one is required",
+            {"faces_found": 2},
+        ),
         "S-CUT": ({"portrait": portraits["cut_face_image"]}, "touches the image border", {"faces_found": 1}),
-        "S-SMALL": ({"portrait": portraits["small_face_image"]}, "at least 64 px is required",
-                    {"faces_found": 1, "min_face_px": 64}),
+        "S-SMALL": (
+            {"portrait": portraits["small_face_image"]},
+            "at least 64 px is required",
+            {"faces_found": 1, "min_face_px": 64},
+        ),
         "S-OTHER": ({"portrait": world.media.stranger}, "does not match", {"checked": "binding"}),
-        "S-DRIVING": ({"driving": faceless}, "sampled frames of driving video", {"checked": "driving video",
-                                                                           "faces_found": 0}),
+        "S-DRIVING": (
+            {"driving": faceless},
+            "sampled frames of driving video",
+            {"checked": "driving video", "faces_found": 0},
+        ),
     }
     for subject in cases:
         world.add_subject(subject)
@@ -111,8 +138,15 @@ print("ok")
 
 
 @pytest.mark.slow
-def test_concurrent_face_detection_and_embedding_do_not_crash_the_process(other_person_portrait: Path) -> None:
-    done = subprocess.run([sys.executable, "-c", RACE, str(other_person_portrait)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600)
+def test_concurrent_face_detection_and_embedding_do_not_crash_the_process(
+    other_person_portrait: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", RACE, str(other_person_portrait)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     assert done.stdout.strip() == "ok"

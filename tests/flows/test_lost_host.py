@@ -43,8 +43,9 @@ def _run(run_id: str) -> object:
 def test_a_killed_render_is_taken_over_after_its_heartbeat_stops(flow_world: FlowWorld) -> None:
     world = flow_world
     ensure_gpu_limit(1)
-    world.rt.settings = world.rt.settings.model_copy(update={"run_heartbeat_seconds": 1.0,
-                                                             "run_heartbeat_timeout_seconds": TIMEOUT_S})
+    world.rt.settings = world.rt.settings.model_copy(
+        update={"run_heartbeat_seconds": 1.0, "run_heartbeat_timeout_seconds": TIMEOUT_S}
+    )
     assert world.rt.settings.reclaim_after_minutes == 360  # the long clock plays no part here
     world.add_subject("S-1")
     world.grant("S-1")
@@ -52,8 +53,14 @@ def test_a_killed_render_is_taken_over_after_its_heartbeat_stops(flow_world: Flo
     [job_id] = world.job_ids(batch_id)
 
     env = {**os.environ, **cli_env(world), "LIKENESS_RUN_HEARTBEAT_SECONDS": "1"}
-    victim = subprocess.Popen([sys.executable, "-c", RENDER, job_id], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    victim = subprocess.Popen(
+        [sys.executable, "-c", RENDER, job_id],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 300
         holder = None

@@ -41,8 +41,9 @@ def test_a_retired_model_is_refused_by_the_batch_flow(flow_world: FlowWorld) -> 
     world = flow_world
     job_id = _one_job(world)
     with unit_of_work(world.sessions) as session:
-        models_registry.retire_model(session, ref=f"{TINY_MODEL_NAME}@1", actor_email=COMPLIANCE,
-                                     reason="known defect")
+        models_registry.retire_model(
+            session, ref=f"{TINY_MODEL_NAME}@1", actor_email=COMPLIANCE, reason="known defect"
+        )
     assert nightly_batch(batch_id=world.job(job_id).batch_id) == {job_id: "refused"}
     _refused_before_render(world, job_id, f"model {TINY_MODEL_NAME}@1")
     assert "is retired: known defect" in (world.job(job_id).last_error or "")
@@ -50,8 +51,13 @@ def test_a_retired_model_is_refused_by_the_batch_flow(flow_world: FlowWorld) -> 
 
 def _claimed(world: FlowWorld, job_id: str) -> None:
     with unit_of_work(world.sessions) as session:
-        jobs.claim(session, jobs.get_job(session, job_id), to=JobState.rendering, flow_run_id="test",
-                   actor="system:test")
+        jobs.claim(
+            session,
+            jobs.get_job(session, job_id),
+            to=JobState.rendering,
+            flow_run_id="test",
+            actor="system:test",
+        )
 
 
 def test_an_unregistered_model_is_refused(flow_world: FlowWorld) -> None:
@@ -77,25 +83,52 @@ def test_a_model_whose_training_consent_is_revoked_is_refused(flow_world: FlowWo
         from pipeline.storage import sha256_file
 
         digest = sha256_file(evidence)
-        training = consent.grant(session, subject_id=subject, purposes=["model_training"], channels=["internal"],
-                                 territories=["WORLD"], valid_from=now - timedelta(minutes=1), valid_until=None,
-                                 evidence_path=evidence, evidence_sha256=digest, evidence_key=f"evidence/{digest}",
-                                 recorded_by=officer)
+        training = consent.grant(
+            session,
+            subject_id=subject,
+            purposes=["model_training"],
+            channels=["internal"],
+            territories=["WORLD"],
+            valid_from=now - timedelta(minutes=1),
+            valid_until=None,
+            evidence_path=evidence,
+            evidence_sha256=digest,
+            evidence_key=f"evidence/{digest}",
+            recorded_by=officer,
+        )
         model = session.scalars(select(RegisteredModel)).one()
         session.delete(model)
         session.flush()
         models_registry.register_model(
-            session, name=TINY_MODEL_NAME, version="2", sha256=world.rt.settings.mcnet_checkpoint_sha256 or "",
-            config={"image_size": 64}, actor_email=OPERATOR,
-            clips=[TrainingClip(sha256="9" * 64, subject_id=subject, split="train", frames=10, bucket="inputs",
-                                object_key="training/x.pt", size_bytes=1)])
+            session,
+            name=TINY_MODEL_NAME,
+            version="2",
+            sha256=world.rt.settings.mcnet_checkpoint_sha256 or "",
+            config={"image_size": 64},
+            actor_email=OPERATOR,
+            clips=[
+                TrainingClip(
+                    sha256="9" * 64,
+                    subject_id=subject,
+                    split="train",
+                    frames=10,
+                    bucket="inputs",
+                    object_key="training/x.pt",
+                    size_bytes=1,
+                )
+            ],
+        )
         training_id = training.id
     _claimed(world, job_id)
     assert render_steps.verify_model(world.rt, job_id) == JobState.rendering  # active: passes
     with unit_of_work(world.sessions) as session:
-        consent.revoke(session, consent_id=training_id, revoked_by=world.user_id(COMPLIANCE), reason="withdrawn")
+        consent.revoke(
+            session, consent_id=training_id, revoked_by=world.user_id(COMPLIANCE), reason="withdrawn"
+        )
         assert session.scalars(select(RegisteredModel)).one().status == ModelStatus.consent_withdrawn
-        withdrawn = session.scalars(select(AuditEvent).where(AuditEvent.action == "model.consent_withdrawn")).one()
+        withdrawn = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "model.consent_withdrawn")
+        ).one()
         assert withdrawn.details["consent_id"] == training_id
     assert render_steps.verify_model(world.rt, job_id) == JobState.refused
     _refused_before_render(world, job_id, "is consent_withdrawn")

@@ -18,7 +18,11 @@ from tests.flows.conftest import Media, make_world
 
 
 def test_evaluate_checks_records_motion_leak_and_the_landmark_model(
-    sqlite_db_url: str, s3_server: S3ServerHandle, tiny_checkpoint: TinyCheckpoint, flow_media: Media, tmp_path: Path,
+    sqlite_db_url: str,
+    s3_server: S3ServerHandle,
+    tiny_checkpoint: TinyCheckpoint,
+    flow_media: Media,
+    tmp_path: Path,
 ) -> None:
     world = make_world(sqlite_db_url, s3_server, tiny_checkpoint, flow_media, tmp_path)
     try:
@@ -32,12 +36,21 @@ def test_evaluate_checks_records_motion_leak_and_the_landmark_model(
         assert render_steps.bind_likeness(rt, job_id) == JobState.rendering
         # The "render" is the driving clip itself (the portrait's size: a full-frame output), stored as
         # the render step would (the real render step needs Prefect's gpu slot).
-        render = rt.store.put_file("quarantine", object_key(job_id, render_steps.RENDER_NAME), flow_media.driving)
+        render = rt.store.put_file(
+            "quarantine", object_key(job_id, render_steps.RENDER_NAME), flow_media.driving
+        )
         with unit_of_work(world.sessions) as session:
-            job_service.record_render(session, job_service.get_job(session, job_id), actor="system:test",
-                                      output_bucket=render.bucket, output_key=render.key,
-                                      output_sha256=render.sha256, seed=1, model_sha256="0" * 64,
-                                      inference_mode="exact")
+            job_service.record_render(
+                session,
+                job_service.get_job(session, job_id),
+                actor="system:test",
+                output_bucket=render.bucket,
+                output_key=render.key,
+                output_sha256=render.sha256,
+                seed=1,
+                model_sha256="0" * 64,
+                inference_mode="exact",
+            )
 
         state = render_steps.evaluate_checks(rt, job_id)
 

@@ -81,8 +81,14 @@ def test_a_run_killed_while_holding_the_gpu_slot_does_not_keep_it(prefect_api: s
     """Issue 18: a run killed during animation left the slot taken for good; now the lease runs out."""
     name = f"gpu-{uuid.uuid4().hex[:8]}"
     ensure_gpu_limit(1, name=name)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_SLOT, name], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT, env=os.environ.copy(), start_new_session=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SLOT, name],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        start_new_session=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         assert _limit(name) == (1, 1)
@@ -104,8 +110,10 @@ def test_an_unreachable_api_is_one_line_naming_prefect_api_url(prefect_api: str,
     settings = Settings(var_dir=tmp_path / "var")
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}), \
-            pytest.raises(OrchestratorUnavailable) as refused:
+    with (
+        temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}),
+        pytest.raises(OrchestratorUnavailable) as refused,
+    ):
         require_api(settings)
     message = str(refused.value)
     assert "PREFECT_API_URL=http://127.0.0.1:9/api" in message and "unreachable" in message
@@ -122,12 +130,22 @@ def test_the_cli_without_an_api_says_so_in_one_line(flow_world: FlowWorld, tmp_p
     env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
     env.update(cli_env(world))
     env["LIKENESS_VAR_DIR"] = str(tmp_path / "no-server-here")
-    for api, expected in ((None, "no Prefect API: PREFECT_API_URL is not set"),
-                          ("http://127.0.0.1:9/api", "the Prefect API at PREFECT_API_URL=http://127.0.0.1:9/api "
-                                                     "is unreachable")):
+    for api, expected in (
+        (None, "no Prefect API: PREFECT_API_URL is not set"),
+        (
+            "http://127.0.0.1:9/api",
+            "the Prefect API at PREFECT_API_URL=http://127.0.0.1:9/api is unreachable",
+        ),
+    ):
         run_env = dict(env) if api is None else {**env, "PREFECT_API_URL": api}
-        done = subprocess.run([LIKENESS, "batch", "run", batch_id], env=run_env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [LIKENESS, "batch", "run", batch_id],
+            env=run_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 1, done.stdout + done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and expected in lines[0], done.stderr
@@ -145,8 +163,10 @@ def test_orchestrator_status_and_down_without_a_server(tmp_path: Path) -> None:
     # A state file left by a server that died is reported as stale, not trusted.
     server = LocalPrefectServer(tmp_path / "var" / "prefect")
     server.root.mkdir(parents=True)
-    server.state_path.write_text('{"pid": 999999, "api_url": "http://127.0.0.1:1/api", "port": 1, '
-                                 '"home": "x", "started_at": 0}', encoding="utf-8")
+    server.state_path.write_text(
+        '{"pid": 999999, "api_url": "http://127.0.0.1:1/api", "port": 1, "home": "x", "started_at": 0}',
+        encoding="utf-8",
+    )
     status = CliRunner().invoke(app, ["orchestrator", "status"], env=env)
     assert status.exit_code == 1 and "stale state" in status.output
 
@@ -170,15 +190,27 @@ def test_an_approval_that_cannot_be_queued_is_not_recorded(flow_world: FlowWorld
     world.add_subject("S-1")
     world.grant("S-1")
     [job_id] = world.flagged_batch(["S-1"], requester=REVIEWER_OPERATOR)
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}), \
-            pytest.raises(OrchestratorUnavailable, match="PREFECT_API_URL=http://127.0.0.1:9/api"):
-        apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER, verdict="approve",
-                       reason="fine")
+    with (
+        temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}),
+        pytest.raises(OrchestratorUnavailable, match="PREFECT_API_URL=http://127.0.0.1:9/api"),
+    ):
+        apply_decision(
+            settings_or_runtime=world.rt,
+            job_id=job_id,
+            reviewer_email=REVIEWER,
+            verdict="approve",
+            reason="fine",
+        )
     assert world.state(job_id) == JobState.awaiting_review
     with unit_of_work(world.sessions) as session:
         assert review.get_decision(session, job_id) is None
     # A rejection needs no publication, so no API either.
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
-        result = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
-                                verdict="reject", reason="drifts")
+        result = apply_decision(
+            settings_or_runtime=world.rt,
+            job_id=job_id,
+            reviewer_email=REVIEWER,
+            verdict="reject",
+            reason="drifts",
+        )
     assert result.state == "rejected" and result.publishing is None

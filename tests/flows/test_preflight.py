@@ -110,15 +110,33 @@ def test_bad_configuration_is_one_line_before_any_job_is_claimed(flow_world: Flo
     folder.mkdir()
     cases: list[tuple[str, dict[str, str], str, str]] = []
     for kind, cause in POLICY_CASES.items():
-        cases.append((f"policy {kind}", {"LIKENESS_POLICY_PATH": str(bad_policy(kind, folder))},
-                      "LIKENESS_POLICY_PATH", cause))
+        cases.append(
+            (
+                f"policy {kind}",
+                {"LIKENESS_POLICY_PATH": str(bad_policy(kind, folder))},
+                "LIKENESS_POLICY_PATH",
+                cause,
+            )
+        )
     good = world.rt.settings.mcnet_checkpoint
     assert good is not None
     for kind, cause in CHECKPOINT_CASES.items():
-        cases.append((f"checkpoint {kind}", {"LIKENESS_MCNET_CHECKPOINT": str(bad_checkpoint(kind, folder, good))},
-                      "LIKENESS_MCNET_CHECKPOINT", cause))
-    cases.append(("checkpoint sha256", {"LIKENESS_MCNET_CHECKPOINT_SHA256": "0" * 64},
-                  "LIKENESS_MCNET_CHECKPOINT_SHA256", "sha256 mismatch"))
+        cases.append(
+            (
+                f"checkpoint {kind}",
+                {"LIKENESS_MCNET_CHECKPOINT": str(bad_checkpoint(kind, folder, good))},
+                "LIKENESS_MCNET_CHECKPOINT",
+                cause,
+            )
+        )
+    cases.append(
+        (
+            "checkpoint sha256",
+            {"LIKENESS_MCNET_CHECKPOINT_SHA256": "0" * 64},
+            "LIKENESS_MCNET_CHECKPOINT_SHA256",
+            "sha256 mismatch",
+        )
+    )
 
     for name, overrides, setting, cause in cases:
         code, lines = run_batch(world, batch_id, **overrides)

@@ -35,8 +35,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def world(
-    _sqlite_template: Path, s3_server: S3ServerHandle, tiny_checkpoint: TinyCheckpoint, flow_media: Media,
-    tmp_path_factory: pytest.TempPathFactory, prefect_api: str,
+    _sqlite_template: Path,
+    s3_server: S3ServerHandle,
+    tiny_checkpoint: TinyCheckpoint,
+    flow_media: Media,
+    tmp_path_factory: pytest.TempPathFactory,
+    prefect_api: str,
 ) -> Iterator[tuple[FlowWorld, list[str], dict[str, str]]]:
     """Three flagged jobs: two of subject S-A (consent narrowed later), one of S-B (consent revoked later)."""
     root = tmp_path_factory.mktemp("review-cli")
@@ -54,12 +58,17 @@ def world(
 
 def reads(world: FlowWorld) -> list[dict[str, object]]:
     with unit_of_work(world.sessions) as session:
-        return [{"actor": e.actor, "job_id": e.job_id, **e.details} for e in session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "access.read").order_by(AuditEvent.seq))]
+        return [
+            {"actor": e.actor, "job_id": e.job_id, **e.details}
+            for e in session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "access.read").order_by(AuditEvent.seq)
+            )
+        ]
 
 
-def test_review_reads_need_a_reviewer_and_are_audited(world: tuple[FlowWorld, list[str], dict[str, str]],
-                                                      tmp_path: Path) -> None:
+def test_review_reads_need_a_reviewer_and_are_audited(
+    world: tuple[FlowWorld, list[str], dict[str, str]], tmp_path: Path
+) -> None:
     made, job_ids, _ = world
     env = cli_env(made)
     runner = CliRunner()
@@ -76,8 +85,9 @@ def test_review_reads_need_a_reviewer_and_are_audited(world: tuple[FlowWorld, li
     assert missing.exit_code != 0 and "--actor" in missing.output
 
     target = tmp_path / "watch.mp4"
-    shown = runner.invoke(app, ["review", "show", job_ids[0], "--actor", REVIEWER, "--download", str(target)],
-                          env=env)
+    shown = runner.invoke(
+        app, ["review", "show", job_ids[0], "--actor", REVIEWER, "--download", str(target)], env=env
+    )
     assert shown.exit_code == 0, shown.output
     assert target.is_file()
     last = reads(made)[-1]
@@ -90,13 +100,16 @@ def test_approval_after_revocation_exits_1_naming_the_consent(
 ) -> None:
     made, job_ids, consents = world
     made.revoke(consents["S-B"])
-    result = CliRunner().invoke(app, ["review", "approve", job_ids[1], "--actor", REVIEWER, "--reason", "fine"],
-                                env=cli_env(made))
+    result = CliRunner().invoke(
+        app, ["review", "approve", job_ids[1], "--actor", REVIEWER, "--reason", "fine"], env=cli_env(made)
+    )
     assert result.exit_code == 1, result.output
     line = result.output.strip()
     assert "\n" not in line
-    assert line.startswith(f"error: job {job_ids[1]} approved by {REVIEWER} but refused before publishing: "
-                           f"consent {consents['S-B']} (version 1) was revoked at ")
+    assert line.startswith(
+        f"error: job {job_ids[1]} approved by {REVIEWER} but refused before publishing: "
+        f"consent {consents['S-B']} (version 1) was revoked at "
+    )
     assert line.endswith(": subject withdrew consent (the job's use is advertising/web/DE)")
     assert made.state(job_ids[1]) == JobState.refused and made.publications(job_ids[1]) == 0
 
@@ -106,14 +119,21 @@ def test_approval_after_narrowing_exits_1_naming_what_no_longer_covers(
 ) -> None:
     made, job_ids, consents = world
     with unit_of_work(made.sessions) as session:
-        amended = consent.amend(session, consent_id=consents["S-A"], recorded_by=made.user_id(COMPLIANCE),
-                                reason="France only from now on", territories=["FR"])
+        amended = consent.amend(
+            session,
+            consent_id=consents["S-A"],
+            recorded_by=made.user_id(COMPLIANCE),
+            reason="France only from now on",
+            territories=["FR"],
+        )
         amended_id = amended.id
-    result = CliRunner().invoke(app, ["review", "approve", job_ids[2], "--actor", REVIEWER, "--reason", "fine"],
-                                env=cli_env(made))
+    result = CliRunner().invoke(
+        app, ["review", "approve", job_ids[2], "--actor", REVIEWER, "--reason", "fine"], env=cli_env(made)
+    )
     assert result.exit_code == 1, result.output
     assert result.output.strip() == (
         f"error: job {job_ids[2]} approved by {REVIEWER} but refused before publishing: consent {amended_id} "
         f"(version 2 of lineage {consents['S-A']}) no longer covers territory 'DE' (territories now FR) "
-        "(the job's use is advertising/web/DE)")
+        "(the job's use is advertising/web/DE)"
+    )
     assert made.state(job_ids[2]) == JobState.refused

@@ -31,8 +31,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def review_world(
-    _sqlite_template: Path, s3_server: S3ServerHandle, tiny_checkpoint: TinyCheckpoint, flow_media: Media,
-    tmp_path_factory: pytest.TempPathFactory, prefect_api: str,
+    _sqlite_template: Path,
+    s3_server: S3ServerHandle,
+    tiny_checkpoint: TinyCheckpoint,
+    flow_media: Media,
+    tmp_path_factory: pytest.TempPathFactory,
+    prefect_api: str,
 ) -> Iterator[tuple[FlowWorld, list[str], str]]:
     """Four jobs (two subjects) awaiting review, requested by a user who is also a reviewer."""
     root = tmp_path_factory.mktemp("review-world")
@@ -57,9 +61,10 @@ def test_approve_from_the_cli_publishes(review_world: tuple[FlowWorld, list[str]
     assert job_id in listed.output
 
     result = CliRunner().invoke(
-        app, ["review", "approve", job_id, "--actor", REVIEWER, "--reason", "looks like the subject"],
+        app,
+        ["review", "approve", job_id, "--actor", REVIEWER, "--reason", "looks like the subject"],
         env=cli_env(world),
-    )  # fmt: skip
+    )
 
     assert result.exit_code == 0, result.output
     assert "published" in result.output
@@ -74,7 +79,9 @@ def test_four_eyes_refused_from_the_cli(review_world: tuple[FlowWorld, list[str]
     job_id = job_ids[1]
 
     result = CliRunner().invoke(
-        app, ["review", "approve", job_id, "--actor", REVIEWER_OPERATOR, "--reason", "mine"], env=cli_env(world)
+        app,
+        ["review", "approve", job_id, "--actor", REVIEWER_OPERATOR, "--reason", "mine"],
+        env=cli_env(world),
     )
 
     assert result.exit_code == 1
@@ -84,25 +91,42 @@ def test_four_eyes_refused_from_the_cli(review_world: tuple[FlowWorld, list[str]
     assert world.actions(job_id)[-1] == "review.refused"
 
     # The reviewer then rejects it; a second decision is refused.
-    decision = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
-                              verdict="reject", reason="mouth artifacts")
+    decision = apply_decision(
+        settings_or_runtime=world.rt,
+        job_id=job_id,
+        reviewer_email=REVIEWER,
+        verdict="reject",
+        reason="mouth artifacts",
+    )
     assert (decision.state, decision.published_key) == ("rejected", None)
     assert world.state(job_id) == JobState.rejected
     assert world.publications(job_id) == 0
     with pytest.raises(AlreadyDecided, match="already decided"):
-        apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER, verdict="approve",
-                       reason="changed my mind")
+        apply_decision(
+            settings_or_runtime=world.rt,
+            job_id=job_id,
+            reviewer_email=REVIEWER,
+            verdict="approve",
+            reason="changed my mind",
+        )
     assert world.state(job_id) == JobState.rejected
 
 
-def test_consent_revoked_during_review_refuses_delivery(review_world: tuple[FlowWorld, list[str], str]) -> None:
+def test_consent_revoked_during_review_refuses_delivery(
+    review_world: tuple[FlowWorld, list[str], str],
+) -> None:
     world, job_ids, consent_b = review_world
     job_id = job_ids[2]
     world.revoke(consent_b)
 
     with use_runtime(world.rt):
-        decision = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
-                                  verdict="approve", reason="fine")
+        decision = apply_decision(
+            settings_or_runtime=world.rt,
+            job_id=job_id,
+            reviewer_email=REVIEWER,
+            verdict="approve",
+            reason="fine",
+        )
         assert decision.state == "approved" and decision.publishing is not None  # decided; publishing queued
         assert decision.publishing.wait(timeout=300)
 
@@ -119,8 +143,14 @@ def test_approved_without_publishing_is_picked_up_by_publish_approved(
 ) -> None:
     world, job_ids, _ = review_world
     job_id = job_ids[5]
-    decision = apply_decision(settings_or_runtime=world.rt, job_id=job_id, reviewer_email=REVIEWER,
-                              verdict="approve", reason="fine, publish tonight", publish=False)
+    decision = apply_decision(
+        settings_or_runtime=world.rt,
+        job_id=job_id,
+        reviewer_email=REVIEWER,
+        verdict="approve",
+        reason="fine, publish tonight",
+        publish=False,
+    )
     assert (decision.state, decision.published_key) == ("approved", None)
     assert world.publications(job_id) == 0
 

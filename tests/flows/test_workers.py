@@ -33,7 +33,10 @@ def _final_runs(api: httpx.Client, deployment_id: str) -> list[dict]:  # type: i
 
 
 def test_two_workers_share_a_batch(
-    flow_world: FlowWorld, prefect_env: dict[str, str], prefect_server: str, tmp_path: Path,  # noqa: F811
+    flow_world: FlowWorld,
+    prefect_env: dict[str, str],
+    prefect_server: str,
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     world = flow_world
     world.add_subject("S-1")
@@ -41,9 +44,13 @@ def test_two_workers_share_a_batch(
     batch_id = world.submit([{"subject": "S-1", "seed": seed} for seed in range(JOBS)])
     job_ids = world.job_ids(batch_id)
 
-    env = {**prefect_env, **cli_env(world), "LIKENESS_GPU_CONCURRENCY": "2",
-           "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-           "PREFECT_LOGGING_LEVEL": "INFO"}  # the workers log the runs they submit: who took which
+    env = {
+        **prefect_env,
+        **cli_env(world),
+        "LIKENESS_GPU_CONCURRENCY": "2",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "PREFECT_LOGGING_LEVEL": "INFO",
+    }  # the workers log the runs they submit: who took which
     for pool in ("cpu", "gpu"):
         _prefect(env, "work-pool", "create", pool, "--type", "process")
     _prefect(env, "--no-prompt", "deploy", "--all")
@@ -55,12 +62,32 @@ def test_two_workers_share_a_batch(
         log_path = tmp_path / f"worker-{index}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
         logs.append((log_path, log))
-        workers.append(subprocess.Popen([PREFECT, "worker", "start", "--pool", "gpu", "--type", "process",
-                                         "--name", f"gpu-worker-{index}"], env=env, cwd=tmp_path, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True))
+        workers.append(
+            subprocess.Popen(
+                [
+                    PREFECT,
+                    "worker",
+                    "start",
+                    "--pool",
+                    "gpu",
+                    "--type",
+                    "process",
+                    "--name",
+                    f"gpu-worker-{index}",
+                ],
+                env=env,
+                cwd=tmp_path,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     try:
-        started = _post_retrying_busy(api, f"/deployments/{deployments['nightly-batch--prod']['id']}/create_flow_run",
-                                      json={"parameters": {"batch_id": batch_id}})
+        started = _post_retrying_busy(
+            api,
+            f"/deployments/{deployments['nightly-batch--prod']['id']}/create_flow_run",
+            json={"parameters": {"batch_id": batch_id}},
+        )
         assert started.status_code == 201, started.text
         batch_run = started.json()["id"]
         deadline = time.monotonic() + 900
@@ -86,7 +113,9 @@ def test_two_workers_share_a_batch(
         for _, log in logs:
             log.close()
     worker_logs = [path.read_text(errors="replace") for path, _ in logs]
-    assert state == "COMPLETED", f"nightly-batch ended {state}\n" + "\n".join(text[-3000:] for text in worker_logs)
+    assert state == "COMPLETED", f"nightly-batch ended {state}\n" + "\n".join(
+        text[-3000:] for text in worker_logs
+    )
 
     renders = _final_runs(api, deployments["render-job--prod"]["id"])
     assert len(renders) == JOBS and all(run["state"]["type"] == "COMPLETED" for run in renders)

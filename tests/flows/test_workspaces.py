@@ -52,8 +52,9 @@ def test_every_final_state_of_a_batch_removes_the_workspace(flow_world: FlowWorl
     world.grant("S-BROKEN")
     other_driving = world.root / "inputs" / "driving-copy.mp4"
     ffmpeg("-i", str(world.media.driving), "-c:v", "libx264", "-crf", "30", str(other_driving))
-    batch_id = world.submit([{"subject": "S-1"}, {"subject": "S-NONE"},
-                             {"subject": "S-BROKEN", "driving": str(other_driving)}])
+    batch_id = world.submit(
+        [{"subject": "S-1"}, {"subject": "S-NONE"}, {"subject": "S-BROKEN", "driving": str(other_driving)}]
+    )
     published, refused, failed = world.job_ids(batch_id)
     # The broken job's driving video is replaced in storage after submission: a technical failure.
     broken = world.job(failed)
@@ -70,7 +71,10 @@ def test_every_final_state_of_a_batch_removes_the_workspace(flow_world: FlowWorl
         nightly_batch(batch_id=batch_id)
 
     assert [world.state(j) for j in (published, refused, failed)] == [
-        JobState.published, JobState.refused, JobState.failed]
+        JobState.published,
+        JobState.refused,
+        JobState.failed,
+    ]
     assert "InputChanged" in (world.job(failed).last_error or "")
     assert leftovers(world) == []
 
@@ -127,8 +131,13 @@ def test_review_rejection_and_the_sweep_remove_leftovers(flow_world: FlowWorld) 
     world.grant("S-2")
     rejected, waiting = world.flagged_batch(["S-1", "S-2"], requester="operator@example.org")
     fake_workspace(world, rejected)
-    apply_decision(settings_or_runtime=world.rt, job_id=rejected, reviewer_email=REVIEWER, verdict="reject",
-                   reason="lips drift")
+    apply_decision(
+        settings_or_runtime=world.rt,
+        job_id=rejected,
+        reviewer_email=REVIEWER,
+        verdict="reject",
+        reason="lips drift",
+    )
     assert world.state(rejected) == JobState.rejected
     assert leftovers(world) == []
 

@@ -23,20 +23,42 @@ def world(session_factory: sessionmaker[Session], tmp_path: Path) -> World:
         made = {
             name: users.add_user(session, email=f"{name}@example.org", roles=roles, actor="system:test").id
             for name, roles in {
-                "admin": ["admin"], "compliance": ["compliance"], "operator": ["operator"],
-                "reviewer": ["reviewer"], "reviewer_operator": ["reviewer", "operator"], "auditor": ["auditor"],
+                "admin": ["admin"],
+                "compliance": ["compliance"],
+                "operator": ["operator"],
+                "reviewer": ["reviewer"],
+                "reviewer_operator": ["reviewer", "operator"],
+                "auditor": ["auditor"],
             }.items()
-        }  # fmt: skip
-        subject = add_subject(session, reference="S-1", display_name="Test Subject", created_by=made["compliance"])
+        }
+        subject = add_subject(
+            session, reference="S-1", display_name="Test Subject", created_by=made["compliance"]
+        )
         portrait = batches.register_asset(
-            session, kind=AssetKind.portrait, bucket="inputs", object_key="p.png", sha256="1" * 64,
-            size_bytes=10, actor="operator@example.org", subject_id=subject.id,
-        )  # fmt: skip
+            session,
+            kind=AssetKind.portrait,
+            bucket="inputs",
+            object_key="p.png",
+            sha256="1" * 64,
+            size_bytes=10,
+            actor="operator@example.org",
+            subject_id=subject.id,
+        )
         driving = batches.register_asset(
-            session, kind=AssetKind.driving_video, bucket="inputs", object_key="d.mov", sha256="2" * 64,
-            size_bytes=20, actor="operator@example.org",
-        )  # fmt: skip
+            session,
+            kind=AssetKind.driving_video,
+            bucket="inputs",
+            object_key="d.mov",
+            sha256="2" * 64,
+            size_bytes=20,
+            actor="operator@example.org",
+        )
     return World(
-        sf=session_factory, subject=subject.id, portrait=portrait.id, driving=driving.id, evidence=evidence,
-        evidence_sha256=hashlib.sha256(evidence.read_bytes()).hexdigest(), **made,
-    )  # fmt: skip
+        sf=session_factory,
+        subject=subject.id,
+        portrait=portrait.id,
+        driving=driving.id,
+        evidence=evidence,
+        evidence_sha256=hashlib.sha256(evidence.read_bytes()).hexdigest(),
+        **made,
+    )

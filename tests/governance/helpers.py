@@ -38,12 +38,17 @@ class World:
         """Grant a consent for the subject (advertising/web/DE+FR by default, valid for a year)."""
         now = utcnow()
         args: dict[str, object] = {
-            "subject_id": self.subject, "purposes": ["advertising"], "channels": ["web"],
-            "territories": ["DE", "FR"], "valid_from": now - timedelta(days=1),
-            "valid_until": now + timedelta(days=365), "evidence_path": self.evidence,
-            "evidence_sha256": self.evidence_sha256, "evidence_key": "evidence/test.pdf",
+            "subject_id": self.subject,
+            "purposes": ["advertising"],
+            "channels": ["web"],
+            "territories": ["DE", "FR"],
+            "valid_from": now - timedelta(days=1),
+            "valid_until": now + timedelta(days=365),
+            "evidence_path": self.evidence,
+            "evidence_sha256": self.evidence_sha256,
+            "evidence_key": "evidence/test.pdf",
             "recorded_by": self.compliance,
-        }  # fmt: skip
+        }
         args.update(overrides)
         with unit_of_work(self.sf) as session:
             return consent.grant(session, **args)  # type: ignore[arg-type]
@@ -51,11 +56,17 @@ class World:
     def batch_job(self, *, requested_by: str | None = None, territory: str = "DE") -> str:
         """A batch with one job (advertising/web/territory); returns the job id."""
         spec = batches.JobSpec(
-            subject_id=self.subject, portrait_asset_id=self.portrait, driving_asset_id=self.driving,
-            purpose="advertising", channel="web", territory=territory,
-        )  # fmt: skip
+            subject_id=self.subject,
+            portrait_asset_id=self.portrait,
+            driving_asset_id=self.driving,
+            purpose="advertising",
+            channel="web",
+            territory=territory,
+        )
         with unit_of_work(self.sf) as session:
-            batch = batches.create_batch(session, name="b", requested_by=requested_by or self.operator, jobs=[spec])
+            batch = batches.create_batch(
+                session, name="b", requested_by=requested_by or self.operator, jobs=[spec]
+            )
             return batches.jobs_of_batch(session, batch.id)[0].id
 
     def job_awaiting_review(self, *, requested_by: str | None = None) -> str:
@@ -64,14 +75,29 @@ class World:
         consent_row = self.grant()
         with unit_of_work(self.sf) as session:
             job = jobs.get_job(session, job_id)
-            jobs.claim(session, job, to=JobState.rendering, flow_run_id="run-1", actor="system:test",
-                       consent_id=consent_row.id)  # fmt: skip
+            jobs.claim(
+                session,
+                job,
+                to=JobState.rendering,
+                flow_run_id="run-1",
+                actor="system:test",
+                consent_id=consent_row.id,
+            )
             jobs.record_render(
-                session, job, actor="system:test", output_bucket="quarantine", output_key=f"out/{job_id}.mp4",
-                output_sha256="a" * 64, seed=7, model_sha256="b" * 64, inference_mode="exact",
-            )  # fmt: skip
+                session,
+                job,
+                actor="system:test",
+                output_bucket="quarantine",
+                output_key=f"out/{job_id}.mp4",
+                output_sha256="a" * 64,
+                seed=7,
+                model_sha256="b" * 64,
+                inference_mode="exact",
+            )
             scores = good_scores(colour_drift=7.0)
-            jobs.record_checks(session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores))
+            jobs.record_checks(
+                session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
+            )
             assert job.state == JobState.awaiting_review
         return job_id
 
@@ -79,14 +105,32 @@ class World:
 def good_scores(**overrides: object) -> CheckScores:
     """Scores that the default policy approves, with overrides."""
     base: dict[str, object] = {
-        "binding_distance": 0.03, "fidelity_mean_distance": 0.03, "fidelity_worst5_distance": 0.05,
-        "missing_face_ratio": 0.0, "sharpness_ratio": 0.9, "flicker_outlier_ratio": 0.0,
-        "longest_frozen_run": 1, "colour_drift": 2.0, "duration_ok": True, "fps_ok": True, "size_ok": True,
-        "motion_mean_distance": 0.015, "motion_worst5_distance": 0.02, "mouth_correlation": 0.9,
-        "mouth_mean_difference": 0.01, "eyes_correlation": 0.9, "eyes_mean_difference": 0.01,
-        "yaw_correlation": 0.9, "yaw_mean_difference": 0.5, "pitch_correlation": 0.9, "pitch_mean_difference": 0.5,
-        "roll_correlation": 0.9, "roll_mean_difference": 0.5, "driver_portrait_distance": 0.02, "leak_margin": 0.0,
-    }  # fmt: skip
+        "binding_distance": 0.03,
+        "fidelity_mean_distance": 0.03,
+        "fidelity_worst5_distance": 0.05,
+        "missing_face_ratio": 0.0,
+        "sharpness_ratio": 0.9,
+        "flicker_outlier_ratio": 0.0,
+        "longest_frozen_run": 1,
+        "colour_drift": 2.0,
+        "duration_ok": True,
+        "fps_ok": True,
+        "size_ok": True,
+        "motion_mean_distance": 0.015,
+        "motion_worst5_distance": 0.02,
+        "mouth_correlation": 0.9,
+        "mouth_mean_difference": 0.01,
+        "eyes_correlation": 0.9,
+        "eyes_mean_difference": 0.01,
+        "yaw_correlation": 0.9,
+        "yaw_mean_difference": 0.5,
+        "pitch_correlation": 0.9,
+        "pitch_mean_difference": 0.5,
+        "roll_correlation": 0.9,
+        "roll_mean_difference": 0.5,
+        "driver_portrait_distance": 0.02,
+        "leak_margin": 0.0,
+    }
     base.update(overrides)
     return CheckScores.model_validate(base)
 

@@ -91,7 +91,9 @@ def test_tampered_row_is_named(engine: Engine, session_factory: sessionmaker[Ses
     assert result.message.startswith(f"audit chain broken at event #4 ({result.broken_id})")
 
 
-def test_rehashed_tampering_breaks_the_next_link(engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_rehashed_tampering_breaks_the_next_link(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     """An attacker who also recomputes the altered row's hash is caught at the following event."""
     append(session_factory, 4)
     drop_triggers(engine)
@@ -119,7 +121,9 @@ def test_deleted_row_in_the_middle_is_named(engine: Engine, session_factory: ses
     assert result.problem == "expected event #4 here: #4 missing (deleted?)"
 
 
-def test_removed_tail_is_caught_with_an_anchor(engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_removed_tail_is_caught_with_an_anchor(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     append(session_factory, 5)
     anchor = report(session_factory).head_hash
     drop_triggers(engine)
@@ -189,7 +193,9 @@ def test_query_filters(session_factory: sessionmaker[Session]) -> None:
         assert [e.seq for e in audit.query(session, action="consent.*")] == [4]
         assert [e.seq for e in audit.query(session, action="test.appended", limit=2)] == [1, 2]
         now = utcnow()
-        assert len(audit.query(session, since=now - timedelta(minutes=5), until=now + timedelta(minutes=5))) == 4
+        assert (
+            len(audit.query(session, since=now - timedelta(minutes=5), until=now + timedelta(minutes=5))) == 4
+        )
         assert audit.query(session, since=now + timedelta(minutes=5)) == []
         with pytest.raises(ValidationFailed, match="is not after since"):
             audit.query(session, since=now, until=now - timedelta(seconds=1))
@@ -232,23 +238,52 @@ def test_refusal_is_audited_after_rollback(session_factory: sessionmaker[Session
 
 def test_fast_path_hash_input_is_the_canonical_serialisation(session_factory: sessionmaker[Session]) -> None:
     with unit_of_work(session_factory) as session:
-        audit.record(session, action="test.appended", actor="zoë@example.org", subject_id="s",
-                     details={"b": [1, 2.5, None, True], "a": {"ü": "\"quoted\"\n", "z": -0.0}})  # fmt: skip
-        audit.record(session, action="test.appended", actor="system:x", job_id="j", resource_type="job",
-                     resource_id="r")  # fmt: skip
+        audit.record(
+            session,
+            action="test.appended",
+            actor="zoë@example.org",
+            subject_id="s",
+            details={"b": [1, 2.5, None, True], "a": {"ü": '"quoted"\n', "z": -0.0}},
+        )
+        audit.record(
+            session,
+            action="test.appended",
+            actor="system:x",
+            job_id="j",
+            resource_type="job",
+            resource_id="r",
+        )
     with session_factory() as session:
         events = list(session.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
-        texts = session.execute(text("SELECT CAST(details AS TEXT) FROM audit_events ORDER BY seq")).scalars().all()
+        texts = (
+            session.execute(text("SELECT CAST(details AS TEXT) FROM audit_events ORDER BY seq"))
+            .scalars()
+            .all()
+        )
     for event, details_text in zip(events, texts, strict=True):
         fields = audit.event_fields(event)
-        row = (event.seq, event.id, None, event.actor, event.action, event.subject_id, event.job_id,
-               event.resource_type, event.resource_id, details_text, event.prev_hash, event.hash)  # fmt: skip
+        row = (
+            event.seq,
+            event.id,
+            None,
+            event.actor,
+            event.action,
+            event.subject_id,
+            event.job_id,
+            event.resource_type,
+            event.resource_id,
+            details_text,
+            event.prev_hash,
+            event.hash,
+        )
         expected = audit.canonical_json({k: fields[k] for k in audit.HASHED_FIELDS})
         assert audit.stored_hash_input(row, fields["occurred_at"]) == expected
     assert report(session_factory).ok
 
 
-def test_equivalent_but_non_canonical_details_still_verify(engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_equivalent_but_non_canonical_details_still_verify(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     """Hashes are over the canonical form, not over bytes: re-spacing the stored JSON is not an alteration."""
     append(session_factory, 2)
     drop_triggers(engine)
@@ -296,13 +331,21 @@ def test_exports_verify_away_from_the_database(session_factory: sessionmaker[Ses
     assert filtered.ok and filtered.checked == 4 and "filtered export" in (filtered.problem or "")
 
 
-def test_garbage_written_into_a_row_is_reported_not_crashed_on(engine: Engine, session_factory: sessionmaker[Session]) -> None:
+def test_garbage_written_into_a_row_is_reported_not_crashed_on(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
     append(session_factory, 3)
     drop_triggers(engine)
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
             conn.execute(text("UPDATE audit_events SET occurred_at = 'yesterday' WHERE seq = 2"))
         else:
-            conn.execute(text("UPDATE audit_events SET occurred_at = occurred_at - interval '1 second' WHERE seq = 2"))
+            conn.execute(
+                text("UPDATE audit_events SET occurred_at = occurred_at - interval '1 second' WHERE seq = 2")
+            )
     result = report(session_factory)
-    assert (result.ok, result.broken_seq, result.problem) == (False, 2, "contents do not match the stored hash (altered?)")
+    assert (result.ok, result.broken_seq, result.problem) == (
+        False,
+        2,
+        "contents do not match the stored hash (altered?)",
+    )

@@ -44,18 +44,31 @@ pytestmark = pytest.mark.s3
 
 @pytest.fixture
 def settings(db_url: str, s3_server: S3ServerHandle, tmp_path: Path) -> Settings:
-    return Settings(var_dir=tmp_path / "var", database_url=db_url, s3_endpoint=s3_server.endpoint,
-                    s3_access_key=s3_server.access_key, s3_secret_key=s3_server.secret_key,
-                    s3_bucket_prefix=unique_prefix(), audit_origin="test.example/audit", audit_retention_days=1)  # type: ignore[arg-type]
+    return Settings(
+        var_dir=tmp_path / "var",
+        database_url=db_url,
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,
+        s3_bucket_prefix=unique_prefix(),
+        audit_origin="test.example/audit",
+        audit_retention_days=1,
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def store(settings: Settings) -> CheckpointStore:
-    return CheckpointStore(settings.s3_endpoint, access_key=settings.s3_access_key,
-                           secret_key=settings.s3_secret_key.get_secret_value(), bucket_prefix=settings.s3_bucket_prefix)
+    return CheckpointStore(
+        settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        bucket_prefix=settings.s3_bucket_prefix,
+    )
 
 
-def verify(settings: Settings, sf: sessionmaker[Session], verifier: NoteVerifier | None = None) -> audit_ledger.LogReport:
+def verify(
+    settings: Settings, sf: sessionmaker[Session], verifier: NoteVerifier | None = None
+) -> audit_ledger.LogReport:
     with sf() as session, session.begin():
         return audit_ledger.verify_log(session, stored_notes(settings), verifier or audit_verifier(settings))
 
@@ -67,33 +80,44 @@ def rewrite_history(engine: Engine, sf: sessionmaker[Session], seq: int) -> None
         events = [audit.event_fields(e) for e in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
     prev = events[seq - 2]["hash"] if seq > 1 else audit.GENESIS_HASH
     with engine.begin() as conn:
-        for fields in events[seq - 1:]:
+        for fields in events[seq - 1 :]:
             if fields["seq"] == seq:
                 fields["details"] = {"i": 99, "f": 0.1}
             fields["prev_hash"] = prev
             fields["hash"] = audit.compute_hash(fields)
-            conn.execute(text("UPDATE audit_events SET details = :d, prev_hash = :p, hash = :h WHERE seq = :s"),
-                         {"d": audit.canonical_json(fields["details"]), "p": fields["prev_hash"],
-                          "h": fields["hash"], "s": fields["seq"]})  # fmt: skip
+            conn.execute(
+                text("UPDATE audit_events SET details = :d, prev_hash = :p, hash = :h WHERE seq = :s"),
+                {
+                    "d": audit.canonical_json(fields["details"]),
+                    "p": fields["prev_hash"],
+                    "h": fields["hash"],
+                    "s": fields["seq"],
+                },
+            )
             prev = fields["hash"]
 
 
-def test_tree_head_is_the_rfc_root_over_the_canonical_events(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+def test_tree_head_is_the_rfc_root_over_the_canonical_events(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
     append(session_factory, 11)
     with session_factory() as session:
         events = [audit.event_fields(e) for e in session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
         head = audit_ledger.tree_head(session)
         at_five = audit_ledger.tree_head(session, size=5)
         proof = audit_ledger.prove_inclusion(session, event_id=events[6]["id"], seq=7, size=11)
-    leaves = [leaf_hash(audit.canonical_json({k: e[k] for k in audit.HASHED_FIELDS}).encode()) for e in events]
+    leaves = [
+        leaf_hash(audit.canonical_json({k: e[k] for k in audit.HASHED_FIELDS}).encode()) for e in events
+    ]
     assert (head.size, head.root, head.head_hash) == (11, root_of(leaves), events[-1]["hash"])
     assert at_five.root == root_of(leaves[:5])
     assert proof.leaf == leaves[6] and proof.root == head.root and len(proof.path) == 4
     proof.verify()
 
 
-def test_checkpoint_is_a_signed_note_in_the_audit_bucket(settings: Settings, session_factory: sessionmaker[Session],
-                                                         store: CheckpointStore) -> None:
+def test_checkpoint_is_a_signed_note_in_the_audit_bucket(
+    settings: Settings, session_factory: sessionmaker[Session], store: CheckpointStore
+) -> None:
     append(session_factory, 3)
     result = write_checkpoint(settings, session_factory)
     assert result.written and result.key == checkpoint_key(3)
@@ -117,8 +141,9 @@ def test_checkpoint_is_a_signed_note_in_the_audit_bucket(settings: Settings, ses
     assert report.ok and report.checked == 3 and report.checkpoints == 1, report.message
 
 
-def test_consistent_rewrite_of_history_is_caught(engine: Engine, settings: Settings,
-                                                 session_factory: sessionmaker[Session]) -> None:
+def test_consistent_rewrite_of_history_is_caught(
+    engine: Engine, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
     append(session_factory, 2)
     write_checkpoint(settings, session_factory)
     append(session_factory, 5)
@@ -130,10 +155,13 @@ def test_consistent_rewrite_of_history_is_caught(engine: Engine, settings: Setti
     assert (report.checkpoint or "").startswith(checkpoint_key(7) + "@")
     assert report.message == (
         f"audit log disagrees with checkpoint {report.checkpoint}: the tree over events #1..#7 has another root "
-        "than the signed one: events #3..#7 are not what was signed (history rewritten)")
+        "than the signed one: events #3..#7 are not what was signed (history rewritten)"
+    )
 
 
-def test_deleted_tail_is_caught(engine: Engine, settings: Settings, session_factory: sessionmaker[Session]) -> None:
+def test_deleted_tail_is_caught(
+    engine: Engine, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
     append(session_factory, 7)
     write_checkpoint(settings, session_factory)
     drop_triggers(engine)
@@ -142,23 +170,30 @@ def test_deleted_tail_is_caught(engine: Engine, settings: Settings, session_fact
     assert chain_report(session_factory).ok
     report = verify(settings, session_factory)
     assert (report.checkpoint or "").startswith(checkpoint_key(7) + "@")
-    assert report.message == (f"audit log disagrees with checkpoint {report.checkpoint}: it covers 7 events, "
-                              "the log holds 5: #6..#7 missing (deleted?)")
+    assert report.message == (
+        f"audit log disagrees with checkpoint {report.checkpoint}: it covers 7 events, "
+        "the log holds 5: #6..#7 missing (deleted?)"
+    )
 
 
-def test_edited_event_is_named(engine: Engine, settings: Settings, session_factory: sessionmaker[Session]) -> None:
+def test_edited_event_is_named(
+    engine: Engine, settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
     append(session_factory, 4)
     write_checkpoint(settings, session_factory)
     drop_triggers(engine)
     with engine.begin() as conn:
         conn.execute(text("UPDATE audit_events SET actor = 'mallory@example.org' WHERE seq = 2"))
     report = verify(settings, session_factory)
-    assert report.message == (f"audit chain broken at event #2 ({event_id(session_factory, 2)}): "
-                              "contents do not match the stored hash (altered?)")
+    assert report.message == (
+        f"audit chain broken at event #2 ({event_id(session_factory, 2)}): "
+        "contents do not match the stored hash (altered?)"
+    )
 
 
-def test_replaced_checkpoint_object_is_caught(settings: Settings, session_factory: sessionmaker[Session],
-                                              store: CheckpointStore) -> None:
+def test_replaced_checkpoint_object_is_caught(
+    settings: Settings, session_factory: sessionmaker[Session], store: CheckpointStore
+) -> None:
     append(session_factory, 4)
     written = write_checkpoint(settings, session_factory)
     # A new version over the checkpoint, its root swapped for the root of a rewritten history.
@@ -171,8 +206,9 @@ def test_replaced_checkpoint_object_is_caught(settings: Settings, session_factor
     assert report.message.endswith("the signature by key test.example/audit does not verify (altered?)")
 
 
-def test_checkpoint_signed_with_another_key_is_caught(settings: Settings, session_factory: sessionmaker[Session],
-                                                      store: CheckpointStore) -> None:
+def test_checkpoint_signed_with_another_key_is_caught(
+    settings: Settings, session_factory: sessionmaker[Session], store: CheckpointStore
+) -> None:
     append(session_factory, 4)
     write_checkpoint(settings, session_factory)
     append(session_factory, 1)
@@ -183,19 +219,33 @@ def test_checkpoint_signed_with_another_key_is_caught(settings: Settings, sessio
     report = verify(settings, session_factory)
     ours = audit_verifier(settings)
     assert (report.checkpoint or "").startswith(checkpoint_key(5) + "@")
-    assert report.problem == (f"not signed by key test.example/audit ({ours.id.hex()}): "
-                              f"signed by test.example/audit ({mallory.verifier.id.hex()})")
+    assert report.problem == (
+        f"not signed by key test.example/audit ({ours.id.hex()}): "
+        f"signed by test.example/audit ({mallory.verifier.id.hex()})"
+    )
     # Verified with the other key instead, the genuine checkpoint is the one refused.
-    assert (verify(settings, session_factory, mallory.verifier).checkpoint or "").startswith(checkpoint_key(4))
+    assert (verify(settings, session_factory, mallory.verifier).checkpoint or "").startswith(
+        checkpoint_key(4)
+    )
 
 
-def test_storage_down_never_blocks_and_is_retried(settings: Settings, session_factory: sessionmaker[Session],
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_storage_down_never_blocks_and_is_retried(
+    settings: Settings, session_factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
     append(session_factory, 2)
-    down = CheckpointStore("127.0.0.1:9", access_key="x", secret_key="y" * 16, bucket_prefix="down",
-                           connect_timeout=0.2, retries=0)
+    down = CheckpointStore(
+        "127.0.0.1:9",
+        access_key="x",
+        secret_key="y" * 16,
+        bucket_prefix="down",
+        connect_timeout=0.2,
+        retries=0,
+    )
     with caplog.at_level("INFO", logger="flows.audit_checkpoints"):
-        assert checkpoint_after(settings, session_factory, "consent.revoked", store=down, delays=(0.01, 0.01)) is None
+        assert (
+            checkpoint_after(settings, session_factory, "consent.revoked", store=down, delays=(0.01, 0.01))
+            is None
+        )
     retries = [r for r in caplog.records if "attempt" in r.getMessage() and "retrying" in r.getMessage()]
     assert len(retries) == 2
     assert "not written (3 attempt(s))" in caplog.records[-1].getMessage()
@@ -206,14 +256,18 @@ def test_storage_down_never_blocks_and_is_retried(settings: Settings, session_fa
     assert verify(settings, session_factory).checkpoints == 1
 
 
-def test_bundle_verifies_offline_and_names_what_broke(settings: Settings, session_factory: sessionmaker[Session]) -> None:
+def test_bundle_verifies_offline_and_names_what_broke(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
     append(session_factory, 3)
     write_checkpoint(settings, session_factory)
     append(session_factory, 3)
     write_checkpoint(settings, session_factory)
     out = io.StringIO()
     with session_factory() as session, session.begin():
-        assert write_bundle(session, out, notes=stored_notes(settings), verifier=audit_verifier(settings)) == 6
+        assert (
+            write_bundle(session, out, notes=stored_notes(settings), verifier=audit_verifier(settings)) == 6
+        )
     lines = out.getvalue().splitlines()
     report, key = verify_bundle(lines)
     assert report.ok and report.checked == 6 and report.checkpoints == 2, report.message
@@ -230,14 +284,16 @@ def test_bundle_verifies_offline_and_names_what_broke(settings: Settings, sessio
         item["prev_hash"] = prev
         item["hash"] = audit.compute_hash(item)
         prev = item["hash"]
-    forged = lines[:events[0]] + [audit.canonical_json(i) for i in items] + lines[events[-1] + 1:]
+    forged = lines[: events[0]] + [audit.canonical_json(i) for i in items] + lines[events[-1] + 1 :]
     forged[-1] = forged[-1].replace(lines[-1].split('"hash":"')[1][:64], prev)
     bad, _ = verify_bundle(forged)
     assert (bad.checkpoint or "").startswith(checkpoint_key(6))
-    assert bad.message == (f"audit log disagrees with checkpoint {bad.checkpoint}: the tree over events #1..#6 "
-                           "has another root than the signed one: events #4..#6 are not what was signed (history rewritten)")
+    assert bad.message == (
+        f"audit log disagrees with checkpoint {bad.checkpoint}: the tree over events #1..#6 "
+        "has another root than the signed one: events #4..#6 are not what was signed (history rewritten)"
+    )
     # A line dropped from the middle.
-    dropped, _ = verify_bundle(lines[:events[1]] + lines[events[1] + 1:])
+    dropped, _ = verify_bundle(lines[: events[1]] + lines[events[1] + 1 :])
     assert dropped.broken_seq == 3 and "missing or reordered" in (dropped.problem or "")
 
 
@@ -260,21 +316,43 @@ for i in range(int(sys.argv[1])):
 
 
 @pytest.mark.postgres
-def test_two_processes_append_and_checkpoint_one_linear_log(postgres_db_url: str, s3_server: S3ServerHandle,
-                                                            tmp_path: Path) -> None:
+def test_two_processes_append_and_checkpoint_one_linear_log(
+    postgres_db_url: str, s3_server: S3ServerHandle, tmp_path: Path
+) -> None:
     """Two writer processes (and their development-key race) still give one chain and consistent checkpoints."""
     prefix = unique_prefix()
-    env = {**os.environ, "LIKENESS_DATABASE_URL": postgres_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"),
-           "LIKENESS_S3_ENDPOINT": s3_server.endpoint, "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
-           "LIKENESS_S3_SECRET_KEY": s3_server.secret_key, "LIKENESS_S3_BUCKET_PREFIX": prefix,
-           "LIKENESS_AUDIT_ORIGIN": "test.example/audit", "LIKENESS_AUDIT_RETENTION_DAYS": "1"}  # fmt: skip
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, "12", f"w{n}@example.org"], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for n in range(2)]
+    env = {
+        **os.environ,
+        "LIKENESS_DATABASE_URL": postgres_db_url,
+        "LIKENESS_VAR_DIR": str(tmp_path / "var"),
+        "LIKENESS_S3_ENDPOINT": s3_server.endpoint,
+        "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
+        "LIKENESS_S3_SECRET_KEY": s3_server.secret_key,
+        "LIKENESS_S3_BUCKET_PREFIX": prefix,
+        "LIKENESS_AUDIT_ORIGIN": "test.example/audit",
+        "LIKENESS_AUDIT_RETENTION_DAYS": "1",
+    }
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, "12", f"w{n}@example.org"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for n in range(2)
+    ]
     outputs = [w.communicate(timeout=300)[0] for w in writers]
     assert [w.returncode for w in writers] == [0, 0], outputs
-    settings = Settings(var_dir=tmp_path / "var", database_url=postgres_db_url, s3_endpoint=s3_server.endpoint,
-                        s3_access_key=s3_server.access_key, s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
-                        s3_bucket_prefix=prefix, audit_origin="test.example/audit")
+    settings = Settings(
+        var_dir=tmp_path / "var",
+        database_url=postgres_db_url,
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
+        s3_bucket_prefix=prefix,
+        audit_origin="test.example/audit",
+    )
     engine = make_engine(postgres_db_url)
     try:
         sf = make_session_factory(engine)
@@ -297,10 +375,14 @@ def test_malformed_bundles_are_named(settings: Settings, session_factory: sessio
         write_bundle(session, out, notes=stored_notes(settings), verifier=audit_verifier(settings))
     lines = out.getvalue().splitlines()
     assert verify_bundle(lines[:-1])[0].problem == "no chain_head record: the bundle is incomplete"
-    assert verify_bundle(lines[1:])[0].problem == "no verifier_key record before the events: not an audit bundle"
+    assert (
+        verify_bundle(lines[1:])[0].problem == "no verifier_key record before the events: not an audit bundle"
+    )
     assert verify_bundle([*lines[:3], "{}", *lines[3:]])[0].problem == "line 4 is not a bundle record"
     assert verify_bundle([*lines, lines[2]])[0].problem == "an event after the chain_head record"
-    cut = verify_bundle([line for line in lines if '"seq":3,' not in line or '"record":"event"' not in line])[0]
+    cut = verify_bundle([line for line in lines if '"seq":3,' not in line or '"record":"event"' not in line])[
+        0
+    ]
     assert (cut.checkpoint or "").startswith(checkpoint_key(3))
     assert cut.problem == "it covers 3 events, the log holds 2: #3 missing (deleted?)"
 
@@ -314,7 +396,9 @@ def test_next_tree_head_reads_only_the_new_events(session_factory: sessionmaker[
         full = audit_ledger.tree_head(session)
         assert audit_ledger.tree_head(session, since=earlier) == full
         # Proof that the frontier is what is used: a bogus one gives another root...
-        bogus = audit_ledger.TreeHead(9, earlier.root, earlier.head_hash, ((0, 8, b"\x01" * 32), (8, 1, b"\x02" * 32)))
+        bogus = audit_ledger.TreeHead(
+            9, earlier.root, earlier.head_hash, ((0, 8, b"\x01" * 32), (8, 1, b"\x02" * 32))
+        )
         assert audit_ledger.tree_head(session, since=bogus).root != full.root
         # ...unless the head's last event no longer has the hash it had: then the whole log is read.
         moved = audit_ledger.TreeHead(9, earlier.root, "f" * 64, bogus.frontier)

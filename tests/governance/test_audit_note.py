@@ -26,9 +26,11 @@ from governance.audit_note import (
 
 # The example of golang.org/x/mod/sumdb/note (the reference implementation of signed notes).
 GO_KEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-GO_NOTE = ("If you think cryptography is the answer to your problem,\n"
-           "then you don't know what your problem is.\n\n"
-           "\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n")
+GO_NOTE = (
+    "If you think cryptography is the answer to your problem,\n"
+    "then you don't know what your problem is.\n\n"
+    "\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+)
 
 
 def test_a_note_signed_by_the_reference_implementation_verifies() -> None:
@@ -58,13 +60,16 @@ def test_verifier_keys_round_trip_whatever_their_base64() -> None:
         assert NoteVerifier.parse(verifier.key_string()).public == verifier.public
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("log\n12\n", "needs origin, size and root hash lines"),
-    ("log\n012\n" + base64.b64encode(b"\x00" * 32).decode() + "\n", "is not a decimal number"),
-    ("log\n12\n" + base64.b64encode(b"\x00" * 31).decode() + "\n", "is 31 bytes, not 32"),
-    ("log\n12\n%%%\n", "is not base64"),
-    (" log\n12\n" + base64.b64encode(b"\x00" * 32).decode() + "\n", "empty or padded origin"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("log\n12\n", "needs origin, size and root hash lines"),
+        ("log\n012\n" + base64.b64encode(b"\x00" * 32).decode() + "\n", "is not a decimal number"),
+        ("log\n12\n" + base64.b64encode(b"\x00" * 31).decode() + "\n", "is 31 bytes, not 32"),
+        ("log\n12\n%%%\n", "is not base64"),
+        (" log\n12\n" + base64.b64encode(b"\x00" * 32).decode() + "\n", "empty or padded origin"),
+    ],
+)
 def test_malformed_checkpoints_are_refused(text: str, message: str) -> None:
     with pytest.raises(NoteError, match=message):
         Checkpoint.parse(text)
@@ -75,15 +80,19 @@ def test_forged_and_foreign_notes_are_refused() -> None:
     theirs = NoteSigner("example.com/log", Ed25519PrivateKey.generate())
     other_log = NoteSigner("other.org/log", Ed25519PrivateKey.generate())
     note = sign_checkpoint(ours, 3, b"\x02" * 32)
-    with pytest.raises(NoteError, match=r"not signed by key example.com/log \([0-9a-f]{8}\): signed by example.com/log"):
+    with pytest.raises(
+        NoteError, match=r"not signed by key example.com/log \([0-9a-f]{8}\): signed by example.com/log"
+    ):
         open_checkpoint(ours.verifier, sign_checkpoint(theirs, 3, b"\x02" * 32))
     with pytest.raises(NoteError, match="does not verify"):
         open_checkpoint(ours.verifier, note.replace("\n3\n", "\n4\n"))
     with pytest.raises(NoteError, match="no blank line"):
         open_checkpoint(ours.verifier, note.replace("\n\n", "\n"))
     with pytest.raises(NoteError, match="is for log 'example.com/log', not 'other.org/log'"):
-        open_checkpoint(NoteVerifier(other_log.name, other_log.verifier.public),
-                        other_log.sign(Checkpoint("example.com/log", 3, b"\x02" * 32).text()))
+        open_checkpoint(
+            NoteVerifier(other_log.name, other_log.verifier.public),
+            other_log.sign(Checkpoint("example.com/log", 3, b"\x02" * 32).text()),
+        )
     with pytest.raises(NoteError, match="does not match its name and key"):
         NoteVerifier.parse(ours.verifier.key_string().replace(ours.verifier.id.hex(), "00000000"))
     with pytest.raises(NoteError, match="without spaces"):
@@ -93,8 +102,10 @@ def test_forged_and_foreign_notes_are_refused() -> None:
 def test_development_key_is_made_once_private_and_shared_by_racers(tmp_path: Path) -> None:
     folder = tmp_path / "var" / "audit-signing"
     keys: list[str] = []
-    threads = [threading.Thread(target=lambda: keys.append(ensure_dev_signer(folder, "log").verifier.key_string()))
-               for _ in range(6)]
+    threads = [
+        threading.Thread(target=lambda: keys.append(ensure_dev_signer(folder, "log").verifier.key_string()))
+        for _ in range(6)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

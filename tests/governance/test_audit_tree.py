@@ -57,8 +57,16 @@ def test_known_answers_from_the_definitions() -> None:
     assert tree.root_of([a, b, c]) == sha(b"\x01" + ab + c).digest()
     # The RFC 6962 test vector leaves (the empty string, 0x00, 0x10, ...) and their published roots,
     # as the Certificate Transparency and Trillian test suites list them.
-    data = [b"", b"\x00", b"\x10", b"\x20\x21", b"\x30\x31", b"\x40\x41\x42\x43",
-            b"\x50\x51\x52\x53\x54\x55\x56\x57", b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f"]
+    data = [
+        b"",
+        b"\x00",
+        b"\x10",
+        b"\x20\x21",
+        b"\x30\x31",
+        b"\x40\x41\x42\x43",
+        b"\x50\x51\x52\x53\x54\x55\x56\x57",
+        b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
+    ]
     hashes = [tree.leaf_hash(x) for x in data]
     assert hashes[0] == h("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d")
     expected_roots = {
@@ -91,8 +99,16 @@ def test_streaming_root_and_proofs_match_the_recursive_definitions() -> None:
 
 def test_known_proofs_of_the_rfc_vectors() -> None:
     """Audit paths and consistency proofs over the RFC 6962 vectors, as the CT test suites list them."""
-    data = [b"", b"\x00", b"\x10", b"\x20\x21", b"\x30\x31", b"\x40\x41\x42\x43",
-            b"\x50\x51\x52\x53\x54\x55\x56\x57", b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f"]
+    data = [
+        b"",
+        b"\x00",
+        b"\x10",
+        b"\x20\x21",
+        b"\x30\x31",
+        b"\x40\x41\x42\x43",
+        b"\x50\x51\x52\x53\x54\x55\x56\x57",
+        b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
+    ]
     d = [tree.leaf_hash(x) for x in data]
     assert [p.hex() for p in tree.inclusion_proof(d, 0, 8)] == [
         "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
@@ -144,7 +160,7 @@ def flipped(proof: list[bytes]) -> list[list[bytes]]:
         for bit in range(len(value) * 8):
             changed = bytearray(value)
             changed[bit // 8] ^= 1 << (bit % 8)
-            out.append([*proof[:i], bytes(changed), *proof[i + 1:]])
+            out.append([*proof[:i], bytes(changed), *proof[i + 1 :]])
     return out
 
 

@@ -27,8 +27,12 @@ from tests.governance.helpers import World, audit_actions, count
 
 
 def verify(world: World, **kw: object) -> Consent:
-    args: dict[str, object] = {"subject_id": world.subject, "purpose": "advertising", "channel": "web",
-                               "territory": "DE"}  # fmt: skip
+    args: dict[str, object] = {
+        "subject_id": world.subject,
+        "purpose": "advertising",
+        "channel": "web",
+        "territory": "DE",
+    }
     args.update(kw)
     with world.sf() as session:
         return consent.verify(session, **args)  # type: ignore[arg-type]
@@ -40,7 +44,11 @@ def test_grant_records_version_one_and_audits(world: World) -> None:
     assert granted.evidence_sha256 == world.evidence_sha256
     with world.sf() as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "consent.granted")).one()
-    assert (event.actor, event.subject_id, event.resource_id) == ("compliance@example.org", world.subject, granted.id)
+    assert (event.actor, event.subject_id, event.resource_id) == (
+        "compliance@example.org",
+        world.subject,
+        granted.id,
+    )
     assert event.details["territories"] == ["DE", "FR"] and event.details["version"] == 1
     assert verify(world).id == granted.id
 
@@ -49,22 +57,37 @@ def test_grant_records_version_one_and_audits(world: World) -> None:
     ("overrides", "error", "message"),
     [
         ({"subject_id": "no-such-subject"}, NotFound, "subject no-such-subject not found"),
-        ({"valid_from": utcnow() + timedelta(days=10), "valid_until": utcnow() + timedelta(days=5)},
-         ValidationFailed, r"valid_until .* is not after valid_from"),
-        ({"valid_from": utcnow() - timedelta(days=10), "valid_until": utcnow() - timedelta(days=1)},
-         ValidationFailed, "valid_until .* is in the past: a consent's validity must end in the future"),
+        (
+            {"valid_from": utcnow() + timedelta(days=10), "valid_until": utcnow() + timedelta(days=5)},
+            ValidationFailed,
+            r"valid_until .* is not after valid_from",
+        ),
+        (
+            {"valid_from": utcnow() - timedelta(days=10), "valid_until": utcnow() - timedelta(days=1)},
+            ValidationFailed,
+            "valid_until .* is in the past: a consent's validity must end in the future",
+        ),
         ({"purposes": ["advertising", "propaganda"]}, ValidationFailed, "unknown purpose 'propaganda'"),
         ({"channels": ["carrier_pigeon"]}, ValidationFailed, "unknown channel 'carrier_pigeon'"),
         ({"territories": ["XX"]}, ValidationFailed, "unknown territory 'XX'"),
         ({"territories": []}, ValidationFailed, "at least one territory is required"),
-        ({"evidence_path": Path("/nonexistent/consent.pdf")}, ValidationFailed,
-         "evidence file /nonexistent/consent.pdf not found"),
+        (
+            {"evidence_path": Path("/nonexistent/consent.pdf")},
+            ValidationFailed,
+            "evidence file /nonexistent/consent.pdf not found",
+        ),
         ({"evidence_sha256": "0" * 64}, ValidationFailed, r"has sha256 [0-9a-f]{64}, expected 0{64}"),
-        ({"evidence_sha256": "not-a-hash"}, ValidationFailed, "evidence sha256 'not-a-hash' is not a SHA-256"),
+        (
+            {"evidence_sha256": "not-a-hash"},
+            ValidationFailed,
+            "evidence sha256 'not-a-hash' is not a SHA-256",
+        ),
         ({"evidence_key": " "}, ValidationFailed, "evidence key is empty"),
     ],
-)  # fmt: skip
-def test_grant_refuses_bad_input_and_writes_nothing(world: World, overrides: dict, error: type, message: str) -> None:
+)
+def test_grant_refuses_bad_input_and_writes_nothing(
+    world: World, overrides: dict, error: type, message: str
+) -> None:
     before = count(world.sf, AuditEvent)
     with pytest.raises(error, match=message):
         world.grant(**overrides)
@@ -74,7 +97,9 @@ def test_grant_refuses_bad_input_and_writes_nothing(world: World, overrides: dic
 
 def test_grant_needs_compliance_role_and_the_refusal_is_audited(world: World) -> None:
     before = count(world.sf, AuditEvent)
-    with pytest.raises(RoleRequired, match="user operator@example.org lacks role compliance or admin for consent.grant"):
+    with pytest.raises(
+        RoleRequired, match="user operator@example.org lacks role compliance or admin for consent.grant"
+    ):
         world.grant(recorded_by=world.operator)
     assert count(world.sf, Consent) == 0
     assert count(world.sf, AuditEvent) == before + 1
@@ -87,8 +112,13 @@ def test_grant_needs_compliance_role_and_the_refusal_is_audited(world: World) ->
 def test_amend_writes_a_new_version_and_keeps_the_old(world: World) -> None:
     v1 = world.grant()
     with unit_of_work(world.sf) as session:
-        v2 = consent.amend(session, consent_id=v1.id, recorded_by=world.compliance, reason="adds Austria",
-                           territories=["AT", "DE", "FR"])  # fmt: skip
+        v2 = consent.amend(
+            session,
+            consent_id=v1.id,
+            recorded_by=world.compliance,
+            reason="adds Austria",
+            territories=["AT", "DE", "FR"],
+        )
     assert (v2.version, v2.lineage_id, v2.territories) == (2, v1.id, ["AT", "DE", "FR"])
     with world.sf() as session:
         old = session.get_one(Consent, v1.id)
@@ -104,17 +134,30 @@ def test_amend_writes_a_new_version_and_keeps_the_old(world: World) -> None:
 def test_amend_refusals(world: World, tmp_path: Path) -> None:
     v1 = world.grant()
     with unit_of_work(world.sf) as session:
-        v2 = consent.amend(session, consent_id=v1.id, recorded_by=world.compliance, reason="r", channels=["social_media"])
+        v2 = consent.amend(
+            session, consent_id=v1.id, recorded_by=world.compliance, reason="r", channels=["social_media"]
+        )
     cases = [
         ({"consent_id": v1.id}, ValidationFailed, f"consent {v1.id} was superseded by {v2.id}"),
         ({"consent_id": "nope"}, NotFound, "consent nope not found"),
         ({"consent_id": v2.id}, ValidationFailed, "changes nothing"),
         ({"consent_id": v2.id, "reason": " ", "channels": ["web"]}, ValidationFailed, "needs a reason"),
-        ({"consent_id": v2.id, "valid_until": utcnow() - timedelta(hours=1)}, ValidationFailed,
-         "valid_until .* is in the past: a consent's validity must end in the future"),
-        ({"consent_id": v2.id, "evidence_path": tmp_path / "missing.pdf", "evidence_sha256": "1" * 64,
-          "evidence_key": "k"}, ValidationFailed, "not found"),
-    ]  # fmt: skip
+        (
+            {"consent_id": v2.id, "valid_until": utcnow() - timedelta(hours=1)},
+            ValidationFailed,
+            "valid_until .* is in the past: a consent's validity must end in the future",
+        ),
+        (
+            {
+                "consent_id": v2.id,
+                "evidence_path": tmp_path / "missing.pdf",
+                "evidence_sha256": "1" * 64,
+                "evidence_key": "k",
+            },
+            ValidationFailed,
+            "not found",
+        ),
+    ]
     before = (count(world.sf, Consent), count(world.sf, AuditEvent))
     for overrides, error, message in cases:
         args = {"recorded_by": world.compliance, "reason": "because", **overrides}
@@ -127,7 +170,10 @@ def test_revoke_once_then_verify_says_revoked(world: World) -> None:
     granted = world.grant()
     with unit_of_work(world.sf) as session:
         consent.revoke(session, consent_id=granted.id, revoked_by=world.compliance, reason="subject withdrew")
-    with pytest.raises(ConsentRevoked, match=f"consent {granted.id} for subject .* covers advertising/web/DE but is revoked at"):
+    with pytest.raises(
+        ConsentRevoked,
+        match=f"consent {granted.id} for subject .* covers advertising/web/DE but is revoked at",
+    ):
         verify(world)
     before = count(world.sf, AuditEvent)
     with pytest.raises(AlreadyRevoked, match=f"consent {granted.id} was already revoked at"):
@@ -138,8 +184,13 @@ def test_revoke_once_then_verify_says_revoked(world: World) -> None:
         row = session.get_one(Consent, granted.id)
     assert row.revoke_reason == "subject withdrew"
     assert audit_actions(world.sf).count("consent.revoked") == 1
-    with pytest.raises(ConsentRevoked, match="is revoked: grant a new consent"), unit_of_work(world.sf) as session:
-        consent.amend(session, consent_id=granted.id, recorded_by=world.compliance, reason="r", channels=["events"])
+    with (
+        pytest.raises(ConsentRevoked, match="is revoked: grant a new consent"),
+        unit_of_work(world.sf) as session,
+    ):
+        consent.amend(
+            session, consent_id=granted.id, recorded_by=world.compliance, reason="r", channels=["events"]
+        )
 
 
 def test_verify_errors_are_specific(world: World) -> None:

@@ -31,18 +31,40 @@ def test_happy_path_audits_each_state(world: World) -> None:
     with unit_of_work(world.sf) as session:
         job = jobs.get_job(session, job_id)
         jobs.claim(session, job, to=S.rendering, flow_run_id="run-1", actor="system:render")
-        jobs.record_render(session, job, actor="system:render", output_bucket="quarantine", output_key="o.mp4",
-                           output_sha256="c" * 64, seed=1, model_sha256="d" * 64, inference_mode="exact")  # fmt: skip
-        result = jobs.record_checks(session, job, actor="system:render", scores=good_scores(),
-                                    decision=load_policy().evaluate(good_scores()))  # fmt: skip
+        jobs.record_render(
+            session,
+            job,
+            actor="system:render",
+            output_bucket="quarantine",
+            output_key="o.mp4",
+            output_sha256="c" * 64,
+            seed=1,
+            model_sha256="d" * 64,
+            inference_mode="exact",
+        )
+        result = jobs.record_checks(
+            session,
+            job,
+            actor="system:render",
+            scores=good_scores(),
+            decision=load_policy().evaluate(good_scores()),
+        )
     assert job_state(world.sf, job_id) == S.approved
     with world.sf() as session:
         job = jobs.get_job(session, job_id)
-        assert (job.attempts, job.flow_run_id, job.output_sha256, job.outcome) == (1, "run-1", "c" * 64,
-                                                                                   Outcome.auto_approve)
-        assert job.policy_version == "default@v2" and job.check_scores == good_scores().model_dump(mode="json")
+        assert (job.attempts, job.flow_run_id, job.output_sha256, job.outcome) == (
+            1,
+            "run-1",
+            "c" * 64,
+            Outcome.auto_approve,
+        )
+        assert job.policy_version == "default@v2" and job.check_scores == good_scores().model_dump(
+            mode="json"
+        )
         assert session.get_one(CheckResult, result.id).outcome == Outcome.auto_approve
-        events = list(session.scalars(select(AuditEvent).where(AuditEvent.job_id == job_id).order_by(AuditEvent.seq)))
+        events = list(
+            session.scalars(select(AuditEvent).where(AuditEvent.job_id == job_id).order_by(AuditEvent.seq))
+        )
     assert [e.action for e in events] == ["job.submitted", "job.rendering", "job.rendered", "job.approved"]
     assert events[2].details["output_sha256"] == "c" * 64 and events[3].details["outcome"] == "auto_approve"
 
@@ -51,7 +73,9 @@ def test_happy_path_audits_each_state(world: World) -> None:
 def test_illegal_transition_raises_and_changes_nothing(world: World, target: str) -> None:
     job_id = world.batch_job()
     before = count(world.sf, AuditEvent)
-    with pytest.raises(InvalidTransition, match=f"job {job_id}: (submitted -> {target} is not allowed|unknown state)"):
+    with pytest.raises(
+        InvalidTransition, match=f"job {job_id}: (submitted -> {target} is not allowed|unknown state)"
+    ):
         with unit_of_work(world.sf) as session:
             jobs.transition(session, jobs.get_job(session, job_id), to=target, actor="system:test")
     assert job_state(world.sf, job_id) == S.submitted
@@ -84,8 +108,13 @@ def test_transition_refuses_unknown_column_changes(world: World) -> None:
     job_id = world.batch_job()
     with pytest.raises(ValidationFailed, match="a transition cannot set state_changed_at, subject_id"):
         with unit_of_work(world.sf) as session:
-            jobs.transition(session, jobs.get_job(session, job_id), to=S.rendering, actor="system:test",
-                            changes={"subject_id": "x", "state_changed_at": None})  # fmt: skip
+            jobs.transition(
+                session,
+                jobs.get_job(session, job_id),
+                to=S.rendering,
+                actor="system:test",
+                changes={"subject_id": "x", "state_changed_at": None},
+            )
     assert job_state(world.sf, job_id) == S.submitted
 
 
@@ -95,7 +124,9 @@ def test_two_workers_cannot_both_move_a_job(world: World) -> None:
     stale = jobs.get_job(first, job_id)
     first.commit()  # end the read transaction, keep the (now stale) object
     with unit_of_work(world.sf) as session:
-        jobs.claim(session, jobs.get_job(session, job_id), to=S.rendering, flow_run_id="run-A", actor="system:a")
+        jobs.claim(
+            session, jobs.get_job(session, job_id), to=S.rendering, flow_run_id="run-A", actor="system:a"
+        )
     with pytest.raises(InvalidTransition, match=f"job {job_id} was changed by another worker"):
         with first.begin():
             jobs.claim(first, stale, to=S.rendering, flow_run_id="run-B", actor="system:b")
@@ -109,14 +140,22 @@ def test_two_workers_cannot_both_move_a_job(world: World) -> None:
 def test_reclaim_takes_over_a_crashed_run(world: World) -> None:
     job_id = world.batch_job()
     with unit_of_work(world.sf) as session:
-        jobs.claim(session, jobs.get_job(session, job_id), to=S.rendering, flow_run_id="dead-run", actor="system:a")
+        jobs.claim(
+            session, jobs.get_job(session, job_id), to=S.rendering, flow_run_id="dead-run", actor="system:a"
+        )
     with pytest.raises(InvalidTransition, match="held by run dead-run, not other-run: not reclaimed"):
         with unit_of_work(world.sf) as session:
-            jobs.reclaim(session, job_id=job_id, flow_run_id="new-run", actor="system:b",
-                         expected_flow_run_id="other-run")  # fmt: skip
+            jobs.reclaim(
+                session,
+                job_id=job_id,
+                flow_run_id="new-run",
+                actor="system:b",
+                expected_flow_run_id="other-run",
+            )
     with unit_of_work(world.sf) as session:
-        job = jobs.reclaim(session, job_id=job_id, flow_run_id="new-run", actor="system:b",
-                           expected_flow_run_id="dead-run")  # fmt: skip
+        job = jobs.reclaim(
+            session, job_id=job_id, flow_run_id="new-run", actor="system:b", expected_flow_run_id="dead-run"
+        )
     assert (job.state, job.flow_run_id, job.attempts) == (S.rendering, "new-run", 2)
     with world.sf() as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.action == "job.reclaimed")).one()
@@ -131,14 +170,28 @@ def test_reclaim_takes_over_a_crashed_run(world: World) -> None:
 
 def test_policy_outcomes_route_the_job(world: World) -> None:
     routes = {}
-    for label, scores in {"review": good_scores(colour_drift=7.0), "reject": good_scores(fps_ok=False)}.items():
+    for label, scores in {
+        "review": good_scores(colour_drift=7.0),
+        "reject": good_scores(fps_ok=False),
+    }.items():
         job_id = world.batch_job()
         with unit_of_work(world.sf) as session:
             job = jobs.get_job(session, job_id)
             jobs.claim(session, job, to=S.rendering, flow_run_id="r", actor="system:t")
-            jobs.record_render(session, job, actor="system:t", output_bucket="q", output_key="k",
-                               output_sha256="e" * 64, seed=3, model_sha256="f" * 64, inference_mode="fast")
-            jobs.record_checks(session, job, actor="system:t", scores=scores, decision=load_policy().evaluate(scores))
+            jobs.record_render(
+                session,
+                job,
+                actor="system:t",
+                output_bucket="q",
+                output_key="k",
+                output_sha256="e" * 64,
+                seed=3,
+                model_sha256="f" * 64,
+                inference_mode="fast",
+            )
+            jobs.record_checks(
+                session, job, actor="system:t", scores=scores, decision=load_policy().evaluate(scores)
+            )
         routes[label] = job_state(world.sf, job_id)
     assert routes == {"review": S.awaiting_review, "reject": S.rejected}
     assert count(world.sf, Job) == 2

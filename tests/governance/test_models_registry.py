@@ -27,14 +27,29 @@ COMPLIANCE = "compliance@example.org"
 
 
 def clip(subject_id: str, digest: str, split: str = "train") -> TrainingClip:
-    return TrainingClip(sha256=digest, subject_id=subject_id, split=split, frames=12, bucket="inputs",
-                        object_key=f"training/{digest}.pt", size_bytes=1234, origin="talking.mp4")
+    return TrainingClip(
+        sha256=digest,
+        subject_id=subject_id,
+        split=split,
+        frames=12,
+        bucket="inputs",
+        object_key=f"training/{digest}.pt",
+        size_bytes=1234,
+        origin="talking.mp4",
+    )
 
 
 def register(w: World, clips: list[TrainingClip], *, sha: str = MODEL_SHA, version: str = "1") -> str:
     with unit_of_work(w.sf) as session:
-        model = models_registry.register_model(session, name="mcnet-team", version=version, sha256=sha,
-                                               config=CONFIG, actor_email=OPERATOR, clips=clips)
+        model = models_registry.register_model(
+            session,
+            name="mcnet-team",
+            version=version,
+            sha256=sha,
+            config=CONFIG,
+            actor_email=OPERATOR,
+            clips=clips,
+        )
         return model.id
 
 
@@ -44,7 +59,9 @@ def training_grant(w: World, **overrides: object) -> str:
 
 def test_training_without_a_training_consent_is_refused_and_audited(world: World) -> None:  # noqa: F811
     world.grant()  # advertising only
-    with pytest.raises(ConsentScopeError, match="training refused: no consent of subject .* 'model_training'"):
+    with pytest.raises(
+        ConsentScopeError, match="training refused: no consent of subject .* 'model_training'"
+    ):
         register(world, [clip(world.subject, "7" * 64)])
     assert count(world.sf, RegisteredModel) == 0 and count(world.sf, ModelTrainingClip) == 0
     with world.sf() as session:
@@ -57,9 +74,13 @@ def test_training_without_a_training_consent_is_refused_and_audited(world: World
 def test_an_expired_training_consent_is_refused(world: World) -> None:  # noqa: F811
     now = utcnow()
     training_grant(world, valid_from=now - timedelta(days=30), valid_until=now + timedelta(days=1))
-    with unit_of_work(world.sf) as session, pytest.raises(ConsentExpired, match="model_training consent .* expired"):
-        models_registry.check_training_consents(session, subject_ids=[world.subject], actor=OPERATOR,
-                                                at=now + timedelta(days=2))
+    with (
+        unit_of_work(world.sf) as session,
+        pytest.raises(ConsentExpired, match="model_training consent .* expired"),
+    ):
+        models_registry.check_training_consents(
+            session, subject_ids=[world.subject], actor=OPERATOR, at=now + timedelta(days=2)
+        )
 
 
 def test_registration_records_lineage_and_assets(world: World) -> None:  # noqa: F811
@@ -68,7 +89,9 @@ def test_registration_records_lineage_and_assets(world: World) -> None:  # noqa:
     with world.sf() as session:
         rows = models_registry.lineage(session, model_id)
         assert [(c.sha256, c.split, s.id, k.id) for c, s, k in rows] == [
-            ("8" * 64, "heldout", world.subject, granted), ("7" * 64, "train", world.subject, granted)]
+            ("8" * 64, "heldout", world.subject, granted),
+            ("7" * 64, "train", world.subject, granted),
+        ]
         kinds = session.scalars(select(Asset.kind).where(Asset.sha256.in_(["7" * 64, "8" * 64]))).all()
         assert sorted(kinds) == [AssetKind.training_clip, AssetKind.training_clip]
         model = models_registry.get_model(session, "mcnet-team@1")
@@ -97,7 +120,9 @@ def test_unregistered_and_retired_models_cannot_render(world: World) -> None:  #
     with pytest.raises(RoleRequired), unit_of_work(world.sf) as session:
         models_registry.retire_model(session, ref=MODEL_SHA, actor_email=OPERATOR, reason="old")
     with unit_of_work(world.sf) as session:
-        models_registry.retire_model(session, ref="mcnet-team@1", actor_email=COMPLIANCE, reason="superseded by v2")
+        models_registry.retire_model(
+            session, ref="mcnet-team@1", actor_email=COMPLIANCE, reason="superseded by v2"
+        )
     with world.sf() as session:
         model, problem = models_registry.renderable_problem(session, MODEL_SHA)
         assert model is not None and model.status == ModelStatus.retired
@@ -111,16 +136,36 @@ def published_job(w: World, consent_id: str, model_sha: str) -> str:
     job_id = w.batch_job()
     with unit_of_work(w.sf) as session:
         job = jobs.get_job(session, job_id)
-        jobs.claim(session, job, to=JobState.rendering, flow_run_id="r", actor="system:test", consent_id=consent_id)
-        jobs.record_render(session, job, actor="system:test", output_bucket="q", output_key=f"jobs/{job_id}/r.mp4",
-                           output_sha256="a" * 64, seed=1, model_sha256=model_sha, inference_mode="exact")
+        jobs.claim(
+            session, job, to=JobState.rendering, flow_run_id="r", actor="system:test", consent_id=consent_id
+        )
+        jobs.record_render(
+            session,
+            job,
+            actor="system:test",
+            output_bucket="q",
+            output_key=f"jobs/{job_id}/r.mp4",
+            output_sha256="a" * 64,
+            seed=1,
+            model_sha256=model_sha,
+            inference_mode="exact",
+        )
         scores = good_scores()
-        jobs.record_checks(session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores))
+        jobs.record_checks(
+            session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
+        )
         jobs.claim(session, job, to=JobState.publishing, flow_run_id="p", actor="system:test")
         publication = publications.record_publication(
-            session, job_id=job_id, bucket="pub", object_key=f"jobs/{job_id}/video.mp4", version_id="v1",
-            sha256="d" * 64, size_bytes=10, watermark_payload=publications.allocate_payload(session, job_id),
-            published_by="system:publish")
+            session,
+            job_id=job_id,
+            bucket="pub",
+            object_key=f"jobs/{job_id}/video.mp4",
+            version_id="v1",
+            sha256="d" * 64,
+            size_bytes=10,
+            watermark_payload=publications.allocate_payload(session, job_id),
+            published_by="system:publish",
+        )
         return publication.id
 
 
@@ -131,13 +176,17 @@ def test_revoking_a_training_consent_withdraws_the_model_and_lists_its_publicati
     other = register(world, [], sha="e" * 64, version="2")  # trained elsewhere: not affected
     publication = published_job(world, use, MODEL_SHA)
     with unit_of_work(world.sf) as session:
-        consent.revoke(session, consent_id=training, revoked_by=world.compliance, reason="withdrew training consent")
+        consent.revoke(
+            session, consent_id=training, revoked_by=world.compliance, reason="withdrew training consent"
+        )
     with world.sf() as session:
         model = session.get_one(RegisteredModel, model_id)
         assert model.status == ModelStatus.consent_withdrawn
         assert session.get_one(RegisteredModel, other).status == ModelStatus.active
         event = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
-        assert event is not None and event.action == "model.consent_withdrawn" and event.resource_id == model_id
+        assert (
+            event is not None and event.action == "model.consent_withdrawn" and event.resource_id == model_id
+        )
         assert event.details["publications"] == [publication]
         assert event.details["on_publications"] == "keep_published"  # the default policy's choice
         assert publications.get_publication(session, publication).taken_down_at is None
@@ -151,8 +200,13 @@ def test_amended_consent_lineage_still_withdraws(world: World) -> None:  # noqa:
     training = training_grant(world)
     register(world, [clip(world.subject, "7" * 64)])
     with unit_of_work(world.sf) as session:
-        amended = consent.amend(session, consent_id=training, recorded_by=world.compliance, reason="add FR",
-                                territories=["DE", "FR", "IT"])
+        amended = consent.amend(
+            session,
+            consent_id=training,
+            recorded_by=world.compliance,
+            reason="add FR",
+            territories=["DE", "FR", "IT"],
+        )
         consent.revoke(session, consent_id=amended.id, revoked_by=world.compliance, reason="withdrawn")
     with world.sf() as session:
         assert models_registry.find_by_sha256(session, MODEL_SHA).status == ModelStatus.consent_withdrawn  # type: ignore[union-attr]
@@ -168,7 +222,9 @@ def test_each_subject_needs_its_own_training_consent(world: World) -> None:  # n
 
 
 def test_the_policy_in_force_decides_what_the_publications_get(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    world: World,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import yaml
 
@@ -184,5 +240,7 @@ def test_the_policy_in_force_decides_what_the_publications_get(
     with unit_of_work(world.sf) as session:
         consent.revoke(session, consent_id=training, revoked_by=world.compliance, reason="withdrawn")
     with world.sf() as session:
-        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "model.consent_withdrawn")).one()
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "model.consent_withdrawn")
+        ).one()
         assert event.details["on_publications"] == "take_down" and event.details["publications"] == []

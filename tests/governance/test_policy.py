@@ -14,9 +14,20 @@ from governance.policy import DEFAULT_POLICY_PATH, CheckScores, load_policy
 from tests.governance.helpers import good_scores
 
 MOTION_AND_LEAK = (
-    "motion_mean_distance", "motion_worst5_distance", "mouth_correlation", "mouth_mean_difference", "eyes_correlation",
-    "eyes_mean_difference", "yaw_correlation", "yaw_mean_difference", "pitch_correlation", "pitch_mean_difference",
-    "roll_correlation", "roll_mean_difference", "driver_portrait_distance", "leak_margin",
+    "motion_mean_distance",
+    "motion_worst5_distance",
+    "mouth_correlation",
+    "mouth_mean_difference",
+    "eyes_correlation",
+    "eyes_mean_difference",
+    "yaw_correlation",
+    "yaw_mean_difference",
+    "pitch_correlation",
+    "pitch_mean_difference",
+    "roll_correlation",
+    "roll_mean_difference",
+    "driver_portrait_distance",
+    "leak_margin",
 )
 
 
@@ -74,6 +85,7 @@ def _drop(path: list[str]):  # type: ignore[no-untyped-def]
         for key in path[:-1]:
             data = data[key]
         del data[path[-1]]
+
     return mutate
 
 
@@ -83,29 +95,50 @@ def _drop(path: list[str]):  # type: ignore[no-untyped-def]
         (_drop(["version"]), "field version: Field required"),
         (_drop(["identity", "binding_distance"]), "field identity.binding_distance: Field required"),
         (lambda d: d.update(version="one"), "field version: Input should be a valid integer"),
-        (lambda d: d["artifacts"].update(colour_drift={"review_above": 6, "reject_above": 3}),
-         "field artifacts.colour_drift: Value error, reject_above must be >= review_above"),
-        (lambda d: d["artifacts"].update(sharpness_ratio={"review_below": 0.3, "reject_below": 0.5}),
-         "field artifacts.sharpness_ratio: Value error, reject_below must be <= review_below"),
-        (lambda d: d["identity"].update(binding_distanse={"review_above": 1, "reject_above": 2}),
-         "field identity.binding_distanse: Extra inputs are not permitted"),
-        (lambda d: d["identity"]["missing_face_ratio"].update(review_above=-1),
-         "field identity.missing_face_ratio.review_above: Input should be greater than or equal to 0"),
+        (
+            lambda d: d["artifacts"].update(colour_drift={"review_above": 6, "reject_above": 3}),
+            "field artifacts.colour_drift: Value error, reject_above must be >= review_above",
+        ),
+        (
+            lambda d: d["artifacts"].update(sharpness_ratio={"review_below": 0.3, "reject_below": 0.5}),
+            "field artifacts.sharpness_ratio: Value error, reject_below must be <= review_below",
+        ),
+        (
+            lambda d: d["identity"].update(binding_distanse={"review_above": 1, "reject_above": 2}),
+            "field identity.binding_distanse: Extra inputs are not permitted",
+        ),
+        (
+            lambda d: d["identity"]["missing_face_ratio"].update(review_above=-1),
+            "field identity.missing_face_ratio.review_above: Input should be greater than or equal to 0",
+        ),
         (lambda d: d.update(name="Has Spaces"), "field name: String should match pattern"),
         (_drop(["motion", "yaw_correlation"]), "field motion.yaw_correlation: Field required"),
-        (lambda d: d["motion"]["mouth_correlation"].update(review_below=3),
-         "field motion.mouth_correlation.review_below: Input should be less than or equal to 2"),
-        (lambda d: d["motion"].update(mouth_correlation={"review_below": 0.2, "reject_below": 0.5}),
-         "field motion.mouth_correlation: Value error, reject_below must be <= review_below"),
-        (lambda d: d["motion"]["motion_mean_distance"].update(reject_above="far"),
-         "field motion.motion_mean_distance.reject_above: Input should be a valid number"),
-        (lambda d: d["motion"].update(lip_sync={"review_below": 0.6, "reject_below": 0.3}),
-         "field motion.lip_sync: Extra inputs are not permitted"),
-        (_drop(["leak", "driver_same_person_distance"]), "field leak.driver_same_person_distance: Field required"),
-        (lambda d: d["leak"].update(leak_margin={"review_above": 0.1, "reject_above": 0.2}),
-         "field leak.leak_margin.review_below: Field required"),
+        (
+            lambda d: d["motion"]["mouth_correlation"].update(review_below=3),
+            "field motion.mouth_correlation.review_below: Input should be less than or equal to 2",
+        ),
+        (
+            lambda d: d["motion"].update(mouth_correlation={"review_below": 0.2, "reject_below": 0.5}),
+            "field motion.mouth_correlation: Value error, reject_below must be <= review_below",
+        ),
+        (
+            lambda d: d["motion"]["motion_mean_distance"].update(reject_above="far"),
+            "field motion.motion_mean_distance.reject_above: Input should be a valid number",
+        ),
+        (
+            lambda d: d["motion"].update(lip_sync={"review_below": 0.6, "reject_below": 0.3}),
+            "field motion.lip_sync: Extra inputs are not permitted",
+        ),
+        (
+            _drop(["leak", "driver_same_person_distance"]),
+            "field leak.driver_same_person_distance: Field required",
+        ),
+        (
+            lambda d: d["leak"].update(leak_margin={"review_above": 0.1, "reject_above": 0.2}),
+            "field leak.leak_margin.review_below: Field required",
+        ),
     ],
-)  # fmt: skip
+)
 def test_malformed_policy_names_the_field(tmp_path: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
     path = write_policy(tmp_path, mutate)
     with pytest.raises(PolicyError) as caught:
@@ -139,22 +172,37 @@ def test_check_scores_refuse_nonsense() -> None:
 @pytest.mark.parametrize(
     ("overrides", "outcome", "reason"),
     [
-        ({"motion_mean_distance": 0.03}, Outcome.needs_review, "motion_mean_distance 0.03 > review bound 0.025"),
+        (
+            {"motion_mean_distance": 0.03},
+            Outcome.needs_review,
+            "motion_mean_distance 0.03 > review bound 0.025",
+        ),
         ({"motion_mean_distance": 0.2}, Outcome.reject, "motion_mean_distance 0.2 > reject bound 0.05"),
         ({"mouth_correlation": 0.1}, Outcome.reject, "mouth_correlation 0.1 < reject bound 0.3"),
         ({"yaw_mean_difference": 5.0}, Outcome.needs_review, "yaw_mean_difference 5 > review bound 4"),
         ({"mouth_correlation": None}, Outcome.needs_review, "mouth_correlation not measured"),
         # Another person drove: the output must stay nearer the portrait than the driver.
         ({"driver_portrait_distance": 0.15, "leak_margin": 0.1}, Outcome.auto_approve, None),
-        ({"driver_portrait_distance": 0.15, "leak_margin": 0.02}, Outcome.needs_review,
-         "leak_margin 0.02 < review bound 0.03"),
-        ({"driver_portrait_distance": 0.15, "leak_margin": -0.05}, Outcome.reject, "leak_margin -0.05 < reject bound 0"),
-        ({"driver_portrait_distance": 0.15, "leak_margin": None}, Outcome.needs_review, "leak_margin not measured"),
+        (
+            {"driver_portrait_distance": 0.15, "leak_margin": 0.02},
+            Outcome.needs_review,
+            "leak_margin 0.02 < review bound 0.03",
+        ),
+        (
+            {"driver_portrait_distance": 0.15, "leak_margin": -0.05},
+            Outcome.reject,
+            "leak_margin -0.05 < reject bound 0",
+        ),
+        (
+            {"driver_portrait_distance": 0.15, "leak_margin": None},
+            Outcome.needs_review,
+            "leak_margin not measured",
+        ),
         ({"driver_portrait_distance": None}, Outcome.needs_review, "driver_portrait_distance not measured"),
         # The driver is the subject: a margin near zero is expected and not judged.
         ({"driver_portrait_distance": 0.03, "leak_margin": -0.01}, Outcome.auto_approve, None),
     ],
-)  # fmt: skip
+)
 def test_motion_and_leak_rules(overrides: dict, outcome: Outcome, reason: str | None) -> None:
     policy = load_policy()
     assert policy.motion is not None and policy.leak is not None
@@ -164,7 +212,10 @@ def test_motion_and_leak_rules(overrides: dict, outcome: Outcome, reason: str | 
     assert decision.reasons == [] if reason is None else reason in decision.reasons
     rows = {v.name: v for v in policy.verdicts(scores)}
     assert {"motion_mean_distance", "mouth_correlation", "roll_mean_difference", "leak_margin"} <= set(rows)
-    assert decision.thresholds["rules"]["motion"]["mouth_correlation"] == {"review_below": 0.6, "reject_below": 0.3}
+    assert decision.thresholds["rules"]["motion"]["mouth_correlation"] == {
+        "review_below": 0.6,
+        "reject_below": 0.3,
+    }
 
 
 def test_a_policy_without_motion_rules_loads_and_leaves_motion_unjudged(tmp_path: Path) -> None:
@@ -184,7 +235,9 @@ def test_a_policy_without_motion_rules_loads_and_leaves_motion_unjudged(tmp_path
 
 def test_verdicts_list_each_judged_score_with_its_bound() -> None:
     rows = {v.name: v for v in load_policy().verdicts(good_scores(colour_drift=7.0, fps_ok=False))}
-    assert rows["colour_drift"].verdict == "review" and rows["colour_drift"].bound == "review > 6, reject > 12"
+    assert (
+        rows["colour_drift"].verdict == "review" and rows["colour_drift"].bound == "review > 6, reject > 12"
+    )
     assert rows["fps_ok"].verdict == "reject" and rows["fps_ok"].bound == "must be true"
     assert rows["sharpness_ratio"].bound == "review < 0.6, reject < 0.35"
     assert rows["leak_margin"].verdict == "skipped"

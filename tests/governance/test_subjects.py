@@ -15,14 +15,27 @@ from tests.governance.helpers import World, count
 
 def add(world: World, reference: str) -> Subject:
     with unit_of_work(world.sf) as session:
-        return subjects.add_subject(session, reference=reference, display_name="Someone", created_by=world.compliance)
+        return subjects.add_subject(
+            session, reference=reference, display_name="Someone", created_by=world.compliance
+        )
 
 
-@pytest.mark.parametrize(("reference", "code"), [
-    ("S-2\n", "U+000A"), ("S-\n2", "U+000A"), ("S-2\r", "U+000D"), ("\tS-2", "U+0009"),
-    ("S-\u200b2", "U+200B"), ("S-2\u2028", "U+2028"), ("S-2\x00", "U+0000"), ("S-\u202e2", "U+202E"),
-])
-def test_control_characters_are_refused_and_nothing_is_written(world: World, reference: str, code: str) -> None:
+@pytest.mark.parametrize(
+    ("reference", "code"),
+    [
+        ("S-2\n", "U+000A"),
+        ("S-\n2", "U+000A"),
+        ("S-2\r", "U+000D"),
+        ("\tS-2", "U+0009"),
+        ("S-\u200b2", "U+200B"),
+        ("S-2\u2028", "U+2028"),
+        ("S-2\x00", "U+0000"),
+        ("S-\u202e2", "U+202E"),
+    ],
+)
+def test_control_characters_are_refused_and_nothing_is_written(
+    world: World, reference: str, code: str
+) -> None:
     before = (count(world.sf, Subject), count(world.sf, AuditEvent))
     with pytest.raises(ValidationFailed, match=re.escape(f"contains the control character {code}:")):
         add(world, reference)
@@ -37,8 +50,11 @@ def test_references_that_look_the_same_are_the_same(world: World) -> None:
     assert stored.reference == "S-3"
     with world.sf() as session:
         assert subjects.find_subject(session, "S-3 ").id == stored.id
-        event = session.query(AuditEvent).filter(AuditEvent.action == "subject.created",
-                                                 AuditEvent.resource_id == stored.id).one()
+        event = (
+            session.query(AuditEvent)
+            .filter(AuditEvent.action == "subject.created", AuditEvent.resource_id == stored.id)
+            .one()
+        )
     assert event.details == {"reference": "S-3"}
 
 

@@ -15,28 +15,45 @@ from tests.governance.helpers import World, count
 
 def test_user_with_password_signs_in(world: World) -> None:
     with unit_of_work(world.sf) as session:
-        user = users.add_user(session, email=" Rita@Example.ORG ", roles=["reviewer", "auditor", "reviewer"],
-                              actor="admin@example.org", password="correct horse battery")  # fmt: skip
+        user = users.add_user(
+            session,
+            email=" Rita@Example.ORG ",
+            roles=["reviewer", "auditor", "reviewer"],
+            actor="admin@example.org",
+            password="correct horse battery",
+        )
     assert (user.email, user.roles) == ("rita@example.org", ["auditor", "reviewer"])
     assert user.password_hash and user.password_hash.startswith("$argon2id$")
     with world.sf() as session:
-        assert users.authenticate(session, email="rita@example.org", password="correct horse battery").id == user.id
+        assert (
+            users.authenticate(session, email="rita@example.org", password="correct horse battery").id
+            == user.id
+        )
         for email, password in [("rita@example.org", "wrong password!!"), ("nobody@example.org", "x" * 12)]:
             with pytest.raises(AuthenticationFailed, match=f"sign-in failed for {email}$"):
                 users.authenticate(session, email=email, password=password)
     with world.sf() as session:
         event = session.scalars(select(AuditEvent).where(AuditEvent.resource_id == user.id)).one()
-    assert event.details == {"email": "rita@example.org", "roles": ["auditor", "reviewer"], "has_password": True}
+    assert event.details == {
+        "email": "rita@example.org",
+        "roles": ["auditor", "reviewer"],
+        "has_password": True,
+    }
     assert "argon2" not in str(event.details)
 
 
 def test_disabled_user_can_neither_sign_in_nor_act(world: World) -> None:
     with unit_of_work(world.sf) as session:
-        users.set_password(session, user_id=world.reviewer, password="long enough pass", actor="admin@example.org")
+        users.set_password(
+            session, user_id=world.reviewer, password="long enough pass", actor="admin@example.org"
+        )
         users.disable_user(session, user_id=world.reviewer, actor="admin@example.org")
     with world.sf() as session, pytest.raises(AuthenticationFailed):
         users.authenticate(session, email="reviewer@example.org", password="long enough pass")
-    with world.sf() as session, pytest.raises(RoleRequired, match="user reviewer@example.org is disabled for x"):
+    with (
+        world.sf() as session,
+        pytest.raises(RoleRequired, match="user reviewer@example.org is disabled for x"),
+    ):
         users.require_role(session, email="reviewer@example.org", roles=["reviewer"], action="x")
 
 
@@ -81,22 +98,43 @@ def test_batch_creates_submitted_jobs(world: World) -> None:
     with world.sf() as session:
         job = session.get_one(Job, job_id)
         batch = batches.get_batch(session, job.batch_id)
-    assert (job.state, job.purpose, job.territory, batch.requested_by) == (JobState.submitted, "advertising", "DE",
-                                                                          world.operator)
+    assert (job.state, job.purpose, job.territory, batch.requested_by) == (
+        JobState.submitted,
+        "advertising",
+        "DE",
+        world.operator,
+    )
 
 
 def test_batch_refusals_write_nothing(world: World) -> None:
     with unit_of_work(world.sf) as session:
         other = subjects.add_subject(session, reference="S-9", display_name="Other", created_by=world.admin)
-        other_portrait = batches.register_asset(session, kind="portrait", bucket="inputs", object_key="o.png",
-                                                sha256="3" * 64, size_bytes=1, actor="x@example.org",
-                                                subject_id=other.id)  # fmt: skip
-    base = {"subject_id": world.subject, "portrait_asset_id": world.portrait, "driving_asset_id": world.driving,
-            "purpose": "advertising", "channel": "web", "territory": "DE"}  # fmt: skip
+        other_portrait = batches.register_asset(
+            session,
+            kind="portrait",
+            bucket="inputs",
+            object_key="o.png",
+            sha256="3" * 64,
+            size_bytes=1,
+            actor="x@example.org",
+            subject_id=other.id,
+        )
+    base = {
+        "subject_id": world.subject,
+        "portrait_asset_id": world.portrait,
+        "driving_asset_id": world.driving,
+        "purpose": "advertising",
+        "channel": "web",
+        "territory": "DE",
+    }
     cases = [
         ({"subject_id": "ghost"}, NotFound, "job 1: subject ghost not found"),
         ({"portrait_asset_id": "ghost"}, NotFound, "job 1: asset ghost not found"),
-        ({"portrait_asset_id": world.driving}, ValidationFailed, f"job 1: asset {world.driving} is a driving_video, not a portrait"),
+        (
+            {"portrait_asset_id": world.driving},
+            ValidationFailed,
+            f"job 1: asset {world.driving} is a driving_video, not a portrait",
+        ),
         ({"driving_asset_id": world.portrait}, ValidationFailed, "is a portrait, not a driving_video"),
         ({"portrait_asset_id": other_portrait.id}, ValidationFailed, "belongs to another subject"),
         ({"territory": "Narnia"}, ValidationFailed, "job 1: unknown territory 'Narnia'"),
@@ -106,13 +144,17 @@ def test_batch_refusals_write_nothing(world: World) -> None:
         spec = batches.JobSpec.model_validate({**base, **overrides})
         with pytest.raises(error, match=message), unit_of_work(world.sf) as session:
             batches.create_batch(session, name="b", requested_by=world.operator, jobs=[spec])
-    with pytest.raises(ValidationFailed, match="batch 'empty' has no jobs"), unit_of_work(world.sf) as session:
+    with (
+        pytest.raises(ValidationFailed, match="batch 'empty' has no jobs"),
+        unit_of_work(world.sf) as session,
+    ):
         batches.create_batch(session, name="empty", requested_by=world.operator, jobs=[])
     assert (count(world.sf, Batch), count(world.sf, Job), count(world.sf, AuditEvent)) == before
     with pytest.raises(RoleRequired, match="lacks role operator or admin for batch.create"):
         with unit_of_work(world.sf) as session:
-            batches.create_batch(session, name="b", requested_by=world.reviewer,
-                                 jobs=[batches.JobSpec.model_validate(base)])  # fmt: skip
+            batches.create_batch(
+                session, name="b", requested_by=world.reviewer, jobs=[batches.JobSpec.model_validate(base)]
+            )
     assert (count(world.sf, Batch), count(world.sf, Job)) == before[:2]
 
 
@@ -124,30 +166,55 @@ def test_asset_refusals(world: World) -> None:
         ({"object_key": ""}, "needs a bucket and an object key"),
     ]
     for overrides, message in cases:
-        args = {"kind": AssetKind.portrait, "bucket": "inputs", "object_key": "k", "sha256": "4" * 64,
-                "size_bytes": 1, "actor": "x@example.org", **overrides}  # fmt: skip
+        args = {
+            "kind": AssetKind.portrait,
+            "bucket": "inputs",
+            "object_key": "k",
+            "sha256": "4" * 64,
+            "size_bytes": 1,
+            "actor": "x@example.org",
+            **overrides,
+        }
         with pytest.raises(ValidationFailed, match=message), unit_of_work(world.sf) as session:
             batches.register_asset(session, **args)  # type: ignore[arg-type]
 
 
 def test_likeness_references(world: World) -> None:
     with unit_of_work(world.sf) as session:
-        ref = subjects.add_reference(session, subject_id=world.subject, bucket="inputs", object_key="ref.jpg",
-                                     sha256="A" * 64, created_by=world.compliance)  # fmt: skip
+        ref = subjects.add_reference(
+            session,
+            subject_id=world.subject,
+            bucket="inputs",
+            object_key="ref.jpg",
+            sha256="A" * 64,
+            created_by=world.compliance,
+        )
     assert ref.sha256 == "a" * 64
     with world.sf() as session:
         assert [r.id for r in subjects.active_references(session, world.subject)] == [ref.id]
-        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "subject.reference_added")).one()
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "subject.reference_added")
+        ).one()
     assert (event.subject_id, event.resource_id, event.details["sha256"]) == (world.subject, ref.id, "a" * 64)
     cases = [
         ({"subject_id": "ghost"}, NotFound, "subject ghost not found"),
         ({"sha256": "zz"}, ValidationFailed, "reference sha256 'zz' is not a SHA-256"),
         ({"object_key": ""}, ValidationFailed, "needs a bucket and an object key"),
-        ({"created_by": world.operator}, RoleRequired, "lacks role compliance or admin for subject.add_reference"),
+        (
+            {"created_by": world.operator},
+            RoleRequired,
+            "lacks role compliance or admin for subject.add_reference",
+        ),
     ]
     for overrides, error, message in cases:
-        args = {"subject_id": world.subject, "bucket": "inputs", "object_key": "r2.jpg", "sha256": "b" * 64,
-                "created_by": world.compliance, **overrides}  # fmt: skip
+        args = {
+            "subject_id": world.subject,
+            "bucket": "inputs",
+            "object_key": "r2.jpg",
+            "sha256": "b" * 64,
+            "created_by": world.compliance,
+            **overrides,
+        }
         with pytest.raises(error, match=message), unit_of_work(world.sf) as session:
             subjects.add_reference(session, **args)  # type: ignore[arg-type]
     with world.sf() as session:

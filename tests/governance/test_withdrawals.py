@@ -21,16 +21,36 @@ def published_job(w: World, consent_id: str, *, territory: str = "DE") -> tuple[
     job_id = w.batch_job(territory=territory)
     with unit_of_work(w.sf) as session:
         job = jobs.get_job(session, job_id)
-        jobs.claim(session, job, to=JobState.rendering, flow_run_id="r", actor="system:test", consent_id=consent_id)
-        jobs.record_render(session, job, actor="system:test", output_bucket="q", output_key=f"jobs/{job_id}/r.mp4",
-                           output_sha256="a" * 64, seed=1, model_sha256="b" * 64, inference_mode="exact")
+        jobs.claim(
+            session, job, to=JobState.rendering, flow_run_id="r", actor="system:test", consent_id=consent_id
+        )
+        jobs.record_render(
+            session,
+            job,
+            actor="system:test",
+            output_bucket="q",
+            output_key=f"jobs/{job_id}/r.mp4",
+            output_sha256="a" * 64,
+            seed=1,
+            model_sha256="b" * 64,
+            inference_mode="exact",
+        )
         scores = good_scores()
-        jobs.record_checks(session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores))
+        jobs.record_checks(
+            session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
+        )
         jobs.claim(session, job, to=JobState.publishing, flow_run_id="p", actor="system:test")
         row = publications.record_publication(
-            session, job_id=job_id, bucket="pub", object_key=f"jobs/{job_id}/video.mp4", version_id="v1",
-            sha256="d" * 64, size_bytes=10, watermark_payload=publications.allocate_payload(session, job_id),
-            published_by="system:publish")
+            session,
+            job_id=job_id,
+            bucket="pub",
+            object_key=f"jobs/{job_id}/video.mp4",
+            version_id="v1",
+            sha256="d" * 64,
+            size_bytes=10,
+            watermark_payload=publications.allocate_payload(session, job_id),
+            published_by="system:publish",
+        )
         return job_id, row.id
 
 
@@ -41,8 +61,9 @@ def due(w: World, **kw: str) -> dict[str, str]:
 
 def last_event(w: World, action: str) -> AuditEvent:
     with w.sf() as session:
-        return session.scalars(select(AuditEvent).where(AuditEvent.action == action)
-                               .order_by(AuditEvent.seq.desc())).first()
+        return session.scalars(
+            select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq.desc())
+        ).first()
 
 
 def test_nothing_is_due_while_the_consent_covers_the_use(world: World) -> None:
@@ -50,8 +71,12 @@ def test_nothing_is_due_while_the_consent_covers_the_use(world: World) -> None:
     published_job(world, granted.id)
     assert due(world) == {}
     with unit_of_work(world.sf) as session:
-        assert consent.lapse(session, consent_id=granted.id, purpose="advertising", channel="web",
-                             territory="DE") is None
+        assert (
+            consent.lapse(
+                session, consent_id=granted.id, purpose="advertising", channel="web", territory="DE"
+            )
+            is None
+        )
 
 
 def test_revocation_makes_every_publication_of_the_lineage_due_and_says_so(world: World) -> None:
@@ -81,19 +106,31 @@ def test_an_amendment_that_narrows_the_scope_makes_its_publications_due(world: W
     _, in_de = published_job(world, granted.id, territory="DE")
     _, in_fr = published_job(world, granted.id, territory="FR")
     with unit_of_work(world.sf) as session:
-        amended = consent.amend(session, consent_id=granted.id, recorded_by=world.compliance,
-                                reason="subject leaves France out", territories=["DE"])
+        amended = consent.amend(
+            session,
+            consent_id=granted.id,
+            recorded_by=world.compliance,
+            reason="subject leaves France out",
+            territories=["DE"],
+        )
         amended_id = amended.id
     queue = due(world)
     assert list(queue) == [in_fr]
-    assert queue[in_fr] == (f"consent {amended_id} (version 2 of lineage {granted.id}) no longer covers "
-                            "territory 'FR' (territories now DE)")
+    assert queue[in_fr] == (
+        f"consent {amended_id} (version 2 of lineage {granted.id}) no longer covers "
+        "territory 'FR' (territories now DE)"
+    )
     assert last_event(world, "consent.amended").details["publications_to_take_down"] == [in_fr]
     assert in_de not in queue
     # A widening amendment takes nothing down.
     with unit_of_work(world.sf) as session:
-        consent.amend(session, consent_id=amended_id, recorded_by=world.compliance, reason="adds Austria",
-                      territories=["DE", "AT"])
+        consent.amend(
+            session,
+            consent_id=amended_id,
+            recorded_by=world.compliance,
+            reason="adds Austria",
+            territories=["DE", "AT"],
+        )
     assert last_event(world, "consent.amended").details["publications_to_take_down"] == [in_fr]
     assert list(due(world)) == [in_fr]
 
@@ -103,6 +140,7 @@ def test_a_narrowed_use_another_consent_still_covers_is_not_due(world: World) ->
     world.grant(territories=["FR"])  # a second, separate consent for France
     _, in_fr = published_job(world, granted.id, territory="FR")
     with unit_of_work(world.sf) as session:
-        consent.amend(session, consent_id=granted.id, recorded_by=world.compliance, reason="only DE",
-                      territories=["DE"])
+        consent.amend(
+            session, consent_id=granted.id, recorded_by=world.compliance, reason="only DE", territories=["DE"]
+        )
     assert due(world) == {}

@@ -49,7 +49,9 @@ def test_parameter_counts_match_reference(layout: dict, vox_meta: MCNet, network
 
 
 def test_total_inference_parameters(layout: dict, vox_meta: MCNet) -> None:
-    assert sum(p.numel() for p in vox_meta.parameters()) == layout["total_parameters_inference"] == 101_841_273
+    assert (
+        sum(p.numel() for p in vox_meta.parameters()) == layout["total_parameters_inference"] == 101_841_273
+    )
 
 
 def test_antialias_kernel_is_the_13x13_gaussian() -> None:

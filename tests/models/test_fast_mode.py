@@ -35,7 +35,9 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1 / mse)
 
 
-def _exact_and_bf16(model: MCNet, source: torch.Tensor, driving: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _exact_and_bf16(
+    model: MCNet, source: torch.Tensor, driving: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
     exact = torch.stack(list(animate(model, source, driving, seed=5, mode="exact")))
     converted = use_low_precision(copy.deepcopy(model), torch.bfloat16)
     stream = animate(converted, source, driving, seed=5)
@@ -45,7 +47,9 @@ def _exact_and_bf16(model: MCNet, source: torch.Tensor, driving: list[torch.Tens
 
 
 @pytest.mark.parametrize(("amx", "expected"), [(True, torch.bfloat16), (False, None)])
-def test_cpu_fast_mode_needs_amx(monkeypatch: pytest.MonkeyPatch, amx: bool, expected: torch.dtype | None) -> None:
+def test_cpu_fast_mode_needs_amx(
+    monkeypatch: pytest.MonkeyPatch, amx: bool, expected: torch.dtype | None
+) -> None:
     monkeypatch.setattr(inference, "cpu_has_fast_bf16", lambda: True)
     monkeypatch.setattr(inference, "cpu_has_amx", lambda: amx)
     cpu = torch.device("cpu")
@@ -68,9 +72,26 @@ def _demo_frames(count: int, size: int) -> list[torch.Tensor]:
     if ffmpeg is None:
         pytest.skip("ffmpeg is not installed")
     raw = subprocess.run(
-        [ffmpeg, "-v", "error", "-ss", "12", "-i", str(DEMO_VIDEO), "-frames:v", str(count),
-         "-vf", f"scale={size}:{size}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        check=True, capture_output=True,
+        [
+            ffmpeg,
+            "-v",
+            "error",
+            "-ss",
+            "12",
+            "-i",
+            str(DEMO_VIDEO),
+            "-frames:v",
+            str(count),
+            "-vf",
+            f"scale={size}:{size}",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        check=True,
+        capture_output=True,
     ).stdout
     video = np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3)
     assert len(video) == count

@@ -19,7 +19,9 @@ from tests.fixtures.model import build_tiny_model
 
 @pytest.mark.parametrize(("channels", "out", "height", "width"), [(8, 5, 6, 6), (4, 3, 5, 7), (16, 16, 1, 1)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_upsample_conv3x3_matches_nearest_then_conv(channels: int, out: int, height: int, width: int, bias: bool) -> None:
+def test_upsample_conv3x3_matches_nearest_then_conv(
+    channels: int, out: int, height: int, width: int, bias: bool
+) -> None:
     g = torch.Generator().manual_seed(channels + height)
     x = torch.randn(2, channels, height, width, generator=g)
     weight = torch.randn(out, channels, 3, 3, generator=g)
@@ -37,7 +39,10 @@ def test_upsample_conv3x3_gradients_match() -> None:
     weight = torch.randn(4, 6, 3, 3, generator=g)
     bias = torch.randn(4, generator=g)
     grads = []
-    for fn in (lambda *a: F.conv2d(F.interpolate(a[0], scale_factor=2), a[1], a[2], padding=1), upsample_conv3x3):
+    for fn in (
+        lambda *a: F.conv2d(F.interpolate(a[0], scale_factor=2), a[1], a[2], padding=1),
+        upsample_conv3x3,
+    ):
         inputs = [t.clone().requires_grad_(True) for t in (x, weight, bias)]
         (fn(*inputs) ** 2).sum().backward()
         grads.append([t.grad for t in inputs])
@@ -63,7 +68,9 @@ def test_composed_pointwise_linear_is_two_convs_in_a_row() -> None:
     inner, outer = nn.Conv2d(4, 9, kernel_size=1), nn.Conv2d(9, 7, kernel_size=1)
     x = torch.randn(2, 4, 6, 6)
     expected = _rows(outer(inner(x)))
-    torch.testing.assert_close(composed_pointwise_linear(_rows(x), outer, inner), expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        composed_pointwise_linear(_rows(x), outer, inner), expected, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_memory_unit_fused_matches_reference_forward_and_backward() -> None:
@@ -111,7 +118,9 @@ def test_generator_with_fused_kernels_matches_the_reference_arithmetic() -> None
     def render() -> torch.Tensor:
         with torch.inference_mode():
             kp_source, kp_driving = model.kp_detector(source), model.kp_detector(driving)
-            return model.generator(source, kp_driving, kp_source, rng=torch.Generator().manual_seed(5)).prediction
+            return model.generator(
+                source, kp_driving, kp_source, rng=torch.Generator().manual_seed(5)
+            ).prediction
 
     fused = render()
     set_fused_kernels(model, False)

@@ -92,7 +92,9 @@ def test_matches_a_per_frame_loop_like_the_authors_demo(model: MCNet) -> None:
         kp_initial = model.kp_detector(driving[0][None])
         scale = movement_scale(kp_source, kp_initial)
         for frame in driving:
-            kp_norm = normalize_keypoints(kp_source, model.kp_detector(frame[None]), kp_initial, relative=True, scale=scale)
+            kp_norm = normalize_keypoints(
+                kp_source, model.kp_detector(frame[None]), kp_initial, relative=True, scale=scale
+            )
             expected.append(model.generator(src, kp_norm, kp_source, rng=rng).prediction[0])
     assert (ours - torch.stack(expected)).abs().max().item() < 1e-4
 
@@ -105,8 +107,9 @@ def test_absolute_mode_uses_driving_keypoints(model: MCNet) -> None:
     rng = torch.Generator().manual_seed(1)
     with torch.no_grad():
         kp = model.kp_detector(torch.stack(driving))
-        expected = model.generator(source[None], kp, model.kp_detector(source[None]),
-                                   noise=model.generator.draw_noise(3, rng=rng)).prediction
+        expected = model.generator(
+            source[None], kp, model.kp_detector(source[None]), noise=model.generator.draw_noise(3, rng=rng)
+        ).prediction
     assert (absolute - expected).abs().max().item() < 1e-4
 
 
@@ -122,7 +125,9 @@ def test_fast_mode_stays_close_to_exact(model: MCNet) -> None:
     device = torch.device("cpu")
     if fast_dtype(device) is None:
         assert effective_mode(Mode.FAST, device) is Mode.EXACT
-        pytest.skip("no fast bf16 path on this CPU (needs AMX): fast mode falls back to exact; see test_fast_mode.py")
+        pytest.skip(
+            "no fast bf16 path on this CPU (needs AMX): fast mode falls back to exact; see test_fast_mode.py"
+        )
     source, driving = _frames(1)[0], _frames(3, seed=7)
     exact = torch.stack(list(animate(model, source, driving, seed=1)))
     stream = animate(model, source, driving, seed=1, mode="fast")
@@ -151,7 +156,9 @@ def test_inference_mode_does_not_leak_to_the_consumer(model: MCNet) -> None:
         (torch.full((3, 64, 64), 255.0), InputValueError, r"values must lie in \[0, 1\], got \[255, 255\]"),
     ],
 )
-def test_bad_source_is_refused_at_call_time(model: MCNet, source: torch.Tensor, error: type, message: str) -> None:
+def test_bad_source_is_refused_at_call_time(
+    model: MCNet, source: torch.Tensor, error: type, message: str
+) -> None:
     clip = CountingFrames()
     with pytest.raises(error, match=f"`source` {message}"):
         animate(model, source, clip, seed=1)
@@ -175,7 +182,9 @@ def test_empty_driving_is_refused(model: MCNet) -> None:
     assert stream.frames_made == 0
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [({"batch_size": 0}, "`batch_size`"), ({"seed": -1}, "`seed`")])
+@pytest.mark.parametrize(
+    ("kwargs", "message"), [({"batch_size": 0}, "`batch_size`"), ({"seed": -1}, "`seed`")]
+)
 def test_bad_arguments_are_refused(model: MCNet, kwargs: dict, message: str) -> None:
     with pytest.raises(InputValueError, match=message):
         animate(model, _frames(1)[0], _frames(1), **{"seed": 1, **kwargs})

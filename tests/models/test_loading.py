@@ -38,9 +38,13 @@ def test_round_trip_restores_every_tensor(tiny_checkpoint: TinyCheckpoint) -> No
             assert torch.equal(ours[key], value), key
 
 
-def test_authors_format_with_module_prefix_and_extra_entries(tiny_checkpoint: TinyCheckpoint, tmp_path: Path) -> None:
+def test_authors_format_with_module_prefix_and_extra_entries(
+    tiny_checkpoint: TinyCheckpoint, tmp_path: Path
+) -> None:
     data = _authors_format(tiny_checkpoint, prefix="module.")
-    data.update({"discriminator": {"module.x": torch.zeros(1)}, "optimizer_generator": {"state": {}}, "epoch": 99})
+    data.update(
+        {"discriminator": {"module.x": torch.zeros(1)}, "optimizer_generator": {"state": {}}, "epoch": 99}
+    )
     path = tmp_path / "authors.pth.tar"
     torch.save(data, path)
     loaded = load_mcnet(path, config=tiny_checkpoint.config)
@@ -50,28 +54,40 @@ def test_authors_format_with_module_prefix_and_extra_entries(tiny_checkpoint: Ti
         assert torch.equal(loaded.model.state_dict()[key], value), key
 
 
-def test_sidecar_config_is_used_when_the_checkpoint_has_none(tiny_checkpoint: TinyCheckpoint, tmp_path: Path) -> None:
+def test_sidecar_config_is_used_when_the_checkpoint_has_none(
+    tiny_checkpoint: TinyCheckpoint, tmp_path: Path
+) -> None:
     path = tmp_path / "plain.pth.tar"
     torch.save(_authors_format(tiny_checkpoint), path)
     shutil.copy(sidecar_config_path(tiny_checkpoint.path), sidecar_config_path(path))
     assert load_mcnet(path).config == tiny_checkpoint.config
 
 
-def test_without_any_config_the_released_architecture_is_assumed(tiny_checkpoint: TinyCheckpoint, tmp_path: Path) -> None:
+def test_without_any_config_the_released_architecture_is_assumed(
+    tiny_checkpoint: TinyCheckpoint, tmp_path: Path
+) -> None:
     path = tmp_path / "noconfig.pth.tar"
     torch.save(_authors_format(tiny_checkpoint), path)
     # Tiny weights do not fit vox-256: the refusal names the first offending key.
-    with pytest.raises(CheckpointError, match=r"`kp_detector` key `predictor.encoder.down_blocks.0.conv.weight` has shape \(16, 3, 3, 3\), expected \(64, 3, 3, 3\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"`kp_detector` key `predictor.encoder.down_blocks.0.conv.weight` has shape \(16, 3, 3, 3\), expected \(64, 3, 3, 3\)",
+    ):
         load_mcnet(path)
 
 
 def test_sha256_mismatch_is_refused(tiny_checkpoint: TinyCheckpoint) -> None:
-    with pytest.raises(CheckpointError, match=f"sha256 mismatch: expected {'0' * 64}, got {tiny_checkpoint.sha256}"):
+    with pytest.raises(
+        CheckpointError, match=f"sha256 mismatch: expected {'0' * 64}, got {tiny_checkpoint.sha256}"
+    ):
         load_mcnet(tiny_checkpoint.path, expected_sha256="0" * 64)
 
 
 def test_sha256_is_case_insensitive(tiny_checkpoint: TinyCheckpoint) -> None:
-    assert load_mcnet(tiny_checkpoint.path, expected_sha256=tiny_checkpoint.sha256.upper()).sha256 == tiny_checkpoint.sha256
+    assert (
+        load_mcnet(tiny_checkpoint.path, expected_sha256=tiny_checkpoint.sha256.upper()).sha256
+        == tiny_checkpoint.sha256
+    )
 
 
 def test_missing_file_is_refused(tmp_path: Path) -> None:
@@ -137,7 +153,9 @@ def test_wrong_shape_is_refused(tiny_checkpoint: TinyCheckpoint, tmp_path: Path)
     data["generator"]["final.bias"] = torch.zeros(4)
     path = tmp_path / "shape.pth"
     torch.save(data, path)
-    with pytest.raises(CheckpointError, match=r"`generator` key `final.bias` has shape \(4,\), expected \(3,\)"):
+    with pytest.raises(
+        CheckpointError, match=r"`generator` key `final.bias` has shape \(4,\), expected \(3,\)"
+    ):
         load_mcnet(path, config=tiny_checkpoint.config)
 
 
@@ -178,19 +196,28 @@ def test_half_precision_checkpoint_is_upcast(tiny_checkpoint: TinyCheckpoint, tm
     assert all(p.dtype == torch.float32 for p in loaded.model.parameters())
 
 
-def test_save_refuses_reserved_extra_keys_and_leaves_nothing(tiny_checkpoint: TinyCheckpoint, tmp_path: Path) -> None:
+def test_save_refuses_reserved_extra_keys_and_leaves_nothing(
+    tiny_checkpoint: TinyCheckpoint, tmp_path: Path
+) -> None:
     model = load_mcnet(tiny_checkpoint.path).model
     target = tmp_path / "out" / "model.pth.tar"
     with pytest.raises(CheckpointError, match="reserved checkpoint key `generator`"):
-        save_checkpoint(target, config=model.config, generator=model.generator, kp_detector=model.kp_detector,
-                        extra={"generator": {}})
+        save_checkpoint(
+            target,
+            config=model.config,
+            generator=model.generator,
+            kp_detector=model.kp_detector,
+            extra={"generator": {}},
+        )
     assert not target.exists() and not sidecar_config_path(target).exists()
 
 
 def test_save_writes_config_inside_and_beside(tiny_checkpoint: TinyCheckpoint, tmp_path: Path) -> None:
     model = load_mcnet(tiny_checkpoint.path).model
     target = tmp_path / "model.pth.tar"
-    sha = save_checkpoint(target, config=model.config, generator=model.generator, kp_detector=model.kp_detector)
+    sha = save_checkpoint(
+        target, config=model.config, generator=model.generator, kp_detector=model.kp_detector
+    )
     assert sha == file_sha256(target)
     assert MCNetConfig.from_json(torch.load(target, weights_only=True)["config"]) == model.config
     assert MCNetConfig.from_json(sidecar_config_path(target).read_text()) == model.config

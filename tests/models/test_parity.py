@@ -37,17 +37,32 @@ def test_generator_slice_is_frozen(model: MCNet, inputs: tuple[torch.Tensor, tor
     expected_kp = [0.00281435064971447, -0.008158146403729916, 0.010242967866361141, -0.00890309363603592]
     expected_jacobian = [1.0275530815124512, 0.09655188024044037, 0.03386211395263672, 0.9108757972717285]
     expected_prediction = [
-        0.4865458607673645, 0.678640604019165, 0.7091590762138367, 0.5552709102630615,
-        0.398435115814209, 0.39516669511795044, 0.6951539516448975, 0.4214874505996704,
-        0.7574741840362549, 0.7588087320327759, 0.3613334000110626, 0.28825435042381287,
+        0.4865458607673645,
+        0.678640604019165,
+        0.7091590762138367,
+        0.5552709102630615,
+        0.398435115814209,
+        0.39516669511795044,
+        0.6951539516448975,
+        0.4214874505996704,
+        0.7574741840362549,
+        0.7588087320327759,
+        0.3613334000110626,
+        0.28825435042381287,
     ]
     expected_occlusion = [0.5400235652923584, 0.5261675119400024, 0.5277537107467651]
-    torch.testing.assert_close(kp_driving.value[1, :2].flatten(), torch.tensor(expected_kp), atol=ATOL, rtol=0)
-    torch.testing.assert_close(kp_driving.jacobian[1, 0].flatten(), torch.tensor(expected_jacobian), atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        kp_driving.value[1, :2].flatten(), torch.tensor(expected_kp), atol=ATOL, rtol=0
+    )
+    torch.testing.assert_close(
+        kp_driving.jacobian[1, 0].flatten(), torch.tensor(expected_jacobian), atol=ATOL, rtol=0
+    )
     torch.testing.assert_close(
         out.prediction[1, :, 33, 20:24].flatten(), torch.tensor(expected_prediction), atol=ATOL, rtol=0
     )
-    torch.testing.assert_close(out.occlusion_map[0, 0, 10, 10:13], torch.tensor(expected_occlusion), atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        out.occlusion_map[0, 0, 10, 10:13], torch.tensor(expected_occlusion), atol=ATOL, rtol=0
+    )
     assert out.prediction.double().sum().item() == pytest.approx(12229.466216415167, abs=1e-2)
     assert out.memory_values[2].double().sum().item() == pytest.approx(509.41326878766995, abs=1e-2)
 
@@ -56,8 +71,15 @@ def test_animation_slice_is_frozen(model: MCNet, inputs: tuple[torch.Tensor, tor
     source, driving = inputs
     frames = list(animate(model, source[0], list(driving) * 2, seed=99, batch_size=3))
     expected = [
-        0.570399284362793, 0.6092629432678223, 0.5748327374458313, 0.589813232421875, 0.5190053582191467,
-        0.4211410880088806, 0.44007545709609985, 0.5402480363845825, 0.5770885944366455,
+        0.570399284362793,
+        0.6092629432678223,
+        0.5748327374458313,
+        0.589813232421875,
+        0.5190053582191467,
+        0.4211410880088806,
+        0.44007545709609985,
+        0.5402480363845825,
+        0.5770885944366455,
     ]
     torch.testing.assert_close(frames[3][:, 40, 12:15].flatten(), torch.tensor(expected), atol=ATOL, rtol=0)
     assert torch.stack(frames).double().sum().item() == pytest.approx(24453.565967023373, abs=1e-2)
@@ -73,7 +95,9 @@ def test_noise_strength_matters(model: MCNet, inputs: tuple[torch.Tensor, torch.
     assert (a - b).abs().max().item() > 1e-4
 
 
-def test_default_noise_follows_the_reference_rng_protocol(model: MCNet, inputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+def test_default_noise_follows_the_reference_rng_protocol(
+    model: MCNet, inputs: tuple[torch.Tensor, torch.Tensor]
+) -> None:
     """Without `noise`/`rng`, each memory call draws (B,1,S,S) from torch's global generator, call by call,
     exactly like the reference's `out.new_empty(b, 1, h, w).normal_()`; a seeded `rng` gives the same draws."""
     source, driving = inputs
@@ -84,7 +108,9 @@ def test_default_noise_follows_the_reference_rng_protocol(model: MCNet, inputs: 
         explicit = model.generator(source, kp_driving, kp_source, noise=expected).prediction
         torch.manual_seed(11)
         global_rng = model.generator(source, kp_driving, kp_source).prediction
-        seeded = model.generator(source, kp_driving, kp_source, rng=torch.Generator().manual_seed(11)).prediction
+        seeded = model.generator(
+            source, kp_driving, kp_source, rng=torch.Generator().manual_seed(11)
+        ).prediction
     assert torch.equal(explicit, global_rng)
     assert torch.equal(explicit, seeded)
 

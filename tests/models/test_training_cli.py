@@ -52,10 +52,19 @@ class Governed:
         digest = hashlib.sha256(evidence.read_bytes()).hexdigest()
         with unit_of_work(self.sf) as session:
             officer = users.get_user_by_email(session, "compliance@example.org").id
-            return consent.grant(session, subject_id=self.subject_id, purposes=purposes, channels=["internal"],
-                                 territories=["WORLD"], valid_from=utcnow() - timedelta(minutes=1),
-                                 valid_until=None, evidence_path=evidence, evidence_sha256=digest,
-                                 evidence_key=f"evidence/{digest}.txt", recorded_by=officer).id
+            return consent.grant(
+                session,
+                subject_id=self.subject_id,
+                purposes=purposes,
+                channels=["internal"],
+                territories=["WORLD"],
+                valid_from=utcnow() - timedelta(minutes=1),
+                valid_until=None,
+                evidence_path=evidence,
+                evidence_sha256=digest,
+                evidence_key=f"evidence/{digest}.txt",
+                recorded_by=officer,
+            ).id
 
 
 @pytest.fixture
@@ -63,13 +72,21 @@ def governed(sqlite_db_url: str, s3_server: S3ServerHandle, tmp_path: Path) -> I
     engine = make_engine(sqlite_db_url)
     sf = make_session_factory(engine)
     with unit_of_work(sf) as session:
-        officer = users.add_user(session, email="compliance@example.org", roles=["compliance"], actor="system:test")
+        officer = users.add_user(
+            session, email="compliance@example.org", roles=["compliance"], actor="system:test"
+        )
         users.add_user(session, email=OPERATOR, roles=["operator"], actor="system:test")
         subject = add_subject(session, reference="S-1", display_name="Subject one", created_by=officer.id).id
-    env = {"LIKENESS_DATABASE_URL": sqlite_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var"),
-           "LIKENESS_S3_ENDPOINT": s3_server.endpoint, "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
-           "LIKENESS_S3_SECRET_KEY": s3_server.secret_key, "LIKENESS_S3_BUCKET_PREFIX": unique_prefix(),
-           "LIKENESS_ACTOR": OPERATOR, "COLUMNS": "200"}
+    env = {
+        "LIKENESS_DATABASE_URL": sqlite_db_url,
+        "LIKENESS_VAR_DIR": str(tmp_path / "var"),
+        "LIKENESS_S3_ENDPOINT": s3_server.endpoint,
+        "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
+        "LIKENESS_S3_SECRET_KEY": s3_server.secret_key,
+        "LIKENESS_S3_BUCKET_PREFIX": unique_prefix(),
+        "LIKENESS_ACTOR": OPERATOR,
+        "COLUMNS": "200",
+    }
     try:
         yield Governed(env=env, sf=sf, subject_id=subject)
     finally:
@@ -89,7 +106,9 @@ def _error_line(output: str) -> str:
 
 def test_prepare_of_an_empty_folder_fails_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    result = runner.invoke(app, ["train", "prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "data")])
+    result = runner.invoke(
+        app, ["train", "prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "data")]
+    )
     assert result.exit_code == 1
     assert _error_line(result.output).startswith("error: no videos or frame folders found in ")
     assert not (tmp_path / "data").exists()
@@ -98,11 +117,24 @@ def test_prepare_of_an_empty_folder_fails_with_one_line(tmp_path: Path) -> None:
 def test_run_on_an_unreadable_video_fails_and_leaves_no_run(tmp_path: Path, governed: Governed) -> None:
     bad = tmp_path / "clip.mov"
     bad.write_bytes(b"\x00" * 4096)
-    args = ["train", "run", str(bad), "--out", str(tmp_path / "run"), "--config", "tiny", "--steps", "2",
-            "--subject", "S-1"]
+    args = [
+        "train",
+        "run",
+        str(bad),
+        "--out",
+        str(tmp_path / "run"),
+        "--config",
+        "tiny",
+        "--steps",
+        "2",
+        "--subject",
+        "S-1",
+    ]
     result = runner.invoke(app, args, env=governed.env)
     assert result.exit_code == 1
-    line = _error_line(result.output)  # face tracking probes the video first (`--crop center` decodes it directly)
+    line = _error_line(
+        result.output
+    )  # face tracking probes the video first (`--crop center` decodes it directly)
     assert line.startswith("error: video ") and "clip.mov cannot be read" in line
     assert not (tmp_path / "run").exists()
 
@@ -111,26 +143,60 @@ def test_unknown_config_fails_with_one_line(tmp_path: Path, governed: Governed) 
     args = ["train", "run", str(CLIP), "--out", str(tmp_path / "run"), "--config", "huge", "--steps", "2"]
     result = runner.invoke(app, args, env=governed.env)
     assert result.exit_code == 1
-    assert "config 'huge' is neither a preset (vox256, tiny, demo128) nor a file" in _error_line(result.output)
+    assert "config 'huge' is neither a preset (vox256, tiny, demo128) nor a file" in _error_line(
+        result.output
+    )
 
 
-def test_run_eval_and_export_a_tiny_model(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                          governed: Governed) -> None:
+def test_run_eval_and_export_a_tiny_model(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, governed: Governed
+) -> None:
     torch_threads = torch.get_num_threads()
     data, run = tmp_path / "data", tmp_path / "run"
     training_consent = governed.grant(["model_training"], tmp_path)
     try:
         prepared = runner.invoke(
-            app, ["train", "prepare", str(CLIP), "--out", str(data), "--size", "64", "--max-frames", "40",
-                  "--subject", "S-1"]
+            app,
+            [
+                "train",
+                "prepare",
+                str(CLIP),
+                "--out",
+                str(data),
+                "--size",
+                "64",
+                "--max-frames",
+                "40",
+                "--subject",
+                "S-1",
+            ],
         )
         assert prepared.exit_code == 0, prepared.output
-        assert "2 clip(s)" in prepared.output and "32 training and 8 held-out frames" in _flat(prepared.output)
+        assert "2 clip(s)" in prepared.output and "32 training and 8 held-out frames" in _flat(
+            prepared.output
+        )
         with caplog.at_level(logging.WARNING):
             trained = runner.invoke(
                 app,
-                ["train", "run", str(data), "--out", str(run), "--config", "tiny", "--steps", "3",
-                 "--batch-size", "2", "--threads", "1", "--device", "cpu", "--name", "team-tiny"],
+                [
+                    "train",
+                    "run",
+                    str(data),
+                    "--out",
+                    str(run),
+                    "--config",
+                    "tiny",
+                    "--steps",
+                    "3",
+                    "--batch-size",
+                    "2",
+                    "--threads",
+                    "1",
+                    "--device",
+                    "cpu",
+                    "--name",
+                    "team-tiny",
+                ],
                 env=governed.env,
             )
         assert trained.exit_code == 0, trained.output
@@ -141,7 +207,9 @@ def test_run_eval_and_export_a_tiny_model(tmp_path: Path, caplog: pytest.LogCapt
         assert file_sha256(last) in _flat(trained.output)
         assert len((run / "history.jsonl").read_text().splitlines()) == 3
         assert "pairs/s" in trained.output
-        assert "registered model team-tiny@step3 (2 training clip(s) of 1 subject(s))" in _flat(trained.output)
+        assert "registered model team-tiny@step3 (2 training clip(s) of 1 subject(s))" in _flat(
+            trained.output
+        )
         with governed.sf() as session:
             model = find_by_sha256(session, file_sha256(last))
             assert model is not None and model.status == ModelStatus.active
@@ -175,17 +243,36 @@ def test_run_eval_and_export_a_tiny_model(tmp_path: Path, caplog: pytest.LogCapt
 
 def test_run_refuses_footage_without_a_training_consent(tmp_path: Path, governed: Governed) -> None:
     governed.grant(["advertising"], tmp_path)  # a consent, but not for training
-    args = ["train", "run", str(CLIP), "--out", str(tmp_path / "run"), "--config", "tiny", "--steps", "2",
-            "--batch-size", "2", "--subject", "S-1", "--device", "cpu"]
+    args = [
+        "train",
+        "run",
+        str(CLIP),
+        "--out",
+        str(tmp_path / "run"),
+        "--config",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--subject",
+        "S-1",
+        "--device",
+        "cpu",
+    ]
     result = runner.invoke(app, args, env=governed.env)
     assert result.exit_code == 1
-    assert _error_line(result.output) == (f"error: training refused: no consent of subject {governed.subject_id} "
-                                          "covers purpose 'model_training'")
+    assert _error_line(result.output) == (
+        f"error: training refused: no consent of subject {governed.subject_id} "
+        "covers purpose 'model_training'"
+    )
     assert not (tmp_path / "run" / "last.pth.tar").exists()  # refused before the first step
     with governed.sf() as session:
         assert session.scalars(select(RegisteredModel)).all() == []
         last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
-        assert last is not None and last.action == "training.refused" and last.subject_id == governed.subject_id
+        assert (
+            last is not None and last.action == "training.refused" and last.subject_id == governed.subject_id
+        )
 
 
 def test_run_refuses_footage_that_names_no_subject(tmp_path: Path, governed: Governed) -> None:
@@ -199,15 +286,38 @@ def test_run_needs_an_actor(tmp_path: Path, governed: Governed) -> None:
     env = {**governed.env, "LIKENESS_ACTOR": ""}
     args = ["train", "run", str(CLIP), "--out", str(tmp_path / "run"), "--config", "tiny", "--subject", "S-1"]
     result = runner.invoke(app, args, env=env)
-    assert result.exit_code == 1 and "training is governed: say who acts with --actor" in _error_line(result.output)
+    assert result.exit_code == 1 and "training is governed: say who acts with --actor" in _error_line(
+        result.output
+    )
     assert not (tmp_path / "run").exists()
 
 
 def test_run_on_two_processes_registers_its_model(tmp_path: Path, governed: Governed) -> None:
     governed.grant(["model_training"], tmp_path)
     run = tmp_path / "run"
-    args = ["train", "run", str(CLIP), "--out", str(run), "--config", "tiny", "--steps", "2", "--batch-size", "4",
-            "--nproc", "2", "--threads", "1", "--device", "cpu", "--subject", "S-1", "--version", "ddp"]
+    args = [
+        "train",
+        "run",
+        str(CLIP),
+        "--out",
+        str(run),
+        "--config",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--nproc",
+        "2",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--subject",
+        "S-1",
+        "--version",
+        "ddp",
+    ]
     trained = runner.invoke(app, args, env=governed.env)
     assert trained.exit_code == 0, trained.output
     assert "registered model run@ddp" in _flat(trained.output)

@@ -70,7 +70,10 @@ def test_unreadable_video_is_refused_and_nothing_written(tmp_path: Path) -> None
 
 
 def test_writer_refuses_wrong_frames_and_an_existing_folder(tmp_path: Path) -> None:
-    with pytest.raises(TrainingDataError, match="must be uint8"), ClipWriter(tmp_path / "a", image_size=8) as w:
+    with (
+        pytest.raises(TrainingDataError, match="must be uint8"),
+        ClipWriter(tmp_path / "a", image_size=8) as w,
+    ):
         w.add("x", torch.zeros(3, 3, 8, 8), split="train", origin="x", first_frame=0)
     assert not (tmp_path / "a").exists()
     (tmp_path / "b").mkdir()
@@ -95,7 +98,9 @@ def test_tampered_clip_is_refused(data: Path, tmp_path: Path) -> None:
 
 
 def test_missing_manifest_names_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(TrainingDataError, match="has no manifest.json: prepare it with `likeness train prepare`"):
+    with pytest.raises(
+        TrainingDataError, match="has no manifest.json: prepare it with `likeness train prepare`"
+    ):
         read_manifest(tmp_path)
 
 
@@ -104,7 +109,9 @@ def test_sampler_pairs_are_same_clip_ordered_and_reproducible(data: Path) -> Non
     sampler = PairSampler(manifest, image_size=64, augmentation=None, seed=3)
     pair = sampler.sample(6)
     assert pair.source.shape == pair.driving.shape == (6, 3, 64, 64)
-    assert pair.source.dtype == torch.float32 and 0 <= float(pair.source.min()) <= float(pair.source.max()) <= 1
+    assert (
+        pair.source.dtype == torch.float32 and 0 <= float(pair.source.min()) <= float(pair.source.max()) <= 1
+    )
     frames = load_clip(manifest, manifest.split("train")[0]).float() / 255
     for source, driving in zip(pair.source, pair.driving, strict=True):
         i = int(((frames - source).abs().flatten(1).sum(1) == 0).nonzero()[0])

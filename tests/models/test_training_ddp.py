@@ -67,18 +67,26 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(data: P
         assert one["step"] == two["step"] and not one["skipped"] and not two["skipped"]
         for name, value in one["losses"].items():
             assert two["losses"][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (one["step"], name)
-    assert _probe(data, tmp_path / "ddp", _spec()) == pytest.approx(_probe(data, tmp_path / "single", _spec()),
-                                                                      rel=1e-4)
+    assert _probe(data, tmp_path / "ddp", _spec()) == pytest.approx(
+        _probe(data, tmp_path / "single", _spec()), rel=1e-4
+    )
     # Rank 0 alone wrote the history and the checkpoint; the run's evaluation came back from it.
     lines = (tmp_path / "ddp" / "history.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(1, STEPS + 1))
     assert ddp.evaluation is not None and single.evaluation is not None
     assert ddp.evaluation.frames == single.evaluation.frames
     # Different shards are a different optimisation (own BatchNorm statistics): the test can tell.
-    other = train_model([data], tmp_path / "one-shard", config=tiny(),
-                        spec=TrainingSpec(steps=STEPS, batch_size=4, shards=1, lr=1e-3, seed=3, checkpoint_every=100),
-                        device="cpu", threads=1)
-    assert other.history[-1]["losses"]["total"] != pytest.approx(single.history[-1]["losses"]["total"], rel=1e-4)
+    other = train_model(
+        [data],
+        tmp_path / "one-shard",
+        config=tiny(),
+        spec=TrainingSpec(steps=STEPS, batch_size=4, shards=1, lr=1e-3, seed=3, checkpoint_every=100),
+        device="cpu",
+        threads=1,
+    )
+    assert other.history[-1]["losses"]["total"] != pytest.approx(
+        single.history[-1]["losses"]["total"], rel=1e-4
+    )
 
 
 def test_shards_must_fit_the_batch_and_the_processes(data: Path, tmp_path: Path) -> None:
@@ -87,15 +95,26 @@ def test_shards_must_fit_the_batch_and_the_processes(data: Path, tmp_path: Path)
     with pytest.raises(TrainingError, match="needs an initialised process group"):
         from models.training.trainer import Distributed
 
-        Trainer(tiny(), _spec(), data_root=data, run_dir=tmp_path / "r", device=torch.device("cpu"),
-                distributed=Distributed(rank=0, world_size=2))
+        Trainer(
+            tiny(),
+            _spec(),
+            data_root=data,
+            run_dir=tmp_path / "r",
+            device=torch.device("cpu"),
+            distributed=Distributed(rank=0, world_size=2),
+        )
 
 
 def test_a_bf16_autocast_step_trains_close_to_float32(data: Path, tmp_path: Path) -> None:
     spec = TrainingSpec(steps=1, batch_size=2, seed=1, checkpoint_every=100)
     plain = Trainer(tiny(), spec, data_root=data, run_dir=tmp_path / "f32", device=torch.device("cpu"))
-    half = Trainer(tiny(), dataclasses.replace(spec, bf16=True), data_root=data, run_dir=tmp_path / "bf16",
-                   device=torch.device("cpu"))
+    half = Trainer(
+        tiny(),
+        dataclasses.replace(spec, bf16=True),
+        data_root=data,
+        run_dir=tmp_path / "bf16",
+        device=torch.device("cpu"),
+    )
     full, _ = plain.train_step()
     low, skipped = half.train_step()
     assert not skipped and all(math.isfinite(v) for v in low.values())
@@ -107,14 +126,20 @@ def test_worker_processes_load_the_same_batches_and_resume(data: Path, tmp_path:
     cpu = torch.device("cpu")
     spec = TrainingSpec(steps=3, batch_size=2, seed=4, checkpoint_every=1, workers=2)
     straight = Trainer(tiny(), spec, data_root=data, run_dir=tmp_path / "a", device=cpu).run()
-    first = Trainer(tiny(), dataclasses.replace(spec, steps=2, workers=1), data_root=data, run_dir=tmp_path / "b",
-                    device=cpu).run()
+    first = Trainer(
+        tiny(),
+        dataclasses.replace(spec, steps=2, workers=1),
+        data_root=data,
+        run_dir=tmp_path / "b",
+        device=cpu,
+    ).run()
     resumed = Trainer(tiny(), spec, data_root=data, run_dir=tmp_path / "b", device=cpu, resume=True).run()
     split = [entry["losses"] for entry in first.history + resumed.history]
     assert split == [entry["losses"] for entry in straight.history]  # same pairs with 1 or 2 workers, resumed
     assert resumed.last_sha256 != "" and load_mcnet(resumed.last_checkpoint).extra["epoch"] == 3
-    in_process = Trainer(tiny(), dataclasses.replace(spec, workers=0), data_root=data, run_dir=tmp_path / "c",
-                         device=cpu).run()
+    in_process = Trainer(
+        tiny(), dataclasses.replace(spec, workers=0), data_root=data, run_dir=tmp_path / "c", device=cpu
+    ).run()
     assert in_process.history[0]["losses"] != straight.history[0]["losses"]  # another (documented) sequence
 
 
@@ -125,4 +150,6 @@ def test_two_processes_with_two_shards_each_accumulate_like_one(data: Path, tmp_
     ddp = train_model([data], tmp_path / "ddp", config=tiny(), spec=spec, device="cpu", threads=1, nproc=2)
     for one, two in zip(single.history, ddp.history, strict=True):
         assert two["losses"]["total"] == pytest.approx(one["losses"]["total"], rel=1e-4)
-    assert _probe(data, tmp_path / "ddp", spec) == pytest.approx(_probe(data, tmp_path / "single", spec), rel=1e-4)
+    assert _probe(data, tmp_path / "ddp", spec) == pytest.approx(
+        _probe(data, tmp_path / "single", spec), rel=1e-4
+    )

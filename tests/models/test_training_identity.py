@@ -24,13 +24,29 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("identity") / "data"
-    prepare_training_data([DEMO_CLIP, OTHER], out, size=128, heldout_fraction=0.2, max_frames=100, crop="center")
+    prepare_training_data(
+        [DEMO_CLIP, OTHER], out, size=128, heldout_fraction=0.2, max_frames=100, crop="center"
+    )
     return out
 
 
 def test_aed_and_cross_identity_of_the_demo_model_through_the_cli(data: Path) -> None:
-    result = CliRunner().invoke(app, ["train", "eval", str(DEMO_MODEL), str(data), "--per-clip", "4", "--identity",
-                                      "--json", "--device", "cpu"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "eval",
+            str(DEMO_MODEL),
+            str(data),
+            "--per-clip",
+            "4",
+            "--identity",
+            "--json",
+            "--device",
+            "cpu",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     scores = report["identity"]
@@ -47,8 +63,12 @@ def test_aed_and_cross_identity_of_the_demo_model_through_the_cli(data: Path) ->
     assert math.isfinite(scores["akd_model"]) and math.isfinite(scores["akd_copy_source"])
     assert scores["akd_copy_source"] > 0.0 and 0.0 < scores["akd_model"] < 0.25 * 128
     # Cross-identity motion fidelity, beside the still portrait (copy the source).
-    names = ("cross_motion_distance_model", "cross_motion_distance_copy_source", "cross_mouth_correlation_model",
-             "cross_mouth_correlation_copy_source")
+    names = (
+        "cross_motion_distance_model",
+        "cross_motion_distance_copy_source",
+        "cross_mouth_correlation_model",
+        "cross_mouth_correlation_copy_source",
+    )
     assert all(scores[name] is not None and math.isfinite(scores[name]) for name in names)
     assert scores["cross_motion_distance_model"] >= 0 and scores["cross_motion_distance_copy_source"] >= 0
     assert all(-1.0 <= scores[name] <= 1.0 for name in names[2:])

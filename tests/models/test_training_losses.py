@@ -38,7 +38,9 @@ def model() -> MCNet:
 
 def _frames(seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8, generator=generator), size=64, mode="bilinear")
+    smooth = torch.nn.functional.interpolate(
+        torch.rand(2, 3, 8, 8, generator=generator), size=64, mode="bilinear"
+    )
     return smooth.clamp(0, 1)
 
 
@@ -64,7 +66,9 @@ def test_equivariance_is_positive_and_trains_the_detector_for_a_random_warp(mode
 
 
 def test_warp_jacobian_of_an_affine_warp_is_its_matrix() -> None:
-    warp = RandomTransform(3, TransformParams(0.1, 0.0, 5), generator=torch.Generator().manual_seed(1), device=CPU)
+    warp = RandomTransform(
+        3, TransformParams(0.1, 0.0, 5), generator=torch.Generator().manual_seed(1), device=CPU
+    )
     points = torch.rand(3, 7, 2) * 2 - 1
     jacobian = warp.jacobian(points)
     assert torch.allclose(jacobian, warp.theta[:, :, :, :2].expand(3, 7, 2, 2), atol=1e-6)
@@ -81,7 +85,9 @@ def test_without_vgg_weights_the_loss_is_multiscale_l1_and_says_so(caplog: pytes
     assert float(loss(a, a)) == 0.0
 
 
-def test_vgg_weights_load_from_a_local_torchvision_state_dict(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_vgg_weights_load_from_a_local_torchvision_state_dict(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     torch.manual_seed(0)
     state = {key: value.clone() for key, value in VGG19Features().state_dict().items()}
     state["classifier.0.weight"] = torch.zeros(4, 4)  # torchvision files carry the classifier too
@@ -123,8 +129,12 @@ def test_metrics_agree_with_scikit_image() -> None:
     for i in range(2):
         x, y = a[i].permute(1, 2, 0).double().numpy(), b[i].permute(1, 2, 0).double().numpy()
         ours_ssim = float(metrics.ssim(a, b)[i])
-        assert ours_ssim == pytest.approx(structural_similarity(x, y, channel_axis=2, data_range=1.0), abs=1e-4)
-        assert float(metrics.psnr(a, b)[i]) == pytest.approx(peak_signal_noise_ratio(y, x, data_range=1.0), abs=1e-3)
+        assert ours_ssim == pytest.approx(
+            structural_similarity(x, y, channel_axis=2, data_range=1.0), abs=1e-4
+        )
+        assert float(metrics.psnr(a, b)[i]) == pytest.approx(
+            peak_signal_noise_ratio(y, x, data_range=1.0), abs=1e-3
+        )
     assert torch.allclose(metrics.l1(a, b), (a - b).abs().mean(dim=(1, 2, 3)))
     assert torch.allclose(metrics.ssim(a, a), torch.ones(2), atol=1e-6)
     with pytest.raises(ValueError, match="must both be"):

@@ -111,6 +111,8 @@ def test_trains_on_cuda(data: Path, tmp_path: Path) -> None:
     spec = TrainingSpec(steps=2, batch_size=2, seed=0)
     trainer = Trainer(tiny(), spec, data_root=data, run_dir=tmp_path / "run", device=torch.device("cuda"))
     result = trainer.run()
-    assert result.steps == 2 and all(torch.isfinite(torch.tensor(e["losses"]["total"])) for e in result.history)
+    assert result.steps == 2 and all(
+        torch.isfinite(torch.tensor(e["losses"]["total"])) for e in result.history
+    )
     assert next(trainer.model.parameters()).is_cuda
     assert load_mcnet(result.last_checkpoint).config == tiny()

@@ -17,7 +17,9 @@ from tests.fixtures.model import TinyCheckpoint
 
 @pytest.fixture(scope="module")
 def animator(tiny_checkpoint: TinyCheckpoint) -> PortraitAnimator:
-    return PortraitAnimator(tiny_checkpoint.path, expected_sha256=tiny_checkpoint.sha256, device="cpu", batch_size=3)
+    return PortraitAnimator(
+        tiny_checkpoint.path, expected_sha256=tiny_checkpoint.sha256, device="cpu", batch_size=3
+    )
 
 
 def _crop(seed: int, size: int = 64) -> np.ndarray:
@@ -99,7 +101,9 @@ def test_absolute_and_relative_differ(animator: PortraitAnimator) -> None:
         ("portrait.png", "source crop must be a numpy array, got str"),
     ],
 )
-def test_bad_source_is_refused_before_any_work(animator: PortraitAnimator, source: object, message: str) -> None:
+def test_bad_source_is_refused_before_any_work(
+    animator: PortraitAnimator, source: object, message: str
+) -> None:
     clip = CountingClip()
     with pytest.raises(AnimationInputError, match=message) as caught:
         animator.render(source, clip, seed=1)  # type: ignore[arg-type]
@@ -162,7 +166,9 @@ def test_cuda_render_matches_cpu(tiny_checkpoint: TinyCheckpoint, animator: Port
     assert np.abs(a - b).max() <= 1
 
 
-def test_portrait_animator_applies_it_on_cpu(monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: TinyCheckpoint) -> None:
+def test_portrait_animator_applies_it_on_cpu(
+    monkeypatch: pytest.MonkeyPatch, tiny_checkpoint: TinyCheckpoint
+) -> None:
     calls: list[bool] = []
     monkeypatch.setattr(pipeline.animation, "retain_freed_memory", lambda: calls.append(True) or True)
     PortraitAnimator(tiny_checkpoint.path, device="cpu")

@@ -45,8 +45,16 @@ def test_a_clean_clip_passes_every_check(clean: Clean) -> None:
     assert report.checks["colour_drift"].score < 6.0
     scores = report.scores()
     assert scores["duration_ok"] and scores["fps_ok"] and scores["size_ok"]
-    assert set(report.audit_details()["checks"]) == {"face_present", "sharpness", "flicker", "frozen",
-                                                     "colour_drift", "size", "fps", "duration"}
+    assert set(report.audit_details()["checks"]) == {
+        "face_present",
+        "sharpness",
+        "flicker",
+        "frozen",
+        "colour_drift",
+        "size",
+        "fps",
+        "duration",
+    }
 
 
 def test_frozen_frames(clean: Clean, tmp_path: Path) -> None:
@@ -58,8 +66,10 @@ def test_frozen_frames(clean: Clean, tmp_path: Path) -> None:
 
 
 def test_flicker(clean: Clean, tmp_path: Path) -> None:
-    frames = [np.clip(f.astype(int) + (70 if i in (12, 30) else 0), 0, 255).astype(np.uint8)
-              for i, f in enumerate(clean.frames)]
+    frames = [
+        np.clip(f.astype(int) + (70 if i in (12, 30) else 0), 0, 255).astype(np.uint8)
+        for i, f in enumerate(clean.frames)
+    ]
     report = check_artifacts(clean.source, encode(tmp_path / "flicker.mp4", frames))
     flicker = report.checks["flicker"]
     assert flicker.detail["outlier_transitions"] == [11, 12, 29, 30]  # into and out of each bright frame

@@ -50,7 +50,9 @@ def _run_together(work: list[Callable[[], None]]) -> list[BaseException]:
 
 
 def test_detection_tracking_and_embedding_in_threads_match_a_serial_run(
-    portrait: np.ndarray, talking_clip: Path, talking_frames: list[np.ndarray],
+    portrait: np.ndarray,
+    talking_clip: Path,
+    talking_frames: list[np.ndarray],
 ) -> None:
     # Two verifiers, as two runtimes in one process would have: they share deepface's one model cache.
     verifiers = [IdentityVerifier(), IdentityVerifier()]
@@ -78,6 +80,7 @@ def test_detection_tracking_and_embedding_in_threads_match_a_serial_run(
         def run() -> None:
             for _ in range(ITERATIONS):
                 embedded.append(verifier.embed(frame))
+
         return run
 
     work: list[Callable[[], None]] = []

@@ -47,13 +47,18 @@ def test_crop_of_another_resolution(other_person_portrait: Path) -> None:
     assert prepare_portrait(image(other_person_portrait), size=128).crop.shape == (128, 128, 3)
 
 
-@pytest.mark.parametrize(("name", "error", "message"), [
-    ("no_face_image", NoFaceError, r"no face found in the portrait \(320x240"),
-    ("two_faces_image", MultipleFacesError, r"shows 2 faces; exactly one is required"),
-    ("small_face_image", FaceTooSmallError, r"is \d\d px wide; at least 64 px is required"),
-    ("cut_face_image", FaceCutByBorderError, r"touches the image border"),
-])
-def test_unusable_portraits_are_refused(bad_media: BadMedia, name: str, error: type[Exception], message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        ("no_face_image", NoFaceError, r"no face found in the portrait \(320x240"),
+        ("two_faces_image", MultipleFacesError, r"shows 2 faces; exactly one is required"),
+        ("small_face_image", FaceTooSmallError, r"is \d\d px wide; at least 64 px is required"),
+        ("cut_face_image", FaceCutByBorderError, r"touches the image border"),
+    ],
+)
+def test_unusable_portraits_are_refused(
+    bad_media: BadMedia, name: str, error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message) as caught:
         prepare_portrait(image(getattr(bad_media, name)), size=256)
     assert isinstance(caught.value, InputError) and "\n" not in str(caught.value)
@@ -69,7 +74,11 @@ def test_error_details_are_kept(bad_media: BadMedia) -> None:
 
 
 def test_the_minimum_face_size_is_a_parameter(bad_media: BadMedia) -> None:
-    assert prepare_portrait(image(bad_media.small_face_image), size=256, min_face_px=32).crop.shape == (256, 256, 3)
+    assert prepare_portrait(image(bad_media.small_face_image), size=256, min_face_px=32).crop.shape == (
+        256,
+        256,
+        3,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +107,11 @@ def test_driving_crops_feed_the_face_detector(driving: DrivingCrops) -> None:
 
 
 def test_too_many_faceless_frames_is_an_error(bad_media: BadMedia) -> None:
-    with pytest.raises(TooManyMissingFacesError, match=r"15 of 25 sampled frames show no face \(60% > 10% allowed\); "
-                                                        r"first at frame 10"):
+    with pytest.raises(
+        TooManyMissingFacesError,
+        match=r"15 of 25 sampled frames show no face \(60% > 10% allowed\); "
+        r"first at frame 10",
+    ):
         crop_driving(bad_media.faceless_stretch_clip, size=64, max_missing_ratio=0.1)
 
 
@@ -167,6 +179,7 @@ def test_output_modes(portrait_path: Path) -> None:
 
 def test_full_frame_output_has_even_size() -> None:
     odd = np.zeros((101, 75, 3), np.uint8)
-    out = compose_output(np.zeros((32, 32, 3), np.uint8), mode="full_frame", portrait=odd,
-                         box=CropBox(x=10, y=10, side=40))
+    out = compose_output(
+        np.zeros((32, 32, 3), np.uint8), mode="full_frame", portrait=odd, box=CropBox(x=10, y=10, side=40)
+    )
     assert out.shape == (100, 74, 3)

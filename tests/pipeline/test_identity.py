@@ -25,7 +25,9 @@ def verifier() -> IdentityVerifier:
 
 
 def test_same_person_within_and_strangers_beyond_the_threshold(
-    verifier: IdentityVerifier, talking_frames: list[np.ndarray], other_person_portrait: Path,
+    verifier: IdentityVerifier,
+    talking_frames: list[np.ndarray],
+    other_person_portrait: Path,
     astronaut_portrait: Path,
 ) -> None:
     same = verifier.compare(talking_frames[0], talking_frames[40])
@@ -36,19 +38,29 @@ def test_same_person_within_and_strangers_beyond_the_threshold(
         result = verifier.compare(talking_frames[0], stranger)
         assert not result.verified and result.distance > 0.1
     details = same.audit_details()
-    assert details == {"distance": pytest.approx(same.distance, abs=1e-6), "verified": True, "model": "Dlib",
-                       "detector": "dlib", "metric": "cosine", "threshold": 0.055, "deepface_version": "0.0.103"}
+    assert details == {
+        "distance": pytest.approx(same.distance, abs=1e-6),
+        "verified": True,
+        "model": "Dlib",
+        "detector": "dlib",
+        "metric": "cosine",
+        "threshold": 0.055,
+        "deepface_version": "0.0.103",
+    }
 
 
-def test_compare_refuses_an_image_without_a_face(verifier: IdentityVerifier, talking_frames: list[np.ndarray]) -> None:
+def test_compare_refuses_an_image_without_a_face(
+    verifier: IdentityVerifier, talking_frames: list[np.ndarray]
+) -> None:
     from pipeline.faces import NoFaceError
 
     with pytest.raises(NoFaceError, match="no face found in the second image"):
         verifier.compare(talking_frames[0], np.full((200, 200, 3), 128, np.uint8))
 
 
-def test_fidelity_samples_every_kth_frame(verifier: IdentityVerifier, talking_frames: list[np.ndarray],
-                                          portrait_path: Path) -> None:
+def test_fidelity_samples_every_kth_frame(
+    verifier: IdentityVerifier, talking_frames: list[np.ndarray], portrait_path: Path
+) -> None:
     source = prepare_portrait(load_image(portrait_path, max_pixels=LIMIT), size=256).crop
     frames = list(talking_frames[:20])
     frames[10] = np.full_like(frames[10], 90)  # a frame the face has vanished from
@@ -60,7 +72,11 @@ def test_fidelity_samples_every_kth_frame(verifier: IdentityVerifier, talking_fr
     assert all(d < 0.055 for d in found)
     assert result.mean_distance == pytest.approx(np.mean(found))
     assert result.worst5_distance == pytest.approx(max(found))
-    assert set(result.scores()) == {"fidelity_mean_distance", "fidelity_worst5_distance", "missing_face_ratio"}
+    assert set(result.scores()) == {
+        "fidelity_mean_distance",
+        "fidelity_worst5_distance",
+        "missing_face_ratio",
+    }
     assert result.audit_details()["threshold"] == 0.055 and result.audit_details()["sampled_frames"] == 4
 
 
@@ -112,17 +128,27 @@ print(json.dumps({"attempts": attempts, "distance": result.distance, "weights": 
 """
 
 
-def test_deepface_runs_with_the_network_blocked_and_a_fresh_home(tmp_path: Path, portrait_path: Path,
-                                                                 other_person_portrait: Path) -> None:
+def test_deepface_runs_with_the_network_blocked_and_a_fresh_home(
+    tmp_path: Path, portrait_path: Path, other_person_portrait: Path
+) -> None:
     home = tmp_path / "deepface-home"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path / "user-home")}
-    done = subprocess.run([sys.executable, "-c", OFFLINE_SCRIPT, str(home), str(portrait_path),
-                           str(other_person_portrait)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE_SCRIPT, str(home), str(portrait_path), str(other_person_portrait)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["attempts"] == []
     assert report["distance"] > 0.1
-    assert report["weights"] == ["dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_face_landmarks.dat"]
+    assert report["weights"] == [
+        "dlib_face_recognition_resnet_model_v1.dat",
+        "shape_predictor_5_face_landmarks.dat",
+    ]
     assert report["env"] == report["home"] == str(home.resolve())
     assert not (tmp_path / "user-home" / ".deepface").exists()  # nothing written to the user's own home
 

@@ -36,7 +36,10 @@ def test_real_portraits_load_as_rgb(other_person_portrait: Path, astronaut_portr
 def test_bomb_is_refused_from_the_header_before_decoding(bad_media: BadMedia) -> None:
     tracemalloc.start()
     try:
-        with pytest.raises(ImageTooLargeError, match=r"bomb.png is 20000×20000 = 400000000 pixels; at most 40000000 are allowed$"):
+        with pytest.raises(
+            ImageTooLargeError,
+            match=r"bomb.png is 20000×20000 = 400000000 pixels; at most 40000000 are allowed$",
+        ):
             load_image(bad_media.bomb_image, max_pixels=LIMIT)  # 20000x20000: Pillow's own header guard
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -48,7 +51,10 @@ def test_over_the_limit_is_refused_from_the_header(tmp_path: Path) -> None:
     bomb = png_header_only(tmp_path / "big.png", 10000, 9000)  # under Pillow's guard, over ours
     tracemalloc.start()
     try:
-        with pytest.raises(ImageTooLargeError, match=r"big.png is 10000×9000 = 90000000 pixels; at most 40000000 are allowed$"):
+        with pytest.raises(
+            ImageTooLargeError,
+            match=r"big.png is 10000×9000 = 90000000 pixels; at most 40000000 are allowed$",
+        ):
             load_image(bomb, max_pixels=LIMIT)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -62,13 +68,18 @@ def test_pixel_limit_is_exact(portrait_path: Path) -> None:
         load_image(portrait_path, max_pixels=320 * 240 - 1)
 
 
-@pytest.mark.parametrize(("name", "error", "message"), [
-    ("tiny_image", ImageTooSmallError, r"is 1x1; each side must be >= 16 pixels"),
-    ("animated_gif", UnsupportedImageError, r"is animated \(GIF, 2 frames\)"),
-    ("truncated_image", CorruptImageError, r"corrupt or truncated"),
-    ("text_file", NotAnImageError, r"not an image in a recognised format"),
-])
-def test_bad_images_are_refused_by_name(bad_media: BadMedia, name: str, error: type[Exception], message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        ("tiny_image", ImageTooSmallError, r"is 1x1; each side must be >= 16 pixels"),
+        ("animated_gif", UnsupportedImageError, r"is animated \(GIF, 2 frames\)"),
+        ("truncated_image", CorruptImageError, r"corrupt or truncated"),
+        ("text_file", NotAnImageError, r"not an image in a recognised format"),
+    ],
+)
+def test_bad_images_are_refused_by_name(
+    bad_media: BadMedia, name: str, error: type[Exception], message: str
+) -> None:
     path = getattr(bad_media, name)
     with pytest.raises(error, match=message) as caught:
         load_image(path, max_pixels=LIMIT)
@@ -122,7 +133,7 @@ def test_exif_rotation_is_applied(bad_media: BadMedia, portrait_path: Path) -> N
 
 
 def test_sixteen_bit_greyscale(tmp_path: Path) -> None:
-    values = (np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    values = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16
     path = tmp_path / "deep.png"
     Image.fromarray(values).save(path)
     image = load_image(path, max_pixels=LIMIT)

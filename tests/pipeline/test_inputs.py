@@ -23,7 +23,9 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
 def test_a_file_inside_is_returned_resolved(folders: tuple[Path, Path]) -> None:
     allowed, _ = folders
     (allowed / "sub").mkdir()
-    assert require_allowed_path(allowed / "sub" / ".." / "ok.png", [allowed]) == (allowed / "ok.png").resolve()
+    assert (
+        require_allowed_path(allowed / "sub" / ".." / "ok.png", [allowed]) == (allowed / "ok.png").resolve()
+    )
 
 
 def test_a_file_outside_is_refused(folders: tuple[Path, Path]) -> None:

@@ -33,8 +33,9 @@ def test_spread_picks_evenly_spaced_frames() -> None:
     assert spread(0, 8) == []
 
 
-def test_an_output_that_is_the_driver_is_flagged(verifier: IdentityVerifier, talking_frames: list[np.ndarray],
-                                                 other_person_portrait: Path) -> None:
+def test_an_output_that_is_the_driver_is_flagged(
+    verifier: IdentityVerifier, talking_frames: list[np.ndarray], other_person_portrait: Path
+) -> None:
     grace = load_image(other_person_portrait, max_pixels=LIMIT)
     frames = talking_frames
     report = check_leak(verifier, grace, iter(frames), len(frames), iter(frames), len(frames))
@@ -45,9 +46,9 @@ def test_an_output_that_is_the_driver_is_flagged(verifier: IdentityVerifier, tal
     assert details["model"] == "Dlib" and len(details["to_driver"]) == len(details["output_frames"]) == 8
 
 
-def test_an_output_that_stays_the_portrait_is_not_flagged(verifier: IdentityVerifier,
-                                                          talking_frames: list[np.ndarray],
-                                                          other_person_portrait: Path) -> None:
+def test_an_output_that_stays_the_portrait_is_not_flagged(
+    verifier: IdentityVerifier, talking_frames: list[np.ndarray], other_person_portrait: Path
+) -> None:
     grace = load_image(other_person_portrait, max_pixels=LIMIT)
     still = [prepare_portrait(grace, size=256).crop] * 20
     report = check_leak(verifier, grace, iter(talking_frames), len(talking_frames), iter(still), len(still))
@@ -55,18 +56,25 @@ def test_an_output_that_stays_the_portrait_is_not_flagged(verifier: IdentityVeri
     assert leak_verdict(report.scores()) == "ok"
 
 
-def test_the_driver_being_the_subject_skips_the_margin(verifier: IdentityVerifier, talking_frames: list[np.ndarray],
-                                                       portrait_path: Path) -> None:
+def test_the_driver_being_the_subject_skips_the_margin(
+    verifier: IdentityVerifier, talking_frames: list[np.ndarray], portrait_path: Path
+) -> None:
     speaker = load_image(portrait_path, max_pixels=LIMIT)
-    report = check_leak(verifier, speaker, iter(talking_frames), len(talking_frames), iter(talking_frames),
-                        len(talking_frames))
+    report = check_leak(
+        verifier,
+        speaker,
+        iter(talking_frames),
+        len(talking_frames),
+        iter(talking_frames),
+        len(talking_frames),
+    )
     assert report.driver_portrait_distance < 0.055
     assert leak_verdict(report.scores()) == "skipped"
 
 
-def test_a_faceless_output_is_not_measured_and_goes_to_review(verifier: IdentityVerifier,
-                                                              talking_frames: list[np.ndarray],
-                                                              other_person_portrait: Path) -> None:
+def test_a_faceless_output_is_not_measured_and_goes_to_review(
+    verifier: IdentityVerifier, talking_frames: list[np.ndarray], other_person_portrait: Path
+) -> None:
     grace = load_image(other_person_portrait, max_pixels=LIMIT)
     grey = [np.full((256, 256, 3), 128, np.uint8)] * 10
     report = check_leak(verifier, grace, iter(talking_frames), len(talking_frames), iter(grey), len(grey))
@@ -77,4 +85,6 @@ def test_a_faceless_output_is_not_measured_and_goes_to_review(verifier: Identity
 def test_a_faceless_driver_is_refused(verifier: IdentityVerifier, talking_frames: list[np.ndarray]) -> None:
     grey = [np.full((240, 320, 3), 128, np.uint8)] * 10
     with pytest.raises(NoFaceError, match="no face found in the sampled driving frames"):
-        check_leak(verifier, talking_frames[0], iter(grey), len(grey), iter(talking_frames), len(talking_frames))
+        check_leak(
+            verifier, talking_frames[0], iter(grey), len(grey), iter(talking_frames), len(talking_frames)
+        )

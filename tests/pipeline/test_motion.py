@@ -54,7 +54,9 @@ def test_the_predictor_ships_offline_and_is_recorded_with_its_sha256(detector: L
     assert detector.model.as_dict() == {"name": "dlib-68", "file": path.name, "sha256": detector.model.sha256}
 
 
-def test_landmarks_on_a_real_face_and_none_without_one(detector: LandmarkDetector, clip: list[np.ndarray]) -> None:
+def test_landmarks_on_a_real_face_and_none_without_one(
+    detector: LandmarkDetector, clip: list[np.ndarray]
+) -> None:
     points = detector.landmarks(clip[0])
     assert points is not None and points.shape == (68, 2)
     assert 30 < inter_ocular(points) < 120  # a 320x240 webcam face
@@ -100,11 +102,14 @@ def test_the_driving_clip_against_itself_is_ok(detector: LandmarkDetector, clip:
 
 
 @pytest.mark.parametrize("variant", ["frozen", "reversed", "shifted"])
-def test_frozen_reversed_and_shifted_outputs_are_not_ok(detector: LandmarkDetector, clip: list[np.ndarray],
-                                                        variant: str) -> None:
+def test_frozen_reversed_and_shifted_outputs_are_not_ok(
+    detector: LandmarkDetector, clip: list[np.ndarray], variant: str
+) -> None:
     frames = SECONDS * FPS
     driving = clip[:frames]
-    output = {"frozen": [clip[10]] * frames, "reversed": driving[::-1], "shifted": clip[FPS:FPS + frames]}[variant]
+    output = {"frozen": [clip[10]] * frames, "reversed": driving[::-1], "shifted": clip[FPS : FPS + frames]}[
+        variant
+    ]
     scores = check_motion(detector, iter(driving), iter(output), every=EVERY).scores()
     verdicts = motion_verdicts(scores)
     flagged = {name for name, verdict in verdicts.items() if verdict != "ok"}
@@ -112,7 +117,9 @@ def test_frozen_reversed_and_shifted_outputs_are_not_ok(detector: LandmarkDetect
     assert "motion_mean_distance" in flagged or "mouth_correlation" in flagged, (variant, scores)
 
 
-def test_an_output_without_a_face_takes_the_worst_scores(detector: LandmarkDetector, clip: list[np.ndarray]) -> None:
+def test_an_output_without_a_face_takes_the_worst_scores(
+    detector: LandmarkDetector, clip: list[np.ndarray]
+) -> None:
     grey = [np.full_like(clip[0], 128)] * 30
     report = check_motion(detector, iter(clip[:30]), iter(grey), every=EVERY)
     assert report.output_missing_ratio == 1.0 and len(report.frame_indices) < MIN_FRAMES

@@ -60,20 +60,27 @@ def test_decoding_fewer_frames_than_probed_is_an_error(talking_clip: Path) -> No
         list(iter_frames(talking_clip, info=info))
 
 
-def test_writer_round_trip_with_audio_in_sync(tmp_path: Path, talking_clip: Path,
-                                              talking_frames: list[np.ndarray]) -> None:
+def test_writer_round_trip_with_audio_in_sync(
+    tmp_path: Path, talking_clip: Path, talking_frames: list[np.ndarray]
+) -> None:
     out = tmp_path / "out.mp4"
     with VideoWriter(out, fps=25, size=(320, 240), audio_from=talking_clip) as writer:
         for frame in talking_frames[:30]:
             writer.write(frame)
     info = probe(out)
     assert (info.codec, info.pix_fmt, info.frame_count, info.has_audio) == ("h264", "yuv420p", 30, True)
-    streams = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,duration", "-of",
-                              "csv=p=0", str(out)], capture_output=True, text=True, check=True).stdout.split()
+    streams = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,duration", "-of", "csv=p=0", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     durations = dict(line.split(",") for line in streams)
     assert float(durations["audio"]) == pytest.approx(1.2, abs=0.05)  # cut to 30 frames / 25 fps
     assert float(durations["video"]) == pytest.approx(1.2, abs=0.05)
-    assert out.read_bytes()[4:8] == b"ftyp" and out.read_bytes().find(b"moov") < out.read_bytes().find(b"mdat")
+    assert out.read_bytes()[4:8] == b"ftyp" and out.read_bytes().find(b"moov") < out.read_bytes().find(
+        b"mdat"
+    )
     decoded = decode_frames(out)
     psnr = 10 * np.log10(255**2 / np.mean((decoded[5].astype(float) - talking_frames[5]) ** 2))
     assert psnr > 30
@@ -86,8 +93,23 @@ def test_writer_pads_audio_when_the_video_is_longer(tmp_path: Path, bad_media: B
     with VideoWriter(out, fps=25, size=(64, 64), audio_from=bad_media.audio_only) as writer:  # 1 s of audio
         for _ in range(50):
             writer.write(frame)
-    audio = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "a", "-show_entries", "stream=duration",
-                            "-of", "csv=p=0", str(out)], capture_output=True, text=True, check=True).stdout
+    audio = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a",
+            "-show_entries",
+            "stream=duration",
+            "-of",
+            "csv=p=0",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert float(audio) == pytest.approx(2.0, abs=0.05)
 
 
@@ -108,15 +130,19 @@ def test_failure_inside_the_block_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_no_frames_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
-    with pytest.raises(VideoEncodeError, match="no frames were written"), \
-            VideoWriter(tmp_path / "empty.mp4", fps=25, size=(64, 64)):
+    with (
+        pytest.raises(VideoEncodeError, match="no frames were written"),
+        VideoWriter(tmp_path / "empty.mp4", fps=25, size=(64, 64)),
+    ):
         pass
     assert list(tmp_path.iterdir()) == []
 
 
 def test_wrong_frame_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(FrameShapeError, match=r"frame 1 must be uint8 \(64, 64, 3\), got uint8 \(64, 32, 3\)"), \
-            VideoWriter(tmp_path / "x.mp4", fps=25, size=(64, 64)) as writer:
+    with (
+        pytest.raises(FrameShapeError, match=r"frame 1 must be uint8 \(64, 64, 3\), got uint8 \(64, 32, 3\)"),
+        VideoWriter(tmp_path / "x.mp4", fps=25, size=(64, 64)) as writer,
+    ):
         writer.write(np.zeros((64, 64, 3), np.uint8))
         writer.write(np.zeros((64, 32, 3), np.uint8))
     assert list(tmp_path.iterdir()) == []
@@ -125,8 +151,10 @@ def test_wrong_frame_is_refused(tmp_path: Path) -> None:
 
 
 def test_encoder_failure_carries_ffmpeg_stderr(tmp_path: Path) -> None:
-    with pytest.raises(VideoEncodeError, match=r"ffmpeg .*(preset|Error|error)") as caught, \
-            VideoWriter(tmp_path / "x.mp4", fps=25, size=(64, 64), preset="no-such-preset") as writer:
+    with (
+        pytest.raises(VideoEncodeError, match=r"ffmpeg .*(preset|Error|error)") as caught,
+        VideoWriter(tmp_path / "x.mp4", fps=25, size=(64, 64), preset="no-such-preset") as writer,
+    ):
         for _ in range(20):
             writer.write(np.zeros((64, 64, 3), np.uint8))
     assert "\n" not in str(caught.value)
@@ -146,17 +174,21 @@ def test_paths_are_never_given_to_a_shell(tmp_path: Path, talking_clip: Path) ->
     assert not any(p.name.startswith("pwned") for p in Path.cwd().iterdir())
 
 
-@pytest.mark.parametrize(("name", "error", "message"), [
-    ("empty_video", VideoReadError, r"is empty \(0 bytes\)"),
-    ("zero_frame_video", NoVideoStreamError, r"has no video stream \(streams: none\)"),
-    ("corrupt_video", VideoReadError, r"cannot be read: .*Invalid data found"),
-    ("truncated_video", TruncatedVideoError, r"promises 50 frames, only \d+ are present"),
-    ("truncated_no_index", VideoReadError, r"moov atom not found"),
-    ("audio_only", NoVideoStreamError, r"has no video stream \(streams: audio\)"),
-    ("unsupported_codec", UnsupportedCodecError, r"uses video codec 'ffv1'"),
-])
-def test_bad_videos_are_refused_by_name(bad_media: BadMedia, name: str, error: type[Exception],
-                                        message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        ("empty_video", VideoReadError, r"is empty \(0 bytes\)"),
+        ("zero_frame_video", NoVideoStreamError, r"has no video stream \(streams: none\)"),
+        ("corrupt_video", VideoReadError, r"cannot be read: .*Invalid data found"),
+        ("truncated_video", TruncatedVideoError, r"promises 50 frames, only \d+ are present"),
+        ("truncated_no_index", VideoReadError, r"moov atom not found"),
+        ("audio_only", NoVideoStreamError, r"has no video stream \(streams: audio\)"),
+        ("unsupported_codec", UnsupportedCodecError, r"uses video codec 'ffv1'"),
+    ],
+)
+def test_bad_videos_are_refused_by_name(
+    bad_media: BadMedia, name: str, error: type[Exception], message: str
+) -> None:
     path = getattr(bad_media, name)
     with pytest.raises(error, match=message) as caught:
         probe(path)

@@ -39,8 +39,21 @@ def ffmpeg(*args: str) -> None:
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-second 256x256 H.264 clip of a real talking face (50 frames), made once per worker."""
     path = tmp_path_factory.mktemp("media") / "clip.mp4"
-    ffmpeg("-i", str(SOURCE_VIDEO), "-t", "2", "-vf", "crop=240:240,scale=256:256", "-c:v", "libx264",
-           "-crf", "18", "-pix_fmt", "yuv420p", str(path))
+    ffmpeg(
+        "-i",
+        str(SOURCE_VIDEO),
+        "-t",
+        "2",
+        "-vf",
+        "crop=240:240,scale=256:256",
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    )
     return path
 
 
@@ -66,20 +79,41 @@ class PublishWorld:
 
     def new_job(self) -> str:
         """Another job for the same subject, rendered, approved and claimed for publishing."""
-        return _approved_job(self.sf, self.store, subject_id=self.subject_id, consent_id=self.consent_id,
-                             operator=self._operator_id(), render=self.render_path, model_sha256=self.model_sha256)
+        return _approved_job(
+            self.sf,
+            self.store,
+            subject_id=self.subject_id,
+            consent_id=self.consent_id,
+            operator=self._operator_id(),
+            render=self.render_path,
+            model_sha256=self.model_sha256,
+        )
 
     def _operator_id(self) -> str:
         with self.sf() as session:
             return users.get_user_by_email(session, self.operator_email).id
 
 
-def _approved_job(sf: sessionmaker[Session], store: ObjectStore, *, subject_id: str, consent_id: str,
-                  operator: str, render: Path, model_sha256: str) -> str:
+def _approved_job(
+    sf: sessionmaker[Session],
+    store: ObjectStore,
+    *,
+    subject_id: str,
+    consent_id: str,
+    operator: str,
+    render: Path,
+    model_sha256: str,
+) -> str:
     with unit_of_work(sf) as session:
         portrait_id, driving_id = _assets(session)
-        spec = batches.JobSpec(subject_id=subject_id, portrait_asset_id=portrait_id, driving_asset_id=driving_id,
-                               purpose="advertising", channel="web", territory="DE")
+        spec = batches.JobSpec(
+            subject_id=subject_id,
+            portrait_asset_id=portrait_id,
+            driving_asset_id=driving_id,
+            purpose="advertising",
+            channel="web",
+            territory="DE",
+        )
         batch = batches.create_batch(session, name="publish-test", requested_by=operator, jobs=[spec])
         job = batches.jobs_of_batch(session, batch.id)[0]
         job_id = job.id
@@ -87,12 +121,29 @@ def _approved_job(sf: sessionmaker[Session], store: ObjectStore, *, subject_id: 
     stored = store.put_file("quarantine", key, render, metadata={"job-id": job_id})
     with unit_of_work(sf) as session:
         job = jobs.get_job(session, job_id)
-        jobs.claim(session, job, to=JobState.rendering, flow_run_id="run-r", actor="system:test",
-                   consent_id=consent_id)
-        jobs.record_render(session, job, actor="system:test", output_bucket=stored.bucket, output_key=key,
-                           output_sha256=stored.sha256, seed=7, model_sha256=model_sha256, inference_mode="exact")
+        jobs.claim(
+            session,
+            job,
+            to=JobState.rendering,
+            flow_run_id="run-r",
+            actor="system:test",
+            consent_id=consent_id,
+        )
+        jobs.record_render(
+            session,
+            job,
+            actor="system:test",
+            output_bucket=stored.bucket,
+            output_key=key,
+            output_sha256=stored.sha256,
+            seed=7,
+            model_sha256=model_sha256,
+            inference_mode="exact",
+        )
         scores = good_scores()
-        jobs.record_checks(session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores))
+        jobs.record_checks(
+            session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
+        )
         assert job.state == JobState.approved
         jobs.claim(session, job, to=JobState.publishing, flow_run_id="run-p", actor="system:test")
     return job_id
@@ -106,12 +157,16 @@ def _assets(session: Session) -> tuple[str, str]:
 
 
 @pytest.fixture
-def publish_world(sqlite_db_url: str, s3_server: S3ServerHandle, object_store: ObjectStore, clip: Path,
-                  tmp_path: Path) -> PublishWorld:
+def publish_world(
+    sqlite_db_url: str, s3_server: S3ServerHandle, object_store: ObjectStore, clip: Path, tmp_path: Path
+) -> PublishWorld:
     """Users, a subject with consent, inputs and a render in storage, one job claimed for publishing."""
     settings = Settings(
-        var_dir=tmp_path / "var", database_url=sqlite_db_url, s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key, s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
+        var_dir=tmp_path / "var",
+        database_url=sqlite_db_url,
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
         s3_bucket_prefix=object_store.bucket_prefix,
     )
     runtime = Runtime(settings)
@@ -121,31 +176,72 @@ def publish_world(sqlite_db_url: str, s3_server: S3ServerHandle, object_store: O
     driving = tmp_path / "driving.mp4"
     driving.write_bytes(clip.read_bytes())
     with unit_of_work(sf) as session:
-        ids = {name: users.add_user(session, email=f"{name}@example.org", roles=[name], actor="system:test").id
-               for name in ("compliance", "operator", "reviewer", "admin")}
-        subject = add_subject(session, reference="S-P", display_name="Publish Subject",
-                              created_by=ids["compliance"])
+        ids = {
+            name: users.add_user(session, email=f"{name}@example.org", roles=[name], actor="system:test").id
+            for name in ("compliance", "operator", "reviewer", "admin")
+        }
+        subject = add_subject(
+            session, reference="S-P", display_name="Publish Subject", created_by=ids["compliance"]
+        )
         subject_id = subject.id
     portrait_obj = object_store.put_file("inputs", "subjects/portrait.png", PORTRAIT)
     driving_obj = object_store.put_file("inputs", "drivers/driving.mp4", driving)
     with unit_of_work(sf) as session:
-        batches.register_asset(session, kind=AssetKind.portrait, bucket=portrait_obj.bucket,
-                               object_key=portrait_obj.key, sha256=portrait_obj.sha256,
-                               size_bytes=portrait_obj.size, actor="operator@example.org", subject_id=subject_id)
-        batches.register_asset(session, kind=AssetKind.driving_video, bucket=driving_obj.bucket,
-                               object_key=driving_obj.key, sha256=driving_obj.sha256,
-                               size_bytes=driving_obj.size, actor="operator@example.org")
+        batches.register_asset(
+            session,
+            kind=AssetKind.portrait,
+            bucket=portrait_obj.bucket,
+            object_key=portrait_obj.key,
+            sha256=portrait_obj.sha256,
+            size_bytes=portrait_obj.size,
+            actor="operator@example.org",
+            subject_id=subject_id,
+        )
+        batches.register_asset(
+            session,
+            kind=AssetKind.driving_video,
+            bucket=driving_obj.bucket,
+            object_key=driving_obj.key,
+            sha256=driving_obj.sha256,
+            size_bytes=driving_obj.size,
+            actor="operator@example.org",
+        )
         now = utcnow()
         granted = consent.grant(
-            session, subject_id=subject_id, purposes=["advertising"], channels=["web"], territories=["DE"],
-            valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30), evidence_path=evidence,
-            evidence_sha256=sha256(evidence), evidence_key="evidence/consent.pdf", recorded_by=ids["compliance"])
+            session,
+            subject_id=subject_id,
+            purposes=["advertising"],
+            channels=["web"],
+            territories=["DE"],
+            valid_from=now - timedelta(days=1),
+            valid_until=now + timedelta(days=30),
+            evidence_path=evidence,
+            evidence_sha256=sha256(evidence),
+            evidence_key="evidence/consent.pdf",
+            recorded_by=ids["compliance"],
+        )
         consent_id = granted.id
     model_sha256 = "c" * 64
-    job_id = _approved_job(sf, object_store, subject_id=subject_id, consent_id=consent_id, operator=ids["operator"],
-                           render=clip, model_sha256=model_sha256)
-    world = PublishWorld(runtime=runtime, sf=sf, store=object_store, job_id=job_id, consent_id=consent_id,
-                         subject_id=subject_id, compliance_email="compliance@example.org",
-                         operator_email="operator@example.org", render_sha256=sha256(clip),
-                         model_sha256=model_sha256, render_path=clip)
+    job_id = _approved_job(
+        sf,
+        object_store,
+        subject_id=subject_id,
+        consent_id=consent_id,
+        operator=ids["operator"],
+        render=clip,
+        model_sha256=model_sha256,
+    )
+    world = PublishWorld(
+        runtime=runtime,
+        sf=sf,
+        store=object_store,
+        job_id=job_id,
+        consent_id=consent_id,
+        subject_id=subject_id,
+        compliance_email="compliance@example.org",
+        operator_email="operator@example.org",
+        render_sha256=sha256(clip),
+        model_sha256=model_sha256,
+        render_path=clip,
+    )
     return world

@@ -53,7 +53,9 @@ def test_storage_up_refuses_a_remote_endpoint(env: dict[str, str], monkeypatch: 
     monkeypatch.setenv("LIKENESS_S3_ENDPOINT", "s3.example.com:443")
     result = CliRunner().invoke(app, ["storage", "up"])
     assert result.exit_code == 1
-    assert "error: LIKENESS_S3_ENDPOINT 's3.example.com:443' is not a 127.0.0.1:PORT endpoint" in result.output
+    assert (
+        "error: LIKENESS_S3_ENDPOINT 's3.example.com:443' is not a 127.0.0.1:PORT endpoint" in result.output
+    )
     assert not (Path(env["LIKENESS_VAR_DIR"]) / "s3" / "server.json").exists()
 
 
@@ -64,21 +66,27 @@ def test_verify_unmarked_and_missing_file(env: dict[str, str], clip: Path) -> No
     result = runner.invoke(app, ["verify", str(clip), "--actor", "aud@example.org"])
     assert result.exit_code == 0, result.output
     assert "not published by likeness" in result.output
-    missing = runner.invoke(app, ["verify", str(Path(env["LIKENESS_VAR_DIR"]) / "nope.mp4"),
-                                  "--actor", "aud@example.org"])
+    missing = runner.invoke(
+        app, ["verify", str(Path(env["LIKENESS_VAR_DIR"]) / "nope.mp4"), "--actor", "aud@example.org"]
+    )
     assert missing.exit_code == 1 and "error: file not found" in missing.output
     nobody = runner.invoke(app, ["verify", str(clip), "--actor", "ghost@example.org"])
     assert nobody.exit_code == 1 and "error: user ghost@example.org not found" in nobody.output
 
 
-def test_verify_and_takedown_of_a_publication(publish_world: PublishWorld, monkeypatch: pytest.MonkeyPatch,
-                                              tmp_path: Path) -> None:
+def test_verify_and_takedown_of_a_publication(
+    publish_world: PublishWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     world = publish_world
     settings = world.runtime.settings
-    for key, value in {"LIKENESS_VAR_DIR": str(settings.var_dir), "LIKENESS_DATABASE_URL": settings.database_url,
-                       "LIKENESS_S3_ENDPOINT": settings.s3_endpoint, "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
-                       "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-                       "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix}.items():
+    for key, value in {
+        "LIKENESS_VAR_DIR": str(settings.var_dir),
+        "LIKENESS_DATABASE_URL": settings.database_url,
+        "LIKENESS_S3_ENDPOINT": settings.s3_endpoint,
+        "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
+        "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
+        "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix,
+    }.items():
         monkeypatch.setenv(key, value)
     result = mark_and_publish(world.runtime, job_id=world.job_id, actor="system:publish")
     published = tmp_path / "published.mp4"
@@ -90,11 +98,23 @@ def test_verify_and_takedown_of_a_publication(publish_world: PublishWorld, monke
     assert world.job_id in shown.output
     listed = runner.invoke(app, ["publication", "list", "--actor", world.compliance_email])
     assert result.publication_id in listed.output
-    denied = runner.invoke(app, ["publication", "takedown", result.publication_id, "--reason", "x",
-                                 "--actor", world.operator_email])
+    denied = runner.invoke(
+        app,
+        ["publication", "takedown", result.publication_id, "--reason", "x", "--actor", world.operator_email],
+    )
     assert denied.exit_code == 1 and "lacks role compliance or admin" in denied.output
-    done = runner.invoke(app, ["publication", "takedown", result.publication_id, "--reason", "court order",
-                               "--actor", world.compliance_email])
+    done = runner.invoke(
+        app,
+        [
+            "publication",
+            "takedown",
+            result.publication_id,
+            "--reason",
+            "court order",
+            "--actor",
+            world.compliance_email,
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert "taken down by compliance@example.org" in done.output
     assert not world.store.exists("published", result.object_key)
@@ -102,10 +122,18 @@ def test_verify_and_takedown_of_a_publication(publish_world: PublishWorld, monke
     assert "WITHDRAWN (TAKEN DOWN)" in after.output and "court order" in after.output
     # Every read of a publication's record is on record: who, what, which publication.
     with world.sf() as session:
-        reads = [(e.actor, e.details["what"], e.resource_id) for e in session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "access.read").order_by(AuditEvent.seq))]
-    assert reads == [(world.compliance_email, "verify", result.publication_id),
-                     (world.compliance_email, "publication.list", None),
-                     (world.compliance_email, "verify", result.publication_id)]
-    refused = runner.invoke(app, ["publication", "show", result.publication_id, "--actor", world.operator_email + "x"])
+        reads = [
+            (e.actor, e.details["what"], e.resource_id)
+            for e in session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "access.read").order_by(AuditEvent.seq)
+            )
+        ]
+    assert reads == [
+        (world.compliance_email, "verify", result.publication_id),
+        (world.compliance_email, "publication.list", None),
+        (world.compliance_email, "verify", result.publication_id),
+    ]
+    refused = runner.invoke(
+        app, ["publication", "show", result.publication_id, "--actor", world.operator_email + "x"]
+    )
     assert refused.exit_code == 1 and "not found" in refused.output

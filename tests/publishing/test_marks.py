@@ -17,8 +17,24 @@ PAYLOAD = 0x5EED1234
 
 
 def first_frame(path: Path, size: int = 256) -> np.ndarray:
-    raw = subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(path), "-frames:v", "1", "-f", "rawvideo",
-                          "-pix_fmt", "rgb24", "-"], capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
     return np.frombuffer(raw, np.uint8).reshape(size, size, 3).astype(np.int16)
 
 
@@ -110,8 +126,19 @@ def test_watermark_is_invisible_enough(clip: Path, marked: Path) -> None:
 
 def test_watermark_on_a_larger_frame(tmp_path: Path) -> None:
     src = tmp_path / "wide.mp4"
-    ffmpeg("-i", str(SOURCE_VIDEO), "-t", "2", "-vf", "scale=480:360", "-c:v", "libx264",
-           "-pix_fmt", "yuv420p", str(src))
+    ffmpeg(
+        "-i",
+        str(SOURCE_VIDEO),
+        "-t",
+        "2",
+        "-vf",
+        "scale=480:360",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(src),
+    )
     out = watermark.embed(src, tmp_path / "wide-marked.mp4", 77)
     assert watermark.extract(out) == 77
     assert watermark.extract(src) is None

@@ -17,27 +17,45 @@ from tests.publishing.conftest import PublishWorld
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
 
-def test_manifest_and_verify_name_the_registered_model(publish_world: PublishWorld, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_manifest_and_verify_name_the_registered_model(
+    publish_world: PublishWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world = publish_world
     with unit_of_work(world.sf) as session:
-        models_registry.register_model(session, name="mcnet-team", version="2.1", sha256=world.model_sha256,
-                                       config={"image_size": 64}, actor_email=world.operator_email)
+        models_registry.register_model(
+            session,
+            name="mcnet-team",
+            version="2.1",
+            sha256=world.model_sha256,
+            config={"image_size": 64},
+            actor_email=world.operator_email,
+        )
     result = mark_and_publish(world.runtime, job_id=world.job_id, actor="system:publish")
     published = tmp_path / "published.mp4"
     world.store.get_file("published", result.object_key, published)
 
     manifest = provenance.read_manifest(published)
-    assert (manifest.generation["model"], manifest.generation["model_version"],
-            manifest.generation["model_sha256"]) == ("mcnet-team", "2.1", world.model_sha256)
+    assert (
+        manifest.generation["model"],
+        manifest.generation["model_version"],
+        manifest.generation["model_sha256"],
+    ) == ("mcnet-team", "2.1", world.model_sha256)
     report = verify_file(published, sessions=world.sf, trust=None)
-    assert report.model is not None and (report.model["name"], report.model["version"]) == ("mcnet-team", "2.1")
+    assert report.model is not None and (report.model["name"], report.model["version"]) == (
+        "mcnet-team",
+        "2.1",
+    )
 
     settings = world.runtime.settings
-    for key, value in {"LIKENESS_VAR_DIR": str(settings.var_dir), "LIKENESS_DATABASE_URL": settings.database_url,
-                       "LIKENESS_S3_ENDPOINT": settings.s3_endpoint, "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
-                       "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-                       "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix, "COLUMNS": "250"}.items():
+    for key, value in {
+        "LIKENESS_VAR_DIR": str(settings.var_dir),
+        "LIKENESS_DATABASE_URL": settings.database_url,
+        "LIKENESS_S3_ENDPOINT": settings.s3_endpoint,
+        "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
+        "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
+        "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix,
+        "COLUMNS": "250",
+    }.items():
         monkeypatch.setenv(key, value)
     shown = CliRunner().invoke(app, ["verify", str(published), "--actor", "compliance@example.org"])
     assert shown.exit_code == 0, shown.output

@@ -32,10 +32,20 @@ from tests.publishing.conftest import PORTRAIT
 
 def claims(clip: Path) -> ProvenanceClaims:
     return ProvenanceClaims(
-        title="video.mp4", job_id="job-1", publication_id="pub-1", consent_id="consent-1", consent_version=2,
-        model_name="mcnet-vox256", model_sha256="ab" * 32, watermark_payload=0xC0FFEE01,
-        watermark_method="dwtDctSvd", label_text="AI-generated",
-        ingredients=(Ingredient(PORTRAIT, "11" * 32, "portrait"), Ingredient(clip, "22" * 32, "driving video")),
+        title="video.mp4",
+        job_id="job-1",
+        publication_id="pub-1",
+        consent_id="consent-1",
+        consent_version=2,
+        model_name="mcnet-vox256",
+        model_sha256="ab" * 32,
+        watermark_payload=0xC0FFEE01,
+        watermark_method="dwtDctSvd",
+        label_text="AI-generated",
+        ingredients=(
+            Ingredient(PORTRAIT, "11" * 32, "portrait"),
+            Ingredient(clip, "22" * 32, "driving video"),
+        ),
     )
 
 
@@ -46,7 +56,10 @@ def test_dev_identity_is_made_once_and_signs_a_trusted_manifest(clip: Path, tmp_
     assert ensure_dev_identity(signing).cert_chain_pem == identity.cert_chain_pem  # reused, not remade
     leaf = x509.load_pem_x509_certificates(identity.cert_chain_pem)[0]
     assert leaf.issuer != leaf.subject
-    assert ExtendedKeyUsageOID.EMAIL_PROTECTION in leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert (
+        ExtendedKeyUsageOID.EMAIL_PROTECTION
+        in leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    )
 
     signed = sign_video(clip, tmp_path / "signed.mp4", identity=identity, claims=claims(clip))
     report = read_manifest(signed, trust_anchors=(signing / CA_FILE).read_bytes())
@@ -71,12 +84,16 @@ def test_created_action_says_trained_algorithmic_media(clip: Path, tmp_path: Pat
     signed = sign_video(clip, tmp_path / "signed.mp4", identity=identity, claims=claims(clip))
     with open(signed, "rb") as handle, c2pa.Reader("video/mp4", handle) as reader:
         manifest = reader.get_active_manifest()
-    actions = next(a for a in manifest["assertions"] if a["label"].startswith("c2pa.actions"))["data"]["actions"]
+    actions = next(a for a in manifest["assertions"] if a["label"].startswith("c2pa.actions"))["data"][
+        "actions"
+    ]
     created = next(a for a in actions if a["action"] == "c2pa.created")
     assert created["digitalSourceType"] == provenance.TRAINED_ALGORITHMIC_MEDIA
 
 
-def _write_pair(directory: Path, *, now: dt.datetime | None = None, leaf_days: int = 365) -> tuple[Path, Path]:
+def _write_pair(
+    directory: Path, *, now: dt.datetime | None = None, leaf_days: int = 365
+) -> tuple[Path, Path]:
     make_dev_ca(directory, now=now, leaf_days=leaf_days)
     return directory / CERT_FILE, directory / KEY_FILE
 
@@ -84,14 +101,18 @@ def _write_pair(directory: Path, *, now: dt.datetime | None = None, leaf_days: i
 def test_expired_certificate_is_refused(tmp_path: Path) -> None:
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
     cert, key = _write_pair(tmp_path / "old", now=past, leaf_days=10)
-    with pytest.raises(SigningCertificateError, match=r"signing certificate .*signer.pem expired on \d{4}-\d\d-\d\d$"):
+    with pytest.raises(
+        SigningCertificateError, match=r"signing certificate .*signer.pem expired on \d{4}-\d\d-\d\d$"
+    ):
         load_identity(cert, key)
     assert issubclass(SigningCertificateError, PermanentError)
 
 
 def test_unreadable_certificate_is_refused(tmp_path: Path) -> None:
     _cert, key = _write_pair(tmp_path / "a")
-    with pytest.raises(SigningCertificateError, match="cannot read signing certificate .*missing.pem: No such file"):
+    with pytest.raises(
+        SigningCertificateError, match="cannot read signing certificate .*missing.pem: No such file"
+    ):
         load_identity(tmp_path / "missing.pem", key)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate")
@@ -102,7 +123,9 @@ def test_unreadable_certificate_is_refused(tmp_path: Path) -> None:
 def test_key_not_matching_certificate_is_refused(tmp_path: Path) -> None:
     cert, _key = _write_pair(tmp_path / "a")
     _other_cert, other_key = _write_pair(tmp_path / "b")
-    with pytest.raises(SigningCertificateError, match=r"signing key .*b/signer.key does not match certificate"):
+    with pytest.raises(
+        SigningCertificateError, match=r"signing key .*b/signer.key does not match certificate"
+    ):
         load_identity(cert, other_key)
 
 
@@ -112,21 +135,33 @@ def test_self_signed_and_wrong_usage_certificates_are_refused(tmp_path: Path) ->
     name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "self")])
 
     def build(issuer_self: bool, eku: list[x509.ObjectIdentifier]) -> Path:
-        builder = (x509.CertificateBuilder().subject_name(name)
-                   .issuer_name(name if issuer_self else x509.Name([x509.NameAttribute(
-                       x509.oid.NameOID.COMMON_NAME, "some CA")]))
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
-                   .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-                                  critical=True)
-                   .add_extension(x509.ExtendedKeyUsage(eku), critical=False))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(
+                name
+                if issuer_self
+                else x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "some CA")])
+            )
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+            )
+            .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+        )
         path = tmp_path / f"cert-{issuer_self}-{len(eku)}.pem"
         path.write_bytes(builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
         return path
 
     key_path = tmp_path / "key.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     with pytest.raises(SigningCertificateError, match="is self-signed"):
         load_identity(build(True, [ExtendedKeyUsageOID.EMAIL_PROTECTION]), key_path)
     with pytest.raises(SigningCertificateError, match="lacks EKU emailProtection"):

@@ -19,11 +19,24 @@ def publishing_job(w: World, consent_id: str) -> str:
     job_id = w.batch_job()
     with unit_of_work(w.sf) as session:
         job = jobs.get_job(session, job_id)
-        jobs.claim(session, job, to=JobState.rendering, flow_run_id="r", actor="system:test", consent_id=consent_id)
-        jobs.record_render(session, job, actor="system:test", output_bucket="q", output_key=f"jobs/{job_id}/r.mp4",
-                           output_sha256="a" * 64, seed=1, model_sha256="b" * 64, inference_mode="exact")
+        jobs.claim(
+            session, job, to=JobState.rendering, flow_run_id="r", actor="system:test", consent_id=consent_id
+        )
+        jobs.record_render(
+            session,
+            job,
+            actor="system:test",
+            output_bucket="q",
+            output_key=f"jobs/{job_id}/r.mp4",
+            output_sha256="a" * 64,
+            seed=1,
+            model_sha256="b" * 64,
+            inference_mode="exact",
+        )
         scores = good_scores()
-        jobs.record_checks(session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores))
+        jobs.record_checks(
+            session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
+        )
         jobs.claim(session, job, to=JobState.publishing, flow_run_id="p", actor="system:test")
     return job_id
 
@@ -32,8 +45,16 @@ def publish(w: World, job_id: str, payload: int | None = None) -> str:
     with unit_of_work(w.sf) as session:
         payload = payload if payload is not None else publications.allocate_payload(session, job_id)
         row = publications.record_publication(
-            session, job_id=job_id, bucket="pub", object_key=f"jobs/{job_id}/video.mp4", version_id="v1",
-            sha256=SHA, size_bytes=10, watermark_payload=payload, published_by="system:publish")
+            session,
+            job_id=job_id,
+            bucket="pub",
+            object_key=f"jobs/{job_id}/video.mp4",
+            version_id="v1",
+            sha256=SHA,
+            size_bytes=10,
+            watermark_payload=payload,
+            published_by="system:publish",
+        )
         return row.id
 
 
@@ -85,16 +106,26 @@ def test_takedown_rules(world: World) -> None:  # noqa: F811
     pub_id = publish(world, job_id)
     with pytest.raises(ValidationFailed, match="needs a reason"), unit_of_work(world.sf) as session:
         publications.takedown(session, publication_id=pub_id, actor="system:x", reason="  ")
-    with pytest.raises(ValidationFailed, match="must be a user email or system:"), unit_of_work(world.sf) as session:
+    with (
+        pytest.raises(ValidationFailed, match="must be a user email or system:"),
+        unit_of_work(world.sf) as session,
+    ):
         publications.takedown(session, publication_id=pub_id, actor="robot", reason="r")
-    with pytest.raises(RoleRequired, match="operator@example.org lacks role compliance or admin"), \
-            unit_of_work(world.sf) as session:
+    with (
+        pytest.raises(RoleRequired, match="operator@example.org lacks role compliance or admin"),
+        unit_of_work(world.sf) as session,
+    ):
         publications.takedown(session, publication_id=pub_id, actor_email="operator@example.org", reason="r")
     assert "access.denied" in audit_actions(world.sf)
     with unit_of_work(world.sf) as session:
         assert [p.id for p in publications.publications_for_consent(session, granted.id)] == [pub_id]
-        row = publications.takedown(session, publication_id=pub_id, actor_email="compliance@example.org",
-                                    reason="complaint", storage={"deleted_versions": ["v1"]})
+        row = publications.takedown(
+            session,
+            publication_id=pub_id,
+            actor_email="compliance@example.org",
+            reason="complaint",
+            storage={"deleted_versions": ["v1"]},
+        )
         assert row.taken_down_by == "compliance@example.org"
     assert job_state(world.sf, job_id) == JobState.taken_down
     with pytest.raises(InvalidTransition, match="already taken down"), unit_of_work(world.sf) as session:
@@ -110,8 +141,13 @@ def test_publications_follow_the_consent_lineage(world: World) -> None:  # noqa:
     job_id = publishing_job(world, granted.id)
     pub_id = publish(world, job_id)
     with unit_of_work(world.sf) as session:
-        amended = consent.amend(session, consent_id=granted.id, recorded_by=world.compliance,
-                                reason="adds Austria", territories=["DE", "FR", "AT"])
+        amended = consent.amend(
+            session,
+            consent_id=granted.id,
+            recorded_by=world.compliance,
+            reason="adds Austria",
+            territories=["DE", "FR", "AT"],
+        )
         amended_id = amended.id
     with unit_of_work(world.sf) as session:
         assert [p.id for p in publications.publications_for_consent(session, amended_id)] == [pub_id]

@@ -32,7 +32,9 @@ def download(world: PublishWorld, key: str, dest: Path) -> Path:
     return dest
 
 
-def test_publish_then_verify_published_file_and_reencoded_copy(publish_world: PublishWorld, tmp_path: Path) -> None:
+def test_publish_then_verify_published_file_and_reencoded_copy(
+    publish_world: PublishWorld, tmp_path: Path
+) -> None:
     world = publish_world
     result = mark_and_publish(world.runtime, job_id=world.job_id, actor=ACTOR)
     assert result.object_key == f"jobs/{world.job_id}/video.mp4"
@@ -83,8 +85,11 @@ def test_publish_then_verify_published_file_and_reencoded_copy(publish_world: Pu
 
 
 def test_unmarked_video_is_reported_as_never_published(publish_world: PublishWorld) -> None:
-    report = verify_file(publish_world.render_path, sessions=publish_world.sf,
-                         trust=trust_anchors(publish_world.runtime.settings))
+    report = verify_file(
+        publish_world.render_path,
+        sessions=publish_world.sf,
+        trust=trust_anchors(publish_world.runtime.settings),
+    )
     assert report.verdict == "not_published"
     assert report.watermark_payload is None
     assert report.c2pa_state == "absent"
@@ -114,18 +119,29 @@ def test_publishing_under_revoked_consent_is_refused(publish_world: PublishWorld
         assert session.scalars(select(Publication)).all() == []
 
 
-def test_takedown_by_compliance_removes_object_and_records_who_why(publish_world: PublishWorld,
-                                                                   tmp_path: Path) -> None:
+def test_takedown_by_compliance_removes_object_and_records_who_why(
+    publish_world: PublishWorld, tmp_path: Path
+) -> None:
     world = publish_world
     result = mark_and_publish(world.runtime, job_id=world.job_id, actor=ACTOR)
     published = download(world, result.object_key, tmp_path / "published.mp4")
     with pytest.raises(RoleRequired, match="operator@example.org lacks role compliance or admin"):
-        takedown_publication(world.sf, world.store, publication_id=result.publication_id,
-                             reason="complaint", actor_email=world.operator_email)
+        takedown_publication(
+            world.sf,
+            world.store,
+            publication_id=result.publication_id,
+            reason="complaint",
+            actor_email=world.operator_email,
+        )
     assert world.store.exists("published", result.object_key)  # refused before storage was touched
 
-    report = takedown_publication(world.sf, world.store, publication_id=result.publication_id,
-                                  reason="complaint #42", actor_email=world.compliance_email)
+    report = takedown_publication(
+        world.sf,
+        world.store,
+        publication_id=result.publication_id,
+        reason="complaint #42",
+        actor_email=world.compliance_email,
+    )
     assert report.storage.publicly_gone and report.storage.deleted_versions
     assert report.taken_down_by == world.compliance_email
     with pytest.raises(ObjectMissingError):
@@ -139,8 +155,13 @@ def test_takedown_by_compliance_removes_object_and_records_who_why(publish_world
     again = verify_file(published, sessions=world.sf, trust=trust_anchors(world.runtime.settings))
     assert again.verdict == "taken_down"
     with pytest.raises(InvalidTransition, match="already taken down"):
-        takedown_publication(world.sf, world.store, publication_id=result.publication_id,
-                             reason="again", actor_email=world.compliance_email)
+        takedown_publication(
+            world.sf,
+            world.store,
+            publication_id=result.publication_id,
+            reason="again",
+            actor_email=world.compliance_email,
+        )
 
 
 def test_revocation_takes_down_every_publication_of_the_consent(publish_world: PublishWorld) -> None:
@@ -149,18 +170,32 @@ def test_revocation_takes_down_every_publication_of_the_consent(publish_world: P
     second_job = world.new_job()
     second = mark_and_publish(world.runtime, job_id=second_job, actor=ACTOR)
     assert first.watermark_payload != second.watermark_payload
-    reports = takedown_for_consent(world.sf, world.store, consent_id=world.consent_id,
-                                   reason="consent revoked", actor="system:consent-revocation")
+    reports = takedown_for_consent(
+        world.sf,
+        world.store,
+        consent_id=world.consent_id,
+        reason="consent revoked",
+        actor="system:consent-revocation",
+    )
     assert {r.publication_id for r in reports} == {first.publication_id, second.publication_id}
     assert not world.store.exists("published", first.object_key)
     assert not world.store.exists("published", second.object_key)
     assert {job_state(world.sf, j) for j in (world.job_id, second_job)} == {JobState.taken_down}
-    assert takedown_for_consent(world.sf, world.store, consent_id=world.consent_id, reason="again",
-                                actor="system:consent-revocation") == []
+    assert (
+        takedown_for_consent(
+            world.sf,
+            world.store,
+            consent_id=world.consent_id,
+            reason="again",
+            actor="system:consent-revocation",
+        )
+        == []
+    )
 
 
-def test_failed_record_removes_the_uploaded_object(publish_world: PublishWorld,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_record_removes_the_uploaded_object(
+    publish_world: PublishWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
     world = publish_world
     from governance import publications
 
@@ -184,8 +219,12 @@ def test_signing_identity_from_settings(publish_world: PublishWorld, tmp_path: P
     dev = signing_identity(settings)  # nothing configured: the local development CA under var_dir
     assert (settings.var_dir / "signing" / CA_FILE).read_bytes() == dev.ca_pem
     make_dev_ca(tmp_path / "prod")
-    prod = settings.model_copy(update={"signing_cert_path": tmp_path / "prod" / CERT_FILE,
-                                       "signing_key_path": tmp_path / "prod" / KEY_FILE})
+    prod = settings.model_copy(
+        update={
+            "signing_cert_path": tmp_path / "prod" / CERT_FILE,
+            "signing_key_path": tmp_path / "prod" / KEY_FILE,
+        }
+    )
     assert signing_identity(prod).cert_chain_pem == (tmp_path / "prod" / CERT_FILE).read_bytes()
     half = settings.model_copy(update={"signing_cert_path": tmp_path / "prod" / CERT_FILE})
     with pytest.raises(SigningCertificateError, match="set both LIKENESS_SIGNING_CERT_PATH and"):

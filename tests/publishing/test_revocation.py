@@ -34,8 +34,9 @@ pytestmark = [pytest.mark.s3, pytest.mark.slow]
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ServerHandle]:
     """A server of this module's own, on a fixed port, so a test can kill it and start it again."""
     port = choose_ports()["s3"]
-    server = LocalS3Server(tmp_path_factory.mktemp("revocation-s3"), access_key=ACCESS_KEY, secret_key=SECRET_KEY,
-                           s3_port=port)
+    server = LocalS3Server(
+        tmp_path_factory.mktemp("revocation-s3"), access_key=ACCESS_KEY, secret_key=SECRET_KEY, s3_port=port
+    )
     state = server.start(timeout=90.0)
     try:
         yield S3ServerHandle(server, state.endpoint, ACCESS_KEY, SECRET_KEY)
@@ -59,9 +60,16 @@ def quick_publication(world: PublishWorld) -> tuple[str, str, str]:
     stored = world.store.put_file("published", key, world.render_path)
     with unit_of_work(world.sf) as session:
         row = publications.record_publication(
-            session, job_id=job_id, bucket=stored.bucket, object_key=stored.key, version_id=stored.version_id,
-            sha256=stored.sha256, size_bytes=stored.size,
-            watermark_payload=publications.allocate_payload(session, job_id), published_by="system:publish")
+            session,
+            job_id=job_id,
+            bucket=stored.bucket,
+            object_key=stored.key,
+            version_id=stored.version_id,
+            sha256=stored.sha256,
+            size_bytes=stored.size,
+            watermark_payload=publications.allocate_payload(session, job_id),
+            published_by="system:publish",
+        )
         return job_id, row.id, key
 
 
@@ -72,8 +80,14 @@ def state(world: PublishWorld, job_id: str) -> JobState:
 
 def revoked(world: PublishWorld) -> bool:
     with unit_of_work(world.sf) as session:
-        return all(c.revoked_at is not None for c in session.scalars(
-            select(Consent).where(Consent.lineage_id == world.consent_id, Consent.superseded_by_id.is_(None))))
+        return all(
+            c.revoked_at is not None
+            for c in session.scalars(
+                select(Consent).where(
+                    Consent.lineage_id == world.consent_id, Consent.superseded_by_id.is_(None)
+                )
+            )
+        )
 
 
 def actions(world: PublishWorld) -> list[str]:
@@ -83,27 +97,43 @@ def actions(world: PublishWorld) -> list[str]:
 
 def cli_env(world: PublishWorld) -> dict[str, str]:
     settings = world.runtime.settings
-    return {"LIKENESS_VAR_DIR": str(settings.var_dir), "LIKENESS_DATABASE_URL": settings.database_url,
-            "LIKENESS_S3_ENDPOINT": settings.s3_endpoint, "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
-            "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-            "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix, "COLUMNS": "250", "LIKENESS_ACTOR": ""}
+    return {
+        "LIKENESS_VAR_DIR": str(settings.var_dir),
+        "LIKENESS_DATABASE_URL": settings.database_url,
+        "LIKENESS_S3_ENDPOINT": settings.s3_endpoint,
+        "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
+        "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
+        "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix,
+        "COLUMNS": "250",
+        "LIKENESS_ACTOR": "",
+    }
 
 
-def test_python_api_revocation_takes_down_and_verify_says_withdrawn(publish_world: PublishWorld,
-                                                                     tmp_path: Path) -> None:
+def test_python_api_revocation_takes_down_and_verify_says_withdrawn(
+    publish_world: PublishWorld, tmp_path: Path
+) -> None:
     world = publish_world
     result = mark_and_publish(world.runtime, job_id=world.job_id, actor="system:publish")
     copy = tmp_path / "found-online.mp4"
     world.store.get_file("published", result.object_key, copy)
     other_job, other_pub, other_key = quick_publication(world)
 
-    change = revoke_consent(world.sf, world.store, consent_id=world.consent_id,
-                            actor_email=world.compliance_email, reason="subject withdrew")
+    change = revoke_consent(
+        world.sf,
+        world.store,
+        consent_id=world.consent_id,
+        actor_email=world.compliance_email,
+        reason="subject withdrew",
+    )
 
     assert change.report.queued == ()
     assert {(o.publication_id, o.where) for o in change.report.taken_down} == {
-        (result.publication_id, f"{result.bucket}/{result.object_key}"), (other_pub, f"{result.bucket}/{other_key}")}
-    assert not world.store.exists("published", result.object_key) and not world.store.exists("published", other_key)
+        (result.publication_id, f"{result.bucket}/{result.object_key}"),
+        (other_pub, f"{result.bucket}/{other_key}"),
+    }
+    assert not world.store.exists("published", result.object_key) and not world.store.exists(
+        "published", other_key
+    )
     assert state(world, world.job_id) == state(world, other_job) == JobState.taken_down
     assert actions(world)[-5:].count("publication.taken_down") == 2 and "consent.revoked" in actions(world)
     with unit_of_work(world.sf) as session:
@@ -115,7 +145,9 @@ def test_python_api_revocation_takes_down_and_verify_says_withdrawn(publish_worl
 
 
 def test_python_api_revocation_with_storage_down_queues_then_completes(
-    publish_world: PublishWorld, storage_outage: S3ServerHandle, tmp_path: Path,
+    publish_world: PublishWorld,
+    storage_outage: S3ServerHandle,
+    tmp_path: Path,
 ) -> None:
     world = publish_world
     result = mark_and_publish(world.runtime, job_id=world.job_id, actor="system:publish")
@@ -123,13 +155,21 @@ def test_python_api_revocation_with_storage_down_queues_then_completes(
     world.store.get_file("published", result.object_key, copy)
     storage_outage.server.kill()
 
-    change = revoke_consent(world.sf, world.store, consent_id=world.consent_id,
-                            actor_email=world.compliance_email, reason="subject withdrew")
+    change = revoke_consent(
+        world.sf,
+        world.store,
+        consent_id=world.consent_id,
+        actor_email=world.compliance_email,
+        reason="subject withdrew",
+    )
 
     assert revoked(world)  # the revocation stands
     assert change.report.taken_down == ()
     [queued] = change.report.queued
-    assert queued.publication_id == result.publication_id and queued.where == f"{result.bucket}/{result.object_key}"
+    assert (
+        queued.publication_id == result.publication_id
+        and queued.where == f"{result.bucket}/{result.object_key}"
+    )
     assert "unreachable" in queued.detail and "likeness publication sweep" in queued.detail
     assert state(world, world.job_id) == JobState.published
     assert verify_file(copy, sessions=world.sf, trust=None).verdict == "withdrawal_pending"
@@ -147,7 +187,8 @@ def test_python_api_revocation_with_storage_down_queues_then_completes(
 
 
 def test_cli_revoke_lists_takedowns_and_storage_down_exits_1_until_the_sweep(
-    publish_world: PublishWorld, storage_outage: S3ServerHandle,
+    publish_world: PublishWorld,
+    storage_outage: S3ServerHandle,
 ) -> None:
     world = publish_world
     env = cli_env(world)
@@ -155,14 +196,30 @@ def test_cli_revoke_lists_takedowns_and_storage_down_exits_1_until_the_sweep(
     job_id, pub_id, key = quick_publication(world)
     storage_outage.server.kill()
 
-    down = runner.invoke(app, ["consent", "revoke", world.consent_id, "--reason", "subject withdrew",
-                               "--actor", world.compliance_email], env=env)
+    down = runner.invoke(
+        app,
+        [
+            "consent",
+            "revoke",
+            world.consent_id,
+            "--reason",
+            "subject withdrew",
+            "--actor",
+            world.compliance_email,
+        ],
+        env=env,
+    )
 
     assert down.exit_code == 1, down.output
-    assert f"consent {world.consent_id} (version 1) revoked; 0 publication(s) taken down, 1 queued" in down.output
+    assert (
+        f"consent {world.consent_id} (version 1) revoked; 0 publication(s) taken down, 1 queued"
+        in down.output
+    )
     bucket = world.store.bucket_name("published")
-    assert re.search(rf"takedown QUEUED: publication {pub_id} \(job {job_id}\) at {bucket}/{key}: .*unreachable",
-                     down.output)
+    assert re.search(
+        rf"takedown QUEUED: publication {pub_id} \(job {job_id}\) at {bucket}/{key}: .*unreachable",
+        down.output,
+    )
     assert down.output.rstrip().splitlines()[-1].startswith("error: 1 takedown(s) still queued")
     assert revoked(world) and state(world, job_id) == JobState.published
     denied = runner.invoke(app, ["publication", "sweep", "--actor", world.operator_email], env=env)
@@ -172,7 +229,10 @@ def test_cli_revoke_lists_takedowns_and_storage_down_exits_1_until_the_sweep(
     swept = runner.invoke(app, ["publication", "sweep", "--actor", world.compliance_email], env=env)
 
     assert swept.exit_code == 0, swept.output
-    assert f"taken down: publication {pub_id} (job {job_id}) at {bucket}/{key}: 1 version(s) deleted" in swept.output
+    assert (
+        f"taken down: publication {pub_id} (job {job_id}) at {bucket}/{key}: 1 version(s) deleted"
+        in swept.output
+    )
     assert not world.store.exists("published", key) and state(world, job_id) == JobState.taken_down
     shown = runner.invoke(app, ["publication", "show", pub_id, "--actor", world.compliance_email], env=env)
     assert shown.exit_code == 0 and "(revoked)" in shown.output and "was revoked at" in shown.output
@@ -183,8 +243,21 @@ def test_cli_amend_that_narrows_takes_down_what_it_no_longer_covers(publish_worl
     world = publish_world
     env = cli_env(world)
     job_id, pub_id, key = quick_publication(world)  # advertising/web/DE
-    amended = CliRunner().invoke(app, ["consent", "amend", world.consent_id, "--reason", "France only",
-                                       "--territory", "FR", "--actor", world.compliance_email], env=env)
+    amended = CliRunner().invoke(
+        app,
+        [
+            "consent",
+            "amend",
+            world.consent_id,
+            "--reason",
+            "France only",
+            "--territory",
+            "FR",
+            "--actor",
+            world.compliance_email,
+        ],
+        env=env,
+    )
     assert amended.exit_code == 0, amended.output
     assert f"taken down: publication {pub_id} (job {job_id})" in amended.output
     assert not world.store.exists("published", key) and state(world, job_id) == JobState.taken_down
@@ -195,7 +268,9 @@ def test_cli_amend_that_narrows_takes_down_what_it_no_longer_covers(publish_worl
 
 
 def test_console_revoke_with_storage_down_keeps_the_revocation_and_queues(
-    publish_world: PublishWorld, storage_outage: S3ServerHandle, tmp_path: Path,
+    publish_world: PublishWorld,
+    storage_outage: S3ServerHandle,
+    tmp_path: Path,
 ) -> None:
     from tests.web.conftest import PASSWORD, csrf_from
 
@@ -204,8 +279,12 @@ def test_console_revoke_with_storage_down_keeps_the_revocation_and_queues(
     with unit_of_work(world.sf) as session:
         from governance import users
 
-        users.set_password(session, user_id=users.get_user_by_email(session, world.compliance_email).id,
-                           password=PASSWORD, actor="system:test")
+        users.set_password(
+            session,
+            user_id=users.get_user_by_email(session, world.compliance_email).id,
+            password=PASSWORD,
+            actor="system:test",
+        )
     from fastapi.testclient import TestClient
 
     from console.web import WebConfig, create_app
@@ -213,14 +292,17 @@ def test_console_revoke_with_storage_down_keeps_the_revocation_and_queues(
     web = create_app(world.runtime, WebConfig())
     with TestClient(web, base_url="https://testserver", follow_redirects=False) as client:
         token = csrf_from(client.get("/sign-in").text)
-        signed_in = client.post("/sign-in", data={"email": world.compliance_email, "password": PASSWORD,
-                                                  "csrf_token": token})
+        signed_in = client.post(
+            "/sign-in", data={"email": world.compliance_email, "password": PASSWORD, "csrf_token": token}
+        )
         assert signed_in.status_code == 303
         confirm = client.get(f"/consents/{world.consent_id}/revoke")
         assert key in confirm.text
         storage_outage.server.kill()
-        done = client.post(f"/consents/{world.consent_id}/revoke",
-                           data={"reason": "subject withdrew", "csrf_token": csrf_from(confirm.text)})
+        done = client.post(
+            f"/consents/{world.consent_id}/revoke",
+            data={"reason": "subject withdrew", "csrf_token": csrf_from(confirm.text)},
+        )
         assert done.status_code == 303
         page = client.get(done.headers["location"]).text
     assert "revoked; 0 publication(s) taken down; TAKEDOWN QUEUED for 1 (storage unavailable)" in page

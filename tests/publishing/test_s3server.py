@@ -65,8 +65,11 @@ def test_status_is_visible_from_another_instance_and_stop_works(tmp_path: Path) 
 def test_stale_state_file_is_reported_not_trusted(tmp_path: Path) -> None:
     root = tmp_path / "s3"
     root.mkdir()
-    (root / "server.json").write_text(json.dumps({
-        "pid": 999_999_9, "endpoint": "127.0.0.1:1", "ports": {}, "data_dir": str(root), "started_at": 0}))
+    (root / "server.json").write_text(
+        json.dumps(
+            {"pid": 999_999_9, "endpoint": "127.0.0.1:1", "ports": {}, "data_dir": str(root), "started_at": 0}
+        )
+    )
     status = LocalS3Server(root, access_key=ACCESS_KEY, secret_key=SECRET_KEY).status()
     assert status.running is False
     assert "stale state" in status.reason
@@ -77,14 +80,17 @@ def test_server_down_is_transient_and_retry_after_restart_succeeds(tmp_path: Pat
     server = LocalS3Server(tmp_path / "s3", access_key=ACCESS_KEY, secret_key=SECRET_KEY, s3_port=port)
     server.start()
     try:
-        store = ObjectStore(f"127.0.0.1:{port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY,
-                            bucket_prefix="downtest")
+        store = ObjectStore(
+            f"127.0.0.1:{port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, bucket_prefix="downtest"
+        )
         store.ensure_buckets()
         src = tmp_path / "video.mp4"
         src.write_bytes(b"published bytes")
         key = object_key(JOB, "video.mp4")
         server.kill()  # a crash, mid-test
-        with pytest.raises(StorageUnavailable, match=f"object storage at 127.0.0.1:{port} unreachable") as info:
+        with pytest.raises(
+            StorageUnavailable, match=f"object storage at 127.0.0.1:{port} unreachable"
+        ) as info:
             store.put_file("published", key, src, metadata={"job-id": JOB})
         assert isinstance(info.value, TransientError)
         server.start()

@@ -53,8 +53,9 @@ def test_upload_download_and_metadata_round_trip(object_store: ObjectStore, tmp_
     data = b"\x00\x01video bytes" * 1000
     src = write(tmp_path / "video.mp4", data)
     key = object_key(JOB, "video.mp4")
-    stored = object_store.put_file("published", key, src, metadata={
-        "job-id": JOB, "consent-version": "3", "model-sha256": "ab" * 32})
+    stored = object_store.put_file(
+        "published", key, src, metadata={"job-id": JOB, "consent-version": "3", "model-sha256": "ab" * 32}
+    )
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
     assert stored.size == len(data)
     assert stored.version_id
@@ -90,8 +91,9 @@ def test_sha_mismatch_is_refused_before_upload(object_store: ObjectStore, tmp_pa
     assert object_store.versions("published", key) == []
 
 
-def test_download_refuses_bytes_that_do_not_match_recorded_sha(object_store: ObjectStore,
-                                                               tmp_path: Path) -> None:
+def test_download_refuses_bytes_that_do_not_match_recorded_sha(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
     key = object_key(JOB, "video.mp4")
     bucket = object_store.bucket_name("published")
     # Someone writes around our API with a wrong checksum in the metadata.
@@ -126,10 +128,15 @@ def test_missing_bucket_is_a_permanent_error(s3_server: S3ServerHandle, tmp_path
     assert not store.client.bucket_exists(store.bucket_name("inputs"))
 
 
-def test_wrong_credentials_are_a_permanent_error(s3_server: S3ServerHandle, object_store: ObjectStore,
-                                                 tmp_path: Path) -> None:
-    bad = ObjectStore(s3_server.endpoint, access_key=s3_server.access_key, secret_key="not-the-secret",
-                      bucket_prefix=object_store.bucket_prefix)
+def test_wrong_credentials_are_a_permanent_error(
+    s3_server: S3ServerHandle, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    bad = ObjectStore(
+        s3_server.endpoint,
+        access_key=s3_server.access_key,
+        secret_key="not-the-secret",
+        bucket_prefix=object_store.bucket_prefix,
+    )
     key = object_key(JOB, "a.mp4")
     with pytest.raises(StoragePermissionError, match="check the access key") as info:
         bad.put_file("inputs", key, write(tmp_path / "a.mp4", b"abc"))

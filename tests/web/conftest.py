@@ -29,9 +29,13 @@ PASSWORD = "correct horse battery staple"
 MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
 # name -> roles; `opreview` may both request and review (never the same batch: four eyes).
 PEOPLE = {
-    "compliance": ["compliance"], "operator": ["operator"], "reviewer": ["reviewer"], "auditor": ["auditor"],
-    "admin": ["admin"], "opreview": ["operator", "reviewer"],
-}  # fmt: skip
+    "compliance": ["compliance"],
+    "operator": ["operator"],
+    "reviewer": ["reviewer"],
+    "auditor": ["auditor"],
+    "admin": ["admin"],
+    "opreview": ["operator", "reviewer"],
+}
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -88,8 +92,14 @@ class WebWorld:
         token = csrf_from(client.get("/sign-in").text)
         return client.post("/sign-in", data={"email": email, "password": password, "csrf_token": token})
 
-    def post(self, client: TestClient, page: str, action: str, data: dict[str, Any] | None = None,
-             files: Any = None) -> Any:
+    def post(
+        self,
+        client: TestClient,
+        page: str,
+        action: str,
+        data: dict[str, Any] | None = None,
+        files: Any = None,
+    ) -> Any:
         """Submit a form the way a browser does: read the CSRF token off `page`, then post to `action`."""
         token = csrf_from(client.get(page).text)
         return client.post(action, data={**(data or {}), "csrf_token": token}, files=files)
@@ -97,59 +107,130 @@ class WebWorld:
     def grant(self, **overrides: Any) -> str:
         now = datetime.now(UTC)
         args: dict[str, Any] = {
-            "subject_id": self.subject_id, "purposes": ["advertising"], "channels": ["web"],
-            "territories": ["DE"], "valid_from": now - timedelta(days=1), "valid_until": now + timedelta(days=365),
-            "evidence_path": self.evidence, "evidence_sha256": hashlib.sha256(self.evidence.read_bytes()).hexdigest(),
-            "evidence_key": "evidence/test.pdf", "recorded_by": self.users["compliance"],
-        }  # fmt: skip
+            "subject_id": self.subject_id,
+            "purposes": ["advertising"],
+            "channels": ["web"],
+            "territories": ["DE"],
+            "valid_from": now - timedelta(days=1),
+            "valid_until": now + timedelta(days=365),
+            "evidence_path": self.evidence,
+            "evidence_sha256": hashlib.sha256(self.evidence.read_bytes()).hexdigest(),
+            "evidence_key": "evidence/test.pdf",
+            "recorded_by": self.users["compliance"],
+        }
         args.update(overrides)
         with unit_of_work(self.sf) as db:
             return consent.grant(db, **args).id
 
-    def asset(self, kind: AssetKind, *, bucket: str = "inputs", key: str | None = None, sha256: str | None = None,
-              media_type: str = "") -> str:
+    def asset(
+        self,
+        kind: AssetKind,
+        *,
+        bucket: str = "inputs",
+        key: str | None = None,
+        sha256: str | None = None,
+        media_type: str = "",
+    ) -> str:
         with unit_of_work(self.sf) as db:
             return batches.register_asset(
-                db, kind=kind, bucket=bucket, object_key=key or f"{kind.value}/{hashlib.sha1(kind.value.encode()).hexdigest()}",
-                sha256=sha256 or hashlib.sha256(kind.value.encode()).hexdigest(), size_bytes=10,
-                actor="operator@example.org", media_type=media_type, subject_id=self.subject_id,
-            ).id  # fmt: skip
+                db,
+                kind=kind,
+                bucket=bucket,
+                object_key=key or f"{kind.value}/{hashlib.sha1(kind.value.encode()).hexdigest()}",
+                sha256=sha256 or hashlib.sha256(kind.value.encode()).hexdigest(),
+                size_bytes=10,
+                actor="operator@example.org",
+                media_type=media_type,
+                subject_id=self.subject_id,
+            ).id
 
     def job_awaiting_review(
-        self, *, requested_by: str = "operator", portrait: str | None = None, driving: str | None = None,
-        output: tuple[str, str, str] | None = None, identity: dict[str, Any] | None = None,
-        scores: dict[str, Any] | None = None, details: dict[str, Any] | None = None,
+        self,
+        *,
+        requested_by: str = "operator",
+        portrait: str | None = None,
+        driving: str | None = None,
+        output: tuple[str, str, str] | None = None,
+        identity: dict[str, Any] | None = None,
+        scores: dict[str, Any] | None = None,
+        details: dict[str, Any] | None = None,
     ) -> str:
         """A job rendered and flagged by the default policy (colour drift in its review band)."""
         spec = batches.JobSpec(
-            subject_id=self.subject_id, portrait_asset_id=portrait or self.asset(AssetKind.portrait),
-            driving_asset_id=driving or self.asset(AssetKind.driving_video), purpose="advertising",
-            channel="web", territory="DE",
-        )  # fmt: skip
+            subject_id=self.subject_id,
+            portrait_asset_id=portrait or self.asset(AssetKind.portrait),
+            driving_asset_id=driving or self.asset(AssetKind.driving_video),
+            purpose="advertising",
+            channel="web",
+            territory="DE",
+        )
         consent_id = self.grant()
         bucket, key, sha = output or ("quarantine", "out/render.mp4", "a" * 64)
         with unit_of_work(self.sf) as db:
-            batch = batches.create_batch(db, name="web batch", requested_by=self.users[requested_by], jobs=[spec])
+            batch = batches.create_batch(
+                db, name="web batch", requested_by=self.users[requested_by], jobs=[spec]
+            )
             job = batches.jobs_of_batch(db, batch.id)[0]
-            jobs.claim(db, job, to=JobState.rendering, flow_run_id="run-1", actor="system:test", consent_id=consent_id)
-            jobs.record_render(db, job, actor="system:test", output_bucket=bucket, output_key=key, output_sha256=sha,
-                               seed=7, model_sha256="b" * 64, inference_mode="exact")
-            scores = CheckScores.model_validate({
-                "binding_distance": 0.03, "fidelity_mean_distance": 0.03, "fidelity_worst5_distance": 0.05,
-                "missing_face_ratio": 0.0, "sharpness_ratio": 0.9, "flicker_outlier_ratio": 0.0,
-                "longest_frozen_run": 1, "colour_drift": 7.0, "duration_ok": True, "fps_ok": True, "size_ok": True,
-                **(scores or {}),
-            })  # fmt: skip
-            details = {"identity": identity or {"distances": [0.03, 0.04, None, 0.09, 0.05], "every": 3, "missing_frames": [6],
-                                                 "threshold": 0.07}, **(details or {})}
-            jobs.record_checks(db, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores),
-                               details=details)
+            jobs.claim(
+                db,
+                job,
+                to=JobState.rendering,
+                flow_run_id="run-1",
+                actor="system:test",
+                consent_id=consent_id,
+            )
+            jobs.record_render(
+                db,
+                job,
+                actor="system:test",
+                output_bucket=bucket,
+                output_key=key,
+                output_sha256=sha,
+                seed=7,
+                model_sha256="b" * 64,
+                inference_mode="exact",
+            )
+            scores = CheckScores.model_validate(
+                {
+                    "binding_distance": 0.03,
+                    "fidelity_mean_distance": 0.03,
+                    "fidelity_worst5_distance": 0.05,
+                    "missing_face_ratio": 0.0,
+                    "sharpness_ratio": 0.9,
+                    "flicker_outlier_ratio": 0.0,
+                    "longest_frozen_run": 1,
+                    "colour_drift": 7.0,
+                    "duration_ok": True,
+                    "fps_ok": True,
+                    "size_ok": True,
+                    **(scores or {}),
+                }
+            )
+            details = {
+                "identity": identity
+                or {
+                    "distances": [0.03, 0.04, None, 0.09, 0.05],
+                    "every": 3,
+                    "missing_frames": [6],
+                    "threshold": 0.07,
+                },
+                **(details or {}),
+            }
+            jobs.record_checks(
+                db,
+                job,
+                actor="system:test",
+                scores=scores,
+                decision=load_policy().evaluate(scores),
+                details=details,
+            )
             assert job.state == JobState.awaiting_review
             return job.id
 
 
-def build_world(tmp_path: Path, db_url: str, *, config: Callable[[Clock], WebConfig] | None = None,
-                s3: Any = None) -> WebWorld:
+def build_world(
+    tmp_path: Path, db_url: str, *, config: Callable[[Clock], WebConfig] | None = None, s3: Any = None
+) -> WebWorld:
     """Users, a subject and evidence on a migrated database; the console app on top."""
     var = tmp_path / "var"
     uploads = var / "console" / "uploads"
@@ -157,8 +238,12 @@ def build_world(tmp_path: Path, db_url: str, *, config: Callable[[Clock], WebCon
     if s3 is not None:
         from tests.fixtures.storage import unique_prefix
 
-        extra = {"s3_endpoint": s3.endpoint, "s3_access_key": s3.access_key, "s3_secret_key": s3.secret_key,
-                 "s3_bucket_prefix": unique_prefix()}
+        extra = {
+            "s3_endpoint": s3.endpoint,
+            "s3_access_key": s3.access_key,
+            "s3_secret_key": s3.secret_key,
+            "s3_bucket_prefix": unique_prefix(),
+        }
     settings = Settings(database_url=db_url, var_dir=var, allowed_input_dirs=[uploads], **extra)
     runtime = Runtime(settings)
     clock = Clock()
@@ -166,14 +251,31 @@ def build_world(tmp_path: Path, db_url: str, *, config: Callable[[Clock], WebCon
     evidence = tmp_path / "consent.pdf"
     evidence.write_bytes(b"%PDF-1.4 signed release of subject S-1\n")
     with unit_of_work(runtime.sessions) as db:
-        made = {name: users.add_user(db, email=f"{name}@example.org", roles=roles, actor="system:test",
-                                     password=PASSWORD, display_name=name.title()).id
-                for name, roles in PEOPLE.items()}
-        subject = subjects.add_subject(db, reference="S-1", display_name="Ada Example", created_by=made["compliance"])
+        made = {
+            name: users.add_user(
+                db,
+                email=f"{name}@example.org",
+                roles=roles,
+                actor="system:test",
+                password=PASSWORD,
+                display_name=name.title(),
+            ).id
+            for name, roles in PEOPLE.items()
+        }
+        subject = subjects.add_subject(
+            db, reference="S-1", display_name="Ada Example", created_by=made["compliance"]
+        )
         subject_id = subject.id
     app = create_app(runtime, web_config)
-    return WebWorld(app=app, runtime=runtime, clock=clock, users=made, subject_id=subject_id, evidence=evidence,
-                    tmp=tmp_path)
+    return WebWorld(
+        app=app,
+        runtime=runtime,
+        clock=clock,
+        users=made,
+        subject_id=subject_id,
+        evidence=evidence,
+        tmp=tmp_path,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -207,8 +309,14 @@ def web_any_db(db_url: str, tmp_path: Path) -> Any:
 @pytest.fixture
 def web_s3(sqlite_db_url: str, tmp_path: Path, s3_server: Any) -> Any:
     """A console on SQLite and the real SeaweedFS S3 server (buckets unique to the test)."""
-    world = build_world(tmp_path, sqlite_db_url, s3=s3_server, config=lambda clock: WebConfig(
-        clock=clock, max_upload_bytes=8 * 1024 * 1024, publish_on_approval=False))
+    world = build_world(
+        tmp_path,
+        sqlite_db_url,
+        s3=s3_server,
+        config=lambda clock: WebConfig(
+            clock=clock, max_upload_bytes=8 * 1024 * 1024, publish_on_approval=False
+        ),
+    )
     yield world
     for client in world.clients:
         client.close()
@@ -226,9 +334,30 @@ def sample_media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     render = folder / "render.mp4"
     short = folder / "driving.mp4"
     for out, size in ((render, "256:256"), (short, "320:240")):
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(driving), "-t", "2", "-vf", f"scale={size}",
-                        "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)],
-                       check=True, timeout=60)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(driving),
+                "-t",
+                "2",
+                "-vf",
+                f"scale={size}",
+                "-an",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                "-movflags",
+                "+faststart",
+                str(out),
+            ],
+            check=True,
+            timeout=60,
+        )
     return {"portrait": portrait, "driving": short, "render": render}
 
 
@@ -241,10 +370,20 @@ def store_job_media(world: WebWorld, media: dict[str, Path]) -> dict[str, Any]:
         bucket = "quarantine" if name == "render" else "inputs"
         stored = store.put_file(bucket, f"web-test/{digest}{path.suffix}", path)
         refs[name] = (stored.bucket, stored.key, digest)
-    portrait = world.asset(AssetKind.portrait, bucket=refs["portrait"][0], key=refs["portrait"][1],
-                           sha256=refs["portrait"][2], media_type="image/png")
-    driving = world.asset(AssetKind.driving_video, bucket=refs["driving"][0], key=refs["driving"][1],
-                          sha256=refs["driving"][2], media_type="video/mp4")
+    portrait = world.asset(
+        AssetKind.portrait,
+        bucket=refs["portrait"][0],
+        key=refs["portrait"][1],
+        sha256=refs["portrait"][2],
+        media_type="image/png",
+    )
+    driving = world.asset(
+        AssetKind.driving_video,
+        bucket=refs["driving"][0],
+        key=refs["driving"][1],
+        sha256=refs["driving"][2],
+        media_type="video/mp4",
+    )
     return {"portrait": portrait, "driving": driving, "output": refs["render"]}
 
 

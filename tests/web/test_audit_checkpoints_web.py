@@ -16,10 +16,19 @@ def test_consent_grant_and_revoke_leave_checkpoints(web_s3: WebWorld) -> None:
     web = web_s3
     settings = web.runtime.settings
     client = web.client("compliance")
-    response = web.post(client, f"/subjects/{web.subject_id}/consents/new", f"/subjects/{web.subject_id}/consents",
-                        {"purposes": "advertising", "channels": "web", "territories": "DE",
-                         "valid_from": "2026-01-01", "valid_until": "2030-01-01"},
-                        files={"evidence": ("release.pdf", b"%PDF-1.4\nrelease\n", "application/pdf")})
+    response = web.post(
+        client,
+        f"/subjects/{web.subject_id}/consents/new",
+        f"/subjects/{web.subject_id}/consents",
+        {
+            "purposes": "advertising",
+            "channels": "web",
+            "territories": "DE",
+            "valid_from": "2026-01-01",
+            "valid_until": "2030-01-01",
+        },
+        files={"evidence": ("release.pdf", b"%PDF-1.4\nrelease\n", "application/pdf")},
+    )
     assert response.status_code == 303, error_of(response)
     consent_id = response.headers["location"].rstrip("/").split("/")[-1]
 

@@ -26,10 +26,15 @@ def test_audit_log_pages_by_sequence_number(web: WebWorld) -> None:
     second = client.get(older.group(1).replace("&amp;", "&")).text
     seqs2 = [int(s) for s in SEQS.findall(second)]
     assert len(seqs2) == 50 and max(seqs2) == min(seqs) - 1 and "← Newest" in second
-    third = client.get(re.search(r'<a rel="next" href="([^"]+)">Older', second).group(1).replace("&amp;", "&")).text
+    third = client.get(
+        re.search(r'<a rel="next" href="([^"]+)">Older', second).group(1).replace("&amp;", "&")
+    ).text
     assert len(SEQS.findall(third)) == 20 and "Older →" not in third
     # Details fold away; nothing is set to break inside tokens.
-    assert "<details><summary>2 fields</summary>" in first and 'class="mono"' not in first.split("<table class=\"events\">")[1]
+    assert (
+        "<details><summary>2 fields</summary>" in first
+        and 'class="mono"' not in first.split('<table class="events">')[1]
+    )
 
 
 def test_job_timeline_shows_that_jobs_events_only(web: WebWorld) -> None:
@@ -38,10 +43,22 @@ def test_job_timeline_shows_that_jobs_events_only(web: WebWorld) -> None:
     with unit_of_work(web.sf) as db:
         consent_a, batch_a = db.get(Job, job_a).consent_id, db.get(Job, job_a).batch_id
         # Another job's event on job A's consent and batch (as a consent check for job B would be).
-        audit.record(db, action="consent.checked_for_other", actor="system:test", resource_type="consent",
-                     resource_id=consent_a, job_id=job_b)
-        audit.record(db, action="batch.note_for_other", actor="system:test", resource_type="batch",
-                     resource_id=batch_a, job_id=job_b)
+        audit.record(
+            db,
+            action="consent.checked_for_other",
+            actor="system:test",
+            resource_type="consent",
+            resource_id=consent_a,
+            job_id=job_b,
+        )
+        audit.record(
+            db,
+            action="batch.note_for_other",
+            actor="system:test",
+            resource_type="batch",
+            resource_id=batch_a,
+            job_id=job_b,
+        )
     client = web.client("auditor")
     timeline_a = client.get(f"/audit/jobs/{job_a}").text
     assert "consent.granted" in timeline_a and "job.awaiting_review" in timeline_a

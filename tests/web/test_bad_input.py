@@ -38,8 +38,12 @@ def test_script_in_a_review_reason_is_escaped_everywhere(web: WebWorld) -> None:
     job_id = web.job_awaiting_review()
     reviewer = web.client("reviewer")
     web.runtime.settings  # noqa: B018 - the runtime is built; approval does not publish in this world
-    response = web.post(reviewer, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/decision",
-                        {"verdict": "reject", "reason": SCRIPT})
+    response = web.post(
+        reviewer,
+        f"/review/jobs/{job_id}",
+        f"/review/jobs/{job_id}/decision",
+        {"verdict": "reject", "reason": SCRIPT},
+    )
     assert response.status_code == 303
     page = reviewer.get(f"/review/jobs/{job_id}").text
     assert SCRIPT not in page and "&lt;script&gt;" in page
@@ -50,8 +54,12 @@ def test_script_in_a_review_reason_is_escaped_everywhere(web: WebWorld) -> None:
 def test_unknown_ids_are_404_pages_naming_the_id(web: WebWorld) -> None:
     missing = str(uuid.uuid4())
     pages = {
-        "compliance": [f"/subjects/{missing}", f"/consents/{missing}", f"/consents/{missing}/revoke",
-                       f"/subjects/{missing}/consents/new"],
+        "compliance": [
+            f"/subjects/{missing}",
+            f"/consents/{missing}",
+            f"/consents/{missing}/revoke",
+            f"/subjects/{missing}/consents/new",
+        ],
         "auditor": [f"/audit/jobs/{missing}", f"/jobs/{missing}/media/output"],
         "reviewer": [f"/review/jobs/{missing}"],
         "operator": [f"/batches/{missing}"],
@@ -82,11 +90,17 @@ def test_a_review_of_a_job_someone_already_decided(web_any_db: WebWorld) -> None
     first, second = web.client("reviewer"), web.client("opreview")
     page_before = second.get(f"/review/jobs/{job_id}")  # the second reviewer has the form open...
     token = csrf_from(page_before.text)
-    ok = web.post(first, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/decision",
-                  {"verdict": "reject", "reason": "lips drift off the face"})
+    ok = web.post(
+        first,
+        f"/review/jobs/{job_id}",
+        f"/review/jobs/{job_id}/decision",
+        {"verdict": "reject", "reason": "lips drift off the face"},
+    )
     assert ok.status_code == 303
-    late = second.post(f"/review/jobs/{job_id}/decision",  # ...and submits after the first decided
-                       data={"verdict": "approve", "reason": "looks fine", "csrf_token": token})
+    late = second.post(
+        f"/review/jobs/{job_id}/decision",  # ...and submits after the first decided
+        data={"verdict": "approve", "reason": "looks fine", "csrf_token": token},
+    )
     assert late.status_code == 409
     assert f"job {job_id} was already decided: reject" in error_of(late)
     with unit_of_work(web.sf) as db:
@@ -103,8 +117,12 @@ def test_four_eyes_refused_on_the_web_too(web_any_db: WebWorld) -> None:
     client = web.client("opreview")
     page = client.get(f"/review/jobs/{job_id}").text
     assert "You requested this batch" in page
-    response = web.post(client, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/decision",
-                        {"verdict": "approve", "reason": "mine, but fine"})
+    response = web.post(
+        client,
+        f"/review/jobs/{job_id}",
+        f"/review/jobs/{job_id}/decision",
+        {"verdict": "approve", "reason": "mine, but fine"},
+    )
     assert response.status_code == 409
     assert "four eyes" in error_of(response)
     assert count(web, ReviewDecision) == 0
@@ -113,23 +131,41 @@ def test_four_eyes_refused_on_the_web_too(web_any_db: WebWorld) -> None:
 def test_decision_needs_a_reason_and_a_known_verdict(web: WebWorld) -> None:
     job_id = web.job_awaiting_review()
     client = web.client("reviewer")
-    blank = web.post(client, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/decision",
-                     {"verdict": "approve", "reason": "   "})
+    blank = web.post(
+        client,
+        f"/review/jobs/{job_id}",
+        f"/review/jobs/{job_id}/decision",
+        {"verdict": "approve", "reason": "   "},
+    )
     assert blank.status_code == 422 and "reason is required" in error_of(blank)
-    odd = web.post(client, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/decision",
-                   {"verdict": "maybe", "reason": "hmm"})
+    odd = web.post(
+        client,
+        f"/review/jobs/{job_id}",
+        f"/review/jobs/{job_id}/decision",
+        {"verdict": "maybe", "reason": "hmm"},
+    )
     assert odd.status_code == 422 and "verdict" in error_of(odd)
     assert count(web, ReviewDecision) == 0
 
 
 def test_oversized_upload_is_refused_before_it_is_read(sqlite_db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    web = build_world(tmp_path, sqlite_db_url, config=lambda clock: WebConfig(clock=clock, max_upload_bytes=64 * 1024))
+    web = build_world(
+        tmp_path, sqlite_db_url, config=lambda clock: WebConfig(clock=clock, max_upload_bytes=64 * 1024)
+    )
     client = web.client("compliance")
     token = csrf_from(client.get(f"/subjects/{web.subject_id}/consents/new").text)
     big = b"%PDF-1.4\n" + b"0" * (200 * 1024)
-    response = client.post(f"/subjects/{web.subject_id}/consents", data={
-        "csrf_token": token, "purposes": "advertising", "channels": "web", "territories": "DE",
-        "valid_from": "2026-01-01"}, files={"evidence": ("release.pdf", big, "application/pdf")})
+    response = client.post(
+        f"/subjects/{web.subject_id}/consents",
+        data={
+            "csrf_token": token,
+            "purposes": "advertising",
+            "channels": "web",
+            "territories": "DE",
+            "valid_from": "2026-01-01",
+        },
+        files={"evidence": ("release.pdf", big, "application/pdf")},
+    )
     assert response.status_code == 413
     assert "error: upload refused: request body over the 64 KiB limit" in response.text
     assert count(web, Consent) == 0
@@ -140,11 +176,21 @@ def test_oversized_upload_is_refused_before_it_is_read(sqlite_db_url: str, tmp_p
 def test_wrong_file_type_is_refused_and_nothing_is_recorded(web: WebWorld) -> None:
     client = web.client("compliance")
     token = csrf_from(client.get(f"/subjects/{web.subject_id}/consents/new").text)
-    response = client.post(f"/subjects/{web.subject_id}/consents", data={
-        "csrf_token": token, "purposes": "advertising", "channels": "web", "territories": "DE",
-        "valid_from": "2026-01-01"}, files={"evidence": ("release.pdf", b"MZ\x90\x00 not a pdf", "application/pdf")})
+    response = client.post(
+        f"/subjects/{web.subject_id}/consents",
+        data={
+            "csrf_token": token,
+            "purposes": "advertising",
+            "channels": "web",
+            "territories": "DE",
+            "valid_from": "2026-01-01",
+        },
+        files={"evidence": ("release.pdf", b"MZ\x90\x00 not a pdf", "application/pdf")},
+    )
     assert response.status_code == 415
-    assert "evidence: 'release.pdf' is not an accepted evidence document (PDF, JPEG or PNG)" in error_of(response)
+    assert "evidence: 'release.pdf' is not an accepted evidence document (PDF, JPEG or PNG)" in error_of(
+        response
+    )
     assert count(web, Consent) == 0
     assert list((web.tmp / "var" / "console" / "uploads").iterdir()) == []
 
@@ -169,9 +215,13 @@ def test_bad_dates_and_vocabulary_are_refused(web: WebWorld) -> None:
 def test_storage_down_is_a_503_and_nothing_is_recorded(web: WebWorld) -> None:
     """This world's object store points at a closed port: the grant fails whole, saying why."""
     client = web.client("compliance")
-    response = web.post(client, f"/subjects/{web.subject_id}/consents/new", f"/subjects/{web.subject_id}/consents",
-                        {"purposes": "advertising", "channels": "web", "territories": "DE", "valid_from": "2026-01-01"},
-                        files={"evidence": ("release.pdf", b"%PDF-1.4 x", "application/pdf")})
+    response = web.post(
+        client,
+        f"/subjects/{web.subject_id}/consents/new",
+        f"/subjects/{web.subject_id}/consents",
+        {"purposes": "advertising", "channels": "web", "territories": "DE", "valid_from": "2026-01-01"},
+        files={"evidence": ("release.pdf", b"%PDF-1.4 x", "application/pdf")},
+    )
     assert response.status_code == 503
     assert "object storage at" in error_of(response) and "unreachable" in error_of(response)
     assert count(web, Consent) == 0
@@ -190,14 +240,39 @@ def test_batch_form_without_jobs_or_with_both_sources(web: WebWorld) -> None:
     client = web.client("operator")
     empty = web.post(client, "/batches/new", "/batches", {"name": "nothing"})
     assert empty.status_code == 422 and "the batch has no jobs" in error_of(empty)
-    both = web.post(client, "/batches/new", "/batches", {
-        "name": "x", "job0_subject": web.subject_id, "job0_purpose": "advertising", "job0_channel": "web",
-        "job0_territory": "DE", "job0_portrait_asset": str(uuid.uuid4()), "job0_driving_asset": str(uuid.uuid4())},
-        files={"job0_portrait_file": ("p.png", b"\x89PNG\r\n\x1a\n....", "image/png")})
-    assert both.status_code == 422 and "job 1: give either an uploaded portrait or an existing one, not both" in error_of(both)
-    unknown = web.post(client, "/batches/new", "/batches", {
-        "name": "x", "job0_subject": web.subject_id, "job0_purpose": "advertising", "job0_channel": "web",
-        "job0_territory": "DE", "job0_portrait_asset": str(uuid.uuid4()), "job0_driving_asset": str(uuid.uuid4())})
+    both = web.post(
+        client,
+        "/batches/new",
+        "/batches",
+        {
+            "name": "x",
+            "job0_subject": web.subject_id,
+            "job0_purpose": "advertising",
+            "job0_channel": "web",
+            "job0_territory": "DE",
+            "job0_portrait_asset": str(uuid.uuid4()),
+            "job0_driving_asset": str(uuid.uuid4()),
+        },
+        files={"job0_portrait_file": ("p.png", b"\x89PNG\r\n\x1a\n....", "image/png")},
+    )
+    assert (
+        both.status_code == 422
+        and "job 1: give either an uploaded portrait or an existing one, not both" in error_of(both)
+    )
+    unknown = web.post(
+        client,
+        "/batches/new",
+        "/batches",
+        {
+            "name": "x",
+            "job0_subject": web.subject_id,
+            "job0_purpose": "advertising",
+            "job0_channel": "web",
+            "job0_territory": "DE",
+            "job0_portrait_asset": str(uuid.uuid4()),
+            "job0_driving_asset": str(uuid.uuid4()),
+        },
+    )
     assert unknown.status_code == 404 and "job 1: asset" in error_of(unknown)
 
 
@@ -205,11 +280,19 @@ def _two_jobs(web: WebWorld, media: dict[str, Path], **second: str) -> tuple[dic
     """A batch form whose first job uploads good media and whose second job is what the test makes it."""
     data = {"name": "two jobs", "accept_uncovered": "yes"}
     for i in (0, 1):
-        data.update({f"job{i}_subject": web.subject_id, f"job{i}_purpose": "advertising", f"job{i}_channel": "web",
-                     f"job{i}_territory": "DE"})
+        data.update(
+            {
+                f"job{i}_subject": web.subject_id,
+                f"job{i}_purpose": "advertising",
+                f"job{i}_channel": "web",
+                f"job{i}_territory": "DE",
+            }
+        )
     data.update(second)
-    files = {"job0_portrait_file": ("me.png", media["portrait"].read_bytes(), "image/png"),
-             "job0_driving_file": ("drive.mp4", media["driving"].read_bytes(), "video/mp4")}
+    files = {
+        "job0_portrait_file": ("me.png", media["portrait"].read_bytes(), "image/png"),
+        "job0_driving_file": ("drive.mp4", media["driving"].read_bytes(), "video/mp4"),
+    }
     if "job1_portrait_asset" not in second:
         files["job1_portrait_file"] = ("me2.png", media["portrait"].read_bytes(), "image/png")
     if "job1_driving_asset" not in second:
@@ -223,16 +306,23 @@ def _inputs_keys(web: WebWorld) -> list[str]:
 
 
 @pytest.mark.s3
-@pytest.mark.parametrize(("second", "status", "message"), [
-    # Refused by the checks before any file is read: unknown territory.
-    ({"job1_territory": "XX"}, 422, "job 2: unknown territory 'XX'"),
-    # Refused while checking files: job 1's good media must not have been stored meanwhile.
-    ({"bad_driving": "yes"}, 422, "job 2 driving video: video 'drive2.mp4' cannot be read"),
-    # Refused by governance after the uploads (a portrait picked as the driving video): they are removed.
-    ({"job1_driving_asset": "portrait"}, 422, "job 2: asset"),
-])
+@pytest.mark.parametrize(
+    ("second", "status", "message"),
+    [
+        # Refused by the checks before any file is read: unknown territory.
+        ({"job1_territory": "XX"}, 422, "job 2: unknown territory 'XX'"),
+        # Refused while checking files: job 1's good media must not have been stored meanwhile.
+        ({"bad_driving": "yes"}, 422, "job 2 driving video: video 'drive2.mp4' cannot be read"),
+        # Refused by governance after the uploads (a portrait picked as the driving video): they are removed.
+        ({"job1_driving_asset": "portrait"}, 422, "job 2: asset"),
+    ],
+)
 def test_a_refused_web_batch_leaves_no_object_and_no_row(
-    web_s3: WebWorld, sample_media: dict[str, Path], second: dict[str, str], status: int, message: str,
+    web_s3: WebWorld,
+    sample_media: dict[str, Path],
+    second: dict[str, str],
+    status: int,
+    message: str,
 ) -> None:
     web = web_s3
     extra = dict(second)

@@ -20,14 +20,24 @@ from tests.web.conftest import PASSWORD, WebWorld, store_job_media
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.s3,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at /usr/bin/chromium "
-                                                     "(run `make browser`)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's Chromium is not installed at /usr/bin/chromium (run `make browser`)",
+    ),
 ]
 
 
@@ -153,7 +163,9 @@ def test_reviewer_watches_the_render_with_the_player_and_rejects(
     page_for: Any, web_s3: WebWorld, sample_media: dict[str, Path], live: LiveServer
 ) -> None:
     parts = store_job_media(web_s3, sample_media)
-    job_id = web_s3.job_awaiting_review(portrait=parts["portrait"], driving=parts["driving"], output=parts["output"])
+    job_id = web_s3.job_awaiting_review(
+        portrait=parts["portrait"], driving=parts["driving"], output=parts["output"]
+    )
     page = page_for("reviewer")
     page.click("text=Review")
     page.click(f"text={job_id[:8]}")
@@ -174,7 +186,9 @@ def test_reviewer_watches_the_render_with_the_player_and_rejects(
         expect(page.locator("#position")).to_have_text(re.compile(rf"frame {frame}$"))
         t = (frame + 0.5) / 25  # the fixture's driving video has no recorded fps: 25
         assert page.evaluate(f"[{OUTPUT}.currentTime, {DRIVING}.currentTime]") == [
-            pytest.approx(t, abs=0.02), pytest.approx(t, abs=0.02)]
+            pytest.approx(t, abs=0.02),
+            pytest.approx(t, abs=0.02),
+        ]
 
     page.locator("#identity-plot circle.pt[data-frame='9']").click()  # click a plot point: seek to it
     at_frame(9)
@@ -301,7 +315,13 @@ def test_admin_creates_a_reviewer_changes_their_roles_and_they_sign_in(
     page.fill("input[name=password]", "a long enough passphrase")
     page.click("button[type=submit]")
     page.wait_for_url(f"{live.url}/")  # the sign-in page has no navigation links to read yet
-    assert page.locator("header nav a").all_inner_texts() == ["Review", "Subjects & consents", "Models", "Batches", "Audit log"]
+    assert page.locator("header nav a").all_inner_texts() == [
+        "Review",
+        "Subjects & consents",
+        "Models",
+        "Batches",
+        "Audit log",
+    ]
 
 
 def test_demo_admin_opens_the_console_with_the_printed_password(

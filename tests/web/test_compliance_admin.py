@@ -16,8 +16,9 @@ from tests.web.conftest import PASSWORD, WebWorld, error_of
 def test_subjects_search_and_pages(web: WebWorld) -> None:
     with unit_of_work(web.sf) as db:
         for n in range(55):
-            subjects.add_subject(db, reference=f"P-{n:03d}", display_name=f"Person {n}",
-                                 created_by=web.users["compliance"])
+            subjects.add_subject(
+                db, reference=f"P-{n:03d}", display_name=f"Person {n}", created_by=web.users["compliance"]
+            )
     client = web.client("compliance")
     first = client.get("/subjects").text
     assert "56 subject(s)" in first and "page 1 of 2" in first
@@ -35,8 +36,14 @@ def test_subjects_search_and_pages(web: WebWorld) -> None:
 
 def test_subject_page_shows_reference_thumbnails_and_iso_dates(web: WebWorld) -> None:
     with unit_of_work(web.sf) as db:
-        ref = subjects.add_reference(db, subject_id=web.subject_id, bucket="inputs", object_key="refs/a.png",
-                                     sha256="d" * 64, created_by=web.users["compliance"]).id
+        ref = subjects.add_reference(
+            db,
+            subject_id=web.subject_id,
+            bucket="inputs",
+            object_key="refs/a.png",
+            sha256="d" * 64,
+            created_by=web.users["compliance"],
+        ).id
     web.grant()
     client = web.client("compliance")
     page = client.get(f"/subjects/{web.subject_id}").text
@@ -58,10 +65,14 @@ def roles_of(web: WebWorld, name: str) -> list[str]:
 def test_admin_changes_roles_disables_and_resets_passwords(web: WebWorld) -> None:
     admin = web.client("admin")
     target = web.users["operator"]
-    changed = web.post(admin, "/admin/users", f"/admin/users/{target}/roles", {"roles": ["operator", "auditor"]})
+    changed = web.post(
+        admin, "/admin/users", f"/admin/users/{target}/roles", {"roles": ["operator", "auditor"]}
+    )
     assert changed.status_code == 303
     assert roles_of(web, "operator") == ["auditor", "operator"]
-    refused = web.post(admin, "/admin/users", f"/admin/users/{target}/roles", {"roles": ["admin", "reviewer"]})
+    refused = web.post(
+        admin, "/admin/users", f"/admin/users/{target}/roles", {"roles": ["admin", "reviewer"]}
+    )
     assert refused.status_code == 422 and "may not be held together" in error_of(refused)
     assert roles_of(web, "operator") == ["auditor", "operator"]
     me = web.users["admin"]
@@ -69,12 +80,18 @@ def test_admin_changes_roles_disables_and_resets_passwords(web: WebWorld) -> Non
     assert own.status_code == 422 and "own account" in error_of(own) and roles_of(web, "admin") == ["admin"]
     assert web.post(admin, "/admin/users", f"/admin/users/{me}/disable").status_code == 422
 
-    reset = web.post(admin, "/admin/users", f"/admin/users/{web.users['reviewer']}/password",
-                     {"password": "a brand new passphrase"})
+    reset = web.post(
+        admin,
+        "/admin/users",
+        f"/admin/users/{web.users['reviewer']}/password",
+        {"password": "a brand new passphrase"},
+    )
     assert reset.status_code == 303
     assert web.sign_in(web.client(), "reviewer@example.org", PASSWORD).status_code == 401
     assert web.sign_in(web.client(), "reviewer@example.org", "a brand new passphrase").status_code == 303
-    short = web.post(admin, "/admin/users", f"/admin/users/{web.users['reviewer']}/password", {"password": "short"})
+    short = web.post(
+        admin, "/admin/users", f"/admin/users/{web.users['reviewer']}/password", {"password": "short"}
+    )
     assert short.status_code == 422 and "password too short" in error_of(short)
 
     auditor = web.client("auditor")
@@ -85,4 +102,8 @@ def test_admin_changes_roles_disables_and_resets_passwords(web: WebWorld) -> Non
     with unit_of_work(web.sf) as db:
         assert db.get(User, web.users["auditor"]).active is False
         logged = list(db.scalars(select(AuditEvent.action).where(AuditEvent.action.like("user.%"))))
-    assert logged.count("user.roles_changed") == 1 and "user.password_set" in logged and "user.disabled" in logged
+    assert (
+        logged.count("user.roles_changed") == 1
+        and "user.password_set" in logged
+        and "user.disabled" in logged
+    )

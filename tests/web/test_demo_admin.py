@@ -26,7 +26,15 @@ def test_demo_admin_signs_in_to_the_console_with_the_printed_password(web: WebWo
     users_page = client.get("/admin/users")
     assert users_page.status_code == 200 and ADMIN in users_page.text
 
-    text = console_instructions(DemoResult(var_dir=Path("/srv/var/demo"), checkpoint=Path("m.pth"), demo_model=True,
-                                           s3_endpoint="127.0.0.1:1", admin_email=email, admin_password=password))
+    text = console_instructions(
+        DemoResult(
+            var_dir=Path("/srv/var/demo"),
+            checkpoint=Path("m.pth"),
+            demo_model=True,
+            s3_endpoint="127.0.0.1:1",
+            admin_email=email,
+            admin_password=password,
+        )
+    )
     assert text.count(password) == 1 and "LIKENESS_VAR_DIR=/srv/var/demo" in text
     assert "sqlite:////srv/var/demo/likeness.db" in text and "likeness console serve" in text

@@ -31,8 +31,13 @@ def subjects(web: WebWorld) -> int:
 @pytest.fixture
 def proxied(sqlite_db_url: str, tmp_path: Path) -> Iterator[WebWorld]:
     """A console configured for a TLS proxy on 127.0.0.1 in front of it."""
-    world = build_world(tmp_path, sqlite_db_url, config=lambda clock: WebConfig(
-        clock=clock, public_origin=PUBLIC, trusted_proxies=("127.0.0.1", "::1"), secure_cookies=False))
+    world = build_world(
+        tmp_path,
+        sqlite_db_url,
+        config=lambda clock: WebConfig(
+            clock=clock, public_origin=PUBLIC, trusted_proxies=("127.0.0.1", "::1"), secure_cookies=False
+        ),
+    )
     yield world
     for client in world.clients:
         client.close()
@@ -42,9 +47,18 @@ def proxied(sqlite_db_url: str, tmp_path: Path) -> Iterator[WebWorld]:
 def behind_proxy(world: WebWorld, client_ip: str, *, peer: tuple[str, int] = PROXY) -> TestClient:
     """A client whose requests arrive the way the proxy forwards them: plain http to the upstream, with
     the browser's Origin and the forwarded headers."""
-    client = TestClient(world.app, base_url="http://127.0.0.1:8765", follow_redirects=False, client=peer,
-                        headers={"origin": PUBLIC, "x-forwarded-proto": "https", "x-forwarded-host": "console.example",
-                                 "x-forwarded-for": client_ip})
+    client = TestClient(
+        world.app,
+        base_url="http://127.0.0.1:8765",
+        follow_redirects=False,
+        client=peer,
+        headers={
+            "origin": PUBLIC,
+            "x-forwarded-proto": "https",
+            "x-forwarded-host": "console.example",
+            "x-forwarded-for": client_ip,
+        },
+    )
     world.clients.append(client)
     return client
 
@@ -73,8 +87,11 @@ def test_another_origin_is_still_refused_behind_the_proxy(proxied: WebWorld) -> 
     client = behind_proxy(proxied, "203.0.113.7")
     assert sign_in(proxied, client, "compliance@example.org").status_code == 303
     token = csrf_from(client.get("/subjects").text)
-    response = client.post("/subjects", data={"reference": "S-2", "display_name": "Bo", "csrf_token": token},
-                           headers={"origin": "https://evil.example"})
+    response = client.post(
+        "/subjects",
+        data={"reference": "S-2", "display_name": "Bo", "csrf_token": token},
+        headers={"origin": "https://evil.example"},
+    )
     assert response.status_code == 403 and "another origin" in error_of(response)
     assert subjects(proxied) == 1
 
@@ -82,8 +99,11 @@ def test_another_origin_is_still_refused_behind_the_proxy(proxied: WebWorld) -> 
 def test_forwarded_proto_from_a_trusted_proxy_is_enough_without_a_public_origin(
     sqlite_db_url: str, tmp_path: Path
 ) -> None:
-    world = build_world(tmp_path, sqlite_db_url, config=lambda clock: WebConfig(
-        clock=clock, trusted_proxies=("127.0.0.0/8",), secure_cookies=False))
+    world = build_world(
+        tmp_path,
+        sqlite_db_url,
+        config=lambda clock: WebConfig(clock=clock, trusted_proxies=("127.0.0.0/8",), secure_cookies=False),
+    )
     try:
         client = behind_proxy(world, "203.0.113.7")
         assert sign_in(world, client, "compliance@example.org").status_code == 303
@@ -93,7 +113,9 @@ def test_forwarded_proto_from_a_trusted_proxy_is_enough_without_a_public_origin(
 
 def test_forwarded_headers_from_an_untrusted_peer_are_ignored(sqlite_db_url: str, tmp_path: Path) -> None:
     """Without the proxy configured, the request from the issue stays refused (fail closed)."""
-    world = build_world(tmp_path, sqlite_db_url, config=lambda clock: WebConfig(clock=clock, secure_cookies=False))
+    world = build_world(
+        tmp_path, sqlite_db_url, config=lambda clock: WebConfig(clock=clock, secure_cookies=False)
+    )
     try:
         client = behind_proxy(world, "203.0.113.7")
         response = sign_in(world, client, "compliance@example.org")
@@ -152,9 +174,18 @@ def test_a_forged_forwarded_for_from_an_untrusted_peer_does_not_dodge_the_thrott
 
 # -- where sign-in sends you ------------------------------------------------------------------------
 
-OFF_SITE = ["/\t/evil.example/phish", "/%09/evil.example/phish", "/\\evil.example", "\\\\evil.example",
-            "//evil.example/x", "https://evil.example/", "/\r\nset-cookie: x=1", "/\n/evil.example",
-            "javascript:alert(1)", " //evil.example"]
+OFF_SITE = [
+    "/\t/evil.example/phish",
+    "/%09/evil.example/phish",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "//evil.example/x",
+    "https://evil.example/",
+    "/\r\nset-cookie: x=1",
+    "/\n/evil.example",
+    "javascript:alert(1)",
+    " //evil.example",
+]
 
 
 @pytest.mark.parametrize("target", OFF_SITE)
@@ -163,16 +194,25 @@ def test_next_accepts_only_same_origin_paths(web: WebWorld, target: str) -> None
     form = client.get("/sign-in", params={"next": target}).text
     assert 'name="next" value="/"' in form
     token = csrf_from(form)
-    response = client.post("/sign-in", data={"email": "auditor@example.org", "password": PASSWORD,
-                                             "csrf_token": token, "next": target})
+    response = client.post(
+        "/sign-in",
+        data={"email": "auditor@example.org", "password": PASSWORD, "csrf_token": token, "next": target},
+    )
     assert response.status_code == 303 and response.headers["location"] == "/"
 
 
 def test_next_keeps_a_local_path_with_its_query(web: WebWorld) -> None:
     client = web.client()
     token = csrf_from(client.get("/sign-in").text)
-    response = client.post("/sign-in", data={"email": "auditor@example.org", "password": PASSWORD,
-                                             "csrf_token": token, "next": "/audit?action=job.*"})
+    response = client.post(
+        "/sign-in",
+        data={
+            "email": "auditor@example.org",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "/audit?action=job.*",
+        },
+    )
     assert response.status_code == 303 and response.headers["location"] == "/audit?action=job.*"
 
 
@@ -187,20 +227,27 @@ def assert_security_headers(response: Any) -> None:
 
 
 def test_oversized_chunked_upload_gets_413_and_stores_nothing(sqlite_db_url: str, tmp_path: Path) -> None:
-    world = build_world(tmp_path, sqlite_db_url, config=lambda clock: WebConfig(clock=clock, max_upload_bytes=64 * 1024))
+    world = build_world(
+        tmp_path, sqlite_db_url, config=lambda clock: WebConfig(clock=clock, max_upload_bytes=64 * 1024)
+    )
     try:
         client = world.client("compliance")
         token = csrf_from(client.get(f"/subjects/{world.subject_id}/consents/new").text)
 
         def body() -> Iterator[bytes]:  # no Content-Length: sent chunked
-            yield (f'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
-                   '--b\r\nContent-Disposition: form-data; name="evidence"; filename="big.pdf"\r\n'
-                   "Content-Type: application/pdf\r\n\r\n%PDF-1.4\n").encode()
+            yield (
+                f'--b\r\nContent-Disposition: form-data; name="csrf_token"\r\n\r\n{token}\r\n'
+                '--b\r\nContent-Disposition: form-data; name="evidence"; filename="big.pdf"\r\n'
+                "Content-Type: application/pdf\r\n\r\n%PDF-1.4\n"
+            ).encode()
             for _ in range(40):
                 yield b"x" * 8192
 
-        response = client.post(f"/subjects/{world.subject_id}/consents", content=body(),
-                               headers={"content-type": "multipart/form-data; boundary=b"})
+        response = client.post(
+            f"/subjects/{world.subject_id}/consents",
+            content=body(),
+            headers={"content-type": "multipart/form-data; boundary=b"},
+        )
         assert response.status_code == 413
         assert "request body over the 64 KiB limit" in response.text
         assert_security_headers(response)
@@ -232,8 +279,9 @@ def test_error_responses_carry_the_security_headers(web: WebWorld, monkeypatch: 
         raise RuntimeError("boom /secret/path")
 
     monkeypatch.setattr(access, "render", broken)
-    crashing = TestClient(web.app, base_url="https://testserver", raise_server_exceptions=False,
-                          cookies=dict(client.cookies))
+    crashing = TestClient(
+        web.app, base_url="https://testserver", raise_server_exceptions=False, cookies=dict(client.cookies)
+    )
     web.clients.append(crashing)
     crashed = crashing.get("/")
     assert crashed.status_code == 500
@@ -246,11 +294,17 @@ def test_error_responses_carry_the_security_headers(web: WebWorld, monkeypatch: 
 
 def test_admin_and_reviewer_cannot_be_held_together(web: WebWorld) -> None:
     admin = web.client("admin")
-    response = web.post(admin, "/admin/users", "/admin/users", {
-        "email": "both@example.org", "password": "a long enough passphrase", "roles": ["admin", "reviewer"]})
+    response = web.post(
+        admin,
+        "/admin/users",
+        "/admin/users",
+        {"email": "both@example.org", "password": "a long enough passphrase", "roles": ["admin", "reviewer"]},
+    )
     assert response.status_code == 422
     assert error_of(response).startswith("error: roles admin and reviewer may not be held together")
     with unit_of_work(web.sf) as db:
         assert db.scalar(select(User).where(User.email == "both@example.org")) is None
         with pytest.raises(ValidationFailed, match="may not be held together"):
-            users.set_roles(db, user_id=web.users["admin"], roles=["admin", "reviewer"], actor="admin@example.org")
+            users.set_roles(
+                db, user_id=web.users["admin"], roles=["admin", "reviewer"], actor="admin@example.org"
+            )

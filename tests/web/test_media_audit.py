@@ -16,14 +16,20 @@ pytestmark = pytest.mark.s3
 
 def media_reads(web: WebWorld) -> list[tuple[str, str | None, str]]:
     with unit_of_work(web.sf) as db:
-        return [(e.actor, e.job_id, e.details["what"]) for e in db.scalars(
-            select(AuditEvent).where(AuditEvent.action == "access.read").order_by(AuditEvent.seq))]
+        return [
+            (e.actor, e.job_id, e.details["what"])
+            for e in db.scalars(
+                select(AuditEvent).where(AuditEvent.action == "access.read").order_by(AuditEvent.seq)
+            )
+        ]
 
 
 def test_media_reads_are_on_record(web_s3: WebWorld, sample_media: dict[str, Path]) -> None:
     web = web_s3
     parts = store_job_media(web, sample_media)
-    job_id = web.job_awaiting_review(portrait=parts["portrait"], driving=parts["driving"], output=parts["output"])
+    job_id = web.job_awaiting_review(
+        portrait=parts["portrait"], driving=parts["driving"], output=parts["output"]
+    )
     reviewer, auditor = web.client("reviewer"), web.client("auditor")
     assert reviewer.get(f"/jobs/{job_id}/media/output").status_code == 200
     assert reviewer.get(f"/jobs/{job_id}/media/output", headers={"range": "bytes=0-99"}).status_code == 206
@@ -31,6 +37,7 @@ def test_media_reads_are_on_record(web_s3: WebWorld, sample_media: dict[str, Pat
     assert auditor.get(f"/jobs/{job_id}/media/portrait").status_code == 200
     assert web.client("operator").get(f"/jobs/{job_id}/media/portrait").status_code == 403
     assert media_reads(web) == [
-        ("reviewer@example.org", job_id, "job_media.output"), ("reviewer@example.org", job_id, "job_media.output"),
+        ("reviewer@example.org", job_id, "job_media.output"),
+        ("reviewer@example.org", job_id, "job_media.output"),
         ("auditor@example.org", job_id, "job_media.portrait"),
     ]

@@ -14,10 +14,26 @@ def test_models_and_lineage_for_compliance_and_auditors(web: WebWorld) -> None:
     training = web.grant(purposes=["model_training"])
     with unit_of_work(web.sf) as db:
         model = models_registry.register_model(
-            db, name="mcnet-newsroom", version="3", sha256=SHA, config={"image_size": 256, "num_kp": 15},
-            actor_email="operator@example.org", description="newsroom presenters",
-            clips=[TrainingClip(sha256="6" * 64, subject_id=web.subject_id, split="train", frames=300,
-                                bucket="inputs", object_key="training/6.pt", size_bytes=100, origin="take1.mp4")])
+            db,
+            name="mcnet-newsroom",
+            version="3",
+            sha256=SHA,
+            config={"image_size": 256, "num_kp": 15},
+            actor_email="operator@example.org",
+            description="newsroom presenters",
+            clips=[
+                TrainingClip(
+                    sha256="6" * 64,
+                    subject_id=web.subject_id,
+                    split="train",
+                    frames=300,
+                    bucket="inputs",
+                    object_key="training/6.pt",
+                    size_bytes=100,
+                    origin="take1.mp4",
+                )
+            ],
+        )
         model_id = model.id
     for role in ("compliance", "auditor"):
         client = web.client(role)
@@ -26,7 +42,9 @@ def test_models_and_lineage_for_compliance_and_auditors(web: WebWorld) -> None:
         assert "mcnet-newsroom@3" in listing.text and f'href="/models/{model_id}"' in listing.text
         page = client.get(f"/models/{model_id}")
         assert page.status_code == 200
-        assert SHA in page.text and "take1.mp4" in page.text and "S-1" in page.text and "in force" in page.text
+        assert (
+            SHA in page.text and "take1.mp4" in page.text and "S-1" in page.text and "in force" in page.text
+        )
         assert training[:8] in page.text and "image_size=256" in page.text
     assert web.client("operator").get("/models").status_code == 403
     assert web.client("reviewer").get(f"/models/{model_id}").status_code == 403

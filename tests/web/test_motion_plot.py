@@ -16,16 +16,27 @@ from tests.web.test_browser import CHROMIUM, browser, live, page_for  # noqa: F4
 FRAMES = list(range(0, 48, 3))
 MOTION = {
     "motion": {
-        "every": 3, "frame_indices": FRAMES, "mouth_correlation": 0.12, "mouth_mean_difference": 0.05,
-        "yaw_correlation": 0.3, "yaw_mean_difference": 2.5,
+        "every": 3,
+        "frame_indices": FRAMES,
+        "mouth_correlation": 0.12,
+        "mouth_mean_difference": 0.05,
+        "yaw_correlation": 0.3,
+        "yaw_mean_difference": 2.5,
         "series": {
-            "mouth": {"driving": [0.05 + 0.02 * (i % 4) for i in range(len(FRAMES))], "output": [0.2] * len(FRAMES)},
+            "mouth": {
+                "driving": [0.05 + 0.02 * (i % 4) for i in range(len(FRAMES))],
+                "output": [0.2] * len(FRAMES),
+            },
             "yaw": {"driving": [float(i % 5) for i in range(len(FRAMES))], "output": [1.0] * len(FRAMES)},
         },
-        "landmark_model": {"name": "dlib-68", "file": "shape_predictor_68_face_landmarks.dat", "sha256": "c" * 64},
+        "landmark_model": {
+            "name": "dlib-68",
+            "file": "shape_predictor_68_face_landmarks.dat",
+            "sha256": "c" * 64,
+        },
     },
     "artifacts": {"checks": {"fps": {"detail": {"fps": 25.0}}}},
-}  # fmt: skip
+}
 
 
 def rules() -> dict[str, Any]:
@@ -57,9 +68,17 @@ def test_no_motion_recorded_means_no_plot(web: WebWorld) -> None:
     assert 'id="motion-plot"' not in page and "motion_plot.js" not in page
 
 
-@pytest.mark.parametrize("details", [None, {}, {"motion": "x"}, {"motion": {"series": {}}},
-                                     {"motion": {**MOTION["motion"], "frame_indices": [0, 3]}},
-                                     {"motion": {**MOTION["motion"], "series": {"mouth": {"driving": ["<b>"]}}}}])
+@pytest.mark.parametrize(
+    "details",
+    [
+        None,
+        {},
+        {"motion": "x"},
+        {"motion": {"series": {}}},
+        {"motion": {**MOTION["motion"], "frame_indices": [0, 3]}},
+        {"motion": {**MOTION["motion"], "series": {"mouth": {"driving": ["<b>"]}}}},
+    ],
+)
 def test_malformed_motion_details_draw_nothing(details: Any) -> None:
     assert motion_context(details, rules())["motion_plot"] == ""
 
@@ -72,10 +91,15 @@ def test_the_plot_is_numbers_only() -> None:
 @pytest.mark.browser
 @pytest.mark.s3
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at /usr/bin/chromium")
-def test_clicking_a_point_seeks_both_videos(page_for: Any, web_s3: WebWorld, sample_media: dict[str, Path]) -> None:  # noqa: F811
+def test_clicking_a_point_seeks_both_videos(
+    page_for: Any,  # noqa: F811
+    web_s3: WebWorld,
+    sample_media: dict[str, Path],
+) -> None:
     parts = store_job_media(web_s3, sample_media)
-    job_id = web_s3.job_awaiting_review(portrait=parts["portrait"], driving=parts["driving"], output=parts["output"],
-                                        details=MOTION)
+    job_id = web_s3.job_awaiting_review(
+        portrait=parts["portrait"], driving=parts["driving"], output=parts["output"], details=MOTION
+    )
     page = page_for("reviewer")
     page.goto(f"/review/jobs/{job_id}")
     for video in ("#output-video", "#driving-video"):

@@ -23,11 +23,20 @@ def batch_count(web: WebWorld) -> int:
 
 def other_subject_asset(web: WebWorld) -> tuple[str, str]:
     with unit_of_work(web.sf) as db:
-        other = subjects.add_subject(db, reference="S-OTHER", display_name="Someone Else",
-                                     created_by=web.users["compliance"]).id
-        asset = batches.register_asset(db, kind=AssetKind.portrait, bucket="inputs", object_key="other/p.png",
-                                       sha256="e" * 64, size_bytes=10, actor="operator@example.org",
-                                       media_type="image/png", subject_id=other).id
+        other = subjects.add_subject(
+            db, reference="S-OTHER", display_name="Someone Else", created_by=web.users["compliance"]
+        ).id
+        asset = batches.register_asset(
+            db,
+            kind=AssetKind.portrait,
+            bucket="inputs",
+            object_key="other/p.png",
+            sha256="e" * 64,
+            size_bytes=10,
+            actor="operator@example.org",
+            media_type="image/png",
+            subject_id=other,
+        ).id
     return other, asset
 
 
@@ -51,9 +60,20 @@ def test_picking_another_subjects_media_is_refused(web: WebWorld) -> None:
     _, theirs = other_subject_asset(web)
     web.grant()
     client = web.client("operator")
-    response = web.post(client, "/batches/new", "/batches", {
-        "name": "x", "job0_subject": web.subject_id, "job0_purpose": "advertising", "job0_channel": "web",
-        "job0_territory": "DE", "job0_portrait_asset": theirs, "job0_driving_asset": web.asset(AssetKind.driving_video)})
+    response = web.post(
+        client,
+        "/batches/new",
+        "/batches",
+        {
+            "name": "x",
+            "job0_subject": web.subject_id,
+            "job0_purpose": "advertising",
+            "job0_channel": "web",
+            "job0_territory": "DE",
+            "job0_portrait_asset": theirs,
+            "job0_driving_asset": web.asset(AssetKind.driving_video),
+        },
+    )
     assert response.status_code == 422
     assert error_of(response) == "error: job 1: the stored portrait belongs to another subject"
     assert batch_count(web) == 0
@@ -61,14 +81,24 @@ def test_picking_another_subjects_media_is_refused(web: WebWorld) -> None:
 
 def test_missing_channel_is_refused_and_the_entries_are_kept(web: WebWorld) -> None:
     client = web.client("operator")
-    response = web.post(client, "/batches/new", "/batches", {
-        "name": "spring <campaign>", "subject": web.subject_id, "job0_subject": web.subject_id,
-        "job0_purpose": "advertising", "job0_channel": "", "job0_territory": "DE"})
+    response = web.post(
+        client,
+        "/batches/new",
+        "/batches",
+        {
+            "name": "spring <campaign>",
+            "subject": web.subject_id,
+            "job0_subject": web.subject_id,
+            "job0_purpose": "advertising",
+            "job0_channel": "",
+            "job0_territory": "DE",
+        },
+    )
     assert response.status_code == 422
     assert error_of(response) == "error: job 1: choose a channel"
     page = response.text
     assert 'name="name" required maxlength="200" value="spring &lt;campaign&gt;"' in page
-    assert '<option selected>advertising</option>' in page and 'value="DE"' in page
+    assert "<option selected>advertising</option>" in page and 'value="DE"' in page
     assert "files cannot be: choose them again" in page
     assert batch_count(web) == 0
 
@@ -76,9 +106,15 @@ def test_missing_channel_is_refused_and_the_entries_are_kept(web: WebWorld) -> N
 def test_a_use_no_consent_covers_is_a_warning_until_confirmed(web: WebWorld) -> None:
     web.grant()  # advertising / web / DE
     client = web.client("operator")
-    form = {"name": "launch", "job0_subject": web.subject_id, "job0_purpose": "advertising",
-            "job0_channel": "web", "job0_territory": "FR", "job0_portrait_asset": web.asset(AssetKind.portrait),
-            "job0_driving_asset": web.asset(AssetKind.driving_video)}
+    form = {
+        "name": "launch",
+        "job0_subject": web.subject_id,
+        "job0_purpose": "advertising",
+        "job0_channel": "web",
+        "job0_territory": "FR",
+        "job0_portrait_asset": web.asset(AssetKind.portrait),
+        "job0_driving_asset": web.asset(AssetKind.driving_video),
+    }
     warned = web.post(client, "/batches/new", "/batches", form)
     assert warned.status_code == 200  # a warning, not an error: the form again
     text = html.unescape(warned.text)
@@ -107,8 +143,13 @@ def test_operators_see_their_own_batches_and_auditors_all(web: WebWorld) -> None
 def test_batch_page_shows_the_reviewers_reason(web: WebWorld) -> None:
     job_id = web.job_awaiting_review()
     with unit_of_work(web.sf) as db:
-        review.decide(db, job_id=job_id, reviewer_id=web.users["reviewer"], verdict=Verdict.reject,
-                      reason="lips drift <b>late</b>")
+        review.decide(
+            db,
+            job_id=job_id,
+            reviewer_id=web.users["reviewer"],
+            verdict=Verdict.reject,
+            reason="lips drift <b>late</b>",
+        )
         batch_id = db.get(Job, job_id).batch_id
     page = web.client("operator").get(f"/batches/{batch_id}").text
     assert "“lips drift &lt;b&gt;late&lt;/b&gt;”" in page

@@ -28,11 +28,23 @@ def test_compliance_grants_amends_and_reads_history(web_s3: WebWorld, sample_med
     client = web.client("compliance")
     evidence = b"%PDF-1.4\nsigned release, subject S-1\n"
     photo = sample_media["portrait"].read_bytes()
-    response = web.post(client, f"/subjects/{web.subject_id}/consents/new", f"/subjects/{web.subject_id}/consents",
-                        {"purposes": ["advertising", "editorial"], "channels": "web", "territories": "de, fr",
-                         "valid_from": "2026-01-01", "valid_until": "2030-01-01", "notes": "signed in person"},
-                        files={"evidence": ("release.pdf", evidence, "application/pdf"),
-                               "reference_photo": ("ref.png", photo, "image/png")})
+    response = web.post(
+        client,
+        f"/subjects/{web.subject_id}/consents/new",
+        f"/subjects/{web.subject_id}/consents",
+        {
+            "purposes": ["advertising", "editorial"],
+            "channels": "web",
+            "territories": "de, fr",
+            "valid_from": "2026-01-01",
+            "valid_until": "2030-01-01",
+            "notes": "signed in person",
+        },
+        files={
+            "evidence": ("release.pdf", evidence, "application/pdf"),
+            "reference_photo": ("ref.png", photo, "image/png"),
+        },
+    )
     assert response.status_code == 303, error_of(response)
     with unit_of_work(web.sf) as db:
         granted = db.scalars(select(Consent)).one()
@@ -47,9 +59,18 @@ def test_compliance_grants_amends_and_reads_history(web_s3: WebWorld, sample_med
     assert document.headers["content-disposition"].startswith("attachment")
 
     page = f"/consents/{granted.id}/amend"
-    amended = web.post(client, page, page, {"purposes": "advertising", "channels": ["web", "social_media"],
-                                            "territories": "DE", "valid_until": "2029-06-30",
-                                            "reason": "subject narrowed the scope"})
+    amended = web.post(
+        client,
+        page,
+        page,
+        {
+            "purposes": "advertising",
+            "channels": ["web", "social_media"],
+            "territories": "DE",
+            "valid_until": "2029-06-30",
+            "reason": "subject narrowed the scope",
+        },
+    )
     assert amended.status_code == 303, error_of(amended)
     history = client.get(amended.headers["location"]).text
     assert "consent amended: version 2" in history
@@ -74,16 +95,26 @@ def test_revoke_confirmation_lists_publications_then_takes_them_down(
         jobs.transition(db, job, to=JobState.publishing, actor="system:test")
         from governance.publications import record_publication
 
-        record_publication(db, job_id=job_id, bucket=stored.bucket, object_key=stored.key,
-                           version_id=stored.version_id, sha256=stored.sha256, size_bytes=stored.size,
-                           watermark_payload=4242, published_by="system:test")
+        record_publication(
+            db,
+            job_id=job_id,
+            bucket=stored.bucket,
+            object_key=stored.key,
+            version_id=stored.version_id,
+            sha256=stored.sha256,
+            size_bytes=stored.size,
+            watermark_payload=4242,
+            published_by="system:test",
+        )
         consent_id = job.consent_id
     client = web.client("compliance")
     confirm = client.get(f"/consents/{consent_id}/revoke")
     assert confirm.status_code == 200
     assert stored.key in confirm.text and "Revoke and take down 1 publication(s)" in confirm.text
-    done = client.post(f"/consents/{consent_id}/revoke",
-                       data={"reason": "subject withdrew", "csrf_token": csrf_from(confirm.text)})
+    done = client.post(
+        f"/consents/{consent_id}/revoke",
+        data={"reason": "subject withdrew", "csrf_token": csrf_from(confirm.text)},
+    )
     assert done.status_code == 303
     assert "revoked; 1 publication(s) taken down" in client.get(done.headers["location"]).text
     with unit_of_work(web.sf) as db:
@@ -97,12 +128,18 @@ def test_revoke_confirmation_lists_publications_then_takes_them_down(
 def test_reviewer_watches_and_approves(web_s3: WebWorld, sample_media: dict[str, Path]) -> None:
     web = web_s3
     parts = store_job_media(web, sample_media)
-    job_id = web.job_awaiting_review(portrait=parts["portrait"], driving=parts["driving"], output=parts["output"])
+    job_id = web.job_awaiting_review(
+        portrait=parts["portrait"], driving=parts["driving"], output=parts["output"]
+    )
     client = web.client("reviewer")
     queue = client.get("/review").text
     assert job_id[:8] in queue and "colour_drift" in queue
     page = client.get(f"/review/jobs/{job_id}").text
-    assert f'src="/jobs/{job_id}/media/output"' in page and "<svg" in page and "worst 5% review &gt; 0.070" in page
+    assert (
+        f'src="/jobs/{job_id}/media/output"' in page
+        and "<svg" in page
+        and "worst 5% review &gt; 0.070" in page
+    )
     assert "No face found in sampled frame(s) 6." in page  # the None at index 2, every 3rd frame
     assert "In force now" in page and "advertising" in page
     for which, name in (("output", "render"), ("portrait", "portrait"), ("driving", "driving")):
@@ -113,8 +150,12 @@ def test_reviewer_watches_and_approves(web_s3: WebWorld, sample_media: dict[str,
     ranged = client.get(f"/jobs/{job_id}/media/output", headers={"range": "bytes=0-99"})
     assert ranged.status_code == 206 and len(ranged.content) == 100  # the player can seek
 
-    response = web.post(client, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/decision",
-                        {"verdict": "approve", "reason": "lip sync fine; drift acceptable"})
+    response = web.post(
+        client,
+        f"/review/jobs/{job_id}",
+        f"/review/jobs/{job_id}/decision",
+        {"verdict": "approve", "reason": "lip sync fine; drift acceptable"},
+    )
     assert response.status_code == 303
     after = client.get(response.headers["location"]).text
     assert "approved" in after and "lip sync fine; drift acceptable" in after
@@ -126,17 +167,27 @@ def test_reviewer_watches_and_approves(web_s3: WebWorld, sample_media: dict[str,
 
 
 def _batch_form(web: WebWorld, **slot: Any) -> dict[str, Any]:
-    return {"name": "spring campaign", "job0_subject": web.subject_id, "job0_purpose": "advertising",
-            "job0_channel": "web", "job0_territory": "de", **slot}
+    return {
+        "name": "spring campaign",
+        "job0_subject": web.subject_id,
+        "job0_purpose": "advertising",
+        "job0_channel": "web",
+        "job0_territory": "de",
+        **slot,
+    }
 
 
 @pytest.mark.s3
-def test_operator_submits_a_batch_by_upload_and_by_pick(web_s3: WebWorld, sample_media: dict[str, Path]) -> None:
+def test_operator_submits_a_batch_by_upload_and_by_pick(
+    web_s3: WebWorld, sample_media: dict[str, Path]
+) -> None:
     web = web_s3
     web.grant()  # the use is covered: no warning stands in the way
     client = web.client("operator")
-    files = {"job0_portrait_file": ("me.png", sample_media["portrait"].read_bytes(), "image/png"),
-             "job0_driving_file": ("drive.mp4", sample_media["driving"].read_bytes(), "video/mp4")}
+    files = {
+        "job0_portrait_file": ("me.png", sample_media["portrait"].read_bytes(), "image/png"),
+        "job0_driving_file": ("drive.mp4", sample_media["driving"].read_bytes(), "video/mp4"),
+    }
     response = web.post(client, "/batches/new", "/batches", _batch_form(web), files=files)
     assert response.status_code == 303, error_of(response)
     status = client.get(response.headers["location"]).text
@@ -144,12 +195,19 @@ def test_operator_submits_a_batch_by_upload_and_by_pick(web_s3: WebWorld, sample
     with unit_of_work(web.sf) as db:
         job = db.scalars(select(Job)).one()
         portrait = db.get(Asset, job.portrait_asset_id)
-        assert portrait is not None and portrait.sha256 == hashlib.sha256(sample_media["portrait"].read_bytes()).hexdigest()
+        assert (
+            portrait is not None
+            and portrait.sha256 == hashlib.sha256(sample_media["portrait"].read_bytes()).hexdigest()
+        )
         assert job.territory == "DE"
     assert web.runtime.store.exists("inputs", portrait.object_key)
     # The same media again, picked this time: no new asset rows.
-    again = web.post(client, "/batches/new", "/batches", _batch_form(
-        web, job0_portrait_asset=job.portrait_asset_id, job0_driving_asset=job.driving_asset_id))
+    again = web.post(
+        client,
+        "/batches/new",
+        "/batches",
+        _batch_form(web, job0_portrait_asset=job.portrait_asset_id, job0_driving_asset=job.driving_asset_id),
+    )
     assert again.status_code == 303
     with unit_of_work(web.sf) as db:
         assert len(list(db.scalars(select(Batch)))) == 2 and len(list(db.scalars(select(Asset)))) == 2
@@ -162,8 +220,10 @@ def test_operator_upload_of_a_fake_video_is_refused(web_s3: WebWorld, sample_med
     web = web_s3
     web.grant()  # the use is covered: no warning stands in the way
     client = web.client("operator")
-    files = {"job0_portrait_file": ("me.png", sample_media["portrait"].read_bytes(), "image/png"),
-             "job0_driving_file": ("drive.mp4", b"\x00\x00\x00\x18ftypmp42 but nothing else", "video/mp4")}
+    files = {
+        "job0_portrait_file": ("me.png", sample_media["portrait"].read_bytes(), "image/png"),
+        "job0_driving_file": ("drive.mp4", b"\x00\x00\x00\x18ftypmp42 but nothing else", "video/mp4"),
+    }
     response = web.post(client, "/batches/new", "/batches", _batch_form(web), files=files)
     assert response.status_code == 422
     message = error_of(response)
@@ -181,7 +241,13 @@ def test_auditor_searches_follows_a_job_verifies_and_exports(web_s3: WebWorld) -
     found = client.get(f"/audit?action=job.*&job_id={job_id}").text
     assert "job.submitted" in found and "job.awaiting_review" in found and "consent.granted" not in found
     timeline = client.get(f"/audit/jobs/{job_id}").text
-    for action in ("batch.created", "consent.granted", "job.submitted", "job.rendering", "job.awaiting_review"):
+    for action in (
+        "batch.created",
+        "consent.granted",
+        "job.submitted",
+        "job.rendering",
+        "job.awaiting_review",
+    ):
         assert action in timeline, action
     assert timeline.index("consent.granted") < timeline.index("job.rendering")
     chain = client.get("/audit/chain").text
@@ -202,7 +268,9 @@ def test_media_gone_from_storage_is_not_served_from_the_cache(
 ) -> None:
     web = web_s3
     parts = store_job_media(web, sample_media)
-    job_id = web.job_awaiting_review(portrait=parts["portrait"], driving=parts["driving"], output=parts["output"])
+    job_id = web.job_awaiting_review(
+        portrait=parts["portrait"], driving=parts["driving"], output=parts["output"]
+    )
     client = web.client("reviewer")
     assert client.get(f"/jobs/{job_id}/media/output").status_code == 200  # now cached locally
     bucket, key, _ = parts["output"]

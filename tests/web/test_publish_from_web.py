@@ -28,26 +28,43 @@ pytestmark = [pytest.mark.s3, pytest.mark.slow]
 def test_web_approval_publishes_the_render(
     sqlite_db_url: str, tmp_path: Path, s3_server: Any, prefect_api: str, sample_media: dict[str, Path]
 ) -> None:
-    web = build_world(tmp_path, sqlite_db_url, s3=s3_server,
-                      config=lambda clock: WebConfig(clock=clock, publish_on_approval=True))
+    web = build_world(
+        tmp_path,
+        sqlite_db_url,
+        s3=s3_server,
+        config=lambda clock: WebConfig(clock=clock, publish_on_approval=True),
+    )
     try:
         parts = store_job_media(web, sample_media)
-        job_id = web.job_awaiting_review(portrait=parts["portrait"], driving=parts["driving"], output=parts["output"])
+        job_id = web.job_awaiting_review(
+            portrait=parts["portrait"], driving=parts["driving"], output=parts["output"]
+        )
         client = web.client("reviewer")
-        response = web.post(client, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/decision",
-                            {"verdict": "approve", "reason": "looks right"})
+        response = web.post(
+            client,
+            f"/review/jobs/{job_id}",
+            f"/review/jobs/{job_id}/decision",
+            {"verdict": "approve", "reason": "looks right"},
+        )
         assert response.status_code == 303, error_of(response)
         flash = client.get(response.headers["location"]).text
         assert "approved; now approved; publishing queued" in flash
         assert settle(web.runtime, job_id).state == "published"
-        assert "Publication: <span class=\"state\">published" in client.get(f"/review/jobs/{job_id}").text
+        assert 'Publication: <span class="state">published' in client.get(f"/review/jobs/{job_id}").text
         with unit_of_work(web.sf) as db:
             assert jobs.get_job(db, job_id).state == JobState.published
             publication = db.scalars(select(Publication).where(Publication.job_id == job_id)).one()
-            actions = list(db.scalars(select(AuditEvent.action).where(AuditEvent.job_id == job_id)
-                                      .order_by(AuditEvent.seq)))
+            actions = list(
+                db.scalars(
+                    select(AuditEvent.action).where(AuditEvent.job_id == job_id).order_by(AuditEvent.seq)
+                )
+            )
         assert web.runtime.store.exists("published", publication.object_key)
-        assert actions.index("review.approved") < actions.index("job.publishing") < actions.index("publication.created")
+        assert (
+            actions.index("review.approved")
+            < actions.index("job.publishing")
+            < actions.index("publication.created")
+        )
     finally:
         for c in web.clients:
             c.close()
@@ -68,22 +85,38 @@ def settle(rt: Runtime, job_id: str, *, within: float = 400.0) -> PublishStatus:
 def test_approval_while_storage_is_down_returns_shows_the_failure_and_a_retry_publishes_once(
     sqlite_db_url: str, tmp_path: Path, s3_server: Any, prefect_api: str, sample_media: dict[str, Path]
 ) -> None:
-    web = build_world(tmp_path, sqlite_db_url, s3=s3_server,
-                      config=lambda clock: WebConfig(clock=clock, publish_on_approval=True))
+    web = build_world(
+        tmp_path,
+        sqlite_db_url,
+        s3=s3_server,
+        config=lambda clock: WebConfig(clock=clock, publish_on_approval=True),
+    )
     try:
         parts = store_job_media(web, sample_media)
-        job_id = web.job_awaiting_review(portrait=parts["portrait"], driving=parts["driving"], output=parts["output"])
+        job_id = web.job_awaiting_review(
+            portrait=parts["portrait"], driving=parts["driving"], output=parts["output"]
+        )
         working = web.runtime.store
         settings = web.runtime.settings
         # Storage goes down: a real client on a port nothing listens on (as a stopped server leaves it).
-        web.runtime._parts["store"] = ObjectStore("127.0.0.1:1", access_key=settings.s3_access_key,
-                                                  secret_key=settings.s3_secret_key.get_secret_value(),
-                                                  bucket_prefix=settings.s3_bucket_prefix)
+        web.runtime._parts["store"] = ObjectStore(
+            "127.0.0.1:1",
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            bucket_prefix=settings.s3_bucket_prefix,
+        )
         client = web.client("reviewer")
-        response = web.post(client, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/decision",
-                            {"verdict": "approve", "reason": "looks right"})
+        response = web.post(
+            client,
+            f"/review/jobs/{job_id}",
+            f"/review/jobs/{job_id}/decision",
+            {"verdict": "approve", "reason": "looks right"},
+        )
         assert response.status_code == 303, error_of(response)
-        assert publish_status(web.runtime, job_id).state in ("queued", "publishing")  # returned before publishing
+        assert publish_status(web.runtime, job_id).state in (
+            "queued",
+            "publishing",
+        )  # returned before publishing
 
         failed = settle(web.runtime, job_id)
         assert failed.state == "failed" and failed.error and "StorageUnavailable" in failed.error, failed
@@ -91,12 +124,16 @@ def test_approval_while_storage_is_down_returns_shows_the_failure_and_a_retry_pu
             assert jobs.get_job(db, job_id).state in (JobState.approved, JobState.publishing)
             assert db.scalars(select(Publication).where(Publication.job_id == job_id)).first() is None
         page = client.get(f"/review/jobs/{job_id}").text
-        assert "Publication: <span class=\"state\">failed" in page and "StorageUnavailable" in page
+        assert 'Publication: <span class="state">failed' in page and "StorageUnavailable" in page
         assert "Retry publishing" in page
         with unit_of_work(web.sf) as db:
             batch_id = jobs.get_job(db, job_id).batch_id
         batch_page = web.client("operator").get(f"/batches/{batch_id}").text  # the operator sees it too
-        assert "failed</span>" in batch_page and "StorageUnavailable" in batch_page and "Retry publishing" in batch_page
+        assert (
+            "failed</span>" in batch_page
+            and "StorageUnavailable" in batch_page
+            and "Retry publishing" in batch_page
+        )
 
         web.runtime._parts["store"] = working  # storage is back
         retried = web.post(client, f"/review/jobs/{job_id}", f"/review/jobs/{job_id}/publish")
@@ -105,8 +142,11 @@ def test_approval_while_storage_is_down_returns_shows_the_failure_and_a_retry_pu
         with unit_of_work(web.sf) as db:
             assert jobs.get_job(db, job_id).state == JobState.published
             [publication] = db.scalars(select(Publication).where(Publication.job_id == job_id)).all()
-            actions = list(db.scalars(select(AuditEvent.action).where(AuditEvent.job_id == job_id)
-                                      .order_by(AuditEvent.seq)))
+            actions = list(
+                db.scalars(
+                    select(AuditEvent.action).where(AuditEvent.job_id == job_id).order_by(AuditEvent.seq)
+                )
+            )
         assert len(working.versions("published", publication.object_key)) == 1
         assert actions.count("publish.queued") == 2 and actions.count("publish.attempt_failed") == 1
         assert actions.count("publication.created") == 1

@@ -43,7 +43,9 @@ def test_a_route_missing_from_the_table_is_refused_to_everyone(web: WebWorld) ->
 
 
 def test_admin_gets_no_other_roles_powers() -> None:
-    admin_routes = {name for name, rule in ROUTE_ROLES.items() if isinstance(rule, frozenset) and Role.admin in rule}
+    admin_routes = {
+        name for name, rule in ROUTE_ROLES.items() if isinstance(rule, frozenset) and Role.admin in rule
+    }
     assert admin_routes == {"users", "user_create", "user_roles", "user_disable", "user_password"}
 
 
@@ -54,13 +56,19 @@ def test_every_route_for_every_role(web: WebWorld) -> None:
     visitors: dict[str, frozenset[str]] = {name: frozenset(roles) for name, roles in PEOPLE.items()}
     for visitor, roles in [("anonymous", frozenset()), *visitors.items()]:
         client = web.client(None if visitor == "anonymous" else visitor)
-        token = csrf_from(client.get("/sign-in").text) if visitor == "anonymous" else csrf_from(client.get("/").text)
+        token = (
+            csrf_from(client.get("/sign-in").text)
+            if visitor == "anonymous"
+            else csrf_from(client.get("/").text)
+        )
         for route in routes:
             for method in sorted(route.methods or []):
                 if route.name == "sign_out" and visitor != "anonymous":
                     continue  # would end the session mid-loop; covered in test_security
                 path = concrete(route.path)
-                response = client.request(method, path, data={"csrf_token": token} if method == "POST" else None)
+                response = client.request(
+                    method, path, data={"csrf_token": token} if method == "POST" else None
+                )
                 rule = ROUTE_ROLES[route.name]
                 allowed = allows(rule, signed_in=visitor != "anonymous", roles=roles)
                 status = response.status_code
@@ -89,15 +97,26 @@ def test_anonymous_is_sent_to_sign_in_and_back(web: WebWorld) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/sign-in?next=%2Faudit%2Fchain"
     token = csrf_from(client.get(response.headers["location"]).text)
-    signed = client.post("/sign-in", data={"email": "auditor@example.org", "password": "correct horse battery staple",
-                                           "csrf_token": token, "next": "/audit/chain"})
+    signed = client.post(
+        "/sign-in",
+        data={
+            "email": "auditor@example.org",
+            "password": "correct horse battery staple",
+            "csrf_token": token,
+            "next": "/audit/chain",
+        },
+    )
     assert signed.status_code == 303 and signed.headers["location"] == "/audit/chain"
     assert client.get("/audit/chain").status_code == 200
 
 
 def test_public_rules_are_few() -> None:
     assert {name for name, rule in ROUTE_ROLES.items() if rule is Access.public} == {
-        "sign_in_form", "sign_in", "stylesheet", "review_script"}
+        "sign_in_form",
+        "sign_in",
+        "stylesheet",
+        "review_script",
+    }
 
 
 def test_docs_list_every_route(web: WebWorld) -> None:

@@ -21,10 +21,21 @@ def grant(web: WebWorld, photo: Path | None, **form: str) -> object:
     files = {"evidence": ("release.pdf", b"%PDF-1.4\nsigned release, subject S-1\n", "application/pdf")}
     if photo is not None:
         files["reference_photo"] = ("ref.png", photo.read_bytes(), "image/png")
-    data = {"purposes": "advertising", "channels": "web", "territories": "DE", "valid_from": "2026-01-01",
-            "valid_until": "2030-01-01", **form}
-    return web.post(client, f"/subjects/{web.subject_id}/consents/new", f"/subjects/{web.subject_id}/consents",
-                    data, files=files)
+    data = {
+        "purposes": "advertising",
+        "channels": "web",
+        "territories": "DE",
+        "valid_from": "2026-01-01",
+        "valid_until": "2030-01-01",
+        **form,
+    }
+    return web.post(
+        client,
+        f"/subjects/{web.subject_id}/consents/new",
+        f"/subjects/{web.subject_id}/consents",
+        data,
+        files=files,
+    )
 
 
 def bucket_keys(web: WebWorld) -> list[str]:
@@ -37,13 +48,19 @@ def nothing_recorded(web: WebWorld) -> bool:
         return not list(db.scalars(select(Consent))) and not list(db.scalars(select(LikenessReference)))
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("no_face_image", "no face found in reference photo 'ref.png' (320x240"),
-    ("two_faces_image", "reference photo 'ref.png' shows 2 faces; exactly one is required"),
-    ("small_face_image", "the face in reference photo 'ref.png' is"),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("no_face_image", "no face found in reference photo 'ref.png' (320x240"),
+        ("two_faces_image", "reference photo 'ref.png' shows 2 faces; exactly one is required"),
+        ("small_face_image", "the face in reference photo 'ref.png' is"),
+    ],
+)
 def test_a_reference_photo_that_is_no_usable_portrait_is_refused(
-    web_s3: WebWorld, bad_media: BadMedia, name: str, message: str,
+    web_s3: WebWorld,
+    bad_media: BadMedia,
+    name: str,
+    message: str,
 ) -> None:
     response = grant(web_s3, getattr(bad_media, name))
     assert response.status_code == 422  # type: ignore[attr-defined]
@@ -53,7 +70,8 @@ def test_a_reference_photo_that_is_no_usable_portrait_is_refused(
 
 
 def test_a_refused_validity_leaves_no_evidence_or_photo_in_the_bucket(
-    web_s3: WebWorld, sample_media: dict[str, Path],
+    web_s3: WebWorld,
+    sample_media: dict[str, Path],
 ) -> None:
     response = grant(web_s3, sample_media["portrait"], valid_from="2029-01-01", valid_until="2028-01-01")
     assert response.status_code == 422  # type: ignore[attr-defined]
@@ -62,5 +80,8 @@ def test_a_refused_validity_leaves_no_evidence_or_photo_in_the_bucket(
     # The same grant with a sane validity goes through and keeps both objects.
     assert grant(web_s3, sample_media["portrait"]).status_code == 303  # type: ignore[attr-defined]
     keys = bucket_keys(web_s3)
-    assert len(keys) == 2 and any(k.startswith("evidence/") for k in keys) and any(
-        k.startswith("references/") for k in keys)
+    assert (
+        len(keys) == 2
+        and any(k.startswith("evidence/") for k in keys)
+        and any(k.startswith("references/") for k in keys)
+    )

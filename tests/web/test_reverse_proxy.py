@@ -26,7 +26,9 @@ from tests.web.conftest import PASSWORD, WebWorld, build_world, csrf_from
 from tests.web.test_browser import LiveServer
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed (apt-get install nginx-light)")
+pytestmark = pytest.mark.skipif(
+    not Path(NGINX).exists(), reason="nginx is not installed (apt-get install nginx-light)"
+)
 
 
 def free_port() -> int:
@@ -52,14 +54,35 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
 def behind_nginx(sqlite_db_url: str, tmp_path: Path) -> Iterator[tuple[WebWorld, str]]:
     port = free_port()
     origin = f"https://127.0.0.1:{port}"
-    world = build_world(tmp_path, sqlite_db_url, config=lambda clock: WebConfig(
-        clock=clock, public_origin=origin, trusted_proxies=("127.0.0.2",)))
+    world = build_world(
+        tmp_path,
+        sqlite_db_url,
+        config=lambda clock: WebConfig(clock=clock, public_origin=origin, trusted_proxies=("127.0.0.2",)),
+    )
     proxy = tmp_path / "nginx"
     for folder in ("logs", "tmp"):
         (proxy / folder).mkdir(parents=True)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-keyout", str(proxy / "key.pem"), "-out", str(proxy / "cert.pem")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            str(proxy / "key.pem"),
+            "-out",
+            str(proxy / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     with LiveServer(world.app) as app_server:
         conf = proxy / "nginx.conf"
         conf.write_text(f"""
@@ -82,8 +105,9 @@ http {{
   }}
 }}
 """)
-        process = subprocess.Popen([NGINX, "-p", str(proxy), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [NGINX, "-p", str(proxy), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         try:
             wait_for_port(port, process, proxy / "logs" / "error.log")
             yield world, origin
@@ -95,8 +119,13 @@ http {{
 
 def browser_like(origin: str, **headers: str) -> httpx.Client:
     """What a browser on this machine sends through the proxy: TLS, its Origin on form posts."""
-    return httpx.Client(base_url=origin, verify=False, follow_redirects=False, timeout=30,
-                        headers={"origin": origin, **headers})
+    return httpx.Client(
+        base_url=origin,
+        verify=False,
+        follow_redirects=False,
+        timeout=30,
+        headers={"origin": origin, **headers},
+    )
 
 
 def sign_in(client: httpx.Client, email: str, password: str = PASSWORD) -> Any:
@@ -104,15 +133,21 @@ def sign_in(client: httpx.Client, email: str, password: str = PASSWORD) -> Any:
     return client.post("/sign-in", data={"email": email, "password": password, "csrf_token": token})
 
 
-def test_forms_work_through_nginx_and_the_client_address_is_the_browsers(behind_nginx: tuple[WebWorld, str]) -> None:
+def test_forms_work_through_nginx_and_the_client_address_is_the_browsers(
+    behind_nginx: tuple[WebWorld, str],
+) -> None:
     world, origin = behind_nginx
     with browser_like(origin) as client:
         assert sign_in(client, "compliance@example.org").status_code == 303
         token = csrf_from(client.get("/subjects").text)
-        created = client.post("/subjects", data={"reference": "S-2", "display_name": "Bo", "csrf_token": token})
+        created = client.post(
+            "/subjects", data={"reference": "S-2", "display_name": "Bo", "csrf_token": token}
+        )
         assert created.status_code == 303, created.text
         assert "default-src 'none'" in client.get("/nowhere").headers["content-security-policy"]
-    with browser_like(origin, **{"x-forwarded-for": "203.0.113.9"}) as forger:  # a claim nginx only appends to
+    with browser_like(
+        origin, **{"x-forwarded-for": "203.0.113.9"}
+    ) as forger:  # a claim nginx only appends to
         assert sign_in(forger, "nobody@example.org", "wrong password!!").status_code == 401
     with unit_of_work(world.sf) as db:
         assert len(list(db.scalars(select(Subject)))) == 2
@@ -127,8 +162,11 @@ def test_another_origin_is_refused_through_nginx(behind_nginx: tuple[WebWorld, s
     with browser_like(origin) as client:
         assert sign_in(client, "compliance@example.org").status_code == 303
         token = csrf_from(client.get("/subjects").text)
-        refused = client.post("/subjects", data={"reference": "S-2", "display_name": "Bo", "csrf_token": token},
-                              headers={"origin": "https://evil.example"})
+        refused = client.post(
+            "/subjects",
+            data={"reference": "S-2", "display_name": "Bo", "csrf_token": token},
+            headers={"origin": "https://evil.example"},
+        )
         assert refused.status_code == 403
     with unit_of_work(world.sf) as db:
         assert len(list(db.scalars(select(Subject)))) == 1

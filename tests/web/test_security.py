@@ -20,7 +20,9 @@ def subject_count(web: WebWorld) -> int:
 
 def actions(web: WebWorld, prefix: str) -> list[str]:
     with unit_of_work(web.sf) as db:
-        return [a for a in db.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)) if a.startswith(prefix)]
+        return [
+            a for a in db.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)) if a.startswith(prefix)
+        ]
 
 
 # -- cookies and sessions ---------------------------------------------------------------------------
@@ -100,8 +102,15 @@ def test_disabled_user_is_out_at_the_next_request(web: WebWorld) -> None:
 def test_next_parameter_cannot_redirect_off_site(web: WebWorld) -> None:
     client = web.client()
     token = csrf_from(client.get("/sign-in?next=//evil.example/x").text)
-    response = client.post("/sign-in", data={"email": "auditor@example.org", "password": PASSWORD,
-                                             "csrf_token": token, "next": "//evil.example/x"})
+    response = client.post(
+        "/sign-in",
+        data={
+            "email": "auditor@example.org",
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "//evil.example/x",
+        },
+    )
     assert response.status_code == 303 and response.headers["location"] == "/"
 
 
@@ -120,7 +129,9 @@ def test_form_without_csrf_token_is_refused_and_changes_nothing(web: WebWorld) -
 def test_form_with_another_sessions_token_is_refused(web: WebWorld) -> None:
     mine, theirs = web.client("compliance"), web.client("compliance")
     their_token = csrf_from(theirs.get("/subjects").text)
-    response = mine.post("/subjects", data={"reference": "S-2", "display_name": "X", "csrf_token": their_token})
+    response = mine.post(
+        "/subjects", data={"reference": "S-2", "display_name": "X", "csrf_token": their_token}
+    )
     assert response.status_code == 403
     assert subject_count(web) == 1
 
@@ -128,8 +139,11 @@ def test_form_with_another_sessions_token_is_refused(web: WebWorld) -> None:
 def test_cross_origin_post_is_refused_even_with_a_token(web: WebWorld) -> None:
     client = web.client("compliance")
     token = csrf_from(client.get("/subjects").text)
-    response = client.post("/subjects", data={"reference": "S-2", "display_name": "X", "csrf_token": token},
-                           headers={"origin": "https://evil.example"})
+    response = client.post(
+        "/subjects",
+        data={"reference": "S-2", "display_name": "X", "csrf_token": token},
+        headers={"origin": "https://evil.example"},
+    )
     assert response.status_code == 403
     assert "another origin" in error_of(response)
     assert subject_count(web) == 1
@@ -174,7 +188,9 @@ def test_failed_sign_ins_are_throttled_per_account(web: WebWorld) -> None:
 
 def test_throttle_also_counts_per_client_address(web: WebWorld) -> None:
     client = web.client()
-    for n in range(web.app.state.console.config.sign_in_max_failures_per_address):  # many accounts, one address
+    for n in range(
+        web.app.state.console.config.sign_in_max_failures_per_address
+    ):  # many accounts, one address
         assert web.sign_in(client, f"nobody{n}@example.org", "guess guess guess").status_code == 401
     assert web.sign_in(client, "auditor@example.org", PASSWORD).status_code == 429
 
@@ -185,8 +201,15 @@ def test_every_post_form_on_every_page_carries_the_csrf_token(web: WebWorld) -> 
     job_id = web.job_awaiting_review()
     consent_id = web.grant()
     pages = {
-        "compliance": ["/", "/subjects", f"/subjects/{web.subject_id}", f"/subjects/{web.subject_id}/consents/new",
-                       f"/consents/{consent_id}", f"/consents/{consent_id}/amend", f"/consents/{consent_id}/revoke"],
+        "compliance": [
+            "/",
+            "/subjects",
+            f"/subjects/{web.subject_id}",
+            f"/subjects/{web.subject_id}/consents/new",
+            f"/consents/{consent_id}",
+            f"/consents/{consent_id}/amend",
+            f"/consents/{consent_id}/revoke",
+        ],
         "reviewer": ["/review", f"/review/jobs/{job_id}"],
         "operator": ["/batches", "/batches/new"],
         "auditor": ["/audit", f"/audit/jobs/{job_id}", "/audit/chain"],

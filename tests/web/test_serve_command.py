@@ -18,8 +18,9 @@ def test_serve_refuses_a_public_address_without_allow_remote(tmp_path, monkeypat
 
 def test_serve_refuses_insecure_cookies_off_loopback(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("LIKENESS_VAR_DIR", str(tmp_path))
-    result = CliRunner().invoke(app, ["console", "serve", "--host", "10.1.2.3", "--allow-remote",
-                                      "--insecure-cookies"])
+    result = CliRunner().invoke(
+        app, ["console", "serve", "--host", "10.1.2.3", "--allow-remote", "--insecure-cookies"]
+    )
     assert result.exit_code == 1
     assert "--insecure-cookies is only allowed on a loopback address" in result.output
 

@@ -32,8 +32,9 @@ def stylesheet() -> FileResponse:
 @router.get("/static/review.js", name="review_script")
 def review_script() -> FileResponse:
     """The review page's player, plot and keyboard controls (a file: the policy allows no inline script)."""
-    return FileResponse(STATIC / "review.js", media_type="text/javascript",
-                        headers={"cache-control": "public, max-age=3600"})
+    return FileResponse(
+        STATIC / "review.js", media_type="text/javascript", headers={"cache-control": "public, max-age=3600"}
+    )
 
 
 @router.get("/sign-in", name="sign_in_form", response_class=HTMLResponse)
@@ -56,8 +57,12 @@ def _safe_next(target: str) -> str:
     if len(target) > 2000:
         return "/"
     for form in (target, unquote(target)):  # percent-encoded tricks are refused as well
-        if (not form.startswith("/") or form.startswith("//") or "\\" in form
-                or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in form)):
+        if (
+            not form.startswith("/")
+            or form.startswith("//")
+            or "\\" in form
+            or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in form)
+        ):
             return "/"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
@@ -77,13 +82,24 @@ def _check_password(request: Request, email: str, password: str) -> str | None:
     try:
         with unit_of_work(sessions) as db:
             user = authenticate(db, email=email, password=password)
-            audit.record(db, action="auth.signed_in", actor=user.email, resource_type="user",
-                         resource_id=user.id, details={"client": _client(request), "via": "console"})
+            audit.record(
+                db,
+                action="auth.signed_in",
+                actor=user.email,
+                resource_type="user",
+                resource_id=user.id,
+                details={"client": _client(request), "via": "console"},
+            )
             return user.id
     except AuthenticationFailed:
         with unit_of_work(sessions) as db:
-            audit.record(db, action="auth.sign_in_failed", actor=f"anonymous:{_client(request)}",
-                         resource_type="user", details={"email": email.strip().lower()[:320], "via": "console"})
+            audit.record(
+                db,
+                action="auth.sign_in_failed",
+                actor=f"anonymous:{_client(request)}",
+                resource_type="user",
+                details={"email": email.strip().lower()[:320], "via": "console"},
+            )
         return None
 
 
@@ -106,8 +122,14 @@ async def sign_in(
         user_id = None
     if user_id is None:
         state.throttle.failed(account_key, client_key)
-        return render(request, "sign_in.html", status_code=401, next=_safe_next(next), email=email,
-                      error="sign-in failed: unknown email or wrong password")
+        return render(
+            request,
+            "sign_in.html",
+            status_code=401,
+            next=_safe_next(next),
+            email=email,
+            error="sign-in failed: unknown email or wrong password",
+        )
     state.throttle.succeeded(account_key)
     request.state.web_session = state.sessions.rotate(web_session(request), user_id)
     response = redirect(request, "home")

@@ -25,8 +25,12 @@ router = APIRouter(prefix="/audit")
 
 
 def _filter(
-    subject_id: str | None, job_id: str | None, actor: str | None, action: str | None,
-    since: str | None, until: str | None,
+    subject_id: str | None,
+    job_id: str | None,
+    actor: str | None,
+    action: str | None,
+    since: str | None,
+    until: str | None,
 ) -> audit.AuditFilter:
     start, end = parse_moment(since, "since"), parse_moment(until, "until")
     if start and end and end <= start:
@@ -44,9 +48,14 @@ def _filter(
 def _rows(events: list[AuditEvent]) -> list[dict[str, object]]:
     return [
         {
-            "seq": e.seq, "at": audit.format_time(e.occurred_at), "actor": e.actor, "action": e.action,
-            "subject_id": e.subject_id, "job_id": e.job_id,
-            "resource_type": e.resource_type or "", "resource_id": e.resource_id or "",
+            "seq": e.seq,
+            "at": audit.format_time(e.occurred_at),
+            "actor": e.actor,
+            "action": e.action,
+            "subject_id": e.subject_id,
+            "job_id": e.job_id,
+            "resource_type": e.resource_type or "",
+            "resource_id": e.resource_id or "",
             "details": json.dumps(e.details, sort_keys=True, indent=1) if e.details else "",
             "fields": len(e.details) if isinstance(e.details, dict) else 0,
         }
@@ -75,14 +84,31 @@ def audit_search(
             statement = statement.where(AuditEvent.seq < before)
         events = list(db.scalars(statement.order_by(AuditEvent.seq.desc()).limit(limit + 1)))
     rows = _rows(events[:limit])
-    filters = {"subject_id": subject_id or "", "job_id": job_id or "", "actor": actor or "",
-               "action": action or "", "since": since or "", "until": until or ""}
+    filters = {
+        "subject_id": subject_id or "",
+        "job_id": job_id or "",
+        "actor": actor or "",
+        "action": action or "",
+        "since": since or "",
+        "until": until or "",
+    }
     query = urlencode({k: v for k, v in filters.items() if v})
-    older = (f"?{urlencode({**{k: v for k, v in filters.items() if v}, 'before': rows[-1]['seq']})}"
-             if len(events) > limit else None)
+    older = (
+        f"?{urlencode({**{k: v for k, v in filters.items() if v}, 'before': rows[-1]['seq']})}"
+        if len(events) > limit
+        else None
+    )
     newest = f"?{query}" if before is not None else None
-    return render(request, "audit_search.html", rows=rows, filters=filters, limit=limit, export_query=query,
-                  older=older, newest=newest)
+    return render(
+        request,
+        "audit_search.html",
+        rows=rows,
+        filters=filters,
+        limit=limit,
+        export_query=query,
+        older=older,
+        newest=newest,
+    )
 
 
 @router.get("/jobs/{job_id}", name="audit_job_timeline", response_class=HTMLResponse)
@@ -95,18 +121,32 @@ def audit_job_timeline(request: Request, job_id: str) -> Response:
         if job.consent_id is not None:
             consent = db.get(Consent, job.consent_id)
             if consent is not None:
-                lineage_ids = list(db.scalars(select(Consent.id).where(Consent.lineage_id == consent.lineage_id)))
+                lineage_ids = list(
+                    db.scalars(select(Consent.id).where(Consent.lineage_id == consent.lineage_id))
+                )
         # The job's own events, plus the batch's and the consent's that concern no particular job: other jobs'
         # events on the same batch or consent (their consent checks, say) belong to their own timelines.
-        clauses = [AuditEvent.job_id == job.id,
-                   (AuditEvent.resource_type == "batch") & (AuditEvent.resource_id == job.batch_id)
-                   & AuditEvent.job_id.is_(None)]
+        clauses = [
+            AuditEvent.job_id == job.id,
+            (AuditEvent.resource_type == "batch")
+            & (AuditEvent.resource_id == job.batch_id)
+            & AuditEvent.job_id.is_(None),
+        ]
         if lineage_ids:
-            clauses.append((AuditEvent.resource_type == "consent") & AuditEvent.resource_id.in_(lineage_ids)
-                           & AuditEvent.job_id.is_(None))
+            clauses.append(
+                (AuditEvent.resource_type == "consent")
+                & AuditEvent.resource_id.in_(lineage_ids)
+                & AuditEvent.job_id.is_(None)
+            )
         events = list(db.scalars(select(AuditEvent).where(or_(*clauses)).order_by(AuditEvent.seq)))
-        facts = {"job": job.id, "state": job.state.value, "batch": job.batch_id, "subject": job.subject_id,
-                 "use": f"{job.purpose}/{job.channel}/{job.territory}", "consent": job.consent_id or "—"}
+        facts = {
+            "job": job.id,
+            "state": job.state.value,
+            "batch": job.batch_id,
+            "subject": job.subject_id,
+            "use": f"{job.purpose}/{job.channel}/{job.territory}",
+            "consent": job.consent_id or "—",
+        }
         rows = _rows(events)
     return render(request, "audit_timeline.html", facts=facts, rows=rows, job_id=job_id)
 
@@ -135,20 +175,42 @@ def audit_export(
     state = console(request)
     folder = Path(state.upload_dir).parent / "exports"
     folder.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", newline="", suffix=f".{format}", dir=folder,
-                                         delete=False)
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", newline="", suffix=f".{format}", dir=folder, delete=False
+    )
     path = Path(handle.name)
     try:
         with handle, unit_of_work(state.runtime.sessions) as db:
             summary = audit.export(db, handle, fmt=format, flt=flt)  # type: ignore[arg-type]  # a text file
         with unit_of_work(state.runtime.sessions) as db:
-            audit.record(db, action="audit.exported", actor=current_user(request).email, resource_type="audit_log",
-                         details={"format": format, "count": summary.count, "head_seq": summary.head_seq,
-                                  "filters": {k: v for k, v in {"subject_id": flt.subject_id, "job_id": flt.job_id,
-                                              "actor": flt.actor, "action": flt.action}.items() if v}})
+            audit.record(
+                db,
+                action="audit.exported",
+                actor=current_user(request).email,
+                resource_type="audit_log",
+                details={
+                    "format": format,
+                    "count": summary.count,
+                    "head_seq": summary.head_seq,
+                    "filters": {
+                        k: v
+                        for k, v in {
+                            "subject_id": flt.subject_id,
+                            "job_id": flt.job_id,
+                            "actor": flt.actor,
+                            "action": flt.action,
+                        }.items()
+                        if v
+                    },
+                },
+            )
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     media = "application/x-ndjson" if format == "jsonl" else "text/csv"
-    return FileResponse(path, media_type=media, filename=f"audit-{summary.head_seq or 0}.{format}",
-                        background=BackgroundTask(path.unlink, missing_ok=True))
+    return FileResponse(
+        path,
+        media_type=media,
+        filename=f"audit-{summary.head_seq or 0}.{format}",
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )

@@ -59,11 +59,17 @@ def subjects_page(request: Request, q: str = "", page: int = 1) -> Response:
     statement = select(Subject)
     if text:
         pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        statement = statement.where(or_(func.lower(Subject.reference).like(pattern, escape="\\"),
-                                        func.lower(Subject.display_name).like(pattern, escape="\\")))
+        statement = statement.where(
+            or_(
+                func.lower(Subject.reference).like(pattern, escape="\\"),
+                func.lower(Subject.display_name).like(pattern, escape="\\"),
+            )
+        )
     with unit_of_work(console(request).runtime.sessions) as db:
         total = int(db.scalar(select(func.count()).select_from(statement.subquery())) or 0)
-        found = list(db.scalars(statement.order_by(Subject.reference).offset((number - 1) * size).limit(size)))
+        found = list(
+            db.scalars(statement.order_by(Subject.reference).offset((number - 1) * size).limit(size))
+        )
         rows = []
         for subject in found:
             current = consent.list_consents(db, subject_id=subject.id)
@@ -74,13 +80,18 @@ def subjects_page(request: Request, q: str = "", page: int = 1) -> Response:
 
 
 @router.post("/subjects", name="subject_create")
-def subject_create(request: Request, reference: str = Form(max_length=100), display_name: str = Form(max_length=200)) -> Response:
+def subject_create(
+    request: Request, reference: str = Form(max_length=100), display_name: str = Form(max_length=200)
+) -> Response:
     """Record a subject (governance checks the reference's shape and uniqueness)."""
     with unit_of_work(console(request).runtime.sessions) as db:
-        subject = subjects.add_subject(db, reference=reference.strip(), display_name=display_name,
-                                       created_by=current_user(request).id)
+        subject = subjects.add_subject(
+            db, reference=reference.strip(), display_name=display_name, created_by=current_user(request).id
+        )
         subject_id = subject.id
-    return redirect(request, "subject_page", flash=f"subject {reference.strip()} recorded", subject_id=subject_id)
+    return redirect(
+        request, "subject_page", flash=f"subject {reference.strip()} recorded", subject_id=subject_id
+    )
 
 
 @router.get("/subjects/{subject_id}", name="subject_page", response_class=HTMLResponse)
@@ -100,8 +111,14 @@ def consent_grant_form(request: Request, subject_id: str) -> Response:
         subject = subjects.get_subject(db, subject_id)
         has_reference = bool(subjects.active_references(db, subject_id))
     today = console(request).config.clock().astimezone(UTC).strftime("%Y-%m-%d")
-    return render(request, "consent_grant.html", subject=subject, has_reference=has_reference, today=today,
-                  **_vocabulary())
+    return render(
+        request,
+        "consent_grant.html",
+        subject=subject,
+        has_reference=has_reference,
+        today=today,
+        **_vocabulary(),
+    )
 
 
 def _scope_terms(purposes: list[str], channels: list[str], territories: str) -> list[str]:
@@ -145,32 +162,59 @@ def consent_grant(
         subjects.get_subject(db, subject_id)
     with upload_folder(state.upload_dir) as folder:
         doc = save_upload(evidence, folder, EVIDENCE, field="evidence")
-        photo = (save_upload(reference_photo, folder, IMAGE, field="reference photo")
-                 if reference_photo is not None and has_file(reference_photo) else None)
+        photo = (
+            save_upload(reference_photo, folder, IMAGE, field="reference photo")
+            if reference_photo is not None and has_file(reference_photo)
+            else None
+        )
         if photo is not None:
             check_reference_photo(state.runtime, photo.path, name=photo.original_name)
         stored: list[StoredUpload | None] = []
         try:
-            evidence_ref = store_upload(state.runtime, doc.path, doc.sha256, prefix="evidence", kind="evidence")
+            evidence_ref = store_upload(
+                state.runtime, doc.path, doc.sha256, prefix="evidence", kind="evidence"
+            )
             stored.append(evidence_ref)
-            photo_ref = (store_upload(state.runtime, photo.path, photo.sha256, prefix="references", kind="reference")
-                         if photo is not None else None)
+            photo_ref = (
+                store_upload(state.runtime, photo.path, photo.sha256, prefix="references", kind="reference")
+                if photo is not None
+                else None
+            )
             stored.append(photo_ref)
             with unit_of_work(state.runtime.sessions) as db:
                 granted = consent.grant(
-                    db, subject_id=subject_id, purposes=purposes, channels=channels, territories=terms,
-                    valid_from=start, valid_until=end, evidence_path=doc.path, evidence_sha256=doc.sha256,
-                    evidence_key=f"{S3_SCHEME}{evidence_ref.bucket}/{evidence_ref.key}", recorded_by=me.id, notes=notes,
+                    db,
+                    subject_id=subject_id,
+                    purposes=purposes,
+                    channels=channels,
+                    territories=terms,
+                    valid_from=start,
+                    valid_until=end,
+                    evidence_path=doc.path,
+                    evidence_sha256=doc.sha256,
+                    evidence_key=f"{S3_SCHEME}{evidence_ref.bucket}/{evidence_ref.key}",
+                    recorded_by=me.id,
+                    notes=notes,
                 )
                 if photo is not None and photo_ref is not None:
-                    subjects.add_reference(db, subject_id=subject_id, bucket=photo_ref.bucket,
-                                           object_key=photo_ref.key, sha256=photo.sha256, created_by=me.id)
+                    subjects.add_reference(
+                        db,
+                        subject_id=subject_id,
+                        bucket=photo_ref.bucket,
+                        object_key=photo_ref.key,
+                        sha256=photo.sha256,
+                        created_by=me.id,
+                    )
                 consent_id = granted.id
         except BaseException:
-            discard_unreferenced(state.runtime, stored)  # nothing half-written: a refused grant keeps no upload
+            discard_unreferenced(
+                state.runtime, stored
+            )  # nothing half-written: a refused grant keeps no upload
             raise
     checkpoint_after(state.runtime.settings, state.runtime.sessions, "consent.granted")
-    return redirect(request, "consent_page", flash=f"consent {consent_id} granted (version 1)", consent_id=consent_id)
+    return redirect(
+        request, "consent_page", flash=f"consent {consent_id} granted (version 1)", consent_id=consent_id
+    )
 
 
 @router.get("/consents/{consent_id}", name="consent_page", response_class=HTMLResponse)
@@ -182,8 +226,15 @@ def consent_page(request: Request, consent_id: str) -> Response:
         ids = {v.recorded_by for v in versions} | {v.revoked_by for v in versions if v.revoked_by}
         people = {u.id: u.email for u in db.scalars(select(User).where(User.id.in_(ids)))}
         live = publications_for_consent(db, consent_id, active_only=True)
-    return render(request, "consent.html", versions=versions, current=versions[-1], subject=subject,
-                  people=people, live_publications=len(live))
+    return render(
+        request,
+        "consent.html",
+        versions=versions,
+        current=versions[-1],
+        subject=subject,
+        people=people,
+        live_publications=len(live),
+    )
 
 
 @router.get("/consents/{consent_id}/evidence", name="consent_evidence")
@@ -197,13 +248,17 @@ def consent_evidence(request: Request, consent_id: str) -> FileResponse:
     with unit_of_work(state.runtime.sessions) as db:
         version = consent.get_consent(db, consent_id)
         key, sha = version.evidence_key, version.evidence_sha256
-    if key.startswith(S3_SCHEME) and "/" in key[len(S3_SCHEME):]:
-        bucket, object_key = key[len(S3_SCHEME):].split("/", 1)
+    if key.startswith(S3_SCHEME) and "/" in key[len(S3_SCHEME) :]:
+        bucket, object_key = key[len(S3_SCHEME) :].split("/", 1)
         path, media_type = cached_copy(state, StoredRef(bucket, object_key, sha))
     else:
         path, media_type = _local_evidence(state, consent_id, key, sha)
-    return FileResponse(path, media_type=media_type, filename=f"evidence-{consent_id}{path.suffix}",
-                        content_disposition_type="attachment")
+    return FileResponse(
+        path,
+        media_type=media_type,
+        filename=f"evidence-{consent_id}{path.suffix}",
+        content_disposition_type="attachment",
+    )
 
 
 def _local_evidence(state: ConsoleState, consent_id: str, key: str, sha: str) -> tuple[Path, str]:
@@ -244,15 +299,28 @@ def consent_amend(
     terms = _scope_terms(purposes, channels, territories)
     end = parse_moment(valid_until, "valid until")
     with upload_folder(state.upload_dir) as folder:
-        doc = save_upload(evidence, folder, EVIDENCE, field="evidence") if evidence and has_file(evidence) else None
+        doc = (
+            save_upload(evidence, folder, EVIDENCE, field="evidence")
+            if evidence and has_file(evidence)
+            else None
+        )
         new_key = None
         if doc is not None:
             bucket, key = _store(state, doc, "evidence", "evidence")
             new_key = f"{S3_SCHEME}{bucket}/{key}"
         change = amend_consent(
-            state.runtime.sessions, lambda: state.runtime.store, consent_id=consent_id, actor_email=me.email, reason=why,
-            purposes=purposes, channels=channels, territories=terms, valid_until=end, notes=notes,
-            evidence_path=doc.path if doc else None, evidence_sha256=doc.sha256 if doc else None,
+            state.runtime.sessions,
+            lambda: state.runtime.store,
+            consent_id=consent_id,
+            actor_email=me.email,
+            reason=why,
+            purposes=purposes,
+            channels=channels,
+            territories=terms,
+            valid_until=end,
+            notes=notes,
+            evidence_path=doc.path if doc else None,
+            evidence_sha256=doc.sha256 if doc else None,
             evidence_key=new_key,
         )
     checkpoint_after(state.runtime.settings, state.runtime.sessions, "consent.amended")
@@ -280,8 +348,13 @@ def consent_revoke(request: Request, consent_id: str, reason: str = Form(max_len
     """
     state = console(request)
     why = required_text(reason, "reason")
-    change = revoke_consent(state.runtime.sessions, lambda: state.runtime.store, consent_id=consent_id,
-                            actor_email=current_user(request).email, reason=why)
+    change = revoke_consent(
+        state.runtime.sessions,
+        lambda: state.runtime.store,
+        consent_id=consent_id,
+        actor_email=current_user(request).email,
+        reason=why,
+    )
     checkpoint_after(state.runtime.settings, state.runtime.sessions, "consent.revoked")
     message = f"consent {change.consent_id} revoked; {_takedown_summary(change.report)}"
     return redirect(request, "consent_page", flash=message, consent_id=change.consent_id)

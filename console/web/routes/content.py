@@ -38,7 +38,8 @@ from governance.vocabulary import CHANNELS, PURPOSES
 router = APIRouter(prefix="/batches")
 JOB_SLOTS = 3
 _FLOW_ERRORS: tuple[type[Exception], ...] = tuple(
-    kind for kind in USER_FACING if issubclass(kind, Exception) and not issubclass(kind, GovernanceError))
+    kind for kind in USER_FACING if issubclass(kind, Exception) and not issubclass(kind, GovernanceError)
+)
 _REFUSALS: tuple[type[Exception], ...] = (ConsoleError, GovernanceError, *_FLOW_ERRORS)
 
 
@@ -63,27 +64,45 @@ def batches_page(request: Request) -> Response:
         recent = list(db.scalars(statement))
         counts: dict[str, dict[str, int]] = {}
         for batch_id, state, n in db.execute(
-            select(Job.batch_id, Job.state, func.count()).where(Job.batch_id.in_([b.id for b in recent]))
+            select(Job.batch_id, Job.state, func.count())
+            .where(Job.batch_id.in_([b.id for b in recent]))
             .group_by(Job.batch_id, Job.state)
         ):
             counts.setdefault(batch_id, {})[state.value if hasattr(state, "value") else str(state)] = n
-        people = {u.id: u.email for u in db.scalars(select(User).where(User.id.in_({b.requested_by for b in recent})))}
-    rows = [{"batch": b, "requester": people.get(b.requested_by, b.requested_by), "states": counts.get(b.id, {})}
-            for b in recent]
+        people = {
+            u.id: u.email
+            for u in db.scalars(select(User).where(User.id.in_({b.requested_by for b in recent})))
+        }
+    rows = [
+        {"batch": b, "requester": people.get(b.requested_by, b.requested_by), "states": counts.get(b.id, {})}
+        for b in recent
+    ]
     return render(request, "batches.html", rows=rows, everyone=_sees_all(me))
 
 
 def _asset_label(asset: Asset) -> str:
     name = (asset.media_info or {}).get("original_name") if isinstance(asset.media_info, dict) else None
-    return f"{name or asset.object_key.rsplit('/', 2)[-2][:12] + '…'} ({asset.media_type or asset.kind.value}, " \
-           f"{asset.created_at.strftime('%Y-%m-%d')})"
+    return (
+        f"{name or asset.object_key.rsplit('/', 2)[-2][:12] + '…'} ({asset.media_type or asset.kind.value}, "
+        f"{asset.created_at.strftime('%Y-%m-%d')})"
+    )
 
 
 def _scopes(db: Any, subject_id: str) -> list[dict[str, Any]]:
     """The subject's consents in force (not revoked), as the batch form shows them."""
-    return [{"id": c.id, "version": c.version, "purposes": c.purposes, "channels": c.channels,
-             "territories": c.territories, "valid_from": c.valid_from, "valid_until": c.valid_until}
-            for c in consent.list_consents(db, subject_id=subject_id) if c.revoked_at is None]
+    return [
+        {
+            "id": c.id,
+            "version": c.version,
+            "purposes": c.purposes,
+            "channels": c.channels,
+            "territories": c.territories,
+            "valid_from": c.valid_from,
+            "valid_until": c.valid_until,
+        }
+        for c in consent.list_consents(db, subject_id=subject_id)
+        if c.revoked_at is None
+    ]
 
 
 def _choices(request: Request, subject_id: str) -> dict[str, Any]:
@@ -95,12 +114,27 @@ def _choices(request: Request, subject_id: str) -> dict[str, Any]:
         drivings: list[tuple[str, str]] = []
         scopes: list[dict[str, Any]] = []
         if chosen:
-            recent = select(Asset).where(Asset.subject_id == chosen).order_by(Asset.created_at.desc()).limit(200)
-            portraits = [(a.id, _asset_label(a)) for a in db.scalars(recent.where(Asset.kind == AssetKind.portrait))]
-            drivings = [(a.id, _asset_label(a)) for a in db.scalars(recent.where(Asset.kind == AssetKind.driving_video))]
+            recent = (
+                select(Asset).where(Asset.subject_id == chosen).order_by(Asset.created_at.desc()).limit(200)
+            )
+            portraits = [
+                (a.id, _asset_label(a)) for a in db.scalars(recent.where(Asset.kind == AssetKind.portrait))
+            ]
+            drivings = [
+                (a.id, _asset_label(a))
+                for a in db.scalars(recent.where(Asset.kind == AssetKind.driving_video))
+            ]
             scopes = _scopes(db, chosen)
-    return {"subject_choices": subject_rows, "chosen": chosen, "portraits": portraits, "drivings": drivings,
-            "scopes": scopes, "purposes": sorted(PURPOSES), "channels": sorted(CHANNELS), "slots": range(JOB_SLOTS)}
+    return {
+        "subject_choices": subject_rows,
+        "chosen": chosen,
+        "portraits": portraits,
+        "drivings": drivings,
+        "scopes": scopes,
+        "purposes": sorted(PURPOSES),
+        "channels": sorted(CHANNELS),
+        "slots": range(JOB_SLOTS),
+    }
 
 
 @router.get("/new", name="batch_new", response_class=HTMLResponse)
@@ -140,26 +174,42 @@ def _slots(form: FormData) -> list[_Slot]:
         p = f"job{i}_"
         if not _text(form, p + "subject"):
             continue
-        slot = _Slot(i + 1, _text(form, p + "subject"), _text(form, p + "purpose"), _text(form, p + "channel"),
-                     _text(form, p + "territory").upper(), _text(form, p + "portrait_asset"),
-                     _upload(form, p + "portrait_file"), _text(form, p + "driving_asset"),
-                     _upload(form, p + "driving_file"))
-        for what, value in (("purpose", slot.purpose), ("channel", slot.channel), ("territory", slot.territory)):
+        slot = _Slot(
+            i + 1,
+            _text(form, p + "subject"),
+            _text(form, p + "purpose"),
+            _text(form, p + "channel"),
+            _text(form, p + "territory").upper(),
+            _text(form, p + "portrait_asset"),
+            _upload(form, p + "portrait_file"),
+            _text(form, p + "driving_asset"),
+            _upload(form, p + "driving_file"),
+        )
+        for what, value in (
+            ("purpose", slot.purpose),
+            ("channel", slot.channel),
+            ("territory", slot.territory),
+        ):
             if not value:
                 raise BadInput(f"job {slot.index}: choose a {what}")
-        for what, asset_id, upload in (("portrait", slot.portrait_id, slot.portrait_file),
-                                       ("driving video", slot.driving_id, slot.driving_file)):
+        for what, asset_id, upload in (
+            ("portrait", slot.portrait_id, slot.portrait_file),
+            ("driving video", slot.driving_id, slot.driving_file),
+        ):
             if bool(asset_id) == bool(upload):
-                raise BadInput(f"job {slot.index}: give either an uploaded {what} or an existing one, not "
-                               f"{'both' if asset_id else 'neither'}")
+                raise BadInput(
+                    f"job {slot.index}: give either an uploaded {what} or an existing one, not "
+                    f"{'both' if asset_id else 'neither'}"
+                )
         slots.append(slot)
     if not slots:
         raise BadInput("the batch has no jobs: fill in at least one job")
     return slots
 
 
-def _checked_upload(state: ConsoleState, upload: UploadFile, folder: Any, kind: AssetKind, file_kind: FileKind,
-                    *, where: str) -> CheckedInput:
+def _checked_upload(
+    state: ConsoleState, upload: UploadFile, folder: Any, kind: AssetKind, file_kind: FileKind, *, where: str
+) -> CheckedInput:
     """Spool an uploaded input and check it like `likeness batch submit` does; nothing is stored yet."""
     saved = save_upload(upload, folder, file_kind, field=where)  # type: ignore[arg-type]
     try:
@@ -174,8 +224,13 @@ def _uncovered(state: ConsoleState, slots: list[_Slot]) -> list[str]:
     with unit_of_work(state.runtime.sessions) as db:
         for slot in slots:
             try:
-                consent.verify(db, subject_id=slot.subject_id, purpose=slot.purpose, channel=slot.channel,
-                               territory=slot.territory)
+                consent.verify(
+                    db,
+                    subject_id=slot.subject_id,
+                    purpose=slot.purpose,
+                    channel=slot.channel,
+                    territory=slot.territory,
+                )
             except ConsentError as exc:
                 problems.append(f"job {slot.index} ({slot.purpose}/{slot.channel}/{slot.territory}): {exc}")
     return problems
@@ -184,8 +239,11 @@ def _uncovered(state: ConsoleState, slots: list[_Slot]) -> list[str]:
 def _check_slots(state: ConsoleState, me_email: str, slots: list[_Slot]) -> None:
     """Before any file is read or stored: the requester's role, every subject and vocabulary term (the same
     checks as `likeness batch submit`), then stored media that are missing or someone else's."""
-    check_jobs(state.runtime, [JobUse(slot.index, slot.subject_id, slot.purpose, slot.channel, slot.territory)
-                               for slot in slots], requested_by_email=me_email)
+    check_jobs(
+        state.runtime,
+        [JobUse(slot.index, slot.subject_id, slot.purpose, slot.channel, slot.territory) for slot in slots],
+        requested_by_email=me_email,
+    )
     with unit_of_work(state.runtime.sessions) as db:
         for slot in slots:
             for what, asset_id in (("portrait", slot.portrait_id), ("driving video", slot.driving_id)):
@@ -205,12 +263,14 @@ def _submit(state: ConsoleState, me_id: str, me_email: str, name: str, slots: li
     with upload_folder(state.upload_dir) as folder:
         files: dict[tuple[int, AssetKind], CheckedInput] = {}
         for slot in slots:
-            for kind, file_kind, upload, what in ((AssetKind.portrait, IMAGE, slot.portrait_file, "portrait"),
-                                                  (AssetKind.driving_video, VIDEO, slot.driving_file,
-                                                   "driving video")):
+            for kind, file_kind, upload, what in (
+                (AssetKind.portrait, IMAGE, slot.portrait_file, "portrait"),
+                (AssetKind.driving_video, VIDEO, slot.driving_file, "driving video"),
+            ):
                 if upload is not None:
-                    files[(slot.index, kind)] = _checked_upload(state, upload, folder, kind, file_kind,
-                                                                where=f"job {slot.index} {what}")
+                    files[(slot.index, kind)] = _checked_upload(
+                        state, upload, folder, kind, file_kind, where=f"job {slot.index} {what}"
+                    )
 
         def record() -> str:
             # Only uploads need the object store: a batch of already stored media must not depend on it.
@@ -219,16 +279,34 @@ def _submit(state: ConsoleState, me_id: str, me_email: str, name: str, slots: li
                 specs = []
                 for slot in slots:
                     chosen: dict[AssetKind, str] = {}
-                    for kind, picked in ((AssetKind.portrait, slot.portrait_id),
-                                         (AssetKind.driving_video, slot.driving_id)):
-                        chosen[kind] = picked or asset_id_for(db, files[(slot.index, kind)], bucket=bucket,
-                                                              subject_id=slot.subject_id, actor=me_email)
-                    specs.append(batches.JobSpec(subject_id=slot.subject_id,
-                                                 portrait_asset_id=chosen[AssetKind.portrait],
-                                                 driving_asset_id=chosen[AssetKind.driving_video],
-                                                 purpose=slot.purpose, channel=slot.channel, territory=slot.territory))
-                batch = batches.create_batch(db, name=name, requested_by=me_id, jobs=specs,
-                                             spec={"source": "console", "jobs": len(specs)})
+                    for kind, picked in (
+                        (AssetKind.portrait, slot.portrait_id),
+                        (AssetKind.driving_video, slot.driving_id),
+                    ):
+                        chosen[kind] = picked or asset_id_for(
+                            db,
+                            files[(slot.index, kind)],
+                            bucket=bucket,
+                            subject_id=slot.subject_id,
+                            actor=me_email,
+                        )
+                    specs.append(
+                        batches.JobSpec(
+                            subject_id=slot.subject_id,
+                            portrait_asset_id=chosen[AssetKind.portrait],
+                            driving_asset_id=chosen[AssetKind.driving_video],
+                            purpose=slot.purpose,
+                            channel=slot.channel,
+                            territory=slot.territory,
+                        )
+                    )
+                batch = batches.create_batch(
+                    db,
+                    name=name,
+                    requested_by=me_id,
+                    jobs=specs,
+                    spec={"source": "console", "jobs": len(specs)},
+                )
                 return batch.id
 
         return upload_then_record(state.runtime, files.values(), record)
@@ -262,14 +340,29 @@ async def batch_submit(request: Request) -> Response:
         await run_in_threadpool(_check_slots, state, me.email, slots)
         warnings = await run_in_threadpool(_uncovered, state, slots)
         if warnings and _text(form, "accept_uncovered") != "yes":
-            return render(request, "batch_new.html", values=values, warnings=warnings,
-                          error=None, **_choices(request, values.get("subject", "")))
+            return render(
+                request,
+                "batch_new.html",
+                values=values,
+                warnings=warnings,
+                error=None,
+                **_choices(request, values.get("subject", "")),
+            )
         batch_id = await run_in_threadpool(_submit, state, me.id, me.email, name, slots)
     except _REFUSALS as exc:
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return render(request, "batch_new.html", status_code=_refusal_status(exc), values=values, warnings=[],
-                      error=message, **_choices(request, values.get("subject", "")))
-    return redirect(request, "batch_page", flash=f"batch {name} submitted with {len(slots)} job(s)", batch_id=batch_id)
+        return render(
+            request,
+            "batch_new.html",
+            status_code=_refusal_status(exc),
+            values=values,
+            warnings=[],
+            error=message,
+            **_choices(request, values.get("subject", "")),
+        )
+    return redirect(
+        request, "batch_page", flash=f"batch {name} submitted with {len(slots)} job(s)", batch_id=batch_id
+    )
 
 
 @router.get("/{batch_id}", name="batch_page", response_class=HTMLResponse)
@@ -282,8 +375,9 @@ def batch_page(request: Request, batch_id: str) -> Response:
         batch = db.get(Batch, batch_id)
         if batch is None or (batch.requested_by != me.id and not _sees_all(me)):
             raise PageNotFound(f"no batch {batch_id} among the batches you may see")
-        decisions = db.scalars(select(ReviewDecision).join(Job, Job.id == ReviewDecision.job_id)
-                               .where(Job.batch_id == batch_id))
+        decisions = db.scalars(
+            select(ReviewDecision).join(Job, Job.id == ReviewDecision.job_id).where(Job.batch_id == batch_id)
+        )
         review_reasons = {d.job_id: d.reason for d in decisions}
     report = batch_report(state.runtime, batch_id)
     return render(request, "batch.html", report=report, review_reasons=review_reasons)

@@ -32,15 +32,24 @@ def job_media(request: Request, job_id: str, which: Literal["output", "portrait"
     with unit_of_work(state.runtime.sessions) as db:
         job = jobs.get_job(db, job_id)
         if request.headers.get("range", "bytes=0-").replace(" ", "").startswith("bytes=0-"):
-            record_read(db, actor_email=current_user(request).email, roles=(Role.reviewer, Role.auditor),
-                        what=f"job_media.{which}", resource_type="job", resource_id=job.id,
-                        subject_id=job.subject_id, job_id=job.id)
+            record_read(
+                db,
+                actor_email=current_user(request).email,
+                roles=(Role.reviewer, Role.auditor),
+                what=f"job_media.{which}",
+                resource_type="job",
+                resource_id=job.id,
+                subject_id=job.subject_id,
+                job_id=job.id,
+            )
         if which == "output":
             if not (job.output_bucket and job.output_key and job.output_sha256):
                 raise PageNotFound(f"job {job_id} has no render yet")
             ref = StoredRef(job.output_bucket, job.output_key, job.output_sha256)
         else:
-            asset = assets.get_asset(db, job.portrait_asset_id if which == "portrait" else job.driving_asset_id)
+            asset = assets.get_asset(
+                db, job.portrait_asset_id if which == "portrait" else job.driving_asset_id
+            )
             ref = StoredRef(asset.bucket, asset.object_key, asset.sha256)
     path, media_type = cached_copy(state, ref)
     return FileResponse(path, media_type=media_type, headers={"cache-control": "no-store"})

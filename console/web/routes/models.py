@@ -22,9 +22,14 @@ def models_page(request: Request) -> Response:
         rows = []
         for model in models_registry.list_models(db):
             lineage = models_registry.lineage(db, model.id)
-            rows.append({"model": model, "clips": len(lineage),
-                         "subjects": len({subject.id for _, subject, _ in lineage}),
-                         "publications": len(models_registry.publications_of(db, model))})
+            rows.append(
+                {
+                    "model": model,
+                    "clips": len(lineage),
+                    "subjects": len({subject.id for _, subject, _ in lineage}),
+                    "publications": len(models_registry.publications_of(db, model)),
+                }
+            )
     return render(request, "models.html", rows=rows)
 
 
@@ -33,7 +38,9 @@ def model_page(request: Request, model_id: str) -> Response:
     """One model: status and its reason, config, training clips with subject and consent, publications."""
     with unit_of_work(console(request).runtime.sessions) as db:
         model = models_registry.get_model(db, model_id)
-        lineage = [{"clip": clip, "subject": subject, "consent": used}
-                   for clip, subject, used in models_registry.lineage(db, model.id)]
+        lineage = [
+            {"clip": clip, "subject": subject, "consent": used}
+            for clip, subject, used in models_registry.lineage(db, model.id)
+        ]
         publications = models_registry.publications_of(db, model)
     return render(request, "model.html", model=model, lineage=lineage, publications=publications)

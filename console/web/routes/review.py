@@ -30,13 +30,22 @@ def review_queue(request: Request) -> Response:
     """Every job awaiting review, longest waiting first; your own batches are marked (four eyes)."""
     items = pending_reviews(console(request).runtime)
     me = current_user(request)
-    return render(request, "review_queue.html", items=items, mine={i.job_id for i in items if i.requested_by == me.email})
+    return render(
+        request,
+        "review_queue.html",
+        items=items,
+        mine={i.job_id for i in items if i.requested_by == me.email},
+    )
 
 
 def _score_rows(scores: dict[str, Any], rules: dict[str, Any]) -> list[dict[str, Any]]:
     """Each score beside its policy bounds, with where it falls (ok, review, reject)."""
-    bounds: dict[str, dict[str, float]] = {**(rules.get("identity") or {}), **(rules.get("artifacts") or {}),
-                                           **(rules.get("motion") or {}), **(rules.get("leak") or {})}
+    bounds: dict[str, dict[str, float]] = {
+        **(rules.get("identity") or {}),
+        **(rules.get("artifacts") or {}),
+        **(rules.get("motion") or {}),
+        **(rules.get("leak") or {}),
+    }
     same = (rules.get("leak") or {}).get("driver_same_person_distance")
     if isinstance(same, int | float) and float(scores.get("driver_portrait_distance", same + 1)) <= same:
         bounds.pop("leak_margin", None)  # the driver is the subject: the policy does not judge the margin
@@ -49,10 +58,22 @@ def _score_rows(scores: dict[str, Any], rules: dict[str, Any]) -> list[dict[str,
             limit = "must be true"
         elif "review_above" in bound:
             limit = f"review > {bound['review_above']:g}, reject > {bound['reject_above']:g}"
-            status = "reject" if value > bound["reject_above"] else "review" if value > bound["review_above"] else "ok"
+            status = (
+                "reject"
+                if value > bound["reject_above"]
+                else "review"
+                if value > bound["review_above"]
+                else "ok"
+            )
         elif "review_below" in bound:
             limit = f"review < {bound['review_below']:g}, reject < {bound['reject_below']:g}"
-            status = "reject" if value < bound["reject_below"] else "review" if value < bound["review_below"] else "ok"
+            status = (
+                "reject"
+                if value < bound["reject_below"]
+                else "review"
+                if value < bound["review_below"]
+                else "ok"
+            )
         shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         rows.append({"name": name, "value": shown, "limit": limit, "status": status})
     return rows
@@ -70,8 +91,9 @@ def _consent_standing(db: Session, job: Job) -> dict[str, Any]:
     used = db.get(Consent, job.consent_id) if job.consent_id else None
     standing: dict[str, Any] = {"used": used, "now": None, "problem": None}
     try:
-        standing["now"] = consent.verify(db, subject_id=job.subject_id, purpose=job.purpose,
-                                         channel=job.channel, territory=job.territory)
+        standing["now"] = consent.verify(
+            db, subject_id=job.subject_id, purpose=job.purpose, channel=job.channel, territory=job.territory
+        )
     except ConsentError as exc:
         standing["problem"] = str(exc)
     return standing
@@ -116,11 +138,25 @@ def review_job(request: Request, job_id: str) -> Response:
         score_rows = _score_rows(dict(job.check_scores or {}), rules)
         motion = motion_context(check.details if check else None, rules, fps=_output_fps(check))
     return render(
-        request, "review_job.html", item=item, job=job, score_rows=score_rows, policy_version=job.policy_version,
-        plot=identity_svg(distances, bounds=bounds, frames=frames), bounds=bounds, fps=fps, references=references,
+        request,
+        "review_job.html",
+        item=item,
+        job=job,
+        score_rows=score_rows,
+        policy_version=job.policy_version,
+        plot=identity_svg(distances, bounds=bounds, frames=frames),
+        bounds=bounds,
+        fps=fps,
+        references=references,
         faceless=[int(f) for f in faceless or [] if isinstance(f, int)],
-        standing=standing, decision=decision, decided_by=decided_by, own_batch=own_batch, past=PAST,
-        has_output=bool(job.output_key), publishing=publish_status(state.runtime, job_id), **motion,
+        standing=standing,
+        decision=decision,
+        decided_by=decided_by,
+        own_batch=own_batch,
+        past=PAST,
+        has_output=bool(job.output_key),
+        publishing=publish_status(state.runtime, job_id),
+        **motion,
     )
 
 
@@ -135,9 +171,14 @@ def review_decide(
     governance checks role, four eyes and decided-once; an approval publishes right away."""
     state = console(request)
     me = current_user(request)
-    result = apply_decision(settings_or_runtime=state.runtime, job_id=job_id, reviewer_email=me.email,
-                            verdict=verdict, reason=required_text(reason, "reason"),
-                            publish=state.config.publish_on_approval)
+    result = apply_decision(
+        settings_or_runtime=state.runtime,
+        job_id=job_id,
+        reviewer_email=me.email,
+        verdict=verdict,
+        reason=required_text(reason, "reason"),
+        publish=state.config.publish_on_approval,
+    )
     message = f"job {job_id}: {PAST[result.verdict]}; now {result.state}"
     if result.publishing is not None:
         message += "; publishing queued"
@@ -145,7 +186,9 @@ def review_decide(
 
 
 @router.post("/jobs/{job_id}/publish", name="review_retry_publish")
-def review_retry_publish(request: Request, job_id: str, back: Literal["job", "batch"] = Form("job")) -> Response:
+def review_retry_publish(
+    request: Request, job_id: str, back: Literal["job", "batch"] = Form("job")
+) -> Response:
     """Queue a failed publication again (`flows.publish_queue.retry_publish`); returns at once, to the
     job's page or (from the batch page) the batch's."""
     state = console(request)

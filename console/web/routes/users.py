@@ -21,7 +21,9 @@ def users(request: Request) -> Response:
     """Every account, its roles and whether it is active, with the forms to change them."""
     with unit_of_work(console(request).runtime.sessions) as db:
         people = list_users(db)
-    return render(request, "users.html", people=people, roles=[r.value for r in Role], me=current_user(request))
+    return render(
+        request, "users.html", people=people, roles=[r.value for r in Role], me=current_user(request)
+    )
 
 
 @router.post("/users", name="user_create")
@@ -34,8 +36,14 @@ def user_create(
 ) -> Response:
     """Create an account (argon2id hash, audited `user.created` by governance)."""
     with unit_of_work(console(request).runtime.sessions) as db:
-        user = add_user(db, email=email, roles=roles, actor=current_user(request).email,
-                        display_name=display_name, password=password)
+        user = add_user(
+            db,
+            email=email,
+            roles=roles,
+            actor=current_user(request).email,
+            display_name=display_name,
+            password=password,
+        )
         created = user.email
     return redirect(request, "users", flash=f"user {created} created")
 
