@@ -14,7 +14,7 @@ only ratios measured in the same run mean anything):
   threads, and two single-thread workers rendering at the same time ("2 in flight").
 
 Models: `--model vox256` (seeded random weights of the released architecture, 256x256) or `--model demo`
-(the trained demo checkpoint `flows/demo_assets/mcnet_demo128.pth.tar`, 128x128, driven by its held-out
+(the trained demo checkpoint `flows/demo/assets/mcnet_demo128.pth.tar`, 128x128, driven by its held-out
 frames; random weights overstate low-precision accuracy). Reported: s/frame (wall and CPU time), the ratio
 to (A) (or to (a) when (A) is skipped), peak RSS, max abs difference and PSNR against exact mode.
 JSON goes to bench/results/.

@@ -1,4 +1,4 @@
-"""Benchmark the audit log: append N events through `governance.audit.record`, then verify the chain;
+"""Benchmark the audit log: append N events through `governance.audit.record.record`, then verify the chain;
 then the Merkle tree: root, signed checkpoint and inclusion proof at growing log sizes.
 
 Runs on a fresh SQLite file and a fresh PostgreSQL database (created and dropped here), prints Rich
@@ -42,13 +42,14 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from governance import audit, audit_ledger
-from governance.audit_note import NoteSigner, sign_checkpoint
+from governance.audit import ledger as audit_ledger
+from governance.audit import record as audit
+from governance.audit.note import NoteSigner, sign_checkpoint
 from governance.database import make_engine, make_session_factory
 from governance.migrate import upgrade
 from governance.schema import AuditEvent
-from pipeline.audit_store import CheckpointStore
-from pipeline.s3server import LocalS3Server
+from pipeline.storage.audit_store import CheckpointStore
+from pipeline.storage.local_s3 import LocalS3Server
 
 POSTGRES_URL = os.environ.get(
     "LIKENESS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -5,7 +5,7 @@
     each batch of forward passes (the driving frames are decoded and cropped before that clock starts),
     and everything else is reported as a percentage of it. Target: at most 15 %.
 (2) Throughput: a batch of N jobs (tiny random MCNet) run by `nightly_batch` on 1 and on 2 process
-    workers, against a real project-local Prefect server (`flows.orchestrator.LocalPrefectServer`, the
+    workers, against a real project-local Prefect server (`flows.runtime.orchestrator.LocalPrefectServer`, the
     `gpu` limit created with as many slots as workers); jobs per minute and the ratio. On a 2-core machine
     shared with other work, expect well under 2x.
 (3) Approve latency: the web console's approve request (`POST /review/jobs/{id}/decision`, a signed-in
@@ -116,11 +116,11 @@ def _loose_policy(path: Path) -> None:
 
 def _world(root: Path, checkpoint: Path, *, driving_frames: range) -> World:
     """Start S3, migrate SQLite, seed a consenting subject and write a batch file."""
-    from flows import demo
-    from flows.runtime import Runtime
-    from flows.settings import Settings
+    from flows.demo import steps as demo
+    from flows.runtime.root import Runtime
+    from flows.runtime.settings import Settings
     from governance.migrate import upgrade
-    from pipeline.s3server import LocalS3Server
+    from pipeline.storage.local_s3 import LocalS3Server
 
     server = LocalS3Server(root / "s3", access_key=ACCESS, secret_key=SECRET)
     state = server.start(timeout=90.0)
@@ -148,9 +148,9 @@ def _world(root: Path, checkpoint: Path, *, driving_frames: range) -> World:
 def _submit(rt: Any, batch_file: Path, jobs: int) -> str:
     import yaml
 
-    from flows import demo
-    from flows.batchfile import read_batch_file
-    from flows.submission import submit_batch
+    from flows.batch.batchfile import read_batch_file
+    from flows.batch.submission import submit_batch
+    from flows.demo import steps as demo
 
     data = yaml.safe_load(batch_file.read_text(encoding="utf-8"))
     # Only the covered use, so every job renders; a seed each, since a batch refuses the same request twice.
@@ -162,8 +162,8 @@ def _submit(rt: Any, batch_file: Path, jobs: int) -> str:
 
 def measure_overhead(checkpoint: Path, label: str) -> Overhead:
     """One 10-second job through the real render step, the model's forward passes timed separately."""
-    from flows import render_steps
-    from flows.runtime import use_runtime
+    from flows.render import steps as render_steps
+    from flows.runtime.root import use_runtime
     from governance import batches
     from governance import jobs as job_service
     from governance.uow import unit_of_work
@@ -219,13 +219,13 @@ def measure_overhead(checkpoint: Path, label: str) -> Overhead:
 
 # Where the time outside the model goes: (label, module, attribute) of the library calls the step makes.
 PHASES = (
-    ("fetch inputs from S3 (+sha256)", "flows.jobdata", "fetch"),
-    ("portrait: face detection + crop", "pipeline.faces", "prepare_portrait"),
-    ("driving: face tracking pass", "pipeline.faces", "crop_driving"),
-    ("paste back into the portrait", "pipeline.faces", "compose_output"),
-    ("H.264 encode (pipe writes)", "pipeline.video_writer", "VideoWriter.write"),
-    ("H.264 encode (finish + audio mux)", "pipeline.video_writer", "VideoWriter.__exit__"),
-    ("upload to quarantine (verified)", "pipeline.storage", "ObjectStore.put_file"),
+    ("fetch inputs from S3 (+sha256)", "flows.jobs.data", "fetch"),
+    ("portrait: face detection + crop", "pipeline.faces.portrait", "prepare_portrait"),
+    ("driving: face tracking pass", "pipeline.faces.portrait", "crop_driving"),
+    ("paste back into the portrait", "pipeline.faces.portrait", "compose_output"),
+    ("H.264 encode (pipe writes)", "pipeline.video.writer", "VideoWriter.write"),
+    ("H.264 encode (finish + audio mux)", "pipeline.video.writer", "VideoWriter.__exit__"),
+    ("upload to quarantine (verified)", "pipeline.storage.objects", "ObjectStore.put_file"),
     ("database (record + audit)", "governance.jobs", "record_render"),
 )
 
@@ -268,8 +268,8 @@ def _local_gpu_limit(slots: int = 1) -> Iterator[None]:
     `slots`: the limit is the operator's, so the benchmark creates it on a server of its own."""
     from prefect.context import refresh_global_settings_context
 
-    from flows.concurrency import ensure_gpu_limit
-    from flows.orchestrator import LocalPrefectServer, point_prefect_at
+    from flows.runtime.concurrency import ensure_gpu_limit
+    from flows.runtime.orchestrator import LocalPrefectServer, point_prefect_at
 
     with tempfile.TemporaryDirectory(prefix="bench-prefect-") as tmp:
         server = LocalPrefectServer(Path(tmp), port=0)
@@ -289,8 +289,8 @@ def _local_gpu_limit(slots: int = 1) -> Iterator[None]:
 
 def measure_throughput(checkpoint: Path, jobs: int, workers: int) -> Throughput:
     """N jobs (2 s clips) through `nightly_batch` on `workers` processes (0 = threads)."""
-    from flows.batch import batch_flow
-    from flows.runtime import use_runtime
+    from flows.batch.flow import batch_flow
+    from flows.runtime.root import use_runtime
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         world = _world(Path(tmp), checkpoint, driving_frames=range(300, 350))
@@ -329,10 +329,10 @@ def measure_approve_latency(checkpoint: Path, approvals: int = 3) -> ApproveLate
     from fastapi.testclient import TestClient
 
     from console.web import WebConfig, create_app
-    from flows.batch import batch_flow
-    from flows.publish_queue import publish_status
-    from flows.review_queue import pending_reviews
-    from flows.runtime import use_runtime
+    from flows.batch.flow import batch_flow
+    from flows.publish.queue import publish_status
+    from flows.review.queue import pending_reviews
+    from flows.runtime.root import use_runtime
     from governance import users
     from governance.uow import unit_of_work
 
@@ -427,7 +427,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ckpt-") as tmp:
         tiny = tiny_checkpoint(Path(tmp))
         if args.overhead_model != "skip":
-            from flows.demo import demo_checkpoint
+            from flows.demo.steps import demo_checkpoint
 
             checkpoint = {
                 "demo": demo_checkpoint,

@@ -30,9 +30,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.identity import IdentityVerifier, distance
+from pipeline.checks.identity import IdentityVerifier, distance
 from pipeline.images import load_image
-from pipeline.video import iter_frames
+from pipeline.video.reader import iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".." / "shared" / "media"

@@ -1,19 +1,19 @@
 """Calibrate the motion and driver-leak checks on real clips and on the demo model's renders.
 
 Driving: the first 10 s of the BSD-3 talking-man clip (`../shared/media`), tracked and cropped at
-256 px by `pipeline.faces.crop_driving` (as the render does). Outputs scored against it, each through
-`pipeline.motion.check_motion` at every 3rd frame (`Settings.fidelity_every`):
+256 px by `pipeline.faces.portrait.crop_driving` (as the render does). Outputs scored against it, each through
+`pipeline.checks.motion.check_motion` at every 3rd frame (`Settings.fidelity_every`):
 
 * `self`: the driving crops themselves (perfect motion); `self, degraded`: the same at half size and
   back, JPEG quality 30 (perfect motion seen through landmark noise);
 * `frozen`: the portrait crop (frame 10) held still for 10 s;
 * `reversed`: the driving crops backwards; `shifted 1 s`: frames 25..274 (one second late);
   `other window`: frames 125..374 (the same person saying something else);
-* `demo render`: the demo model (`flows/demo_assets`, 128 px, trained on this speaker) animating its
+* `demo render`: the demo model (`flows/demo/assets`, 128 px, trained on this speaker) animating its
   portrait with the demo job's driving stretch (frames 300..374 of the clip), scored on 128 px crops;
   `demo render, 10 s`: the same model driven by the 10 s used above.
 
-Leak (`pipeline.leak.check_leak`, 8 sampled frames): portrait Grace Hopper (another person) with
+Leak (`pipeline.checks.leak.check_leak`, 8 sampled frames): portrait Grace Hopper (another person) with
 the output being the driver's own crops (a total leak), Grace held still (no leak), and the demo
 model animating Grace with the talking man (a real cross-identity render); and the same-person case
 (portrait = the speaker), which the policy skips. Prints tables; JSON to bench/results/.
@@ -36,13 +36,13 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.faces import crop_driving, prepare_portrait
-from pipeline.identity import IdentityVerifier
+from pipeline.checks.identity import IdentityVerifier
+from pipeline.checks.leak import check_leak
+from pipeline.checks.motion import check_motion
+from pipeline.faces.landmarks import shared_detector
+from pipeline.faces.portrait import crop_driving, prepare_portrait
 from pipeline.images import load_image
-from pipeline.landmarks import shared_detector
-from pipeline.leak import check_leak
-from pipeline.motion import check_motion
-from pipeline.video import iter_frames
+from pipeline.video.reader import iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".." / "shared" / "media"

@@ -1,11 +1,11 @@
 """Cost of the identity and artifact checks against the cost of animating the clip they judge.
 
 Makes a 10 s, 25 fps, 256x256 H.264 clip of real face crops (the BSD-3 talking-man clip, tracked and
-cropped by `pipeline.faces`), then times at the default sampling (every 3rd frame, as
+cropped by `pipeline.faces.portrait`), then times at the default sampling (every 3rd frame, as
 `Settings.fidelity_every`): the likeness binding (once per job), identity fidelity, the artifact
 checks, and the motion checks (the driving video re-tracked into crops as the render does, then
 68-point landmarks on both videos) and the driver-leak check (8 + 8 sampled frames) that
-`flows.output_checks.score_output` adds, per frame of the clip. The animation time per frame is measured on MCNet's vox256 config
+`flows.render.checks.score_output` adds, per frame of the clip. The animation time per frame is measured on MCNet's vox256 config
 (random weights; the cost does not depend on the weights) through `PortraitAnimator`, over a couple
 of frames after a warm-up, and compared with the documented figure (`ANIMATION_S_PER_FRAME`, measured
 on this CPU when idle). Target: checks <= 10% of the animation time. Prints a table; JSON to
@@ -28,13 +28,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.artifacts import check_artifacts
-from pipeline.faces import crop_driving, prepare_portrait
-from pipeline.identity import IdentityVerifier
-from pipeline.landmarks import shared_detector
-from pipeline.leak import check_leak
-from pipeline.motion import check_motion
-from pipeline.video import VideoWriter, iter_frames
+from pipeline.checks.artifacts import check_artifacts
+from pipeline.checks.identity import IdentityVerifier
+from pipeline.checks.leak import check_leak
+from pipeline.checks.motion import check_motion
+from pipeline.faces.landmarks import shared_detector
+from pipeline.faces.portrait import crop_driving, prepare_portrait
+from pipeline.video.reader import VideoWriter, iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".." / "shared" / "media"

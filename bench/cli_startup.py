@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 CASES = {
-    "likeness --help": "from console.cli import main; main(['--help'])",
-    "import consent + audit commands": "import console.commands.consent, console.commands.audit",
-    "import review + batch commands (eager cost)": "import console.commands.review, console.commands.batch",
+    "likeness --help": "from console.cli.app import main; main(['--help'])",
+    "import consent + audit commands": "import console.cli.consent, console.cli.audit",
+    "import review + batch commands (eager cost)": "import console.cli.review, console.cli.batch",
 }
 
 

@@ -25,10 +25,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from pipeline import provenance, watermark
-from pipeline.label import burn_label
-from pipeline.s3server import LocalS3Server
-from pipeline.storage import ObjectStore, object_key, sha256_file
+from pipeline.marks import provenance, watermark
+from pipeline.marks.label import burn_label
+from pipeline.storage.local_s3 import LocalS3Server
+from pipeline.storage.objects import ObjectStore, object_key, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"

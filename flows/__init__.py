@@ -9,10 +9,10 @@ def keep_prefect_offline() -> None:
     """Turn off Prefect's telemetry and its temporary servers unless the operator set otherwise.
 
     This product runs without internet, and talks to one Prefect API (`PREFECT_API_URL`, or the project's
-    own local server: `flows.orchestrator`). Prefect would otherwise start a temporary ("ephemeral")
+    own local server: `flows.runtime.orchestrator`). Prefect would otherwise start a temporary ("ephemeral")
     server inside every process that runs a flow without an API: one per command, racing the others for
     its SQLite file, timing out under load and forgetting the `gpu` leases of the runs it served. With
-    ephemeral mode off, a missing API is an error (`flows.orchestrator.require_api` words it). It has to
+    ephemeral mode off, a missing API is an error (`flows.runtime.orchestrator.require_api` words it). It has to
     be set before Prefect reads its settings, which is why it runs when this package is imported: every
     module that imports Prefect lives below here.
     """

@@ -34,8 +34,8 @@ from models.training.export import STORAGE_DTYPES, export_checkpoint
 from models.training.presets import PRESETS, resolve_config
 from models.training.trainer import StepReport, Trainer, TrainingResult, TrainingSpec
 from pipeline.errors import PipelineError
-from pipeline.storage import ObjectStore
-from pipeline.training_frames import prepare_training_data
+from pipeline.storage.objects import ObjectStore
+from pipeline.training.frames import prepare_training_data
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def prepare_data(
     subjects: Sequence[str] | None = None,
     crop: str = "face",
 ) -> ClipManifest:
-    """Decode videos / frame folders into a training data folder (see `pipeline.training_frames`)."""
+    """Decode videos / frame folders into a training data folder (see `pipeline.training.frames`)."""
     return prepare_training_data(
         inputs,
         out_dir,
@@ -457,11 +457,11 @@ class IdentityScores:
     copying the driver (what a model that ignored the portrait would score). Frames without a
     detectable face are left out and counted in `missing`.
 
-    Motion, from dlib's 68 landmarks (`pipeline.landmarks`, the motion checks' predictor):
+    Motion, from dlib's 68 landmarks (`pipeline.faces.landmarks`, the motion checks' predictor):
     AKD: generated frame vs the real driving frame, mean distance over the 68 points in pixels of the
     model's resolution, beside copying the source frame (the real frame against itself scores 0), on
     the frames where all three have a face (`akd_frames`). Cross-identity motion fidelity: per pair,
-    `pipeline.motion.compare_tracks` of the driver's frames against the output's (size-normalised
+    `pipeline.checks.motion.compare_tracks` of the driver's frames against the output's (size-normalised
     landmark motion distance, mouth-opening correlation), averaged over pairs, beside copying the
     source (a still portrait: no motion followed).
     """
@@ -520,10 +520,10 @@ def identity_scores(
     import numpy as np
 
     from models.training.dataset import cross_identity_pairs
-    from pipeline.identity import IdentityVerifier
-    from pipeline.identity import distance as embedding_distance
-    from pipeline.landmarks import shared_detector
-    from pipeline.motion import FaceTrack, compare_tracks
+    from pipeline.checks.identity import IdentityVerifier
+    from pipeline.checks.identity import distance as embedding_distance
+    from pipeline.checks.motion import FaceTrack, compare_tracks
+    from pipeline.faces.landmarks import shared_detector
 
     target = resolve_device(device)
     loaded = load_mcnet(checkpoint, device=target, dtype=torch.float32)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from governance import audit
+from governance.audit import record as audit
 from governance.enums import Role
 from governance.schema import User
 from governance.users import require_role

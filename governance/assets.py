@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from governance import audit
+from governance.audit import record as audit
 from governance.enums import AssetKind
 from governance.errors import NotFound, ValidationFailed
 from governance.schema import Asset

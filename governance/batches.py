@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from governance import audit
 from governance.assets import get_asset, register_asset
+from governance.audit import record as audit
 from governance.enums import AssetKind, Role
 from governance.errors import NotFound, ValidationFailed
 from governance.schema import Batch, Job

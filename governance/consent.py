@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from governance import audit
+from governance.audit import record as audit
 from governance.enums import Role
 from governance.errors import (
     AlreadyRevoked,
@@ -297,7 +297,7 @@ def revoke(
     """Revoke the consent (its version in force) from now on; a consent is revoked once.
 
     Audited as `consent.revoked`, with the live publications made under the consent: from now on they
-    are due for takedown (`governance.withdrawals.takedowns_due`), which `flows.revocation` carries out
+    are due for takedown (`governance.withdrawals.takedowns_due`), which `flows.takedown.steps` carries out
     at once and the `takedown` sweep retries until done. Jobs not yet published fail their next `verify`.
     """
     now = now or utcnow()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
-from governance import audit
+from governance.audit import record as audit
 from governance.enums import JobState, Outcome
 from governance.errors import InvalidTransition, NotFound, ValidationFailed
 from governance.policy import CheckScores, PolicyDecision

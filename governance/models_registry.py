@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from governance import audit
+from governance.audit import record as audit
 from governance.enums import AssetKind, ModelStatus, Role
 from governance.errors import (
     ConsentError,
@@ -429,7 +429,7 @@ def _policy_choice() -> str:
     """`models.on_consent_withdrawn` of the policy in force.
 
     `consent.revoke` is called from the CLI, the web console and the flows, none of which pass a policy
-    to it, so the deployment's policy file is found the way `flows.settings` finds it
+    to it, so the deployment's policy file is found the way `flows.runtime.settings` finds it
     (`LIKENESS_POLICY_PATH`, else the default policy).
     """
     import os

@@ -47,7 +47,7 @@ class CheckScores(_Strict):
     duration_ok: bool
     fps_ok: bool
     size_ok: bool
-    # Motion fidelity, driving crops vs output (pipeline.motion); None: not measured.
+    # Motion fidelity, driving crops vs output (pipeline.checks.motion); None: not measured.
     motion_mean_distance: float | None = Field(
         default=None, ge=0, description="landmark motion difference, inter-ocular units, mean"
     )
@@ -70,7 +70,7 @@ class CheckScores(_Strict):
     roll_mean_difference: float | None = Field(
         default=None, ge=0, description="head roll, mean |diff|, degrees"
     )
-    # Driver identity leak (pipeline.leak); None: not measured.
+    # Driver identity leak (pipeline.checks.leak); None: not measured.
     driver_portrait_distance: float | None = Field(
         default=None, ge=0, description="driver vs portrait identity"
     )

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from governance import audit, jobs
+from governance import jobs
+from governance.audit import record as audit
 from governance.enums import JobState, Role
 from governance.errors import InvalidTransition, NotFound, ValidationFailed
 from governance.schema import Asset, Consent, Job, Publication, ReviewDecision, User

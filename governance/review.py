@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from governance import audit, jobs
+from governance import jobs
+from governance.audit import record as audit
 from governance.enums import JobState, Role, Verdict
 from governance.errors import (
     AlreadyDecided,

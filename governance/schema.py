@@ -313,7 +313,7 @@ class ModelTrainingClip(Base):
 
 
 class AuditEvent(Base):
-    """One link of the append-only, hash-chained audit log (see `governance.audit`).
+    """One link of the append-only, hash-chained audit log (see `governance.audit.record`).
 
     `seq` is the position in the chain (1, 2, 3 ... without gaps); `prev_hash` is unique, so two
     writers can never both extend the same head. No foreign keys: the log outlives what it describes.

@@ -8,7 +8,7 @@ import unicodedata
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from governance import audit
+from governance.audit import record as audit
 from governance.enums import Role
 from governance.errors import NotFound, ValidationFailed
 from governance.schema import LikenessReference, Subject

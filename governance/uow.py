@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from governance import audit
+from governance.audit import record as audit
 from governance.errors import GovernanceError, Refusal
 
 log = logging.getLogger(__name__)

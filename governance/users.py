@@ -10,7 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from governance import audit
+from governance.audit import record as audit
 from governance.enums import Role
 from governance.errors import AuthenticationFailed, NotFound, Refusal, RoleRequired, ValidationFailed
 from governance.schema import User

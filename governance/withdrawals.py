@@ -6,7 +6,7 @@ its use any more (amended so it no longer covers it, expired, not yet valid). Th
 table of its own but a question asked of the consents, so a revocation recorded through any door
 (CLI, console, Python API, a direct `governance.consent.revoke`) queues its takedowns in the same
 transaction that revokes, and a publication recorded while the revocation was under way is caught
-too. `flows.revocation` takes the due publications down; the `takedown` sweep retries until none is
+too. `flows.takedown.steps` takes the due publications down; the `takedown` sweep retries until none is
 left. Read-only: nothing here writes.
 """
 

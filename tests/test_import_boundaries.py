@@ -85,6 +85,6 @@ def test_package_respects_import_rules(package: str) -> None:
 
 def test_walker_catches_a_wrong_way_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("import os\nfrom governance.audit import record\nimport torch.nn as nn\n")
+    bad.write_text("import os\nfrom governance.audit.record import record\nimport torch.nn as nn\n")
     assert imported_roots(bad) == {"os", "governance", "torch"}
     assert imported_roots(bad) & FORBIDDEN["models"] == {"governance"}

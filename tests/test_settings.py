@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flows.settings import Settings, load_settings
+from flows.runtime.settings import Settings, load_settings
 from governance.database import DEFAULT_DATABASE_URL
 
 

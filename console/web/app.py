@@ -28,9 +28,9 @@ from console.web.pages import render
 from console.web.ratelimit import SignInThrottle
 from console.web.sessions import COOKIE_NAME, SessionStore
 from console.web.state import ConsoleState
-from flows.errors import USER_FACING
-from flows.retry import is_transient
-from flows.runtime import Runtime
+from flows.runtime.errors import USER_FACING
+from flows.runtime.retry import is_transient
+from flows.runtime.root import Runtime
 from governance.errors import GovernanceError, NotFound, PermissionDenied, ValidationFailed
 
 logger = logging.getLogger(__name__)

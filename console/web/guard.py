@@ -16,7 +16,7 @@ from console.web.errors import CsrfRejected, Forbidden, SignInRequired
 from console.web.proxy import expected_origin, normalise_origin
 from console.web.rbac import Access, allows, roles_for
 from console.web.state import CurrentUser, console, web_session
-from governance import audit
+from governance.audit import record as audit
 from governance.schema import User
 from governance.uow import unit_of_work
 

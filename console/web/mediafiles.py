@@ -15,7 +15,7 @@ from pathlib import Path
 
 from console.web.errors import PageNotFound
 from console.web.state import ConsoleState
-from flows.jobdata import StoredRef, fetch
+from flows.jobs.data import StoredRef, fetch
 
 CACHE_SECONDS = 3600
 

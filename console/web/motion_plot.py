@@ -1,6 +1,6 @@
 """The review page's motion plot: driver vs output mouth opening and head yaw, with the bounds that apply.
 
-Drawn as inline SVG from the numbers a check result recorded (`pipeline.motion.MotionReport
+Drawn as inline SVG from the numbers a check result recorded (`pipeline.checks.motion.MotionReport
 .audit_details()`): mouth opening on the left axis, yaw (each series centred on its own median, as
 scored) on the right. The shaded bands are the driver's series plus and minus the policy's review
 bound on the mean difference (`motion.mouth_mean_difference`, `motion.yaw_mean_difference`): an

@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 from console.web.config import WebConfig
 from console.web.ratelimit import SignInThrottle
 from console.web.sessions import SessionStore, WebSession
-from flows.runtime import Runtime
+from flows.runtime.root import Runtime
 
 
 @dataclass(frozen=True)

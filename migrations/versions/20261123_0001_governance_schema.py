@@ -17,7 +17,7 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The database itself refuses to change or remove audit events (governance.audit keeps a hash chain
+# The database itself refuses to change or remove audit events (governance.audit.record keeps a hash chain
 # over them; these triggers make tampering need DDL rights, and `audit verify` catches it even then).
 SQLITE_TRIGGERS = (
     """CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events

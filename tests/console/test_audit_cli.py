@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select, text
 from typer.testing import CliRunner, Result
 
-from governance import audit
-from governance.audit_note import NoteVerifier, open_checkpoint
-from governance.audit_tree import verify_inclusion
+from governance.audit import record as audit
+from governance.audit.note import NoteVerifier, open_checkpoint
+from governance.audit.tree import verify_inclusion
 from governance.database import make_engine, make_session_factory
 from governance.schema import AuditEvent, Consent
 from tests.console.test_governance_cli import app, evidence, grant_args, last_actions, setup_people

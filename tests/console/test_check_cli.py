@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from console.cli import main
+from console.cli.app import main
 from governance.policy import DEFAULT_POLICY_PATH
 from tests.fixtures.media import encode
 
@@ -35,9 +35,9 @@ MOTION = {
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m console.cli ...` in a child process (the environment, PYTHONPATH included, is inherited)."""
+    """`python -m console.cli.app ...` in a child process (the environment, PYTHONPATH included, is inherited)."""
     return subprocess.run(
-        [sys.executable, "-m", "console.cli", *args],
+        [sys.executable, "-m", "console.cli.app", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -91,10 +91,10 @@ def test_check_json_on_the_driving_clip_itself(talking_clip: Path, portrait_path
 def test_check_table_flags_a_frozen_output_without_importing_torch(
     frozen_output: Path, talking_clip: Path, portrait_path: Path
 ) -> None:
-    # The command alone, on a bare app: `console.cli` imports other groups (train) that need torch.
+    # The command alone, on a bare app: `console.cli.app` imports other groups (train) that need torch.
     script = (
         "import sys, typer\n"
-        "from console.commands import check\n"
+        "from console.cli import check\n"
         "app = typer.Typer()\n"
         "check.register(app)\n"
         "@app.callback()\n"

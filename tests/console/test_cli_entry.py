@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from console.cli import main
+from console.cli.app import main
 
 
 def test_missing_option_is_one_line_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -43,7 +43,7 @@ def test_entry_point_turns_prefect_telemetry_off(monkeypatch: pytest.MonkeyPatch
 
 
 def test_piped_output_is_wide_enough_for_ids(monkeypatch: pytest.MonkeyPatch) -> None:
-    from console.terminal import PIPED_WIDTH, make_console
+    from console.cli.terminal import PIPED_WIDTH, make_console
 
     monkeypatch.delenv("COLUMNS", raising=False)
     assert make_console().width == PIPED_WIDTH  # pytest captures stdout: not a terminal
@@ -88,7 +88,7 @@ def test_any_process_using_flows_keeps_prefect_offline() -> None:
         [
             sys.executable,
             "-c",
-            "import os, flows.render; print(os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'])",
+            "import os, flows.render.flow; print(os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'])",
         ],
         env=env,
         capture_output=True,

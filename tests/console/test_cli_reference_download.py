@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
-from console.cli import app
+from console.cli.app import app
 from governance import jobs
 from governance.enums import JobState
 from governance.publications import record_publication

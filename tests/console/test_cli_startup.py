@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from console import cli
+from console.cli import app as cli
 
 HEAVY = ("torch", "prefect", "cv2", "deepface", "onnxruntime")
 PROBE = (
     "import json, sys\n"
-    "from console.cli import main\n"
+    "from console.cli.app import main\n"
     "code = main(sys.argv[1:])\n"
     f"print('HEAVY=' + json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
     "sys.exit(code)\n"
@@ -81,7 +81,7 @@ def test_help_lists_every_group_without_importing_it(env: dict[str, str]) -> Non
         [
             sys.executable,
             "-c",
-            "import sys; from console.cli import main; main(['--help']); "
+            "import sys; from console.cli.app import main; main(['--help']); "
             "print(sorted(m for m in sys.modules if m.startswith('console.commands.')))",
         ],
         env=env,

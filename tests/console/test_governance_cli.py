@@ -13,17 +13,17 @@ import typer
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner, Result
 
-from console.commands import audit as audit_cmd
-from console.commands import consent as consent_cmd
-from console.commands import db as db_cmd
-from console.commands import subject as subject_cmd
-from console.commands import user as user_cmd
+from console.cli import audit as audit_cmd
+from console.cli import consent as consent_cmd
+from console.cli import db as db_cmd
+from console.cli import subject as subject_cmd
+from console.cli import user as user_cmd
 from governance.database import make_engine, make_session_factory
 from governance.migrate import head_revision
 from governance.schema import AuditEvent, Consent, User
 from tests.fixtures.storage import S3ServerHandle, unique_prefix
 
-# The governance groups, mounted as console/cli.py mounts them (without the other packages' groups).
+# The governance groups, mounted as console/cli/app.py mounts them (without the other packages' groups).
 app = typer.Typer()
 for name, module in {
     "db": db_cmd,

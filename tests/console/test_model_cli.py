@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from console.cli import app
+from console.cli.app import app
 from governance import users
 from governance.database import make_engine, make_session_factory
 from governance.enums import ModelStatus

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
-from console.cli import app
-from flows.references import discard_unreferenced, store_upload
-from flows.runtime import Runtime
-from flows.settings import Settings
+from console.cli.app import app
+from flows.consent.references import discard_unreferenced, store_upload
+from flows.runtime.root import Runtime
+from flows.runtime.settings import Settings
 from governance.database import make_engine, make_session_factory
 from governance.schema import Consent, LikenessReference
 from tests.fixtures.media import BadMedia

@@ -3,7 +3,7 @@
 `flow_world` builds settings and a runtime on a fresh migrated database (SQLite by default; tests that
 ask for `db_url` run on both backends), a bucket prefix of their own on the session's SeaweedFS, the
 tiny random checkpoint, and users of each role. Media come from the project's own licensed demo clip
-(`flows/demo_assets`): a reference frame, a portrait frame and one second of driving video of the
+(`flows/demo/assets`): a reference frame, a portrait frame and one second of driving video of the
 same person; a stranger's portrait comes from the shared sample media.
 """
 
@@ -23,10 +23,10 @@ import pytest
 import yaml
 from sqlalchemy import func, select
 
-from flows.batchfile import read_batch_file
-from flows.runtime import Runtime, use_runtime
-from flows.settings import Settings
-from flows.submission import submit_batch
+from flows.batch.batchfile import read_batch_file
+from flows.batch.submission import submit_batch
+from flows.runtime.root import Runtime, use_runtime
+from flows.runtime.settings import Settings
 from governance import batches, consent, models_registry, subjects, users
 from governance.enums import JobState
 from governance.policy import DEFAULT_POLICY_PATH
@@ -161,7 +161,7 @@ class FlowWorld:
         """A consent for advertising in DE (web by default), valid a year unless told otherwise."""
         evidence = self.root / f"evidence-{uuid.uuid4().hex}.txt"
         evidence.write_text(f"consent form of {reference}\n", encoding="utf-8")
-        from pipeline.storage import sha256_file
+        from pipeline.storage.objects import sha256_file
 
         digest = sha256_file(evidence)
         start = valid_from or utcnow() - timedelta(minutes=1)
@@ -254,7 +254,7 @@ class FlowWorld:
         from governance import jobs as job_service
         from governance.enums import AssetKind
         from governance.policy import CheckScores, load_policy
-        from pipeline.storage import object_key
+        from pipeline.storage.objects import object_key
 
         store = self.rt.store
         portrait = store.put_file("inputs", f"inputs/{uuid.uuid4().hex}.png", self.media.portrait)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import pytest
 
-from flows.audit_checkpoint_flow import audit_checkpoint
-from flows.audit_checkpoints import audit_verifier, stored_notes
-from flows.batch import nightly_batch
-from flows.takedown import takedown
-from governance import audit, audit_ledger
-from governance.audit_note import open_checkpoint
+from flows.audit.checkpoints import audit_verifier, stored_notes
+from flows.audit.flow import audit_checkpoint
+from flows.batch.flow import nightly_batch
+from flows.takedown.flow import takedown
+from governance.audit import ledger as audit_ledger
+from governance.audit import record as audit
+from governance.audit.note import open_checkpoint
 from governance.enums import JobState
 from governance.uow import unit_of_work
 from tests.flows.conftest import FlowWorld

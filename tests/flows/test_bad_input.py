@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from console.cli import app
-from flows.batchfile import read_batch_file
-from flows.submission import submit_batch
+from console.cli.app import app
+from flows.batch.batchfile import read_batch_file
+from flows.batch.submission import submit_batch
 from governance.errors import ValidationFailed
 from governance.schema import Asset, Batch, Consent, Job
 from governance.uow import unit_of_work
@@ -130,7 +130,7 @@ def test_a_refused_submission_uploads_nothing(flow_world: FlowWorld, monkeypatch
     def refuse_late(*args: object, **kwargs: object) -> str:
         raise ValidationFailed("refused after the uploads")
 
-    import flows.submission as submission
+    import flows.batch.submission as submission
 
     monkeypatch.setattr(submission, "_record", refuse_late)
     late = read_batch_file(csv_file(world, "late.csv", [HEADER, csv_row(world, "S-1", driving=other)]))
@@ -320,7 +320,7 @@ def test_small_ones(flow_world: FlowWorld, tmp_path: Path, monkeypatch: pytest.M
         [
             sys.executable,
             "-c",
-            "import sys; from console.cli import run; sys.argv[0] = 'likeness'; run()",
+            "import sys; from console.cli.app import run; sys.argv[0] = 'likeness'; run()",
             "batch",
             "submit",
             str(world.batch_file([{"subject": "S-1"}])),
@@ -340,7 +340,7 @@ def test_small_ones(flow_world: FlowWorld, tmp_path: Path, monkeypatch: pytest.M
     assert (rows(world, Batch), rows(world, Job), rows(world, Asset)) == (0, 0, 0)
 
     # The label's temporary folder goes beside its output (the job's workspace), not into /tmp.
-    from pipeline import label
+    from pipeline.marks import label
 
     seen: list[object] = []
     real = label.tempfile.TemporaryDirectory
@@ -380,7 +380,7 @@ def test_batch_run_ends_a_failed_job_in_one_line_without_a_traceback(flow_world:
         [
             sys.executable,
             "-c",
-            "import sys; from console.cli import run; sys.argv[0] = 'likeness'; run()",
+            "import sys; from console.cli.app import run; sys.argv[0] = 'likeness'; run()",
             "batch",
             "run",
             batch_id,

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from console.cli import app
-from flows.batch import nightly_batch
-from flows.retention import retention_sweep
-from flows.takedown import takedown
-from governance import audit
+from console.cli.app import app
+from flows.batch.flow import nightly_batch
+from flows.maintenance import retention_sweep
+from flows.takedown.flow import takedown
+from governance.audit import record as audit
 from governance.enums import JobState, Outcome
 from governance.schema import CheckResult, Publication
 from governance.types import utcnow

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.batchfile import BatchFileError, read_batch_file
+from flows.batch.batchfile import BatchFileError, read_batch_file
 
 YAML = """\
 name: spring

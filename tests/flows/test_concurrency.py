@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from flows.batch import nightly_batch
+from flows.batch.flow import nightly_batch
 from governance.schema import CheckResult
 from governance.uow import unit_of_work
 from tests.flows.conftest import FlowWorld

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from flows import render_steps
-from flows.batch import BatchIncomplete, nightly_batch
-from flows.retry import is_transient, only_transient
+from flows.batch.flow import BatchIncomplete, nightly_batch
+from flows.render import steps as render_steps
+from flows.runtime.retry import is_transient, only_transient
 from governance import jobs, publications
 from governance.enums import JobState
 from governance.errors import ConsentRevoked
 from governance.uow import unit_of_work
 from pipeline.errors import InputError
-from pipeline.storage import ObjectStore, StorageUnavailable
+from pipeline.storage.objects import ObjectStore, StorageUnavailable
 from tests.flows.conftest import FlowWorld
 
 pytestmark = pytest.mark.slow

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from console.cli import app
-from flows import demo
-from governance.audit import verify_chain
+from console.cli.app import app
+from flows.demo import steps as demo
+from governance.audit.record import verify_chain
 from governance.database import make_engine, make_session_factory
 from governance.schema import AuditEvent, Consent
 

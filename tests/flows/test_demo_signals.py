@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.orchestrator import _is_prefect_server
+from flows.runtime.orchestrator import _is_prefect_server
 
 ROOT = Path(__file__).resolve().parents[2]
 LIKENESS = str(Path(sys.executable).parent / "likeness")

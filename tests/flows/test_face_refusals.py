@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from console.cli import app
+from console.cli.app import app
 from governance.enums import JobState
 from governance.schema import AuditEvent
 from governance.uow import unit_of_work
@@ -123,8 +123,8 @@ RACE = """
 import sys, threading
 import numpy as np
 from PIL import Image
-from pipeline.face_detection import detect_faces
-from pipeline.identity import IdentityVerifier
+from pipeline.faces.detection import detect_faces
+from pipeline.checks.identity import IdentityVerifier
 image = np.asarray(Image.open(sys.argv[1]).convert("RGB"))
 verifier = IdentityVerifier()
 def work(i):

@@ -20,15 +20,15 @@ from uuid import UUID
 
 import pytest
 
-from flows.batch import nightly_batch
-from flows.concurrency import ensure_gpu_limit
-from flows.heartbeat import LABEL
+from flows.batch.flow import nightly_batch
+from flows.runtime.concurrency import ensure_gpu_limit
+from flows.runtime.heartbeat import LABEL
 from governance.enums import JobState
 from tests.flows.conftest import FlowWorld, cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 8.0
-RENDER = "import sys\nfrom flows.render import render_job\nrender_job(sys.argv[1])\n"
+RENDER = "import sys\nfrom flows.render.flow import render_job\nrender_job(sys.argv[1])\n"
 
 
 def _run(run_id: str) -> object:

@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from flows import render_steps
-from flows.batch import nightly_batch
+from flows.batch.flow import nightly_batch
+from flows.render import steps as render_steps
 from governance import consent, jobs, models_registry
 from governance.enums import JobState, ModelStatus
 from governance.models_registry import TrainingClip
@@ -80,7 +80,7 @@ def test_a_model_whose_training_consent_is_revoked_is_refused(flow_world: FlowWo
         officer = world.user_id(COMPLIANCE)
         evidence = world.root / "training-consent.txt"
         evidence.write_text("training consent\n", encoding="utf-8")
-        from pipeline.storage import sha256_file
+        from pipeline.storage.objects import sha256_file
 
         digest = sha256_file(evidence)
         training = consent.grant(

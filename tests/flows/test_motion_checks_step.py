@@ -6,12 +6,12 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from flows import render_steps
+from flows.render import steps as render_steps
 from governance import jobs as job_service
 from governance.enums import JobState, Outcome
 from governance.schema import CheckResult
 from governance.uow import unit_of_work
-from pipeline.storage import object_key
+from pipeline.storage.objects import object_key
 from tests.fixtures.model import TinyCheckpoint
 from tests.fixtures.storage import S3ServerHandle
 from tests.flows.conftest import Media, make_world

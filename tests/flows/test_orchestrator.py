@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from console.cli import app
-from flows.concurrency import ensure_gpu_limit, gpu_slot
-from flows.orchestrator import LocalPrefectServer, OrchestratorUnavailable, require_api
-from flows.settings import Settings
+from console.cli.app import app
+from flows.runtime.concurrency import ensure_gpu_limit, gpu_slot
+from flows.runtime.orchestrator import LocalPrefectServer, OrchestratorUnavailable, require_api
+from flows.runtime.settings import Settings
 from governance.enums import JobState
 from tests.flows.conftest import FlowWorld, cli_env
 
@@ -68,7 +68,7 @@ def test_a_slot_is_released_on_every_way_out_of_the_block(prefect_api: str) -> N
 
 HOLD_SLOT = """
 import sys, time
-from flows.concurrency import gpu_slot
+from flows.runtime.concurrency import gpu_slot
 with gpu_slot(name=sys.argv[1], timeout_seconds=60, lease_seconds=60):
     print("holding", flush=True)
     time.sleep(600)
@@ -181,7 +181,7 @@ def test_the_test_server_is_the_projects_own_on_loopback(prefect_api: str, prefe
 def test_an_approval_that_cannot_be_queued_is_not_recorded(flow_world: FlowWorld) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.review import apply_decision
+    from flows.review.steps import apply_decision
     from governance import review
     from governance.uow import unit_of_work
     from tests.flows.conftest import REVIEWER, REVIEWER_OPERATOR

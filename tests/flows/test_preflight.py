@@ -17,7 +17,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from console.cli import app
+from console.cli.app import app
 from governance.enums import JobState
 from governance.policy import DEFAULT_POLICY_PATH
 from models.config import tiny
@@ -154,7 +154,7 @@ def test_bad_configuration_is_one_line_before_any_job_is_claimed(flow_world: Flo
 
 
 def test_preflight_passes_and_keeps_the_loaded_parts(flow_world: FlowWorld) -> None:
-    from flows.preflight import preflight
+    from flows.runtime.preflight import preflight
 
     preflight(flow_world.rt)
     animator: Callable[[], object] = lambda: flow_world.rt._parts["animator"]  # noqa: E731

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from console.cli import app
-from flows.runtime import use_runtime
+from console.cli.app import app
+from flows.runtime.root import use_runtime
 from governance import consent
 from governance.enums import JobState
 from governance.schema import AuditEvent

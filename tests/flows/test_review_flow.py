@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from console.cli import app
-from flows.publish import publish_approved
-from flows.review import apply_decision, review_timeout_sweep
-from flows.runtime import use_runtime
+from console.cli.app import app
+from flows.publish.flow import publish_approved
+from flows.review.steps import apply_decision, review_timeout_sweep
+from flows.runtime.root import use_runtime
 from governance.enums import JobState
 from governance.errors import AlreadyDecided
 from tests.fixtures.model import TinyCheckpoint

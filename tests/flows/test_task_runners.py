@@ -7,8 +7,8 @@ import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect_dask import DaskTaskRunner
 
-from flows.batch import batch_flow, dispatch_deployment, task_runner
-from flows.settings import Settings
+from flows.batch.flow import batch_flow, dispatch_deployment, task_runner
+from flows.runtime.settings import Settings
 from tests.flows.conftest import FlowWorld
 
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from flows import render_steps
-from flows.batch import nightly_batch
-from flows.jobdata import workspace
-from flows.retention import clear_local_workspaces
-from flows.review import apply_decision
-from flows.takedown import takedown
+from flows.batch.flow import nightly_batch
+from flows.jobs.data import workspace
+from flows.maintenance import clear_local_workspaces
+from flows.render import steps as render_steps
+from flows.review.steps import apply_decision
+from flows.takedown.flow import takedown
 from governance.enums import JobState
 from tests.flows.conftest import REVIEWER, FlowWorld, ffmpeg
 
@@ -93,7 +93,7 @@ def test_a_killed_run_is_recovered_and_its_leftovers_removed(
     world.grant("S-1")
     batch_id = world.submit([{"subject": "S-1"}])
     [job_id] = world.job_ids(batch_id)
-    from pipeline import faces
+    from pipeline.faces import portrait as faces
 
     calls = {"n": 0}
     real = faces.compose_output

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from governance import audit
+from governance.audit import record as audit
 from governance.errors import ValidationFailed
 from governance.schema import AuditEvent
 from governance.types import utcnow

@@ -20,21 +20,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from flows.audit_checkpoints import (
+from flows.audit.checkpoints import (
     audit_signer,
     audit_verifier,
     checkpoint_after,
     stored_notes,
     write_checkpoint,
 )
-from flows.settings import Settings
-from governance import audit, audit_ledger
-from governance.audit_bundle import verify_bundle, write_bundle
-from governance.audit_note import NoteSigner, NoteVerifier, open_checkpoint, sign_checkpoint
-from governance.audit_tree import leaf_hash, root_of
+from flows.runtime.settings import Settings
+from governance.audit import ledger as audit_ledger
+from governance.audit import record as audit
+from governance.audit.bundle import verify_bundle, write_bundle
+from governance.audit.note import NoteSigner, NoteVerifier, open_checkpoint, sign_checkpoint
+from governance.audit.tree import leaf_hash, root_of
 from governance.database import make_engine, make_session_factory
 from governance.schema import AuditEvent
-from pipeline.audit_store import CheckpointStore, checkpoint_key
+from pipeline.storage.audit_store import CheckpointStore, checkpoint_key
 from tests.fixtures.storage import S3ServerHandle, unique_prefix
 from tests.governance.test_audit import append, drop_triggers, event_id
 from tests.governance.test_audit import report as chain_report
@@ -241,7 +242,7 @@ def test_storage_down_never_blocks_and_is_retried(
         connect_timeout=0.2,
         retries=0,
     )
-    with caplog.at_level("INFO", logger="flows.audit_checkpoints"):
+    with caplog.at_level("INFO", logger="flows.audit.checkpoints"):
         assert (
             checkpoint_after(settings, session_factory, "consent.revoked", store=down, delays=(0.01, 0.01))
             is None
@@ -299,9 +300,9 @@ def test_bundle_verifies_offline_and_names_what_broke(
 
 WRITER = """
 import sys
-from flows.audit_checkpoints import write_checkpoint
-from flows.settings import Settings
-from governance import audit
+from flows.audit.checkpoints import write_checkpoint
+from flows.runtime.settings import Settings
+from governance.audit import record as audit
 from governance.database import make_engine, make_session_factory
 from governance.uow import unit_of_work
 

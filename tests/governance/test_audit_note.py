@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from governance.audit_note import (
+from governance.audit.note import (
     Checkpoint,
     NoteError,
     NoteSigner,

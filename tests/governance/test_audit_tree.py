@@ -7,8 +7,8 @@ import hashlib
 import pytest
 from pymerkle import InmemoryTree
 
-from governance import audit_tree as tree
-from governance.audit_tree import ProofError
+from governance.audit import tree
+from governance.audit.tree import ProofError
 
 
 def leaves(n: int) -> list[bytes]:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from console.cli import app
+from console.cli.app import app
 from governance import consent, users
 from governance.database import make_engine, make_session_factory
 from governance.enums import ModelStatus

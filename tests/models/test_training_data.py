@@ -14,7 +14,7 @@ from models.training.augment import AugmentationParams, augment_pair, hsv_to_rgb
 from models.training.clips import ClipWriter, load_clip, read_manifest
 from models.training.dataset import PairSampler, evaluation_pairs
 from models.training.errors import TrainingDataError
-from pipeline.training_frames import TrainingFramesError, prepare_training_data
+from pipeline.training.frames import TrainingFramesError, prepare_training_data
 
 CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
 

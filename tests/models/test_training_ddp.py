@@ -18,7 +18,7 @@ from models.loading import load_mcnet
 from models.training.dataset import PairSampler
 from models.training.errors import TrainingError
 from models.training.trainer import Trainer, TrainingSpec
-from pipeline.training_frames import prepare_training_data
+from pipeline.training.frames import prepare_training_data
 
 CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
 STEPS = 3

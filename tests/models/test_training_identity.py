@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from console.cli import app
-from pipeline.training_frames import prepare_training_data
+from console.cli.app import app
+from pipeline.training.frames import prepare_training_data
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_MODEL = ROOT / "flows" / "demo_assets" / "mcnet_demo128.pth.tar"

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import artifact_metrics as metrics
-from pipeline.artifacts import ArtifactThresholds, ExpectedFormat, check_artifacts
-from pipeline.faces import crop_driving, prepare_portrait
+from pipeline.checks import artifact_metrics as metrics
+from pipeline.checks.artifacts import ArtifactThresholds, ExpectedFormat, check_artifacts
+from pipeline.faces.portrait import crop_driving, prepare_portrait
 from pipeline.images import load_image
 from tests.fixtures.media import encode
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.face_detection import detect_faces
-from pipeline.face_tracking import crop_driving
-from pipeline.identity import IdentityVerifier
+from pipeline.checks.identity import IdentityVerifier
+from pipeline.faces.detection import detect_faces
+from pipeline.faces.tracking import crop_driving
 from pipeline.images import load_image
 
 THREADS_PER_STAGE = 2
@@ -97,7 +97,7 @@ def test_detection_tracking_and_embedding_in_threads_match_a_serial_run(
 
 
 def test_each_thread_gets_its_own_detector(portrait: np.ndarray) -> None:
-    from pipeline import face_detection
+    from pipeline.faces import detection as face_detection
 
     seen: list[object] = []  # the objects themselves, so neither is freed (and its id reused) meanwhile
 

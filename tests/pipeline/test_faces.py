@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.face_geometry import CropBox, cut, feather_mask, square_around
-from pipeline.faces import (
+from pipeline.faces.geometry import CropBox, cut, feather_mask, square_around
+from pipeline.faces.portrait import (
     DrivingCrops,
     FaceCutByBorderError,
     FaceTooSmallError,
@@ -99,7 +99,7 @@ def test_driving_video_is_tracked_and_cropped_consistently(driving: DrivingCrops
 
 
 def test_driving_crops_feed_the_face_detector(driving: DrivingCrops) -> None:
-    from pipeline.face_detection import detect_faces
+    from pipeline.faces.detection import detect_faces
 
     crops = list(driving)  # iterating twice streams the video twice, with the same crops
     assert np.array_equal(crops[7], list(driving)[7])

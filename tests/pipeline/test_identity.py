@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.faces import prepare_portrait
-from pipeline.identity import NO_FACE_DISTANCE, IdentityVerifier, worst_mean
+from pipeline.checks.identity import NO_FACE_DISTANCE, IdentityVerifier, worst_mean
+from pipeline.faces.portrait import prepare_portrait
 from pipeline.images import load_image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def test_same_person_within_and_strangers_beyond_the_threshold(
 def test_compare_refuses_an_image_without_a_face(
     verifier: IdentityVerifier, talking_frames: list[np.ndarray]
 ) -> None:
-    from pipeline.faces import NoFaceError
+    from pipeline.faces.portrait import NoFaceError
 
     with pytest.raises(NoFaceError, match="no face found in the second image"):
         verifier.compare(talking_frames[0], np.full((200, 200, 3), 128, np.uint8))
@@ -112,11 +112,11 @@ socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 socket.create_connection = lambda address, *a, **k: refuse(None, address)
 from pathlib import Path
-from pipeline.deepface_weights import install_weights
+from pipeline.faces.weights import install_weights
 home = install_weights(Path(sys.argv[1]))
 from pipeline.images import load_image
-from pipeline.identity import IdentityVerifier
-from pipeline.faces import prepare_portrait
+from pipeline.checks.identity import IdentityVerifier
+from pipeline.faces.portrait import prepare_portrait
 a = load_image(sys.argv[2], max_pixels=10**8)
 b = load_image(sys.argv[3], max_pixels=10**8)
 crop = prepare_portrait(a, size=128)
@@ -164,7 +164,7 @@ def test_the_network_block_in_the_offline_test_does_bite(tmp_path: Path) -> None
 
 
 def test_the_deepface_home_is_fixed_once_per_process(tmp_path: Path) -> None:
-    from pipeline.deepface_weights import DeepfaceWeightsError, install_weights, weights_source
+    from pipeline.faces.weights import DeepfaceWeightsError, install_weights, weights_source
 
     home = install_weights()
     assert os.environ["DEEPFACE_HOME"] == str(home)

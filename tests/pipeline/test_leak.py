@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from governance.policy import load_policy
-from pipeline.faces import NoFaceError, prepare_portrait
-from pipeline.identity import IdentityVerifier
+from pipeline.checks.identity import IdentityVerifier
+from pipeline.checks.leak import check_leak, spread
+from pipeline.faces.portrait import NoFaceError, prepare_portrait
 from pipeline.images import load_image
-from pipeline.leak import check_leak, spread
 from tests.governance.helpers import good_scores
 
 LIMIT = 40_000_000

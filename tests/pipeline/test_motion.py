@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from governance.policy import load_policy
-from pipeline.landmarks import LandmarkDetector, predictor_path, shared_detector
-from pipeline.motion import (
+from pipeline.checks.motion import (
     MIN_FRAMES,
     check_motion,
     correlation,
@@ -23,7 +22,8 @@ from pipeline.motion import (
     inter_ocular,
     mouth_opening,
 )
-from pipeline.video import iter_frames
+from pipeline.faces.landmarks import LandmarkDetector, predictor_path, shared_detector
+from pipeline.video.reader import iter_frames
 from tests.fixtures.media import TALKING_MAN
 from tests.governance.helpers import good_scores
 

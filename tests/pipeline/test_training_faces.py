@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from console.cli import app
+from console.cli.app import app
 from models.training.clips import load_clip, read_manifest
-from pipeline.face_detection import MultipleFacesError, NoFaceError
-from pipeline.training_faces import face_tracked_frames
-from pipeline.training_frames import prepare_training_data
+from pipeline.faces.detection import MultipleFacesError, NoFaceError
+from pipeline.training.faces import face_tracked_frames
+from pipeline.training.frames import prepare_training_data
 
 CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.video import (
+from pipeline.video.reader import (
     NotAVideoError,
     NoVideoStreamError,
     TruncatedVideoError,
@@ -20,7 +20,7 @@ from pipeline.video import (
     iter_frames,
     probe,
 )
-from pipeline.video_writer import FrameShapeError
+from pipeline.video.writer import FrameShapeError
 from tests.fixtures.media import BadMedia, decode_frames
 
 

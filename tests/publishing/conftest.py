@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from flows.runtime import Runtime
-from flows.settings import Settings
+from flows.runtime.root import Runtime
+from flows.runtime.settings import Settings
 from governance import batches, consent, jobs, users
 from governance.database import make_engine, make_session_factory
 from governance.enums import AssetKind, JobState
@@ -22,7 +22,7 @@ from governance.schema import Asset
 from governance.subjects import add_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
-from pipeline.storage import ObjectStore, object_key
+from pipeline.storage.objects import ObjectStore, object_key
 from tests.fixtures.storage import S3ServerHandle
 from tests.governance.helpers import good_scores
 

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from console.cli import app
-from flows.publishing import mark_and_publish
+from console.cli.app import app
+from flows.publish.delivery import mark_and_publish
 from governance.migrate import upgrade
 from governance.schema import AuditEvent
-from pipeline.s3server import choose_ports
+from pipeline.storage.local_s3 import choose_ports
 from tests.publishing.conftest import PublishWorld
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]

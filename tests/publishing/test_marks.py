@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import watermark
 from pipeline.errors import InputError
-from pipeline.label import LabelSpec, burn_label
+from pipeline.marks import watermark
+from pipeline.marks.label import LabelSpec, burn_label
 from tests.publishing.conftest import SOURCE_VIDEO, ffmpeg
 
 PAYLOAD = 0x5EED1234

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from console.cli import app
-from flows.publishing import mark_and_publish, verify_file
+from console.cli.app import app
+from flows.publish.delivery import mark_and_publish, verify_file
 from governance import models_registry
 from governance.uow import unit_of_work
-from pipeline import provenance
+from pipeline.marks import provenance
 from tests.publishing.conftest import PublishWorld
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]

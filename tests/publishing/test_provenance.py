@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from pipeline import provenance
 from pipeline.errors import PermanentError
-from pipeline.provenance import (
+from pipeline.marks import provenance
+from pipeline.marks.provenance import (
     CA_FILE,
     CERT_FILE,
     KEY_FILE,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from flows.publishing import (
+from flows.publish.delivery import (
     mark_and_publish,
     takedown_for_consent,
     takedown_publication,
@@ -19,7 +19,7 @@ from governance.enums import JobState
 from governance.errors import ConsentRevoked, InvalidTransition, RoleRequired
 from governance.schema import Publication
 from governance.uow import unit_of_work
-from pipeline.storage import ObjectMissingError
+from pipeline.storage.objects import ObjectMissingError
 from tests.governance.helpers import audit_actions, job_state
 from tests.publishing.conftest import PublishWorld, ffmpeg
 
@@ -212,8 +212,8 @@ def test_failed_record_removes_the_uploaded_object(
 
 
 def test_signing_identity_from_settings(publish_world: PublishWorld, tmp_path: Path) -> None:
-    from flows.publishing import signing_identity
-    from pipeline.provenance import CA_FILE, CERT_FILE, KEY_FILE, SigningCertificateError, make_dev_ca
+    from flows.publish.delivery import signing_identity
+    from pipeline.marks.provenance import CA_FILE, CERT_FILE, KEY_FILE, SigningCertificateError, make_dev_ca
 
     settings = publish_world.runtime.settings
     dev = signing_identity(settings)  # nothing configured: the local development CA under var_dir

@@ -16,14 +16,14 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from console.cli import app
-from flows.publishing import mark_and_publish, verify_file
-from flows.revocation import revoke_consent, take_down_due
+from console.cli.app import app
+from flows.publish.delivery import mark_and_publish, verify_file
+from flows.takedown.steps import revoke_consent, take_down_due
 from governance import jobs, publications, withdrawals
 from governance.enums import JobState
 from governance.schema import AuditEvent, Consent
 from governance.uow import unit_of_work
-from pipeline.s3server import LocalS3Server, choose_ports
+from pipeline.storage.local_s3 import LocalS3Server, choose_ports
 from tests.fixtures.storage import ACCESS_KEY, SECRET_KEY, S3ServerHandle
 from tests.publishing.conftest import PublishWorld
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import TransientError
-from pipeline.s3server import LocalS3Server, choose_ports
-from pipeline.storage import ObjectStore, StorageUnavailable, object_key
+from pipeline.storage.local_s3 import LocalS3Server, choose_ports
+from pipeline.storage.objects import ObjectStore, StorageUnavailable, object_key
 from tests.fixtures.storage import ACCESS_KEY, SECRET_KEY, S3ServerHandle
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import InputError, PermanentError, TransientError
-from pipeline.storage import (
+from pipeline.storage.objects import (
     BucketMissingError,
     ChecksumMismatch,
     IntegrityError,

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from console.web import WebConfig, create_app
-from flows.runtime import Runtime
-from flows.settings import Settings
+from flows.runtime.root import Runtime
+from flows.runtime.settings import Settings
 from governance import batches, consent, jobs, subjects, users
 from governance.enums import AssetKind, JobState
 from governance.policy import CheckScores, load_policy

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from flows.audit_checkpoints import audit_verifier, stored_notes
-from governance import audit
-from governance.audit_note import open_checkpoint
+from flows.audit.checkpoints import audit_verifier, stored_notes
+from governance.audit import record as audit
+from governance.audit.note import open_checkpoint
 from governance.uow import unit_of_work
 from tests.web.conftest import WebWorld, error_of
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from governance import audit
+from governance.audit import record as audit
 from governance.schema import Job
 from governance.uow import unit_of_work
 from tests.web.conftest import WebWorld

@@ -327,7 +327,7 @@ def test_admin_creates_a_reviewer_changes_their_roles_and_they_sign_in(
 def test_demo_admin_opens_the_console_with_the_printed_password(
     browser: Any, web_s3: WebWorld, live: LiveServer
 ) -> None:
-    from flows.demo import seed_admin
+    from flows.demo.steps import seed_admin
 
     email, password = seed_admin(web_s3.runtime)
     context = browser.new_context(base_url=live.url)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from console.commands.demo import console_instructions
-from flows.demo import ADMIN, DemoResult, seed_admin
+from console.cli.demo import console_instructions
+from flows.demo.steps import ADMIN, DemoResult, seed_admin
 from governance.schema import User
 from governance.uow import unit_of_work
 from tests.web.conftest import WebWorld

@@ -1,5 +1,5 @@
 """Approving in the console publishes the job exactly as `likeness review approve` does: the console calls
-`flows.review.apply_decision`, which records the decision and queues the publish flow (consent verified
+`flows.review.steps.apply_decision`, which records the decision and queues the publish flow (consent verified
 again, label, watermark, C2PA, upload) — here for real, on the project's Prefect server, SQLite and
 SeaweedFS. The decision returns at once; the page shows how publishing went and offers a retry."""
 
@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import select
 
 from console.web import WebConfig
-from flows.publish_queue import PublishStatus, publish_status
-from flows.runtime import Runtime
+from flows.publish.queue import PublishStatus, publish_status
+from flows.runtime.root import Runtime
 from governance import jobs
 from governance.enums import JobState
 from governance.schema import AuditEvent, Publication
 from governance.uow import unit_of_work
-from pipeline.storage import ObjectStore
+from pipeline.storage.objects import ObjectStore
 from tests.web.conftest import build_world, error_of, store_job_media
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]

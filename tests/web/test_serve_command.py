@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from console.cli import app
+from console.cli.app import app
 
 
 def test_serve_refuses_a_public_address_without_allow_remote(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

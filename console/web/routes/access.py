@@ -13,7 +13,7 @@ from console.web.errors import TooManyAttempts
 from console.web.pages import redirect, render
 from console.web.proxy import client_address
 from console.web.state import console, current_user, web_session
-from governance import audit
+from governance.audit import record as audit
 from governance.errors import AuthenticationFailed, ValidationFailed
 from governance.uow import unit_of_work
 from governance.users import authenticate

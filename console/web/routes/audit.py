@@ -16,7 +16,8 @@ from starlette.background import BackgroundTask
 from console.web.forms import optional_id, parse_moment
 from console.web.pages import render
 from console.web.state import console, current_user
-from governance import audit, jobs
+from governance import jobs
+from governance.audit import record as audit
 from governance.errors import ValidationFailed
 from governance.schema import AuditEvent, Consent, Job
 from governance.uow import unit_of_work

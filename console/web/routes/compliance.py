@@ -20,10 +20,10 @@ from console.web.mediafiles import cached_copy
 from console.web.pages import redirect, render
 from console.web.state import ConsoleState, console, current_user
 from console.web.uploads import EVIDENCE, IMAGE, SavedUpload, has_file, save_upload, upload_folder
-from flows.audit_checkpoints import checkpoint_after
-from flows.jobdata import StoredRef
-from flows.references import StoredUpload, check_reference_photo, discard_unreferenced, store_upload
-from flows.revocation import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
+from flows.audit.checkpoints import checkpoint_after
+from flows.consent.references import StoredUpload, check_reference_photo, discard_unreferenced, store_upload
+from flows.jobs.data import StoredRef
+from flows.takedown.steps import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
 from governance import consent, subjects
 from governance.errors import ValidationFailed
 from governance.publications import publications_for_consent
@@ -150,7 +150,7 @@ def consent_grant(
 ) -> Response:
     """Check both uploads, store them, then grant the consent (and attach the photo) in one transaction.
 
-    The reference photo must be a usable portrait (one face, large enough: `flows.references`). Whatever
+    The reference photo must be a usable portrait (one face, large enough: `flows.consent.references`). Whatever
     refuses the grant, the uploads this request stored are removed again.
     """
     state = console(request)
@@ -341,7 +341,7 @@ def consent_revoke_form(request: Request, consent_id: str) -> Response:
 
 @router.post("/consents/{consent_id}/revoke", name="consent_revoke")
 def consent_revoke(request: Request, consent_id: str, reason: str = Form(max_length=2000)) -> Response:
-    """Revoke and take down every live publication made under the consent (`flows.revocation`, as the CLI).
+    """Revoke and take down every live publication made under the consent (`flows.takedown.steps`, as the CLI).
 
     The revocation stands even when the storage is down; the takedowns then stay queued, the message
     says which, and the takedown sweep retries them until done.

@@ -16,10 +16,8 @@ from console.web.forms import required_text
 from console.web.pages import redirect, render
 from console.web.state import ConsoleState, CurrentUser, console, current_user
 from console.web.uploads import IMAGE, VIDEO, FileKind, has_file, save_upload, upload_folder
-from flows.errors import USER_FACING
-from flows.retry import is_transient
-from flows.status import batch_report
-from flows.submission import (
+from flows.batch.status import batch_report
+from flows.batch.submission import (
     CheckedInput,
     JobUse,
     SubmissionError,
@@ -28,6 +26,8 @@ from flows.submission import (
     check_jobs,
     upload_then_record,
 )
+from flows.runtime.errors import USER_FACING
+from flows.runtime.retry import is_transient
 from governance import assets, batches, consent, subjects
 from governance.enums import AssetKind, Role
 from governance.errors import ConsentError, GovernanceError, NotFound, ValidationFailed

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from console.web.errors import PageNotFound
 from console.web.mediafiles import cached_copy
 from console.web.state import console, current_user
-from flows.jobdata import StoredRef
+from flows.jobs.data import StoredRef
 from governance import assets, jobs
 from governance.access import record_read
 from governance.enums import Role

@@ -13,9 +13,9 @@ from console.web.motion_plot import motion_context
 from console.web.pages import redirect, render
 from console.web.plots import identity_bounds, identity_svg, per_frame_series
 from console.web.state import console, current_user
-from flows.publish_queue import publish_status, retry_publish
-from flows.review import apply_decision
-from flows.review_queue import pending_reviews, review_item
+from flows.publish.queue import publish_status, retry_publish
+from flows.review.queue import pending_reviews, review_item
+from flows.review.steps import apply_decision
 from governance import assets, consent, jobs, review, subjects
 from governance.errors import ConsentError, GovernanceError
 from governance.schema import Batch, Consent, Job, User
@@ -167,7 +167,7 @@ def review_decide(
     verdict: Literal["approve", "reject"] = Form(),
     reason: str = Form(max_length=2000),
 ) -> Response:
-    """Apply the verdict through `flows.review.apply_decision`, the same path as `likeness review`:
+    """Apply the verdict through `flows.review.steps.apply_decision`, the same path as `likeness review`:
     governance checks role, four eyes and decided-once; an approval publishes right away."""
     state = console(request)
     me = current_user(request)
@@ -189,7 +189,7 @@ def review_decide(
 def review_retry_publish(
     request: Request, job_id: str, back: Literal["job", "batch"] = Form("job")
 ) -> Response:
-    """Queue a failed publication again (`flows.publish_queue.retry_publish`); returns at once, to the
+    """Queue a failed publication again (`flows.publish.queue.retry_publish`); returns at once, to the
     job's page or (from the batch page) the batch's."""
     state = console(request)
     me = current_user(request)

@@ -1,0 +1,1 @@
+"""flows.audit: see docs/architecture.md for what each module owns."""

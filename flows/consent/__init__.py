@@ -1,0 +1,1 @@
+"""flows.consent: see docs/architecture.md for what each module owns."""

@@ -1,0 +1,1 @@
+"""flows.jobs: see docs/architecture.md for what each module owns."""

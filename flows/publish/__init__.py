@@ -1,0 +1,1 @@
+"""flows.publish.flow: see docs/architecture.md for what each module owns."""

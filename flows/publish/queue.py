@@ -1,0 +1,207 @@
+"""Publishing, queued: a decision returns at once, and publishing runs as its own `publish-job` run.
+
+An approval is a decision (recorded through governance by `flows.review.steps.apply_decision`); delivering it
+is work that needs the object store's secret and the signing key, can fail on a storage outage and can
+take minutes. So it is queued, never run in the approver's request:
+
+* **deployment** (`LIKENESS_PUBLISH_DEPLOYMENT`, e.g. `publish-job/publish-job--prod`): a run of that
+  deployment is created through the Prefect API (`run_deployment(..., timeout=0)`) and a `cpu` worker
+  takes it. The reviewer's machine needs the database and the Prefect API only: no storage secret, no
+  signing key.
+* **local** (no deployment configured): `publish_job` runs on a background thread of this process
+  (the console keeps running; the CLI waits for it before it exits).
+
+Every step is in the audit log: `publish.queued` when it is queued (mode, run id, by whom), and
+`publish.attempt_failed` with the error when a run gave up (a transient error that outlived its
+retries leaves the job `approved`/`publishing`; a permanent one marks it `failed`). `publish_status`
+turns the job's state and those events into what the review and batch pages show — `queued`,
+`publishing`, `published`, `failed` (with the error) — and `retry_publish` queues a failed publication
+again; the `publish-approved` sweep retries them too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select
+
+from flows.runtime.root import Runtime, use_runtime
+from governance.audit import record as audit
+from governance.enums import JobState
+from governance.errors import InvalidTransition
+from governance.schema import AuditEvent, Job
+from governance.uow import unit_of_work
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "system:publish-queue"
+QUEUED, FAILED_ATTEMPT = "publish.queued", "publish.attempt_failed"
+PublishMode = Literal["deployment", "local"]
+PublishState = Literal["none", "queued", "publishing", "published", "failed"]
+_PUBLISH_EVENTS = (QUEUED, FAILED_ATTEMPT, "job.publishing", "job.published")
+
+
+@dataclass(frozen=True)
+class PublishTicket:
+    """A queued publication: how it runs and, for a deployment run, its Prefect flow run id."""
+
+    job_id: str
+    mode: PublishMode
+    flow_run_id: str | None
+    _thread: threading.Thread | None = field(default=None, repr=False, compare=False)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a local publication to end (a deployment run is a worker's: returns at once).
+        Returns whether it has ended."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+@dataclass(frozen=True)
+class PublishStatus:
+    """What a page shows about a job's publication."""
+
+    state: PublishState
+    error: str | None
+    at: datetime | None
+
+    @property
+    def retryable(self) -> bool:
+        return self.state == "failed"
+
+
+HELD_ATTEMPTS = 30  # local runner: how often a retry waits for a run that still holds the job
+HELD_WAIT_SECONDS = 2.0
+
+
+def queue_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTicket:
+    """Queue `publish-job` for an approved job and return at once (see the module docstring)."""
+    deployment = rt.settings.publish_deployment
+    if deployment:
+        from prefect.deployments import run_deployment
+
+        from flows.runtime.orchestrator import require_api
+
+        require_api(rt.settings)
+        run = run_deployment(deployment, parameters={"job_id": job_id}, timeout=0, tags=[f"job:{job_id}"])
+        ticket = PublishTicket(job_id, "deployment", str(run.id))
+    else:
+        from flows.runtime.orchestrator import require_api
+
+        require_api(rt.settings)
+        thread = threading.Thread(target=_publish_here, args=(rt, job_id), name=f"publish-{job_id[:8]}")
+        ticket = PublishTicket(job_id, "local", None, thread)
+    with unit_of_work(rt.sessions) as session:
+        job = session.get(Job, job_id)
+        audit.record(
+            session,
+            action=QUEUED,
+            actor=requested_by,
+            subject_id=job.subject_id if job else None,
+            job_id=job_id,
+            resource_type="job",
+            resource_id=job_id,
+            details={"mode": ticket.mode, "flow_run_id": ticket.flow_run_id},
+        )
+    if ticket._thread is not None:
+        ticket._thread.start()
+    logger.info("publication of job %s queued (%s)", job_id, ticket.mode)
+    return ticket
+
+
+def _publish_here(rt: Runtime, job_id: str) -> None:
+    """The local runner: `publish_job` on this thread; its failure is already on the job and in the audit."""
+    from flows.publish.flow import publish_job
+    from flows.render.steps import HELD_ELSEWHERE
+
+    for _ in range(HELD_ATTEMPTS):
+        with use_runtime(rt):
+            state = publish_job(job_id, return_state=True)  # type: ignore[call-overload]
+        if not state.is_completed():
+            logger.warning("publication of job %s failed: %s", job_id, state.message)
+            return
+        if state.result(raise_on_failure=False) != HELD_ELSEWHERE:
+            return
+        # A retry queued right after a failure can find the failed run still finishing (RUNNING, with a
+        # fresh heartbeat): wait for it to end rather than drop the retry.
+        time.sleep(HELD_WAIT_SECONDS)
+    logger.warning(
+        "publication of job %s: still held by another live run after %d attempts; left to it",
+        job_id,
+        HELD_ATTEMPTS,
+    )
+
+
+def record_failed_attempt(rt: Runtime, job_id: str, error_type: str, message: str) -> None:
+    """Audit that a publish run gave up (`publish.attempt_failed`), so the pages can show why."""
+    with unit_of_work(rt.sessions) as session:
+        job = session.get(Job, job_id)
+        audit.record(
+            session,
+            action=FAILED_ATTEMPT,
+            actor=ACTOR,
+            subject_id=job.subject_id if job else None,
+            job_id=job_id,
+            resource_type="job",
+            resource_id=job_id,
+            details={"error_type": error_type, "error": message},
+        )
+
+
+def publish_status(rt: Runtime, job_id: str) -> PublishStatus:
+    """`queued`, `publishing`, `published` or `failed` (with the error); `none` before any approval."""
+    with unit_of_work(rt.sessions) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            return PublishStatus("none", None, None)
+        state = JobState(job.state)
+        if state in (JobState.published, JobState.taken_down):
+            return PublishStatus("published", None, job.state_changed_at)
+        last = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.job_id == job_id, AuditEvent.action.in_(_PUBLISH_EVENTS))
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        ).first()
+        if state == JobState.failed:
+            return (
+                PublishStatus("failed", job.last_error, job.state_changed_at)
+                if last is not None
+                else PublishStatus("none", None, None)
+            )
+        if state not in (JobState.approved, JobState.publishing):
+            return PublishStatus("none", None, None)
+        if last is None:
+            return PublishStatus("queued" if state == JobState.approved else "publishing", None, None)
+        if last.action == FAILED_ATTEMPT:
+            details = last.details or {}
+            return PublishStatus(
+                "failed", f"{details.get('error_type')}: {details.get('error')}", last.occurred_at
+            )
+        return PublishStatus("queued" if last.action == QUEUED else "publishing", None, last.occurred_at)
+
+
+def retry_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTicket:
+    """Queue a failed publication again (the claim takes the job over from the run that gave up).
+
+    Raises:
+        governance.errors.InvalidTransition: the job's publication has not failed (nothing to retry).
+    """
+    status = publish_status(rt, job_id)
+    if status.state != "failed":
+        raise InvalidTransition(f"job {job_id}: publication is {status.state}, not failed: nothing to retry")
+    with unit_of_work(rt.sessions) as session:
+        job = session.get(Job, job_id)
+        if job is None or JobState(job.state) not in (JobState.approved, JobState.publishing):
+            raise InvalidTransition(
+                f"job {job_id} is {job.state if job else 'missing'}: "
+                "only an approved job whose publication failed can be retried"
+            )
+    return queue_publish(rt, job_id, requested_by=requested_by)

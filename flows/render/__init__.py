@@ -1,0 +1,1 @@
+"""flows.render.flow: see docs/architecture.md for what each module owns."""

@@ -1,0 +1,1 @@
+"""flows.review.steps: see docs/architecture.md for what each module owns."""

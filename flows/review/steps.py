@@ -1,0 +1,159 @@
+"""The human gate: a reviewer's decision, wherever it is taken, goes through one function.
+
+The render flow ends a flagged job at `awaiting_review` and exits, so nobody holds a worker or a GPU
+while a person decides. The decision is then applied by `apply_decision` — from the CLI
+(`likeness review approve|reject`) or the web console, the two surfaces that know who the reviewer is
+(there is no Prefect UI form: Prefect's open-source UI has no sign-in, see docs/flows.md) — which
+records it through `governance.review.decide` (reviewer role, four eyes, once only, with the
+reviewer's identity: Prefect does not record who resumed a run) and, on approval, queues the publish
+flow (`flows.publish.queue`), which verifies consent once more; the decision returns at once. `review_timeout_sweep` rejects jobs whose review window has
+passed, and says so in the audit log.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+
+from flows.jobs.data import clear_workspace
+from flows.jobs.queries import jobs_in_states
+from flows.publish.queue import PublishTicket, queue_publish
+from flows.runtime.root import Runtime, get_runtime
+from flows.runtime.settings import Settings
+from governance import jobs, review
+from governance.audit import record as audit
+from governance.enums import JobState, Verdict
+from governance.types import utcnow
+from governance.uow import unit_of_work
+from governance.users import get_user_by_email
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT_ACTOR = "system:review-timeout"
+
+
+@dataclass(frozen=True)
+class DecisionResult:
+    """What applying a decision did: the verdict recorded, the job's state after it, the published key."""
+
+    job_id: str
+    decision_id: str
+    verdict: str
+    state: str
+    published_key: str | None
+    publishing: PublishTicket | None = None  # the queued publication (approvals with publish=True)
+
+
+def apply_decision(
+    *,
+    settings_or_runtime: Settings | Runtime,
+    job_id: str,
+    reviewer_email: str,
+    verdict: Verdict | str,
+    reason: str,
+    publish: bool = True,
+) -> DecisionResult:
+    """Record a reviewer's verdict on a job awaiting review; on approval, queue its publication.
+
+    The one code path for every review surface. Governance refuses (and audits the refusal) when the
+    user lacks the reviewer role, requested the batch (four eyes), or the job was decided already.
+    The decision returns as soon as it is recorded: publishing is queued as a `publish-job` run
+    (`flows.publish.queue.queue_publish`: a deployment run, or a background thread here), whose ticket
+    is `result.publishing`; `flows.publish.queue.publish_status` says how it went. With
+    `publish=False` the approved job is left for the `publish-approved` deployment.
+
+    Raises:
+        governance.errors.GovernanceError: the refusal (`RoleRequired`, `FourEyesViolation`,
+            `AlreadyDecided`, `NotFound`, `ValidationFailed`, `InvalidTransition`), one line.
+    """
+    owned = not isinstance(settings_or_runtime, Runtime)
+    rt = settings_or_runtime if isinstance(settings_or_runtime, Runtime) else Runtime(settings_or_runtime)
+    try:
+        result = _apply(
+            rt, job_id=job_id, reviewer_email=reviewer_email, verdict=verdict, reason=reason, publish=publish
+        )
+        if owned and result.publishing is not None:
+            result.publishing.wait()  # a runtime built here must outlive the local publication it serves
+        return result
+    finally:
+        if owned:
+            rt.close()
+
+
+def _apply(
+    rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | str, reason: str, publish: bool
+) -> DecisionResult:
+    with unit_of_work(rt.sessions) as session:
+        reviewer = get_user_by_email(session, reviewer_email)
+        decision = review.decide(
+            session, job_id=job_id, reviewer_id=reviewer.id, verdict=verdict, reason=reason
+        )
+        decision_id, chosen = decision.id, Verdict(decision.verdict)
+        if publish and chosen == Verdict.approve:
+            from flows.runtime.orchestrator import require_api
+
+            # Governance has accepted the decision; before it commits, make sure its publication can be
+            # queued: an unreachable Prefect API rolls the approval back whole (one line, PREFECT_API_URL).
+            require_api(rt.settings)
+    state = JobState.rejected if chosen == Verdict.reject else JobState.approved
+    if state == JobState.rejected:
+        clear_workspace(rt.workspace_root, job_id)  # no local copy outlives the job
+    ticket = None
+    if chosen == Verdict.approve and publish:
+        ticket = queue_publish(rt, job_id, requested_by=reviewer_email)
+    logger.info("review of job %s: %s by %s; job now %s", job_id, chosen.value, reviewer_email, state.value)
+    return DecisionResult(
+        job_id=job_id,
+        decision_id=decision_id,
+        verdict=chosen.value,
+        state=state.value,
+        published_key=None,
+        publishing=ticket,
+    )
+
+
+def expire_review(rt: Runtime, job_id: str) -> JobState:
+    """Reject a job whose review window passed; audited as `review.timed_out` with the job's rejection."""
+    with unit_of_work(rt.sessions) as session:
+        job = jobs.get_job(session, job_id, for_update=True)
+        if job.state != JobState.awaiting_review:
+            return JobState(job.state)
+        hours = round((utcnow() - job.state_changed_at).total_seconds() / 3600, 2)
+        reason = f"review of job {job_id} timed out after {hours:g} h"
+        audit.record(
+            session,
+            action="review.timed_out",
+            actor=TIMEOUT_ACTOR,
+            subject_id=job.subject_id,
+            job_id=job.id,
+            resource_type="job",
+            resource_id=job.id,
+            details={"waited_hours": hours},
+        )
+        jobs.transition(
+            session,
+            job,
+            to=JobState.rejected,
+            actor=TIMEOUT_ACTOR,
+            details={"reason": reason},
+            changes={"last_error": reason},
+        )
+    clear_workspace(rt.workspace_root, job_id)
+    logger.info("job %s rejected: review window passed", job_id)
+    return JobState.rejected
+
+
+@flow(name="review-timeout-sweep")
+def review_timeout_sweep(timeout_hours: float | None = None) -> list[str]:
+    """Reject every job that has awaited review longer than the window; returns their ids."""
+    log = get_run_logger()
+    rt = get_runtime()
+    hours = timeout_hours if timeout_hours is not None else rt.settings.review_timeout_hours
+    window = timedelta(hours=hours)
+    overdue = jobs_in_states(rt, [JobState.awaiting_review], changed_before=utcnow() - window)
+    expired = [job_id for job_id in overdue if expire_review(rt, job_id) == JobState.rejected]
+    log.info("%d overdue review(s) rejected", len(expired))
+    return expired

@@ -1,0 +1,1 @@
+"""flows.runtime.root: see docs/architecture.md for what each module owns."""

@@ -1,0 +1,1 @@
+"""flows.takedown.flow: see docs/architecture.md for what each module owns."""

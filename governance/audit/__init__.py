@@ -1,0 +1,1 @@
+"""governance.audit.record: see docs/architecture.md for what each module owns."""

@@ -1,0 +1,1 @@
+"""pipeline.checks: see docs/architecture.md for what each module owns."""

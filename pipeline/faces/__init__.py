@@ -1,0 +1,1 @@
+"""pipeline.faces.portrait: see docs/architecture.md for what each module owns."""

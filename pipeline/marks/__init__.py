@@ -1,0 +1,1 @@
+"""pipeline.marks: see docs/architecture.md for what each module owns."""

@@ -1,0 +1,1 @@
+"""pipeline.storage.objects: see docs/architecture.md for what each module owns."""

@@ -1,0 +1,1 @@
+"""pipeline.training: see docs/architecture.md for what each module owns."""

@@ -1,0 +1,1 @@
+"""pipeline.video.reader: see docs/architecture.md for what each module owns."""
