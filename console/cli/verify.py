@@ -16,7 +16,8 @@ from rich.table import Table
 
 from console.cli.context import ActorOption, acting_user, governance_command, out, show_time
 from console.cli.errors import one_line_errors
-from flows.publish.delivery import PUBLISHING_ERRORS, trust_anchors, verify_file
+from flows.publish.delivery import PUBLISHING_ERRORS, trust_anchors
+from flows.publish.verify import verify_file
 from governance.access import record_read
 from governance.enums import Role
 from governance.uow import unit_of_work

@@ -316,7 +316,8 @@ def run_demo(base: Settings, *, root: Path, on_step: StepReporter) -> DemoResult
 
 def _run(rt: Runtime, result: DemoResult, on_step: StepReporter) -> None:
     from flows.batch.flow import nightly_batch
-    from flows.publish.delivery import trust_anchors, verify_file
+    from flows.publish.delivery import trust_anchors
+    from flows.publish.verify import verify_file
     from flows.review.queue import pending_reviews
     from flows.review.steps import apply_decision
 

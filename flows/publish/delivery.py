@@ -1,18 +1,16 @@
-"""Publishing, verification and takedown as plain functions: pipeline stages composed with governance.
+"""Delivery as plain functions: pipeline stages (label, watermark, C2PA, upload) composed with governance.
 
 No Prefect here, so the CLI, the web console and the flows' tasks all call the same code.
 `mark_and_publish` labels, watermarks, signs (last) and uploads a job's approved render, then records
 the publication in one unit of work; if that write fails the uploaded object is removed again.
-`verify_file` tells what a file is (C2PA verdict, watermark, and from it the job, consent, model,
-reviewer and publication), also for a re-encoded copy whose manifest is gone. The takedowns remove
-the objects as the storage allows and record who, when and why.
+Reading a file back is `flows.publish.verify`; taking publications down is `flows.takedown.steps`.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,18 +19,15 @@ from governance import consent as consents
 from governance import jobs, models_registry
 from governance import publications as pubs
 from governance.enums import JobState
-from governance.errors import ConsentError, InvalidTransition, ValidationFailed
-from governance.publications import PublicationRecord
-from governance.schema import Consent, Publication
+from governance.errors import ConsentError, InvalidTransition
+from governance.schema import Consent
 from governance.types import new_id
 from governance.uow import unit_of_work
-from governance.users import require_role
-from governance.withdrawals import due_reason
 from pipeline.errors import PipelineError
 from pipeline.marks import label as labels
 from pipeline.marks import provenance, watermark
 from pipeline.storage.local_s3 import LocalS3Server
-from pipeline.storage.objects import BucketInfo, ObjectStore, TakedownResult, object_key, sha256_file
+from pipeline.storage.objects import BucketInfo, ObjectStore, object_key
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -66,44 +61,6 @@ class PublishResult:
     sha256: str
     watermark_payload: int
     already_published: bool = False
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """What `likeness verify` says about a file."""
-
-    path: str
-    sha256: str
-    c2pa_state: str
-    c2pa_failures: tuple[str, ...]
-    manifest_publication_id: str | None
-    watermark_payload: int | None
-    watermark_frames: int
-    publication: PublicationRecord | None
-    exact_copy: bool
-    verdict: str  # published | withdrawal_pending | taken_down | unknown_watermark | not_published
-    withdrawal: str | None = None  # why it is withdrawn (its consent revoked or no longer covering it)
-    model: dict[str, str] | None = None  # the registered model the publication was rendered with
-
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.publication is not None:
-            data["publication"] = {
-                k: (v.isoformat() if hasattr(v, "isoformat") else v)
-                for k, v in asdict(self.publication).items()
-            }
-        return data
-
-
-@dataclass(frozen=True)
-class TakedownReport:
-    """One publication taken down: what the storage did and who recorded it."""
-
-    publication_id: str
-    job_id: str
-    storage: TakedownResult
-    taken_down_by: str
-    reason: str
 
 
 # -- signing identity -----------------------------------------------------------------------------------
@@ -337,127 +294,3 @@ def _result(publication: Any, *, already: bool) -> PublishResult:
         publication.watermark_payload,
         already,
     )
-
-
-# -- verify ----------------------------------------------------------------------------------------------
-
-
-def verify_file(path: Path, *, sessions: sessionmaker[Session], trust: bytes | None) -> VerifyReport:
-    """What a file is: its C2PA verdict, its watermark, and the publication they lead to.
-
-    The watermark is the primary link (it survives re-encoding); a valid manifest's publication id and
-    the exact sha256 are also used. A file with neither is reported as not published by us.
-    """
-    path = Path(path)
-    report = provenance.read_manifest(path, trust_anchors=trust)
-    reading = watermark.read(path)
-    digest = sha256_file(path)
-    manifest_pub = report.generation.get("publication_id") if report.state in ("Trusted", "Valid") else None
-    record: PublicationRecord | None = None
-    model: dict[str, str] | None = None
-    with unit_of_work(sessions) as session:
-        found = None
-        if reading.payload is not None:
-            found = pubs.find_by_watermark(session, reading.payload)
-        if found is None and manifest_pub:
-            found = session.get(Publication, manifest_pub)
-        if found is None:
-            found = pubs.find_by_sha256(session, digest)
-        withdrawal = None
-        if found is not None:
-            record = pubs.describe(session, found)
-            job = jobs.get_job(session, found.job_id)
-            withdrawal = (
-                found.takedown_reason if found.taken_down_at is not None else due_reason(session, job)
-            )
-            model = models_registry.manifest_entry(session, record.model_sha256 or "")
-    if record is not None:
-        verdict = "published" if record.active else "taken_down"
-        if record.active and withdrawal is not None:
-            verdict = "withdrawal_pending"  # due for takedown: the storage has not confirmed it yet
-    elif reading.payload is not None:
-        verdict = "unknown_watermark"
-    else:
-        verdict = "not_published"
-    return VerifyReport(
-        path=str(path),
-        sha256=digest,
-        c2pa_state=report.state,
-        c2pa_failures=report.failures,
-        manifest_publication_id=manifest_pub,
-        watermark_payload=reading.payload,
-        watermark_frames=reading.frames_read,
-        publication=record,
-        exact_copy=record is not None and record.sha256 == digest,
-        verdict=verdict,
-        withdrawal=withdrawal,
-        model=model,
-    )
-
-
-# -- takedown --------------------------------------------------------------------------------------------
-
-
-def takedown_publication(
-    sessions: sessionmaker[Session],
-    store: ObjectStore,
-    *,
-    publication_id: str,
-    reason: str,
-    actor_email: str | None = None,
-    actor: str | None = None,
-    retain: bool = False,
-) -> TakedownReport:
-    """Remove a publication's object(s) and record who, when and why.
-
-    The storage goes first (slow I/O outside any transaction) and is idempotent, so a failed record
-    can simply be retried. With `retain`, versions are kept under legal hold behind a delete marker.
-    """
-    if not reason or not reason.strip():
-        raise ValidationFailed(f"taking down publication {publication_id} needs a reason")
-    with unit_of_work(sessions) as session:
-        publication = pubs.get_publication(session, publication_id)
-        if publication.taken_down_at is not None:
-            raise InvalidTransition(f"publication {publication_id} was already taken down")
-        if actor_email is not None:  # refuse before touching storage
-            require_role(session, email=actor_email, roles=pubs.TAKEDOWN_ROLES, action="publication.takedown")
-        bucket, key, job_id = publication.bucket, publication.object_key, publication.job_id
-    result = store.takedown(bucket, key, retain=retain)
-    storage = {
-        "bucket": result.bucket,
-        "key": result.key,
-        "deleted_versions": list(result.deleted_versions),
-        "held_versions": list(result.held_versions),
-        "delete_marker": result.delete_marker,
-    }
-    with unit_of_work(sessions) as session:
-        publication = pubs.takedown(
-            session,
-            publication_id=publication_id,
-            actor_email=actor_email,
-            actor=actor,
-            reason=reason,
-            storage=storage,
-        )
-        who = str(publication.taken_down_by)
-    return TakedownReport(publication_id, job_id, result, who, reason.strip())
-
-
-def takedown_for_consent(
-    sessions: sessionmaker[Session],
-    store: ObjectStore,
-    *,
-    consent_id: str,
-    reason: str,
-    actor_email: str | None = None,
-    actor: str | None = None,
-) -> list[TakedownReport]:
-    """Take down every active publication made under any version of a consent (e.g. after revocation)."""
-    with unit_of_work(sessions) as session:
-        ids = [p.id for p in pubs.publications_for_consent(session, consent_id)]
-    return [
-        takedown_publication(
-            sessions, store, publication_id=pid, reason=reason, actor_email=actor_email, actor=actor
-        )
-        for pid in ids
-    ]

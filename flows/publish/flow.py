@@ -11,17 +11,37 @@ from __future__ import annotations
 
 import logging
 
-from prefect import flow
+from prefect import flow, get_run_logger, task
 
 from flows.audit.checkpoints import checkpoint_after
 from flows.jobs import tasks
+from flows.jobs.claims import HELD_ELSEWHERE, HeldElsewhere, describe
+from flows.jobs.tasks import RETRYING, flow_run_id, run_is_alive
+from flows.publish import steps as publish_steps
 from flows.publish.steps import ACTOR
-from flows.render.steps import HELD_ELSEWHERE, describe
 from flows.runtime.heartbeat import beating, current_run_id
 from flows.runtime.retry import is_transient
 from flows.runtime.root import get_runtime
 from governance.enums import JobState
 from governance.errors import InvalidTransition
+
+
+@task(name="claim-publish", **RETRYING)
+def claim_publish(job_id: str) -> str:
+    """Claim an approved job for publishing; returns its state after the claim, or `held_elsewhere`."""
+    try:
+        return publish_steps.claim_publish(
+            get_runtime(), job_id, run_id=flow_run_id(), holder_alive=run_is_alive
+        ).value
+    except HeldElsewhere as exc:
+        get_run_logger().info("%s: left to that run", exc)
+        return HELD_ELSEWHERE
+
+
+@task(name="publish", **RETRYING)
+def publish(job_id: str) -> str:
+    """Mark and publish once; returns the job's state (`published`, or `refused` at the last moment)."""
+    return publish_steps.publish(get_runtime(), job_id).value
 
 
 @flow(name="publish-job")
@@ -33,7 +53,7 @@ def publish_job(job_id: str) -> str:
 
 def _publish(job_id: str) -> str:
     try:
-        claimed = tasks.claim_publish(job_id)
+        claimed = claim_publish(job_id)
         if claimed == HELD_ELSEWHERE:
             return claimed
         state = JobState(claimed)
@@ -42,7 +62,7 @@ def _publish(job_id: str) -> str:
         state = JobState(tasks.verify_consent(job_id, actor=ACTOR))
         if state != JobState.publishing:
             return state.value
-        state = JobState(tasks.publish(job_id))
+        state = JobState(publish(job_id))
         checkpoint_after(get_runtime().settings, get_runtime().sessions, "publication")
     except Exception as exc:  # noqa: BLE001 - recorded on the job, then re-raised for Prefect
         if isinstance(exc, InvalidTransition):  # another run moved the job first: not this run's failure

@@ -118,8 +118,8 @@ def queue_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTick
 
 def _publish_here(rt: Runtime, job_id: str) -> None:
     """The local runner: `publish_job` on this thread; its failure is already on the job and in the audit."""
+    from flows.jobs.claims import HELD_ELSEWHERE
     from flows.publish.flow import publish_job
-    from flows.render.steps import HELD_ELSEWHERE
 
     for _ in range(HELD_ATTEMPTS):
         with use_runtime(rt):

@@ -12,8 +12,8 @@ import logging
 
 from sqlalchemy import select
 
+from flows.jobs.claims import HolderCheck, claim
 from flows.jobs.data import clear_workspace, load_job
-from flows.render.steps import HolderCheck, claim
 from flows.runtime.root import Runtime
 from governance import jobs
 from governance.enums import JobState

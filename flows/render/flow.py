@@ -9,17 +9,66 @@ retries leaves the job where it was, for the next run to re-claim.
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger, task
 
 from flows.jobs import tasks
+from flows.jobs.claims import HELD_ELSEWHERE, HeldElsewhere, describe
+from flows.jobs.tasks import RETRYING, flow_run_id, run_is_alive
 from flows.publish.flow import publish_job
-from flows.render.steps import HELD_ELSEWHERE, REFUSED, describe
+from flows.render import steps as render_steps
+from flows.render.steps import REFUSED
 from flows.runtime.heartbeat import beating, current_run_id
 from flows.runtime.preflight import preflight
 from flows.runtime.retry import is_transient
 from flows.runtime.root import get_runtime
 from governance.enums import JobState
 from governance.errors import InvalidTransition
+
+
+@task(name="claim-render", **RETRYING)
+def claim_render(job_id: str) -> str:
+    """Claim the job for rendering; returns its state after the claim, or `held_elsewhere`."""
+    try:
+        return render_steps.claim_render(
+            get_runtime(), job_id, run_id=flow_run_id(), holder_alive=run_is_alive
+        ).value
+    except HeldElsewhere as exc:
+        get_run_logger().info("%s: left to that run", exc)
+        return HELD_ELSEWHERE
+
+
+@task(name="verify-model", **RETRYING)
+def verify_model(job_id: str) -> str:
+    """The configured model must be registered and active; returns the job's state (`refused` if not)."""
+    return render_steps.verify_model(get_runtime(), job_id).value
+
+
+@task(name="bind-likeness", **RETRYING)
+def bind_likeness(job_id: str) -> str:
+    """The portrait must show the consenting person; returns the job's state."""
+    return render_steps.bind_likeness(get_runtime(), job_id).value
+
+
+@task(name="render-video", **RETRYING)
+def render_video(job_id: str) -> str:
+    """Preprocess, animate (holding a `gpu` slot), encode, upload to quarantine; returns the object key."""
+    logger = get_run_logger()
+    last = {"decile": -1}
+
+    def progress(done: int, total: int | None) -> None:
+        if total:
+            decile = min(10, done * 10 // total)
+            if decile > last["decile"]:
+                last["decile"] = decile
+                logger.info("job %s: %d/%d frames rendered", job_id, done, total)
+
+    return render_steps.render_video(get_runtime(), job_id, progress=progress)
+
+
+@task(name="evaluate-checks", **RETRYING)
+def evaluate_checks(job_id: str) -> str:
+    """Identity and artifact checks, then the policy; returns the job's new state."""
+    return render_steps.evaluate_checks(get_runtime(), job_id).value
 
 
 @flow(name="render-job", log_prints=False)
@@ -33,20 +82,20 @@ def render_job(job_id: str) -> str:
 
 def _render(job_id: str) -> str:
     try:
-        claimed = tasks.claim_render(job_id)
+        claimed = claim_render(job_id)
         if claimed == HELD_ELSEWHERE:
             return claimed
         state = JobState(claimed)
         if state == JobState.rendering:
-            for gate in (tasks.verify_consent, tasks.verify_model, tasks.bind_likeness):
+            for gate in (tasks.verify_consent, verify_model, bind_likeness):
                 state = JobState(gate(job_id))
                 if state != JobState.rendering:
                     return state.value
-            if tasks.render_video(job_id) == REFUSED:  # a driving video without a followable face
+            if render_video(job_id) == REFUSED:  # a driving video without a followable face
                 return REFUSED
             state = JobState.rendered
         if state == JobState.rendered:
-            state = JobState(tasks.evaluate_checks(job_id))
+            state = JobState(evaluate_checks(job_id))
     except Exception as exc:  # noqa: BLE001 - recorded on the job, then re-raised for Prefect
         _record_failure(job_id, exc)
         raise

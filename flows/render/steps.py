@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
 
 import numpy as np
 
+from flows.jobs.claims import HolderCheck, claim, refuse
 from flows.jobs.data import (
     FINAL_STATES,
     JobSpec,
@@ -30,7 +30,7 @@ from flows.runtime.root import Runtime
 from governance import consent, jobs
 from governance.audit import record as audit
 from governance.enums import JobState
-from governance.errors import ConsentError, InvalidTransition
+from governance.errors import ConsentError
 from governance.schema import Job
 from governance.types import utcnow
 from governance.uow import unit_of_work
@@ -40,14 +40,6 @@ logger = logging.getLogger(__name__)
 ACTOR = "system:render"
 RENDER_NAME = "render.mp4"
 Progress = Callable[[int, int | None], None]
-HolderCheck = Callable[[str], bool]
-
-
-HELD_ELSEWHERE = "held_elsewhere"  # what a claim task returns for a job another live run is working on
-
-
-class HeldElsewhere(InvalidTransition):
-    """Another, still running flow run holds the job; this run leaves it alone (never retried)."""
 
 
 def claim_render(
@@ -68,59 +60,6 @@ def claim_render(
         holder_alive=holder_alive,
         actor=ACTOR,
     )
-
-
-def claim(
-    rt: Runtime,
-    job_id: str,
-    *,
-    run_id: str,
-    start: JobState,
-    to: JobState,
-    holder_alive: HolderCheck | None,
-    actor: str,
-) -> JobState:
-    """Claim `start -> to` or re-claim a job a dead run left in `to`; return the state after it.
-
-    A re-claim also removes what the dead run left on this machine (fetched inputs, a partial render,
-    temporary files): the new run starts from storage and the database, not from half-written files.
-    """
-    reclaimed = False
-    with unit_of_work(rt.sessions) as session:
-        job = load_job(session, job_id)
-        if job.state == start:
-            jobs.claim(session, job, to=to, flow_run_id=run_id, actor=actor)
-        elif job.state == to and job.flow_run_id != run_id:
-            holder = job.flow_run_id
-            silent_for = utcnow() - job.updated_at
-            stale = silent_for > timedelta(minutes=rt.settings.reclaim_after_minutes)
-            if holder and not stale and holder_alive is not None and holder_alive(holder):
-                raise HeldElsewhere(f"job {job_id} is being worked on by live flow run {holder}")
-            jobs.reclaim(session, job_id=job_id, flow_run_id=run_id, actor=actor, expected_flow_run_id=holder)
-            reclaimed = True
-        state = JobState(job.state)
-    if reclaimed or state in FINAL_STATES:
-        clear_workspace(rt.workspace_root, job_id)
-    return state
-
-
-def refuse(
-    rt: Runtime,
-    job_id: str,
-    *,
-    reason: str,
-    error: str,
-    actor: str = ACTOR,
-    details: dict[str, object] | None = None,
-) -> JobState:
-    """Record a governance refusal: the job moves to `refused`, the reason (and `details`: what was
-    measured) goes to the job and the audit log, and the job's workspace is removed."""
-    with unit_of_work(rt.sessions) as session:
-        job = load_job(session, job_id)
-        jobs.refuse(session, job, actor=actor, reason=reason, details={"error": error, **(details or {})})
-    clear_workspace(rt.workspace_root, job_id)
-    logger.info("job %s refused: %s", job_id, reason)
-    return JobState.refused
 
 
 def verify_consent(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
@@ -174,7 +113,7 @@ def verify_model(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
         _, problem = renderable_problem(session, sha256.lower())
         if problem is None:
             return JobState(load_job(session, job_id).state)
-    return refuse(rt, job_id, reason=problem, error="ModelNotRenderable")
+    return refuse(rt, job_id, reason=problem, error="ModelNotRenderable", actor=actor)
 
 
 def bind_likeness(rt: Runtime, job_id: str) -> JobState:
@@ -195,6 +134,7 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
             job_id,
             reason=f"subject {spec.subject_id} has no likeness reference on file",
             error="LikenessReferenceMissing",
+            actor=ACTOR,
         )
     folder = workspace(rt.workspace_root, job_id)
     portrait = load_image(
@@ -218,6 +158,7 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
                 reason=f"job {job_id}: {exc}",
                 error=type(exc).__name__,
                 details={"checked": checked, **exc.details},
+                actor=ACTOR,
             )
     result = rt.verifier.compare(reference, portrait)
     bound = rt.policy.identity.binding_distance.reject_above
@@ -243,6 +184,7 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
             reason=f"portrait of job {job_id} does not match subject {spec.subject_id}'s reference "
             f"(distance {result.distance:.3f} > {bound:g})",
             details={"checked": "binding", "distance": round(result.distance, 6), "threshold": bound},
+            actor=ACTOR,
         )
     return JobState.rendering
 
@@ -290,6 +232,7 @@ def render_video(rt: Runtime, job_id: str, *, progress: Progress | None = None) 
             reason=f"job {job_id}: {exc}",
             error=type(exc).__name__,
             details={"checked": checked, **exc.details},
+            actor=ACTOR,
         )
         return REFUSED
     with gpu_slot():
@@ -389,27 +332,3 @@ def _output_ref(job: Job) -> StoredRef:
     if not (job.output_bucket and job.output_key and job.output_sha256):
         raise ValueError(f"job {job.id} has no render recorded")
     return StoredRef(bucket=job.output_bucket, key=job.output_key, sha256=job.output_sha256)
-
-
-def describe(error: BaseException) -> tuple[str, str]:
-    """An error's class name and the first line of its message (what jobs and audit events keep)."""
-    message = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return type(error).__name__, message
-
-
-def fail(rt: Runtime, job_id: str, *, error_type: str, message: str, actor: str = ACTOR) -> JobState:
-    """Record a technical failure that retrying will not fix; the job moves to `failed`, audited.
-
-    A job already in a final state keeps it (a failure after publication does not unpublish). Either
-    way the job's workspace is removed.
-    """
-    with unit_of_work(rt.sessions) as session:
-        job = load_job(session, job_id)
-        state = JobState(job.state)
-        if state in jobs.TERMINAL_STATES or state == JobState.published:
-            clear_workspace(rt.workspace_root, job_id)
-            return state
-        jobs.fail(session, job, actor=actor, error=f"{error_type}: {message}", details={"error": error_type})
-    clear_workspace(rt.workspace_root, job_id)
-    logger.warning("job %s failed: %s: %s", job_id, error_type, message)
-    return JobState.failed

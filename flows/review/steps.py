@@ -6,22 +6,18 @@ while a person decides. The decision is then applied by `apply_decision` — fro
 (there is no Prefect UI form: Prefect's open-source UI has no sign-in, see docs/flows.md) — which
 records it through `governance.review.decide` (reviewer role, four eyes, once only, with the
 reviewer's identity: Prefect does not record who resumed a run) and, on approval, queues the publish
-flow (`flows.publish.queue`), which verifies consent once more; the decision returns at once. `review_timeout_sweep` rejects jobs whose review window has
-passed, and says so in the audit log.
+flow (`flows.publish.queue`), which verifies consent once more; the decision returns at once. `expire_review` rejects a job whose review window has
+passed (the `review-timeout-sweep` flow in `flows.review.flow` finds them), and says so in the audit log.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
-
-from prefect import flow, get_run_logger
 
 from flows.jobs.data import clear_workspace
-from flows.jobs.queries import jobs_in_states
 from flows.publish.queue import PublishTicket, queue_publish
-from flows.runtime.root import Runtime, get_runtime
+from flows.runtime.root import Runtime
 from flows.runtime.settings import Settings
 from governance import jobs, review
 from governance.audit import record as audit
@@ -144,16 +140,3 @@ def expire_review(rt: Runtime, job_id: str) -> JobState:
     clear_workspace(rt.workspace_root, job_id)
     logger.info("job %s rejected: review window passed", job_id)
     return JobState.rejected
-
-
-@flow(name="review-timeout-sweep")
-def review_timeout_sweep(timeout_hours: float | None = None) -> list[str]:
-    """Reject every job that has awaited review longer than the window; returns their ids."""
-    log = get_run_logger()
-    rt = get_runtime()
-    hours = timeout_hours if timeout_hours is not None else rt.settings.review_timeout_hours
-    window = timedelta(hours=hours)
-    overdue = jobs_in_states(rt, [JobState.awaiting_review], changed_before=utcnow() - window)
-    expired = [job_id for job_id in overdue if expire_review(rt, job_id) == JobState.rejected]
-    log.info("%d overdue review(s) rejected", len(expired))
-    return expired

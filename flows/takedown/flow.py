@@ -26,7 +26,7 @@ ACTOR = "system:takedown"
 @task(name="take-down", retries=RETRIES, retry_delay_seconds=RETRY_DELAYS, retry_condition_fn=only_transient)
 def take_down(publication_id: str, reason: str) -> str:
     """Stop serving one published video and record the takedown (the job moves to `taken_down`)."""
-    from flows.publish.delivery import takedown_publication
+    from flows.takedown.steps import takedown_publication
 
     rt = get_runtime()
     report = takedown_publication(

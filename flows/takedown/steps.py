@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 from governance import consent, withdrawals
-from governance.errors import InvalidTransition
+from governance import publications as pubs
+from governance.errors import InvalidTransition, ValidationFailed
 from governance.uow import unit_of_work
-from governance.users import get_user_by_email
+from governance.users import get_user_by_email, require_role
 from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from pipeline.storage.objects import ObjectStore
+    from pipeline.storage.objects import ObjectStore, TakedownResult
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,6 @@ def take_down_due(
     a publication another worker took down meanwhile is skipped. Governance errors (the actor may not
     take down) are raised before storage is touched.
     """
-    from flows.publish.delivery import takedown_publication  # media stack: only when something is due
 
     with unit_of_work(sessions) as session:
         due = withdrawals.takedowns_due(session, consent_id=consent_id, subject_id=subject_id)
@@ -171,3 +171,79 @@ def amend_consent(
         change = ConsentChange(new.id, new.version)
     report = take_down_due(sessions, store, consent_id=change.consent_id, actor_email=actor_email)
     return ConsentChange(change.consent_id, change.version, report)
+
+
+@dataclass(frozen=True)
+class TakedownReport:
+    """One publication taken down: what the storage did and who recorded it."""
+
+    publication_id: str
+    job_id: str
+    storage: TakedownResult
+    taken_down_by: str
+    reason: str
+
+
+def takedown_publication(
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    *,
+    publication_id: str,
+    reason: str,
+    actor_email: str | None = None,
+    actor: str | None = None,
+    retain: bool = False,
+) -> TakedownReport:
+    """Remove a publication's object(s) and record who, when and why.
+
+    The storage goes first (slow I/O outside any transaction) and is idempotent, so a failed record
+    can simply be retried. With `retain`, versions are kept under legal hold behind a delete marker.
+    """
+    if not reason or not reason.strip():
+        raise ValidationFailed(f"taking down publication {publication_id} needs a reason")
+    with unit_of_work(sessions) as session:
+        publication = pubs.get_publication(session, publication_id)
+        if publication.taken_down_at is not None:
+            raise InvalidTransition(f"publication {publication_id} was already taken down")
+        if actor_email is not None:  # refuse before touching storage
+            require_role(session, email=actor_email, roles=pubs.TAKEDOWN_ROLES, action="publication.takedown")
+        bucket, key, job_id = publication.bucket, publication.object_key, publication.job_id
+    result = store.takedown(bucket, key, retain=retain)
+    storage = {
+        "bucket": result.bucket,
+        "key": result.key,
+        "deleted_versions": list(result.deleted_versions),
+        "held_versions": list(result.held_versions),
+        "delete_marker": result.delete_marker,
+    }
+    with unit_of_work(sessions) as session:
+        publication = pubs.takedown(
+            session,
+            publication_id=publication_id,
+            actor_email=actor_email,
+            actor=actor,
+            reason=reason,
+            storage=storage,
+        )
+        who = str(publication.taken_down_by)
+    return TakedownReport(publication_id, job_id, result, who, reason.strip())
+
+
+def takedown_for_consent(
+    sessions: sessionmaker[Session],
+    store: ObjectStore,
+    *,
+    consent_id: str,
+    reason: str,
+    actor_email: str | None = None,
+    actor: str | None = None,
+) -> list[TakedownReport]:
+    """Take down every active publication made under any version of a consent (e.g. after revocation)."""
+    with unit_of_work(sessions) as session:
+        ids = [p.id for p in pubs.publications_for_consent(session, consent_id)]
+    return [
+        takedown_publication(
+            sessions, store, publication_id=pid, reason=reason, actor_email=actor_email, actor=actor
+        )
+        for pid in ids
+    ]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from flows.batch.flow import BatchIncomplete, nightly_batch
+from flows.jobs.claims import HeldElsewhere
 from flows.render import steps as render_steps
 from flows.runtime.retry import is_transient, only_transient
 from governance import jobs, publications
@@ -116,7 +117,7 @@ def test_a_job_held_by_a_live_run_is_left_alone_unless_silent(flow_world: FlowWo
             actor="system:test",
         )
 
-    with pytest.raises(render_steps.HeldElsewhere, match="live flow run run-a"):
+    with pytest.raises(HeldElsewhere, match="live flow run run-a"):
         render_steps.claim_render(world.rt, job_id, run_id="run-b", holder_alive=lambda run: run == "run-a")
     assert world.job(job_id).flow_run_id == "run-a"
 

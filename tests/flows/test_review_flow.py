@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from console.cli.app import app
 from flows.publish.flow import publish_approved
-from flows.review.steps import apply_decision, review_timeout_sweep
+from flows.review.flow import review_timeout_sweep
+from flows.review.steps import apply_decision
 from flows.runtime.root import use_runtime
 from governance.enums import JobState
 from governance.errors import AlreadyDecided

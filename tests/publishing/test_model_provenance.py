@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from console.cli.app import app
-from flows.publish.delivery import mark_and_publish, verify_file
+from flows.publish.delivery import mark_and_publish
+from flows.publish.verify import verify_file
 from governance import models_registry
 from governance.uow import unit_of_work
 from pipeline.marks import provenance

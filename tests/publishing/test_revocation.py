@@ -17,7 +17,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from console.cli.app import app
-from flows.publish.delivery import mark_and_publish, verify_file
+from flows.publish.delivery import mark_and_publish
+from flows.publish.verify import verify_file
 from flows.takedown.steps import revoke_consent, take_down_due
 from governance import jobs, publications, withdrawals
 from governance.enums import JobState
