@@ -37,10 +37,11 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -55,6 +56,10 @@ from models.inference import animate, cpu_has_amx, fast_dtype, use_channels_last
 from models.keypoints import movement_scale, normalize_keypoints
 from models.loading import load_mcnet, save_checkpoint
 from models.mcnet import MCNet
+
+if TYPE_CHECKING:
+    import multiprocessing.synchronize
+    from multiprocessing.queues import Queue
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".." / "shared" / "media" / "portrait_astronaut.png"
@@ -251,15 +256,17 @@ def _install_reference_shims() -> None:
             sys.modules[name] = module
 
 
-def load_reference(reference_dir: str, checkpoint: str) -> tuple[torch.nn.Module, torch.nn.Module, object]:
+def load_reference(
+    reference_dir: str, checkpoint: str
+) -> tuple[torch.nn.Module, torch.nn.Module, Callable[..., Any]]:
     """The authors' networks as their demo builds them (README flags), with our checkpoint loaded strictly."""
     import yaml
 
     _install_reference_shims()
     sys.path.insert(0, str(Path(reference_dir).resolve()))
-    import modules.generator as reference_generators  # type: ignore[import-not-found]
-    from animate import normalize_kp  # type: ignore[import-not-found]
-    from modules.keypoint_detector import KPDetector  # type: ignore[import-not-found]
+    import modules.generator as reference_generators
+    from animate import normalize_kp
+    from modules.keypoint_detector import KPDetector
 
     config = yaml.safe_load((Path(reference_dir) / "config" / "vox-256.yaml").read_text())
     params = config["model_params"]
@@ -279,8 +286,12 @@ def load_reference(reference_dir: str, checkpoint: str) -> tuple[torch.nn.Module
 
 
 def run_authors(
-    generator, kp_detector, normalize_kp, source: torch.Tensor, driving: list[torch.Tensor]
-) -> Iterator[np.ndarray]:  # type: ignore[no-untyped-def]
+    generator: torch.nn.Module,
+    kp_detector: torch.nn.Module,
+    normalize_kp: Callable[..., Any],
+    source: torch.Tensor,
+    driving: list[torch.Tensor],
+) -> Iterator[np.ndarray]:
     """Their demo's `make_animation`, as written: NHWC arrays permuted to NCHW, a host copy per frame.
 
     Noise comes from torch's global generator (their `new_empty().normal_()`), seeded like ours.
@@ -361,7 +372,10 @@ class Job:
     out_path: str
 
 
-def _worker(job: Job, variant: Variant, barrier, queue) -> None:  # type: ignore[no-untyped-def]
+def _worker(
+    job: Job, variant: Variant, barrier: multiprocessing.synchronize.Barrier, queue: Queue[Measurement]
+) -> None:
+    source: torch.Tensor  # bound below, before the first `run` call the lambdas make
     torch.set_num_threads(variant.threads)
     device = torch.device(variant.device)
     if variant.kind == "authors":
@@ -460,7 +474,7 @@ def measure(job: Job, variant: Variant) -> Measurement:
 # --------------------------------------------------------------------------- ceilings and FLOPs
 
 
-def _best_time(fn, repeats: int = 5) -> float:  # type: ignore[no-untyped-def]
+def _best_time(fn: Callable[[], object], repeats: int = 5) -> float:
     fn()
     times = []
     for _ in range(repeats):
@@ -493,7 +507,7 @@ def flops_per_frame(checkpoint: str, model_name: str, frames: int) -> dict[str, 
     model = load_mcnet(checkpoint).model.requires_grad_(False)  # FlopCounterMode's module hooks need this
     source, driving = inputs_for(model_name, 1, model.config.image_size)
 
-    def count(fn) -> float:  # type: ignore[no-untyped-def]
+    def count(fn: Callable[[], object]) -> float:
         counter = FlopCounterMode(display=False)
         with counter:
             fn()

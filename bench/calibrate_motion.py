@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def demo_render(portrait: np.ndarray, driving: list[np.ndarray]) -> tuple[list[n
     return list(animator.render(crop, iter(driving), seed=1)), [crop]
 
 
-def progress(name: str, scores: dict[str, float | None]) -> None:
+def progress(name: str, scores: Mapping[str, float | None]) -> None:
     """One line per case as it is measured (the run is minutes long on a loaded machine)."""
     shown = ", ".join(f"{k}={'-' if v is None else f'{v:.3f}'}" for k, v in scores.items())
     print(f"{name}: {shown}", flush=True)

@@ -224,7 +224,7 @@ def main() -> None:
         results["frames"] = len(frames_of(labelled))
         results["frames_sampled_by_read"] = reading.frames_read
         bits = np.array(watermark.encode_word(PAYLOAD))
-        accuracy = {"marked": dwt_accuracy(marked, bits)}
+        accuracy: dict[str, Any] = {"marked": dwt_accuracy(marked, bits)}
         for name, attacked in attacks(marked, work).items():
             accuracy[name] = dwt_accuracy(attacked, bits)
         unmarked = watermark.read(clip)

@@ -85,5 +85,6 @@ def set_fused_kernels(model: nn.Module, enabled: bool) -> nn.Module:
     """Switch every module with a `fused` flag (UpBlock2d, MemoryUnit) to the rewrites or back; returns `model`."""
     for module in model.modules():
         if hasattr(module, "fused"):
-            module.fused = enabled
+            # nn.Module.__setattr__ is typed for tensors and submodules only; `fused` is a plain bool flag.
+            module.fused = enabled  # type: ignore[assignment]
     return model

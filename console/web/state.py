@@ -43,7 +43,7 @@ class ConsoleState:
 
 def console(request: Request) -> ConsoleState:
     """The console state of the app serving `request`."""
-    return request.app.state.console  # type: ignore[no-any-return]
+    return request.app.state.console
 
 
 def web_session(request: Request) -> WebSession | None:
@@ -56,4 +56,4 @@ def current_user(request: Request) -> CurrentUser:
     user = getattr(request.state, "user", None)
     if user is None:
         raise RuntimeError("current_user() on a route without a signed-in user")
-    return user  # type: ignore[no-any-return]
+    return user

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,7 +63,7 @@ def audit_verifier(settings: Settings) -> NoteVerifier:
 
 def checkpoint_store(settings: Settings, *, fail_fast: bool = False) -> CheckpointStore:
     """The audit bucket on the configured endpoint (`fail_fast`: one short try per request, for hooks)."""
-    timing = {"connect_timeout": 1.0, "read_timeout": 10.0, "retries": 0} if fail_fast else {}
+    timing: dict[str, Any] = {"connect_timeout": 1.0, "read_timeout": 10.0, "retries": 0} if fail_fast else {}
     return CheckpointStore(
         settings.s3_endpoint,
         access_key=settings.s3_access_key,
@@ -70,7 +71,7 @@ def checkpoint_store(settings: Settings, *, fail_fast: bool = False) -> Checkpoi
         secure=settings.s3_secure,
         bucket_prefix=settings.s3_bucket_prefix,
         **timing,
-    )  # type: ignore[arg-type]
+    )
 
 
 # The last tree head this process computed, per database: the next checkpoint reads only newer events

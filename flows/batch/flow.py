@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
@@ -103,19 +104,24 @@ def dispatch_jobs(rt: Runtime, deployment: str, job_ids: list[str]) -> dict[str,
     state when the run completed, `error: <state message>` when it failed or crashed.
     """
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.runtime import flow_run
 
     runs: dict[str, UUID] = {}
     for job_id in job_ids:
         # Idempotent per batch run and job: a retried batch run does not dispatch a job twice.
-        run = run_deployment(
-            deployment,
-            parameters={"job_id": job_id},
-            timeout=0,
-            tags=[f"job:{job_id}"],
-            as_subflow=True,
-            idempotency_key=f"nightly-batch:{flow_run.id}:{job_id}",
+        # Typed `FlowRun | Coroutine` (Prefect's async_dispatch); called from sync code it is the FlowRun.
+        run = cast(
+            FlowRun,
+            run_deployment(
+                deployment,
+                parameters={"job_id": job_id},
+                timeout=0,
+                tags=[f"job:{job_id}"],
+                as_subflow=True,
+                idempotency_key=f"nightly-batch:{flow_run.id}:{job_id}",
+            ),
         )
         runs[job_id] = run.id
     results: dict[str, str] = {}

@@ -155,7 +155,7 @@ def check_request(rt: Runtime, request: BatchRequest, *, requested_by_email: str
 class JobUse(NamedTuple):
     """One job's subject (id or reference) and intended use, as `check_jobs` checks them."""
 
-    index: int
+    number: int  # 1-based, as the refusal names the job (`index` would shadow tuple.index)
     subject: str
     purpose: str
     channel: str
@@ -177,7 +177,7 @@ def check_jobs(rt: Runtime, jobs: Iterable[JobUse], *, requested_by_email: str) 
                 check_term("channel", job.channel)
                 check_term("territory", job.territory)
             except (NotFound, ValidationFailed) as exc:
-                raise type(exc)(f"job {job.index}: {exc}") from None
+                raise type(exc)(f"job {job.number}: {exc}") from None
     return subjects
 
 

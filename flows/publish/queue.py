@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
 from sqlalchemy import select
 
@@ -85,12 +85,17 @@ def queue_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTick
     """Queue `publish-job` for an approved job and return at once (see the module docstring)."""
     deployment = rt.settings.publish_deployment
     if deployment:
+        from prefect.client.schemas.objects import FlowRun
         from prefect.deployments import run_deployment
 
         from flows.runtime.orchestrator import require_api
 
         require_api(rt.settings)
-        run = run_deployment(deployment, parameters={"job_id": job_id}, timeout=0, tags=[f"job:{job_id}"])
+        # Typed `FlowRun | Coroutine` (Prefect's async_dispatch); called from sync code it is the FlowRun.
+        run = cast(
+            FlowRun,
+            run_deployment(deployment, parameters={"job_id": job_id}, timeout=0, tags=[f"job:{job_id}"]),
+        )
         ticket = PublishTicket(job_id, "deployment", str(run.id))
     else:
         from flows.runtime.orchestrator import require_api
@@ -123,7 +128,7 @@ def _publish_here(rt: Runtime, job_id: str) -> None:
 
     for _ in range(HELD_ATTEMPTS):
         with use_runtime(rt):
-            state = publish_job(job_id, return_state=True)  # type: ignore[call-overload]
+            state = publish_job(job_id, return_state=True)
         if not state.is_completed():
             logger.warning("publication of job %s failed: %s", job_id, state.message)
             return

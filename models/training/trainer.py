@@ -124,9 +124,10 @@ class TrainingSpec:
     def from_dict(cls, data: dict[str, Any]) -> TrainingSpec:
         """The inverse of `to_dict` (after a JSON round trip: lists back to tuples, nested settings rebuilt)."""
         values = dict(data)
-        values["weights"] = LossWeights(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in values["weights"].items()}
-        )
+        weights: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values["weights"].items()
+        }
+        values["weights"] = LossWeights(**weights)
         values["transform"] = TransformParams(**values["transform"])
         augmentation = values.get("augmentation")
         values["augmentation"] = None if augmentation is None else AugmentationParams(**augmentation)

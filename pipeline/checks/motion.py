@@ -79,7 +79,7 @@ def eye_opening(points: np.ndarray) -> float:
     for eye in (LEFT_EYE, RIGHT_EYE):
         p = points[eye]
         vertical = np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])
-        ratios.append(vertical / max(2.0 * np.linalg.norm(p[0] - p[3]), 1e-6))
+        ratios.append(vertical / max(2.0 * float(np.linalg.norm(p[0] - p[3])), 1e-6))
     return float(np.mean(ratios))
 
 
