@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -24,6 +24,7 @@ from console.cli.context import (
 )
 from console.cli.errors import one_line_errors
 from flows.audit.checkpoints import checkpoint_after
+from flows.runtime.root import make_store
 from flows.takedown.steps import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
 from governance import consent, subjects
 from governance.enums import Role
@@ -32,10 +33,6 @@ from governance.subjects import find_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from governance.users import get_user_by_email
-
-if TYPE_CHECKING:
-    from flows.runtime.settings import Settings
-    from pipeline.storage.objects import ObjectStore
 
 app = typer.Typer(help="Consents: versioned, revocable, with evidence.", no_args_is_help=True)
 READERS = (Role.compliance, Role.admin, Role.auditor, Role.operator)
@@ -229,13 +226,6 @@ def amend(
         out.print(f"consent {new.consent_id} is version {new.version} (supersedes {consent_id})")
         checkpoint_after(ctx.settings, ctx.session_factory, "consent.amended")
         _report_takedowns(new.report)
-
-
-def make_store(settings: Settings) -> ObjectStore:
-    """The object store, built only when a takedown is due (the media stack stays unloaded otherwise)."""
-    from flows.publish.delivery import make_store as build
-
-    return build(settings)
 
 
 def _recorded(ctx: CliContext, key: str) -> bool:

@@ -17,7 +17,7 @@ from rich.table import Table
 from console.cli.context import ActorOption, CliError, acting_user, governance_command, out, show_time
 from console.cli.errors import one_line_errors
 from flows import training
-from flows.publish.delivery import make_store
+from flows.runtime.root import make_store
 from governance import models_registry
 from governance.enums import ModelStatus
 from governance.uow import unit_of_work

@@ -14,7 +14,8 @@ from rich.table import Table
 from console.cli.context import ActorOption, CliError, acting_user, governance_command, out, show_time
 from console.cli.errors import one_line_errors
 from flows.audit.checkpoints import checkpoint_after
-from flows.publish.delivery import PUBLISHING_ERRORS, make_store
+from flows.publish.delivery import PUBLISHING_ERRORS
+from flows.runtime.root import make_store
 from flows.takedown.steps import RETRY_HINT, take_down_due, takedown_publication
 from governance import publications
 from governance.access import record_read
