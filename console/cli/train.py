@@ -151,7 +151,7 @@ def run(
         user = acting_user(ctx, actor, REGISTERING_ROLES, "model.register")
         store = make_store(ctx.settings)
         store.ensure_buckets()
-        gov = training.Governance(sessions=ctx.session_factory, store=store, actor_email=user.email)
+        gov = training.Governance(sessions=ctx.sessions, store=store, actor_email=user.email)
         spec_kwargs: dict[str, object] = {}
         if no_augment:
             spec_kwargs["augmentation"] = None
