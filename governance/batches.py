@@ -19,12 +19,17 @@ from governance.types import new_id
 from governance.users import require_role
 from governance.vocabulary import check_term
 
-__all__ = ["JobSpec", "create_batch", "get_batch", "jobs_of_batch", "register_asset"]
+__all__ = ["NewJob", "create_batch", "get_batch", "jobs_of_batch", "register_asset"]
 REQUESTING_ROLES = (Role.operator, Role.admin)
 
 
-class JobSpec(BaseModel):
-    """One job of a batch, as submitted."""
+class NewJob(BaseModel):
+    """One job of a batch, as submitted: ids and the requested use, before the job has a row.
+
+    Three shapes of a job, three names: `flows.batch.batchfile.JobRequest` is a batch file's row (paths,
+    a subject's reference), `NewJob` is what `create_batch` writes, `flows.jobs.data.JobSpec` is a stored
+    job read back as plain data for the render and publish steps.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -37,7 +42,7 @@ class JobSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
-def _check_job(session: Session, index: int, spec: JobSpec) -> None:
+def _check_job(session: Session, index: int, spec: NewJob) -> None:
     where = f"job {index + 1}"
     try:
         get_subject(session, spec.subject_id)
@@ -65,7 +70,7 @@ def create_batch(
     *,
     name: str,
     requested_by: str,
-    jobs: Sequence[JobSpec],
+    jobs: Sequence[NewJob],
     spec: dict[str, Any] | None = None,
 ) -> Batch:
     """Create a batch and its jobs in `submitted` (operator or admin; audited `batch.created`, `job.submitted`).

@@ -8,6 +8,7 @@ both moving one job; on PostgreSQL `get_job(..., for_update=True)` also locks th
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -67,12 +68,26 @@ def get_job(session: Session, job_id: str, *, for_update: bool = False) -> Job:
     return job
 
 
-def jobs_in_state(session: Session, *states: JobState, batch_id: str | None = None) -> list[Job]:
-    """Jobs in any of `states` (optionally of one batch), oldest first."""
-    statement = select(Job).where(Job.state.in_(states))
+def jobs_in_state(
+    session: Session,
+    *states: JobState,
+    batch_id: str | None = None,
+    changed_before: datetime | None = None,
+    limit: int | None = None,
+) -> list[Job]:
+    """Jobs in any of `states` (optionally of one batch, or unchanged since a moment), oldest first.
+
+    The one query for "which jobs are where": the review queue, the review sweep, the batch run and the
+    publish sweep all ask it, so they agree on the order and the filters.
+    """
+    statement = select(Job).where(Job.state.in_(states)).order_by(Job.created_at, Job.id)
     if batch_id is not None:
         statement = statement.where(Job.batch_id == batch_id)
-    return list(session.scalars(statement.order_by(Job.created_at, Job.id)))
+    if changed_before is not None:
+        statement = statement.where(Job.state_changed_at < changed_before)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return list(session.scalars(statement))
 
 
 def can_transition(current: JobState, to: JobState) -> bool:

@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 NETWORKS = ("kp_detector", "generator")
 CONFIG_KEY = "config"
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -48,13 +47,10 @@ class LoadedMCNet:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file (the `models` layer's own: it imports nothing of the project but itself)."""
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def sidecar_config_path(path: str | os.PathLike[str]) -> Path:
@@ -162,7 +158,7 @@ def load_mcnet(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    sha256 = file_sha256(path)
+    sha256 = sha256_file(path)
     if expected_sha256 is not None and sha256 != expected_sha256.strip().lower():
         raise CheckpointError(
             f"checkpoint {path.name} sha256 mismatch: expected {expected_sha256.strip().lower()}, got {sha256}"
@@ -212,7 +208,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, lambda handle: torch.save(payload, handle))
     _atomic_write(sidecar_config_path(path), lambda handle: handle.write(config.to_json().encode("utf-8")))
-    return file_sha256(path)
+    return sha256_file(path)
 
 
 def _atomic_write(path: Path, write: Any) -> None:

@@ -15,7 +15,6 @@ from sqlalchemy import select
 
 from console.cli.context import (
     ActorOption,
-    CliContext,
     CliError,
     acting_user,
     cli_errors,
@@ -25,6 +24,7 @@ from console.cli.context import (
     show_time,
 )
 from flows.audit.checkpoints import audit_verifier, stored_notes, write_checkpoint
+from flows.runtime.root import Runtime
 from governance.audit import record as audit
 from governance.audit.bundle import is_bundle, verify_bundle, write_bundle
 from governance.audit.ledger import LogReport, StoredNote, open_notes, prove_inclusion, verify_log
@@ -71,7 +71,7 @@ def query(
     """Show events matching every filter given, oldest first."""
     with governance_command() as ctx:
         acting_user(ctx, actor, READERS, "audit.query")
-        with ctx.session_factory() as session:
+        with ctx.sessions() as session:
             flt = _filter(session, subject, job, by, action, since, until)
             events = audit.query(
                 session,
@@ -110,7 +110,7 @@ def _checkpoint_errors() -> Iterator[None]:
         raise CliError(str(exc)) from None
 
 
-def _notes(ctx: CliContext) -> list[StoredNote]:
+def _notes(ctx: Runtime) -> list[StoredNote]:
     with _checkpoint_errors():
         return stored_notes(ctx.settings)
 
@@ -132,17 +132,17 @@ def verify(
     with governance_command() as ctx:
         user = acting_user(ctx, actor, READERS, "audit.verify")
         if chain_only or anchor:
-            with ctx.session_factory() as session, session.begin():
+            with ctx.sessions() as session, session.begin():
                 report: audit.ChainReport | LogReport = audit.verify_chain(session, anchor_hash=anchor)
             checkpoint_count, checkpoint = None, None
         else:
             notes = _notes(ctx)
             with _checkpoint_errors():
                 verifier = audit_verifier(ctx.settings)
-            with ctx.session_factory() as session, session.begin():
+            with ctx.sessions() as session, session.begin():
                 report = verify_log(session, notes, verifier)
             checkpoint_count, checkpoint = report.checkpoints, report.checkpoint
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             audit.record(
                 session,
                 action="audit.verified" if report.ok else "audit.verify_failed",
@@ -170,7 +170,7 @@ def checkpoint(actor: ActorOption) -> None:
     with governance_command() as ctx:
         acting_user(ctx, actor, READERS, "audit.checkpoint")
         with _checkpoint_errors():
-            result = write_checkpoint(ctx.settings, ctx.session_factory)
+            result = write_checkpoint(ctx.settings, ctx.sessions)
         state = "written" if result.written else "already stored"
         out.print(f"checkpoint {state}: {result.key}, {result.size} events, root {result.root_b64}")
         typer.echo(result.note, nl=False)
@@ -197,7 +197,7 @@ def prove(
         with _checkpoint_errors():
             verifier = audit_verifier(ctx.settings)
         note, cp = _latest(notes, verifier)
-        with ctx.session_factory() as session, session.begin():
+        with ctx.sessions() as session, session.begin():
             seq = session.scalar(select(AuditEvent.seq).where(AuditEvent.id == event_id))
             if seq is None:
                 raise CliError(f"no audit event {event_id}")
@@ -265,7 +265,7 @@ def export(
         partial = output.with_name(output.name + ".partial")
         try:
             with (
-                ctx.session_factory() as session,
+                ctx.sessions() as session,
                 session.begin(),
                 partial.open("w", encoding="utf-8", newline="") as fh,
             ):
@@ -281,7 +281,7 @@ def export(
             partial.replace(output)
         finally:
             partial.unlink(missing_ok=True)
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             audit.record(
                 session,
                 action="audit.exported",

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from console.cli.context import cli_errors, require_migrated_database
+from console.cli.context import cli_errors, open_context
 from console.cli.errors import one_line_errors
 from console.cli.terminal import make_console
 from flows.batch.batchfile import read_batch_file
@@ -23,7 +23,6 @@ from flows.batch.submission import submit_batch
 from flows.runtime.errors import USER_FACING
 from flows.runtime.preflight import preflight
 from flows.runtime.root import Runtime, use_runtime
-from flows.runtime.settings import load_settings
 
 app = typer.Typer(help="Submit batches of jobs, run them, and report on them.", no_args_is_help=True)
 
@@ -61,13 +60,6 @@ SCORE_COLUMNS = (
 )
 
 
-def runtime() -> Runtime:
-    """The CLI's runtime, built from the environment, on a database at the newest schema."""
-    settings = load_settings()
-    require_migrated_database(settings.database_url)
-    return Runtime(settings)
-
-
 @app.command("submit")
 def submit(
     file: Path = typer.Argument(..., help="batch file: .yaml/.yml (name + jobs) or .csv (one job per row)"),
@@ -78,7 +70,7 @@ def submit(
 ) -> None:
     """Check and store every input, then create the batch and its jobs (consent is checked at render time)."""
     with flow_errors():
-        rt = runtime()
+        rt = open_context()
         try:
             request = read_batch_file(file, name=name)
             batch_id = submit_batch(rt, request, requested_by_email=actor)
@@ -104,7 +96,7 @@ def run(
     from flows.batch.flow import BatchIncomplete, batch_flow
 
     with flow_errors(BatchIncomplete):
-        rt = runtime()
+        rt = open_context()
         try:
             batch_report(rt, batch_id)  # refuse an unknown batch before starting anything
             preflight(rt)  # policy and checkpoint, once, before any job is claimed
@@ -192,7 +184,7 @@ class BatchProgress:
 def status(batch_id: str = typer.Argument(..., help="the batch to report on")) -> None:
     """A table per job: state, scores, outcome, review, published key (or why not)."""
     with flow_errors():
-        rt = runtime()
+        rt = open_context()
         try:
             report = batch_report(rt, batch_id)
         finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -11,11 +11,9 @@ from sqlalchemy import select
 
 from console.cli.context import (
     ActorOption,
-    CliContext,
     CliError,
     acting_user,
     governance_command,
-    object_store,
     out,
     parse_time,
     require_future,
@@ -24,6 +22,7 @@ from console.cli.context import (
 )
 from console.cli.errors import one_line_errors
 from flows.audit.checkpoints import checkpoint_after
+from flows.runtime.root import Runtime, make_store
 from flows.takedown.steps import RETRY_HINT, WithdrawalReport, amend_consent, revoke_consent
 from governance import consent, subjects
 from governance.enums import Role
@@ -32,10 +31,6 @@ from governance.subjects import find_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from governance.users import get_user_by_email
-
-if TYPE_CHECKING:
-    from flows.runtime.settings import Settings
-    from pipeline.storage.objects import ObjectStore
 
 app = typer.Typer(help="Consents: versioned, revocable, with evidence.", no_args_is_help=True)
 READERS = (Role.compliance, Role.admin, Role.auditor, Role.operator)
@@ -47,24 +42,24 @@ Evidence = Annotated[Path, typer.Option("--evidence", help="The signed consent d
 EvidenceSha = Annotated[str, typer.Option("--evidence-sha256", help="Its SHA-256, as recorded when signed.")]
 
 
-def _keep_evidence(ctx: CliContext, path: Path, expected_sha256: str) -> tuple[Path, str, bool]:
+def _keep_evidence(ctx: Runtime, path: Path, expected_sha256: str) -> tuple[Path, str, bool]:
     """Check the document, then store it in object storage as the console does
     (`s3://<inputs bucket>/evidence/<sha256>/original<ext>`), so any machine can read it; returns
     (the checked local file, the key to record, whether this upload created the object)."""
     digest = consent.check_evidence(path, expected_sha256)
     key = f"evidence/{digest}/original{path.suffix.lower() or '.bin'}"
     with storage_errors():
-        store = object_store(ctx)
+        store = ctx.store
         existed = store.exists("inputs", key)
         stored = store.put_file("inputs", key, path, metadata={"kind": "evidence"}, expected_sha256=digest)
     return path, f"s3://{stored.bucket}/{stored.key}", not existed
 
 
-def _forget_evidence(ctx: CliContext, key: str) -> None:
+def _forget_evidence(ctx: Runtime, key: str) -> None:
     """Remove evidence this command uploaded for a write that was then refused (nothing half-written)."""
     bucket, _, object_key = key.removeprefix("s3://").partition("/")
     with storage_errors():
-        store = object_store(ctx)
+        store = ctx.store
         if bucket == store.bucket_name("inputs"):
             store.delete("inputs", object_key)
 
@@ -116,66 +111,59 @@ def grant(
         store_upload,
     )
     from flows.runtime.errors import USER_FACING
-    from flows.runtime.root import Runtime
 
     with governance_command() as ctx, one_line_errors(*USER_FACING):
         start = parse_time(valid_from, "--from")
         end = parse_time(valid_until, "--until")
         require_future(end, "--until", now=utcnow())
         consent.check_validity(start or utcnow(), end, now=utcnow())  # refuse before keeping anything
-        rt = Runtime(ctx.settings) if reference_photo is not None else None
+        rt = ctx if reference_photo is not None else None  # only a reference photo needs its checks
+        photo = check_reference_photo(rt, reference_photo) if rt is not None and reference_photo else None
+        copy, key, created = _keep_evidence(ctx, evidence, evidence_sha256)
+        stored: list[StoredUpload | None] = []
         try:
-            photo = check_reference_photo(rt, reference_photo) if rt is not None and reference_photo else None
-            copy, key, created = _keep_evidence(ctx, evidence, evidence_sha256)
-            stored: list[StoredUpload | None] = []
-            try:
-                if rt is not None and photo is not None:
-                    stored.append(
-                        store_upload(rt, photo.path, photo.sha256, prefix="references", kind="reference")
-                    )
-                with unit_of_work(ctx.session_factory) as session:
-                    subject_id = find_subject(session, subject).id
-                    recorder = get_user_by_email(session, actor).id
-                    granted = consent.grant(
-                        session,
-                        subject_id=subject_id,
-                        purposes=purpose,
-                        channels=channel,
-                        territories=territory,
-                        valid_from=start or utcnow(),
-                        valid_until=end,
-                        evidence_path=copy,
-                        evidence_sha256=evidence_sha256,
-                        evidence_key=key,
-                        recorded_by=recorder,
-                        notes=notes,
-                    )
-                    for ref in stored:
-                        if ref is not None and photo is not None:
-                            subjects.add_reference(
-                                session,
-                                subject_id=subject_id,
-                                bucket=ref.bucket,
-                                object_key=ref.key,
-                                sha256=photo.sha256,
-                                created_by=recorder,
-                            )
-            except BaseException:
-                if created:
-                    _forget_evidence(
-                        ctx, key
-                    )  # nothing half-written: the refused grant keeps no evidence copy
-                if rt is not None:
-                    discard_unreferenced(rt, stored)
-                raise
-        finally:
+            if rt is not None and photo is not None:
+                stored.append(
+                    store_upload(rt, photo.path, photo.sha256, prefix="references", kind="reference")
+                )
+            with unit_of_work(ctx.sessions) as session:
+                subject_id = find_subject(session, subject).id
+                recorder = get_user_by_email(session, actor).id
+                granted = consent.grant(
+                    session,
+                    subject_id=subject_id,
+                    purposes=purpose,
+                    channels=channel,
+                    territories=territory,
+                    valid_from=start or utcnow(),
+                    valid_until=end,
+                    evidence_path=copy,
+                    evidence_sha256=evidence_sha256,
+                    evidence_key=key,
+                    recorded_by=recorder,
+                    notes=notes,
+                )
+                for ref in stored:
+                    if ref is not None and photo is not None:
+                        subjects.add_reference(
+                            session,
+                            subject_id=subject_id,
+                            bucket=ref.bucket,
+                            object_key=ref.key,
+                            sha256=photo.sha256,
+                            created_by=recorder,
+                        )
+        except BaseException:
+            if created:
+                _forget_evidence(ctx, key)  # nothing half-written: the refused grant keeps no evidence copy
             if rt is not None:
-                rt.close()
+                discard_unreferenced(rt, stored)
+            raise
         photo_note = (
             f", reference photo stored as {stored[0].bucket}/{stored[0].key}" if stored and stored[0] else ""
         )
         out.print(f"consent {granted.id} granted (version 1), evidence kept as {key}{photo_note}")
-        checkpoint_after(ctx.settings, ctx.session_factory, "consent.granted")
+        checkpoint_after(ctx.settings, ctx.sessions, "consent.granted")
 
 
 @app.command("amend")
@@ -215,7 +203,7 @@ def amend(
             changes.update(evidence_path=copy, evidence_sha256=evidence_sha256, evidence_key=key)
         try:
             new = amend_consent(
-                ctx.session_factory,
+                ctx.sessions,
                 lambda: make_store(ctx.settings),
                 consent_id=consent_id,
                 actor_email=actor,
@@ -227,20 +215,13 @@ def amend(
                 _forget_evidence(ctx, key)
             raise
         out.print(f"consent {new.consent_id} is version {new.version} (supersedes {consent_id})")
-        checkpoint_after(ctx.settings, ctx.session_factory, "consent.amended")
+        checkpoint_after(ctx.settings, ctx.sessions, "consent.amended")
         _report_takedowns(new.report)
 
 
-def make_store(settings: Settings) -> ObjectStore:
-    """The object store, built only when a takedown is due (the media stack stays unloaded otherwise)."""
-    from flows.publish.delivery import make_store as build
-
-    return build(settings)
-
-
-def _recorded(ctx: CliContext, key: str) -> bool:
+def _recorded(ctx: Runtime, key: str) -> bool:
     """Whether the amendment was recorded after all (a takedown failed after it): the evidence then stays."""
-    with ctx.session_factory() as session:
+    with ctx.sessions() as session:
         return session.scalars(select(Consent.id).where(Consent.evidence_key == key)).first() is not None
 
 
@@ -265,7 +246,7 @@ def revoke(
     """
     with governance_command() as ctx:
         revoked = revoke_consent(
-            ctx.session_factory,
+            ctx.sessions,
             lambda: make_store(ctx.settings),
             consent_id=consent_id,
             actor_email=actor,
@@ -275,7 +256,7 @@ def revoke(
             f"consent {revoked.consent_id} (version {revoked.version}) revoked; "
             f"{len(revoked.report.taken_down)} publication(s) taken down, {len(revoked.report.queued)} queued"
         )
-        checkpoint_after(ctx.settings, ctx.session_factory, "consent.revoked")
+        checkpoint_after(ctx.settings, ctx.sessions, "consent.revoked")
         _report_takedowns(revoked.report)
 
 
@@ -284,7 +265,7 @@ def show(consent_id: str, actor: ActorOption) -> None:
     """Every version of one consent, with its evidence and revocation."""
     with governance_command() as ctx:
         acting_user(ctx, actor, READERS, "consent.show")
-        with ctx.session_factory() as session:
+        with ctx.sessions() as session:
             versions = consent.history(session, consent_id)
         out.print(_versions_table(versions, title=f"consent lineage {versions[0].lineage_id}"))
         current = versions[-1]
@@ -304,7 +285,7 @@ def list_consents(
     """List consents (current versions unless --all-versions)."""
     with governance_command() as ctx:
         acting_user(ctx, actor, READERS, "consent.list")
-        with ctx.session_factory() as session:
+        with ctx.sessions() as session:
             subject_id = find_subject(session, subject).id if subject else None
             rows = consent.list_consents(session, subject_id=subject_id, include_superseded=all_versions)
         out.print(_versions_table(rows))
@@ -322,7 +303,7 @@ def verify(
     """Which consent version covers this use (exit 1 with the reason when none does)."""
     with governance_command() as ctx:
         acting_user(ctx, actor, READERS, "consent.verify")
-        with ctx.session_factory() as session:
+        with ctx.sessions() as session:
             found = consent.verify(
                 session,
                 subject_id=find_subject(session, subject).id,

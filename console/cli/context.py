@@ -1,6 +1,8 @@
-"""What every governance command needs: settings, a session factory, the acting user, one-line errors.
+"""What every governance command needs: a runtime (settings, sessions), the acting user, one-line errors.
 
-Settings are read here (the CLI is an edge) and passed down as plain values. The acting user is always
+Settings are read here (the CLI is an edge) into a `flows.runtime.root.Runtime`, the one composition root
+of the CLI, the console and the workers: it builds each part (engine, store, checks, animator) on first
+use, so a governance command that only touches the database loads no media stack. The acting user is always
 explicit (`--actor EMAIL`, or `LIKENESS_ACTOR`) and checked against the roles the command needs; a
 denial is audited like any other governance refusal.
 """
@@ -9,30 +11,24 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import Session, sessionmaker
 
 from console.cli.errors import one_line_errors
 from console.cli.terminal import make_console
-from flows.runtime.settings import Settings, load_settings
+from flows.runtime.root import Runtime
+from flows.runtime.settings import load_settings
 from governance import consent as consent_rules
-from governance.database import make_engine, make_session_factory
 from governance.enums import Role
 from governance.errors import GovernanceError, ValidationFailed
 from governance.migrate import current_revision, head_revision
 from governance.schema import User
 from governance.uow import unit_of_work
 from governance.users import require_role
-
-if TYPE_CHECKING:
-    from flows.runtime.root import ObjectStore
 
 out = make_console(soft_wrap=True)
 
@@ -46,19 +42,6 @@ ActorOption = Annotated[
 
 class CliError(Exception):
     """A problem the CLI reports in one line (database unreachable, not migrated, bad option)."""
-
-
-@dataclass
-class CliContext:
-    """Settings and database access for one command invocation."""
-
-    settings: Settings
-    engine: Engine
-    session_factory: sessionmaker[Session]
-
-    def close(self) -> None:
-        """Release the connection pool."""
-        self.engine.dispose()
 
 
 @contextlib.contextmanager
@@ -81,21 +64,21 @@ def require_migrated_database(url: str) -> None:
         )
 
 
-def open_context(*, require_migrated: bool = True) -> CliContext:
-    """Read settings, connect, and (by default) refuse a database that is not at the newest schema."""
+def open_context(*, require_migrated: bool = True) -> Runtime:
+    """Read settings and (by default) refuse a database that is not at the newest schema; the runtime
+    connects on first use."""
     settings = (
         load_settings()
     )  # a malformed setting is reported by `cli_errors` (console.cli.errors.describe)
     url = settings.database_url
     if require_migrated:
         require_migrated_database(url)
-    engine = make_engine(url)
-    return CliContext(settings=settings, engine=engine, session_factory=make_session_factory(engine))
+    return Runtime(settings)
 
 
 @contextlib.contextmanager
-def governance_command(*, require_migrated: bool = True) -> Iterator[CliContext]:
-    """Context for a command body: errors in one line, the engine disposed at the end."""
+def governance_command(*, require_migrated: bool = True) -> Iterator[Runtime]:
+    """Runtime for a command body: errors in one line, the engine disposed at the end."""
     with cli_errors():
         ctx = open_context(require_migrated=require_migrated)
         try:
@@ -117,16 +100,9 @@ def storage_errors() -> Iterator[None]:
         ) from None
 
 
-def object_store(ctx: CliContext) -> ObjectStore:
-    """The configured S3 store (the project's buckets ensured), as the flows and the console use it."""
-    from flows.runtime.root import Runtime
-
-    return Runtime(ctx.settings).store
-
-
-def acting_user(ctx: CliContext, email: str, roles: Iterable[Role], action: str) -> User:
+def acting_user(ctx: Runtime, email: str, roles: Iterable[Role], action: str) -> User:
     """The acting user, if they hold one of `roles` (a denial is audited as `access.denied`)."""
-    with unit_of_work(ctx.session_factory) as session:
+    with unit_of_work(ctx.sessions) as session:
         return require_role(session, email=email, roles=roles, action=action)
 
 

@@ -25,7 +25,7 @@ def upgrade_command(
         upgrade(url, revision)
         after = current_revision(url)
         if before != after:
-            with unit_of_work(ctx.session_factory) as session:
+            with unit_of_work(ctx.sessions) as session:
                 audit.record(
                     session, action="db.upgraded", actor="system:cli", details={"from": before, "to": after}
                 )

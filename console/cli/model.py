@@ -17,7 +17,7 @@ from rich.table import Table
 from console.cli.context import ActorOption, CliError, acting_user, governance_command, out, show_time
 from console.cli.errors import one_line_errors
 from flows import training
-from flows.publish.delivery import make_store
+from flows.runtime.root import make_store
 from governance import models_registry
 from governance.enums import ModelStatus
 from governance.uow import unit_of_work
@@ -49,10 +49,10 @@ def register(
         if data is not None:
             store = make_store(ctx.settings)
             store.ensure_buckets()
-            gov = training.Governance(sessions=ctx.session_factory, store=store, actor_email=user.email)
+            gov = training.Governance(sessions=ctx.sessions, store=store, actor_email=user.email)
             training.check_training_consent(gov, data)  # refuse before uploading anything
             clips = training.lineage_from_data(gov, data)
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             model = models_registry.register_model(
                 session,
                 name=name,
@@ -81,7 +81,7 @@ def list_models(
         acting_user(ctx, actor, models_registry.READING_ROLES, "model.list")
         if status is not None and status not in {s.value for s in ModelStatus}:
             raise CliError(f"unknown status {status!r} (allowed: {', '.join(s.value for s in ModelStatus)})")
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             rows = models_registry.list_models(session, status=status)
             table = Table("name", "version", "status", "sha256", "clips", "registered", "by", title="models")
             for model in rows:
@@ -106,7 +106,7 @@ def show(
     """One model: status, config, its training-data lineage (subjects and consents), its publications."""
     with governance_command() as ctx:
         acting_user(ctx, actor, models_registry.READING_ROLES, "model.show")
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             model = models_registry.get_model(session, ref)
             head = Table("", "", show_header=False, title=f"model {model.name}@{model.version}")
             head.add_row("id", model.id)
@@ -164,6 +164,6 @@ def retire(
 ) -> None:
     """Take a model out of use: jobs rendered with it are refused from now on (compliance or admin)."""
     with governance_command() as ctx:
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             model = models_registry.retire_model(session, ref=ref, actor_email=actor, reason=reason)
             out.print(f"model {model.name}@{model.version} retired: it may no longer render")

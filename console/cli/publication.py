@@ -14,7 +14,8 @@ from rich.table import Table
 from console.cli.context import ActorOption, CliError, acting_user, governance_command, out, show_time
 from console.cli.errors import one_line_errors
 from flows.audit.checkpoints import checkpoint_after
-from flows.publish.delivery import PUBLISHING_ERRORS, make_store
+from flows.publish.delivery import PUBLISHING_ERRORS
+from flows.runtime.root import make_store
 from flows.takedown.steps import RETRY_HINT, take_down_due, takedown_publication
 from governance import publications
 from governance.access import record_read
@@ -32,7 +33,7 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include taken-down publications.")] = False,
 ) -> None:
     """List publications, newest first."""
-    with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
+    with governance_command() as ctx, unit_of_work(ctx.sessions) as session:
         rows = publications.list_publications(session, active_only=not all_)
         record_read(
             session,
@@ -54,7 +55,7 @@ def list_(
 @app.command("show")
 def show(publication_id: Annotated[str, typer.Argument(help="Publication id.")], actor: ActorOption) -> None:
     """Show one publication: where it lies, and the job, consent, model and reviewer behind it."""
-    with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
+    with governance_command() as ctx, unit_of_work(ctx.sessions) as session:
         record = publications.describe(session, publications.get_publication(session, publication_id))
         record_read(
             session,
@@ -102,7 +103,7 @@ def download(
     """Download a live publication, checked against its recorded SHA-256 (any signed-up user; audited)."""
     with governance_command() as ctx, one_line_errors(*PUBLISHING_ERRORS):
         user = acting_user(ctx, actor, tuple(Role), "publication.download")
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             record = publications.get_publication(session, publication_id)
             if record.taken_down_at is not None:
                 raise CliError(
@@ -125,7 +126,7 @@ def download(
                 f"publication {publication_id}: stored sha256 {stored.sha256[:12]}… differs from the "
                 f"recorded {sha[:12]}…; nothing written"
             )
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             audit.record(
                 session,
                 action="publication.downloaded",
@@ -150,7 +151,7 @@ def takedown(
     """Stop serving a publication (compliance or admin) and record who, when and why."""
     with governance_command() as ctx, one_line_errors(*PUBLISHING_ERRORS):
         report = takedown_publication(
-            ctx.session_factory,
+            ctx.sessions,
             make_store(ctx.settings),
             publication_id=publication_id,
             reason=reason,
@@ -163,7 +164,7 @@ def takedown(
             f"{len(storage.deleted_versions)} version(s) deleted, {len(storage.held_versions)} held"
             + (", delete marker set" if storage.delete_marker else "")
         )
-        checkpoint_after(ctx.settings, ctx.session_factory, "publication.taken_down")
+        checkpoint_after(ctx.settings, ctx.sessions, "publication.taken_down")
 
 
 @app.command("sweep")
@@ -172,12 +173,12 @@ def sweep(actor: ActorOption) -> None:
     `takedown` deployment runs every 10 minutes. Exit 1 while the storage still refuses some."""
     with governance_command() as ctx:
         acting_user(ctx, actor, publications.TAKEDOWN_ROLES, "publication.sweep")  # even when nothing is due
-        report = take_down_due(ctx.session_factory, make_store(ctx.settings), actor_email=actor)
+        report = take_down_due(ctx.sessions, make_store(ctx.settings), actor_email=actor)
         for line in report.lines():
             out.print(line, markup=False, highlight=False)
         out.print(f"{len(report.taken_down)} publication(s) taken down, {len(report.queued)} still queued")
         if report.taken_down:
-            checkpoint_after(ctx.settings, ctx.session_factory, "publication.taken_down")
+            checkpoint_after(ctx.settings, ctx.sessions, "publication.taken_down")
         if report.queued:
             raise CliError(
                 f"{len(report.queued)} takedown(s) still queued (storage refused them); {RETRY_HINT}"

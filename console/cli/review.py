@@ -18,14 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from console.cli.batch import flow_errors
-from console.cli.context import require_migrated_database
+from console.cli.context import open_context
 from console.cli.terminal import make_console
 from flows.publish.queue import publish_status
 from flows.publish.steps import existing_publication
 from flows.review.queue import ReviewItem, download_render, pending_reviews, review_item
 from flows.review.steps import apply_decision
 from flows.runtime.root import Runtime, use_runtime
-from flows.runtime.settings import load_settings
 from governance import consent, jobs
 from governance.access import record_read
 from governance.enums import JobState, Role
@@ -39,12 +38,6 @@ READERS = (Role.reviewer, Role.auditor)  # as the console's review pages and med
 def console() -> Console:
     """A console sized for the terminal at the time of the call (COLUMNS is read when one is made)."""
     return make_console()
-
-
-def _runtime() -> Runtime:
-    settings = load_settings()
-    require_migrated_database(settings.database_url)  # never creates an absent SQLite file
-    return Runtime(settings)
 
 
 def _record_read(
@@ -74,7 +67,7 @@ def list_reviews(
 ) -> None:
     """Jobs awaiting review, longest waiting first, with why the policy flagged them (an audited read)."""
     with flow_errors():
-        rt = _runtime()
+        rt = open_context()  # never creates an absent SQLite file
         try:
             with unit_of_work(rt.sessions) as session:  # refuse before reading anything
                 require_role(session, email=actor, roles=READERS, action="review.list")
@@ -108,7 +101,7 @@ def show(
 ) -> None:
     """Everything the decision rests on: use, scores, reasons, policy version, model, render (an audited read)."""
     with flow_errors():
-        rt = _runtime()
+        rt = open_context()
         try:
             with unit_of_work(rt.sessions) as session:  # refuse before reading anything
                 require_role(session, email=actor, roles=READERS, action="review.show")
@@ -158,11 +151,11 @@ def print_item(item: ReviewItem, *, out: Console | None = None) -> None:
 
 def _decide(job_id: str, reviewer: str, verdict: str, reason: str, publish: bool) -> None:
     with flow_errors():
-        rt = _runtime()
+        rt = open_context()
         try:
             with use_runtime(rt):
                 result = apply_decision(
-                    settings_or_runtime=rt,
+                    rt=rt,
                     job_id=job_id,
                     reviewer_email=reviewer,
                     verdict=verdict,
@@ -258,7 +251,7 @@ def retry_publish_command(
     from flows.publish.queue import retry_publish
 
     with flow_errors():
-        rt = _runtime()
+        rt = open_context()
         try:
             with use_runtime(rt):
                 ticket = retry_publish(rt, job_id, requested_by=actor)

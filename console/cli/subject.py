@@ -13,7 +13,6 @@ from console.cli.context import (
     CliError,
     acting_user,
     governance_command,
-    object_store,
     out,
     show_time,
     storage_errors,
@@ -34,7 +33,7 @@ def add(
     actor: ActorOption,
 ) -> None:
     """Record a subject (compliance or admin)."""
-    with governance_command() as ctx, unit_of_work(ctx.session_factory) as session:
+    with governance_command() as ctx, unit_of_work(ctx.sessions) as session:
         subject = subjects.add_subject(
             session, reference=reference, display_name=name, created_by=get_user_by_email(session, actor).id
         )
@@ -46,7 +45,7 @@ def list_subjects(actor: ActorOption) -> None:
     """List subjects."""
     with governance_command() as ctx:
         acting_user(ctx, actor, READERS, "subject.list")
-        with ctx.session_factory() as session:
+        with ctx.sessions() as session:
             rows = subjects.list_subjects(session)
         table = Table("reference", "name", "created", "id")
         for subject in rows:
@@ -70,13 +69,12 @@ def reference_add(
 ) -> None:
     """Store a reference photo for a subject, as the console does (compliance or admin)."""
     from flows.batch.submission import SubmissionError, check_input
-    from flows.runtime.root import Runtime
     from governance.enums import AssetKind
 
     with governance_command() as ctx:
         acting_user(ctx, actor, (Role.compliance, Role.admin), "subject.add_reference")
         try:  # a photo outside the allowed folders, unreadable or oversized is refused before anything
-            checked = check_input(Runtime(ctx.settings), photo, AssetKind.portrait, where="reference photo")
+            checked = check_input(ctx, photo, AssetKind.portrait, where="reference photo")
         except SubmissionError as exc:
             raise CliError(str(exc).strip().splitlines()[0]) from None
         safe, digest = checked.path, checked.sha256
@@ -87,17 +85,17 @@ def reference_add(
         )
         if suffix is None:
             raise CliError(f"{photo}: a reference photo must be a JPEG or PNG file")
-        with unit_of_work(ctx.session_factory) as session:  # an unknown subject is refused before storing
+        with unit_of_work(ctx.sessions) as session:  # an unknown subject is refused before storing
             subject_id = subjects.find_subject(session, subject).id
         with storage_errors():
-            stored = object_store(ctx).put_file(
+            stored = ctx.store.put_file(
                 "inputs",
                 f"references/{digest}/original{suffix}",
                 safe,
                 metadata={"kind": "reference"},
                 expected_sha256=digest,
             )
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             reference = subjects.add_reference(
                 session,
                 subject_id=subject_id,

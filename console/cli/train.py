@@ -26,7 +26,7 @@ from console.cli.context import ActorOption, CliError, acting_user, governance_c
 from console.cli.errors import one_line_errors
 from console.cli.terminal import make_console
 from flows import training
-from flows.publish.delivery import make_store
+from flows.runtime.root import make_store
 from governance.models_registry import REGISTERING_ROLES
 
 app = typer.Typer(help="Train MCNet on talking-face videos and evaluate checkpoints.", no_args_is_help=True)
@@ -151,7 +151,7 @@ def run(
         user = acting_user(ctx, actor, REGISTERING_ROLES, "model.register")
         store = make_store(ctx.settings)
         store.ensure_buckets()
-        gov = training.Governance(sessions=ctx.session_factory, store=store, actor_email=user.email)
+        gov = training.Governance(sessions=ctx.sessions, store=store, actor_email=user.email)
         spec_kwargs: dict[str, object] = {}
         if no_augment:
             spec_kwargs["augmentation"] = None

@@ -10,13 +10,13 @@ from rich.table import Table
 
 from console.cli.context import (
     ActorOption,
-    CliContext,
     CliError,
     acting_user,
     governance_command,
     out,
     show_time,
 )
+from flows.runtime.root import Runtime
 from governance import users
 from governance.enums import Role
 from governance.uow import unit_of_work
@@ -36,8 +36,8 @@ def _read_password() -> str:
     return password
 
 
-def _actor_for_add(ctx: CliContext, actor: str | None, roles: list[str]) -> str:
-    with ctx.session_factory() as session:
+def _actor_for_add(ctx: Runtime, actor: str | None, roles: list[str]) -> str:
+    with ctx.sessions() as session:
         first = users.count_users(session) == 0
     if first:
         if Role.admin.value not in roles:
@@ -64,7 +64,7 @@ def add(
     with governance_command() as ctx:
         acting = _actor_for_add(ctx, actor, role)
         password = _read_password() if password_stdin else None
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             user = users.add_user(
                 session, email=email, roles=role, actor=acting, display_name=name, password=password
             )
@@ -76,7 +76,7 @@ def list_users(actor: ActorOption) -> None:
     """List users and their roles (admin or auditor)."""
     with governance_command() as ctx:
         acting_user(ctx, actor, (Role.admin, Role.auditor), "user.list")
-        with ctx.session_factory() as session:
+        with ctx.sessions() as session:
             rows = users.list_users(session)
         table = Table("email", "roles", "active", "password", "created", "id")
         for user in rows:
@@ -96,7 +96,7 @@ def set_roles(email: str, role: RolesOption, actor: ActorOption) -> None:
     """Replace a user's roles (admin only)."""
     with governance_command() as ctx:
         admin = acting_user(ctx, actor, ADMIN, "user.set_roles")
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             user = users.set_roles(
                 session, user_id=users.get_user_by_email(session, email).id, roles=role, actor=admin.email
             )
@@ -109,7 +109,7 @@ def set_password(email: str, actor: ActorOption) -> None:
     with governance_command() as ctx:
         admin = acting_user(ctx, actor, ADMIN, "user.set_password")
         password = _read_password()
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             user = users.set_password(
                 session,
                 user_id=users.get_user_by_email(session, email).id,
@@ -124,7 +124,7 @@ def disable(email: str, actor: ActorOption) -> None:
     """Disable a user: their history stays, they can no longer act or sign in (admin only)."""
     with governance_command() as ctx:
         admin = acting_user(ctx, actor, ADMIN, "user.disable")
-        with unit_of_work(ctx.session_factory) as session:
+        with unit_of_work(ctx.sessions) as session:
             user = users.disable_user(
                 session, user_id=users.get_user_by_email(session, email).id, actor=admin.email
             )

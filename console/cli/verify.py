@@ -48,9 +48,9 @@ def register(app: typer.Typer) -> None:
             acting_user(ctx, actor, READERS, "verify")  # refuse before reading the file
             if not file.is_file():
                 raise ValueError(f"file not found: {file}")
-            report = verify_file(file, sessions=ctx.session_factory, trust=trust_anchors(ctx.settings))
+            report = verify_file(file, sessions=ctx.sessions, trust=trust_anchors(ctx.settings))
             record = report.publication
-            with unit_of_work(ctx.session_factory) as session:
+            with unit_of_work(ctx.sessions) as session:
                 record_read(
                     session,
                     actor_email=actor,

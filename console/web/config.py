@@ -5,13 +5,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from console.web.proxy import Network, normalise_origin, parse_networks
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+from governance.types import utcnow
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class WebConfig:
     publish_on_approval: bool = True  # as `likeness review approve` does; False leaves it to the deployment
     public_origin: str | None = None
     trusted_proxies: tuple[str, ...] = ()
-    clock: Callable[[], datetime] = _utcnow
+    clock: Callable[[], datetime] = utcnow
     trusted_networks: tuple[Network, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:

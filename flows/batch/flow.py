@@ -28,16 +28,26 @@ from prefect import flow, get_run_logger, task
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from flows.audit.checkpoints import checkpoint_after
-from flows.jobs.queries import UNFINISHED, jobs_in_states
 from flows.render.flow import render_job
 from flows.runtime.concurrency import ensure_gpu_limit
 from flows.runtime.preflight import preflight
 from flows.runtime.root import Runtime, configure_runtime, get_runtime
 from flows.runtime.settings import Settings
+from governance import jobs
+from governance.enums import JobState
+from governance.uow import unit_of_work
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_THREADS = 4
+# A batch run picks up every job that is not finished: new ones, and those a crashed run left half-way.
+UNFINISHED = (
+    JobState.submitted,
+    JobState.rendering,
+    JobState.rendered,
+    JobState.approved,
+    JobState.publishing,
+)
 POLL_SECONDS = 2.0
 
 
@@ -62,7 +72,8 @@ def nightly_batch(batch_id: str | None = None, limit: int = 500) -> dict[str, st
     rt = get_runtime()
     preflight(rt)  # a bad policy or checkpoint stops here, before any job is claimed
     ensure_gpu_limit(rt.settings.gpu_concurrency)
-    job_ids = jobs_in_states(rt, UNFINISHED, batch_id=batch_id, limit=limit)
+    with unit_of_work(rt.sessions) as session:
+        job_ids = [job.id for job in jobs.jobs_in_state(session, *UNFINISHED, batch_id=batch_id, limit=limit)]
     log.info("%d unfinished job(s)%s", len(job_ids), f" in batch {batch_id}" if batch_id else "")
     deployment = dispatch_deployment(rt.settings)
     if deployment:

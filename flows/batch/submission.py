@@ -230,7 +230,7 @@ def _record(
                     )
                 ids.append(asset_ids[cache_key])
             specs.append(
-                batches.JobSpec(
+                batches.NewJob(
                     subject_id=subject_id,
                     portrait_asset_id=ids[0],
                     driving_asset_id=ids[1],

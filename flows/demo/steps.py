@@ -353,7 +353,7 @@ def _run(rt: Runtime, result: DemoResult, on_step: StepReporter) -> None:
         )
         with use_runtime(rt):
             decision = apply_decision(
-                settings_or_runtime=rt,
+                rt=rt,
                 job_id=item.job_id,
                 reviewer_email=REVIEWER,
                 verdict="approve",

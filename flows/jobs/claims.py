@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
-from flows.jobs.data import FINAL_STATES, clear_workspace, load_job
+from flows.jobs.data import FINAL_STATES, clear_workspace
 from flows.runtime.root import Runtime
 from governance import jobs
 from governance.enums import JobState
@@ -48,7 +48,7 @@ def claim(
     """
     reclaimed = False
     with unit_of_work(rt.sessions) as session:
-        job = load_job(session, job_id)
+        job = jobs.get_job(session, job_id)
         if job.state == start:
             jobs.claim(session, job, to=to, flow_run_id=run_id, actor=actor)
         elif job.state == to and job.flow_run_id != run_id:
@@ -77,7 +77,7 @@ def refuse(
     """Record a governance refusal: the job moves to `refused`, the reason (and `details`: what was
     measured) goes to the job and the audit log, and the job's workspace is removed."""
     with unit_of_work(rt.sessions) as session:
-        job = load_job(session, job_id)
+        job = jobs.get_job(session, job_id)
         jobs.refuse(session, job, actor=actor, reason=reason, details={"error": error, **(details or {})})
     clear_workspace(rt.workspace_root, job_id)
     logger.info("job %s refused: %s", job_id, reason)
@@ -97,7 +97,7 @@ def fail(rt: Runtime, job_id: str, *, error_type: str, message: str, actor: str)
     way the job's workspace is removed.
     """
     with unit_of_work(rt.sessions) as session:
-        job = load_job(session, job_id)
+        job = jobs.get_job(session, job_id)
         state = JobState(job.state)
         if state in jobs.TERMINAL_STATES or state == JobState.published:
             clear_workspace(rt.workspace_root, job_id)

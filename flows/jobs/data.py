@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from governance.enums import JobState
 from governance.errors import NotFound
-from governance.schema import Asset, Batch, Job, LikenessReference
+from governance.jobs import get_job
+from governance.schema import Asset, Batch, LikenessReference
 from pipeline.errors import InputError
 from pipeline.storage.objects import ObjectStore
 
@@ -62,17 +63,9 @@ def seed_for(job_id: str) -> int:
     return int(job_id.replace("-", "")[:15], 16)
 
 
-def load_job(session: Session, job_id: str) -> Job:
-    """The job row, or `NotFound` naming the id."""
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFound(f"job {job_id} not found")
-    return job
-
-
 def load_job_spec(session: Session, job_id: str) -> JobSpec:
     """Read a job, its assets, batch and the subject's active likeness reference into a `JobSpec`."""
-    job = load_job(session, job_id)
+    job = get_job(session, job_id)
     portrait = session.get(Asset, job.portrait_asset_id)
     driving = session.get(Asset, job.driving_asset_id)
     batch = session.get(Batch, job.batch_id)

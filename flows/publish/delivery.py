@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flows.jobs.data import fetch, load_job_spec
+from flows.runtime.root import make_store
 from governance import consent as consents
 from governance import jobs, models_registry
 from governance import publications as pubs
@@ -27,7 +28,7 @@ from pipeline.errors import PipelineError
 from pipeline.marks import label as labels
 from pipeline.marks import provenance, watermark
 from pipeline.storage.local_s3 import LocalS3Server
-from pipeline.storage.objects import BucketInfo, ObjectStore, object_key
+from pipeline.storage.objects import BucketInfo, object_key
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -104,18 +105,6 @@ def local_s3_server(settings: Settings) -> LocalS3Server:
         access_key=settings.s3_access_key,
         secret_key=settings.s3_secret_key.get_secret_value(),
         s3_port=int(port),
-    )
-
-
-def make_store(settings: Settings) -> ObjectStore:
-    """An ObjectStore from settings (buckets not ensured)."""
-    return ObjectStore(
-        settings.s3_endpoint,
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key.get_secret_value(),
-        secure=settings.s3_secure,
-        bucket_prefix=settings.s3_bucket_prefix,
-        max_object_bytes=settings.max_object_bytes,
     )
 
 

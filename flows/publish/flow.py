@@ -22,8 +22,10 @@ from flows.publish.steps import ACTOR
 from flows.runtime.heartbeat import beating, current_run_id
 from flows.runtime.retry import is_transient
 from flows.runtime.root import get_runtime
+from governance import jobs
 from governance.enums import JobState
 from governance.errors import InvalidTransition
+from governance.uow import unit_of_work
 
 
 @task(name="claim-publish", **RETRYING)
@@ -90,10 +92,12 @@ def _note_failed_attempt(job_id: str, error_type: str, message: str) -> None:
 @flow(name="publish-approved")
 def publish_approved(limit: int = 100) -> dict[str, str]:
     """Publish every approved (or half-published) job, oldest first; returns job id → final state."""
-    from flows.jobs.queries import jobs_in_states
-
+    with unit_of_work(get_runtime().sessions) as session:
+        due = [
+            job.id for job in jobs.jobs_in_state(session, JobState.approved, JobState.publishing, limit=limit)
+        ]
     results: dict[str, str] = {}
-    for job_id in jobs_in_states(get_runtime(), [JobState.approved, JobState.publishing], limit=limit):
+    for job_id in due:
         state = publish_job(job_id, return_state=True)
         results[job_id] = state.result() if state.is_completed() else f"error: {state.message}"
     return results

@@ -13,7 +13,7 @@ import logging
 from sqlalchemy import select
 
 from flows.jobs.claims import HolderCheck, claim
-from flows.jobs.data import clear_workspace, load_job
+from flows.jobs.data import clear_workspace
 from flows.runtime.root import Runtime
 from governance import jobs
 from governance.enums import JobState
@@ -85,7 +85,7 @@ def remove_unrecorded_upload(rt: Runtime, job_id: str) -> None:
     removed = rt.store.delete("published", key)
     if removed:
         with unit_of_work(rt.sessions) as session:
-            job = load_job(session, job_id)
+            job = jobs.get_job(session, job_id)
             audit.record(
                 session,
                 action="publication.orphan_removed",
@@ -104,6 +104,6 @@ def remove_unrecorded_upload(rt: Runtime, job_id: str) -> None:
 def complete(rt: Runtime, job_id: str, *, key: str) -> None:
     """Move the job from `publishing` to `published` (a no-op when a previous run already did)."""
     with unit_of_work(rt.sessions) as session:
-        job = load_job(session, job_id)
+        job = jobs.get_job(session, job_id)
         if job.state == JobState.publishing:
             jobs.transition(session, job, to=JobState.published, actor=ACTOR, details={"object_key": key})

@@ -21,7 +21,6 @@ from flows.jobs.data import (
     StoredRef,
     clear_workspace,
     fetch,
-    load_job,
     load_job_spec,
     local_name,
     workspace,
@@ -78,7 +77,7 @@ def verify_consent(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
         except ConsentError as exc:
             reason, error = str(exc), type(exc).__name__
         else:
-            job = load_job(session, job_id)
+            job = jobs.get_job(session, job_id)
             job.consent_id = found.id
             audit.record(
                 session,
@@ -112,7 +111,7 @@ def verify_model(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
     with unit_of_work(rt.sessions) as session:
         _, problem = renderable_problem(session, sha256.lower())
         if problem is None:
-            return JobState(load_job(session, job_id).state)
+            return JobState(jobs.get_job(session, job_id).state)
     return refuse(rt, job_id, reason=problem, error="ModelNotRenderable", actor=actor)
 
 
@@ -164,7 +163,7 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
     bound = rt.policy.identity.binding_distance.reject_above
     details = {**result.audit_details(), "reject_above": bound}
     with unit_of_work(rt.sessions) as session:
-        job = load_job(session, job_id)
+        job = jobs.get_job(session, job_id)
         job.check_scores = {**(job.check_scores or {}), "binding_distance": result.distance}
         audit.record(
             session,
@@ -250,7 +249,7 @@ def render_video(rt: Runtime, job_id: str, *, progress: Progress | None = None) 
     with unit_of_work(rt.sessions) as session:
         jobs.record_render(
             session,
-            load_job(session, job_id),
+            jobs.get_job(session, job_id),
             actor=ACTOR,
             output_bucket=stored.bucket,
             output_key=stored.key,
@@ -287,7 +286,7 @@ def evaluate_checks(rt: Runtime, job_id: str) -> JobState:
 
     with unit_of_work(rt.sessions) as session:
         spec = load_job_spec(session, job_id)
-        job = load_job(session, job_id)
+        job = jobs.get_job(session, job_id)
         render_ref = _output_ref(job)
         binding = (job.check_scores or {}).get("binding_distance")
     if binding is None:  # fail closed: never judge an output whose portrait was not bound to the subject
@@ -316,7 +315,7 @@ def evaluate_checks(rt: Runtime, job_id: str) -> JobState:
     )
     scores, decision = scored.scores, scored.decision
     with unit_of_work(rt.sessions) as session:
-        job = load_job(session, job_id)
+        job = jobs.get_job(session, job_id)
         jobs.record_checks(
             session, job, actor=ACTOR, scores=scores, decision=decision, details=scored.details
         )

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flows.jobs.data import StoredRef, fetch, load_job
+from flows.jobs.data import StoredRef, fetch
 from flows.runtime.root import Runtime
 from governance import jobs
 from governance.enums import JobState
@@ -34,7 +34,7 @@ class ReviewItem:
 
 
 def _item(session: Any, job_id: str) -> ReviewItem:
-    job = load_job(session, job_id)
+    job = jobs.get_job(session, job_id)
     subject = session.get(Subject, job.subject_id)
     batch = session.get(Batch, job.batch_id)
     requester = session.get(User, batch.requested_by) if batch is not None else None

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from flows.jobs.data import clear_workspace
 from flows.publish.queue import PublishTicket, queue_publish
 from flows.runtime.root import Runtime
-from flows.runtime.settings import Settings
 from governance import jobs, review
 from governance.audit import record as audit
 from governance.enums import JobState, Verdict
@@ -44,8 +43,8 @@ class DecisionResult:
 
 
 def apply_decision(
+    rt: Runtime,
     *,
-    settings_or_runtime: Settings | Runtime,
     job_id: str,
     reviewer_email: str,
     verdict: Verdict | str,
@@ -65,23 +64,6 @@ def apply_decision(
         governance.errors.GovernanceError: the refusal (`RoleRequired`, `FourEyesViolation`,
             `AlreadyDecided`, `NotFound`, `ValidationFailed`, `InvalidTransition`), one line.
     """
-    owned = not isinstance(settings_or_runtime, Runtime)
-    rt = settings_or_runtime if isinstance(settings_or_runtime, Runtime) else Runtime(settings_or_runtime)
-    try:
-        result = _apply(
-            rt, job_id=job_id, reviewer_email=reviewer_email, verdict=verdict, reason=reason, publish=publish
-        )
-        if owned and result.publishing is not None:
-            result.publishing.wait()  # a runtime built here must outlive the local publication it serves
-        return result
-    finally:
-        if owned:
-            rt.close()
-
-
-def _apply(
-    rt: Runtime, *, job_id: str, reviewer_email: str, verdict: Verdict | str, reason: str, publish: bool
-) -> DecisionResult:
     with unit_of_work(rt.sessions) as session:
         reviewer = get_user_by_email(session, reviewer_email)
         decision = review.decide(

@@ -76,17 +76,7 @@ class Runtime:
         return self._part("store", self._build_store)
 
     def _build_store(self) -> ObjectStore:
-        from pipeline.storage.objects import ObjectStore
-
-        settings = self.settings
-        store = ObjectStore(
-            endpoint=settings.s3_endpoint,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key.get_secret_value(),
-            secure=settings.s3_secure,
-            bucket_prefix=settings.s3_bucket_prefix,
-            max_object_bytes=settings.max_object_bytes,
-        )
+        store = make_store(self.settings)
         store.ensure_buckets()
         return store
 
@@ -145,6 +135,24 @@ class Runtime:
         engine = self._parts.get("engine")
         if engine is not None:
             engine.dispose()  # type: ignore[attr-defined]
+
+
+def make_store(settings: Settings) -> ObjectStore:
+    """An ObjectStore from settings, buckets not ensured: the one place settings become an S3 client.
+
+    `Runtime.store` adds the bucket check; commands that only may need storage (a takedown that may be
+    due) build one here when they do, so the media stack stays unloaded otherwise.
+    """
+    from pipeline.storage.objects import ObjectStore
+
+    return ObjectStore(
+        endpoint=settings.s3_endpoint,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=settings.s3_secure,
+        bucket_prefix=settings.s3_bucket_prefix,
+        max_object_bytes=settings.max_object_bytes,
+    )
 
 
 _current: Runtime | None = None

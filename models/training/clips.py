@@ -70,11 +70,9 @@ class ClipManifest:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    # Not models.loading.sha256_file: preparing data should not import the network's modules.
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class ClipWriter:

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from models.config import MCNetConfig
 from models.keypoint_detector import KeypointOutput
-from models.loading import file_sha256, load_mcnet, save_checkpoint
+from models.loading import load_mcnet, save_checkpoint, sha256_file
 from models.mcnet import MCNet
 from models.training.augment import AugmentationParams
 from models.training.clips import read_manifest
@@ -526,7 +526,7 @@ class Trainer:
             dist.barrier()  # the others wait for rank 0's last checkpoint before they return
         if not last_sha and main:  # nothing trained in this call (already at `steps`)
             last_sha = (
-                file_sha256(self.run_dir / LAST) if (self.run_dir / LAST).is_file() else self._save(LAST)
+                sha256_file(self.run_dir / LAST) if (self.run_dir / LAST).is_file() else self._save(LAST)
             )
         return TrainingResult(
             steps=self.step,

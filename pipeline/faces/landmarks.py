@@ -56,15 +56,12 @@ def predictor_path() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, computed once per (path, size, mtime) in this process."""
+def _cached_sha256(path: Path) -> str:
+    """sha256 of the predictor file, computed once per (path, size, mtime) in this process."""
     stat = path.stat()
     return _sha256(path, stat.st_size, stat.st_mtime_ns)
 
@@ -90,7 +87,7 @@ class LandmarkDetector:
     def model(self) -> LandmarkModel:
         """File name and sha256 of the predictor in use."""
         if self._model is None:
-            self._model = LandmarkModel(name="dlib-68", file=self.path.name, sha256=file_sha256(self.path))
+            self._model = LandmarkModel(name="dlib-68", file=self.path.name, sha256=_cached_sha256(self.path))
         return self._model
 
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:

@@ -292,7 +292,7 @@ class FlowWorld:
                     for kind, stored in ((AssetKind.portrait, portrait), (AssetKind.driving_video, driving))
                 ]
                 specs.append(
-                    batches.JobSpec(
+                    batches.NewJob(
                         subject_id=subject_id,
                         portrait_asset_id=assets[0],
                         driving_asset_id=assets[1],

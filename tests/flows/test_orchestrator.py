@@ -195,7 +195,7 @@ def test_an_approval_that_cannot_be_queued_is_not_recorded(flow_world: FlowWorld
         pytest.raises(OrchestratorUnavailable, match="PREFECT_API_URL=http://127.0.0.1:9/api"),
     ):
         apply_decision(
-            settings_or_runtime=world.rt,
+            rt=world.rt,
             job_id=job_id,
             reviewer_email=REVIEWER,
             verdict="approve",
@@ -207,7 +207,7 @@ def test_an_approval_that_cannot_be_queued_is_not_recorded(flow_world: FlowWorld
     # A rejection needs no publication, so no API either.
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
         result = apply_decision(
-            settings_or_runtime=world.rt,
+            rt=world.rt,
             job_id=job_id,
             reviewer_email=REVIEWER,
             verdict="reject",

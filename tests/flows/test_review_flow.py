@@ -93,7 +93,7 @@ def test_four_eyes_refused_from_the_cli(review_world: tuple[FlowWorld, list[str]
 
     # The reviewer then rejects it; a second decision is refused.
     decision = apply_decision(
-        settings_or_runtime=world.rt,
+        rt=world.rt,
         job_id=job_id,
         reviewer_email=REVIEWER,
         verdict="reject",
@@ -104,7 +104,7 @@ def test_four_eyes_refused_from_the_cli(review_world: tuple[FlowWorld, list[str]
     assert world.publications(job_id) == 0
     with pytest.raises(AlreadyDecided, match="already decided"):
         apply_decision(
-            settings_or_runtime=world.rt,
+            rt=world.rt,
             job_id=job_id,
             reviewer_email=REVIEWER,
             verdict="approve",
@@ -122,7 +122,7 @@ def test_consent_revoked_during_review_refuses_delivery(
 
     with use_runtime(world.rt):
         decision = apply_decision(
-            settings_or_runtime=world.rt,
+            rt=world.rt,
             job_id=job_id,
             reviewer_email=REVIEWER,
             verdict="approve",
@@ -145,7 +145,7 @@ def test_approved_without_publishing_is_picked_up_by_publish_approved(
     world, job_ids, _ = review_world
     job_id = job_ids[5]
     decision = apply_decision(
-        settings_or_runtime=world.rt,
+        rt=world.rt,
         job_id=job_id,
         reviewer_email=REVIEWER,
         verdict="approve",

@@ -132,7 +132,7 @@ def test_review_rejection_and_the_sweep_remove_leftovers(flow_world: FlowWorld) 
     rejected, waiting = world.flagged_batch(["S-1", "S-2"], requester="operator@example.org")
     fake_workspace(world, rejected)
     apply_decision(
-        settings_or_runtime=world.rt,
+        rt=world.rt,
         job_id=rejected,
         reviewer_email=REVIEWER,
         verdict="reject",

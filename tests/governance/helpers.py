@@ -55,7 +55,7 @@ class World:
 
     def batch_job(self, *, requested_by: str | None = None, territory: str = "DE") -> str:
         """A batch with one job (advertising/web/territory); returns the job id."""
-        spec = batches.JobSpec(
+        spec = batches.NewJob(
             subject_id=self.subject,
             portrait_asset_id=self.portrait,
             driving_asset_id=self.driving,

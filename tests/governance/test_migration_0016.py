@@ -45,7 +45,7 @@ def test_upgrade_keeps_assets_referenced_by_jobs_then_downgrades(empty_db_url: s
                 name="b",
                 requested_by=operator.id,
                 jobs=[
-                    batches.JobSpec(
+                    batches.NewJob(
                         subject_id=subject.id,
                         portrait_asset_id=made[0],
                         driving_asset_id=made[1],

@@ -141,7 +141,7 @@ def test_batch_refusals_write_nothing(world: World) -> None:
     ]
     before = (count(world.sf, Batch), count(world.sf, Job), count(world.sf, AuditEvent))
     for overrides, error, message in cases:
-        spec = batches.JobSpec.model_validate({**base, **overrides})
+        spec = batches.NewJob.model_validate({**base, **overrides})
         with pytest.raises(error, match=message), unit_of_work(world.sf) as session:
             batches.create_batch(session, name="b", requested_by=world.operator, jobs=[spec])
     with (
@@ -153,7 +153,7 @@ def test_batch_refusals_write_nothing(world: World) -> None:
     with pytest.raises(RoleRequired, match="lacks role operator or admin for batch.create"):
         with unit_of_work(world.sf) as session:
             batches.create_batch(
-                session, name="b", requested_by=world.reviewer, jobs=[batches.JobSpec.model_validate(base)]
+                session, name="b", requested_by=world.reviewer, jobs=[batches.NewJob.model_validate(base)]
             )
     assert (count(world.sf, Batch), count(world.sf, Job)) == before[:2]
 

@@ -12,7 +12,7 @@ import torch
 
 from models.config import MCNetConfig
 from models.errors import CheckpointError
-from models.loading import file_sha256, load_mcnet, save_checkpoint, sidecar_config_path
+from models.loading import load_mcnet, save_checkpoint, sha256_file, sidecar_config_path
 from tests.fixtures.model import TinyCheckpoint
 
 
@@ -28,7 +28,7 @@ def test_round_trip_restores_every_tensor(tiny_checkpoint: TinyCheckpoint) -> No
     loaded = load_mcnet(tiny_checkpoint.path, expected_sha256=tiny_checkpoint.sha256)
     saved = torch.load(tiny_checkpoint.path, weights_only=True)
     assert loaded.config == tiny_checkpoint.config
-    assert loaded.sha256 == tiny_checkpoint.sha256 == file_sha256(tiny_checkpoint.path)
+    assert loaded.sha256 == tiny_checkpoint.sha256 == sha256_file(tiny_checkpoint.path)
     assert loaded.extra == {"epoch": 0}
     assert not loaded.model.training
     for name in ("generator", "kp_detector"):
@@ -218,7 +218,7 @@ def test_save_writes_config_inside_and_beside(tiny_checkpoint: TinyCheckpoint, t
     sha = save_checkpoint(
         target, config=model.config, generator=model.generator, kp_detector=model.kp_detector
     )
-    assert sha == file_sha256(target)
+    assert sha == sha256_file(target)
     assert MCNetConfig.from_json(torch.load(target, weights_only=True)["config"]) == model.config
     assert MCNetConfig.from_json(sidecar_config_path(target).read_text()) == model.config
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth.tar", "model.pth.tar.config.json"]

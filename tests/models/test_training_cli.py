@@ -30,7 +30,7 @@ from governance.schema import AuditEvent, RegisteredModel
 from governance.subjects import add_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
-from models.loading import file_sha256, load_mcnet
+from models.loading import load_mcnet, sha256_file
 from tests.fixtures.storage import S3ServerHandle, unique_prefix
 
 CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
@@ -204,14 +204,14 @@ def test_run_eval_and_export_a_tiny_model(
         assert "trained to step 3 (l1 reconstruction loss)" in _flat(trained.output)
         assert "copy the source frame" in trained.output
         last = run / "last.pth.tar"
-        assert file_sha256(last) in _flat(trained.output)
+        assert sha256_file(last) in _flat(trained.output)
         assert len((run / "history.jsonl").read_text().splitlines()) == 3
         assert "pairs/s" in trained.output
         assert "registered model team-tiny@step3 (2 training clip(s) of 1 subject(s))" in _flat(
             trained.output
         )
         with governed.sf() as session:
-            model = find_by_sha256(session, file_sha256(last))
+            model = find_by_sha256(session, sha256_file(last))
             assert model is not None and model.status == ModelStatus.active
             rows = lineage(session, model.id)
             assert sorted(clip.split for clip, _, _ in rows) == ["heldout", "train"]
@@ -323,5 +323,5 @@ def test_run_on_two_processes_registers_its_model(tmp_path: Path, governed: Gove
     assert "registered model run@ddp" in _flat(trained.output)
     assert (run / "distributed-result.json").is_file()
     with governed.sf() as session:
-        model = find_by_sha256(session, file_sha256(run / "last.pth.tar"))
+        model = find_by_sha256(session, sha256_file(run / "last.pth.tar"))
         assert model is not None and model.name == "run" and len(lineage(session, model.id)) == 2

@@ -106,7 +106,7 @@ def _approved_job(
 ) -> str:
     with unit_of_work(sf) as session:
         portrait_id, driving_id = _assets(session)
-        spec = batches.JobSpec(
+        spec = batches.NewJob(
             subject_id=subject_id,
             portrait_asset_id=portrait_id,
             driving_asset_id=driving_id,

@@ -156,7 +156,7 @@ class WebWorld:
         details: dict[str, Any] | None = None,
     ) -> str:
         """A job rendered and flagged by the default policy (colour drift in its review band)."""
-        spec = batches.JobSpec(
+        spec = batches.NewJob(
             subject_id=self.subject_id,
             portrait_asset_id=portrait or self.asset(AssetKind.portrait),
             driving_asset_id=driving or self.asset(AssetKind.driving_video),

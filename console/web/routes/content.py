@@ -291,7 +291,7 @@ def _submit(state: ConsoleState, me_id: str, me_email: str, name: str, slots: li
                             actor=me_email,
                         )
                     specs.append(
-                        batches.JobSpec(
+                        batches.NewJob(
                             subject_id=slot.subject_id,
                             portrait_asset_id=chosen[AssetKind.portrait],
                             driving_asset_id=chosen[AssetKind.driving_video],

@@ -172,7 +172,7 @@ def review_decide(
     state = console(request)
     me = current_user(request)
     result = apply_decision(
-        settings_or_runtime=state.runtime,
+        rt=state.runtime,
         job_id=job_id,
         reviewer_email=me.email,
         verdict=verdict,
