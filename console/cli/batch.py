@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from flows.batch.batchfile import read_batch_file
 from flows.batch.status import BatchReport, batch_report
 from flows.batch.submission import submit_batch
 from flows.runtime.errors import USER_FACING
+from flows.runtime.logs import quiet_prefect_console
 from flows.runtime.preflight import preflight
 from flows.runtime.root import Runtime, use_runtime
 
@@ -111,22 +111,6 @@ def run(
         print_report(report)
         if not state.is_completed():
             state.result()  # raises the flow's error (BatchIncomplete names the failed jobs)
-
-
-def quiet_prefect_console() -> None:
-    """Silence Prefect's console log handlers for the rest of this command's process (its API handler
-    still records every log; the temporary Prefect server logs its own shutdown at exit, so restoring
-    the handlers after the run would still print a line beside the result)."""
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    loggers = [
-        logging.getLogger(),
-        *(item for item in logging.root.manager.loggerDict.values() if isinstance(item, logging.Logger)),
-    ]
-    for item in loggers:
-        for handler in item.handlers:
-            if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(logging.CRITICAL + 1)
 
 
 class BatchProgress:

@@ -24,6 +24,7 @@ from flows.publish.queue import publish_status
 from flows.publish.steps import existing_publication
 from flows.review.queue import ReviewItem, download_render, pending_reviews, review_item
 from flows.review.steps import apply_decision
+from flows.runtime.logs import quiet_prefect_console
 from flows.runtime.root import Runtime, use_runtime
 from governance import consent, jobs
 from governance.access import record_read
@@ -152,6 +153,7 @@ def print_item(item: ReviewItem, *, out: Console | None = None) -> None:
 def _decide(job_id: str, reviewer: str, verdict: str, reason: str, publish: bool) -> None:
     with flow_errors():
         rt = open_context()
+        quiet_prefect_console()  # a local publication runs here: its Prefect lines are not the result
         try:
             with use_runtime(rt):
                 result = apply_decision(
@@ -252,6 +254,7 @@ def retry_publish_command(
 
     with flow_errors():
         rt = open_context()
+        quiet_prefect_console()
         try:
             with use_runtime(rt):
                 ticket = retry_publish(rt, job_id, requested_by=actor)
