@@ -58,8 +58,8 @@ from models.mcnet import MCNet
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".." / "shared" / "media" / "portrait_astronaut.png"
-DEMO_CHECKPOINT = ROOT / "flows" / "demo_assets" / "mcnet_demo128.pth.tar"
-DEMO_VIDEO = ROOT / "flows" / "demo_assets" / "talking_man_192.mp4"
+DEMO_CHECKPOINT = ROOT / "flows" / "demo" / "assets" / "mcnet_demo128.pth.tar"
+DEMO_VIDEO = ROOT / "flows" / "demo" / "assets" / "talking_man_192.mp4"
 DEMO_HELDOUT_SECONDS = 12.0  # frame 300 at 25 fps: the first frame the demo model never trained on
 RESULTS = ROOT / "bench" / "results"
 REFERENCE_ENV = "LIKENESS_MCNET_REFERENCE_DIR"

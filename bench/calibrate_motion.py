@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT / ".." / "shared" / "media"
 RESULTS = ROOT / "bench" / "results"
 CLIP = MEDIA / "talking_man_320x240_15s.mov"
-DEMO = ROOT / "flows" / "demo_assets"
+DEMO = ROOT / "flows" / "demo" / "assets"
 EVERY, FPS, SECONDS = 3, 25, 10
 
 

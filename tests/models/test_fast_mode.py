@@ -24,8 +24,8 @@ from models.mcnet import MCNet
 from tests.fixtures.model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_CHECKPOINT = ROOT / "flows" / "demo_assets" / "mcnet_demo128.pth.tar"
-DEMO_VIDEO = ROOT / "flows" / "demo_assets" / "talking_man_192.mp4"
+DEMO_CHECKPOINT = ROOT / "flows" / "demo" / "assets" / "mcnet_demo128.pth.tar"
+DEMO_VIDEO = ROOT / "flows" / "demo" / "assets" / "talking_man_192.mp4"
 PSNR_FLOOR_DB = 35.0
 
 

@@ -14,8 +14,8 @@ from console.cli.app import app
 from pipeline.training.frames import prepare_training_data
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_MODEL = ROOT / "flows" / "demo_assets" / "mcnet_demo128.pth.tar"
-DEMO_CLIP = ROOT / "flows" / "demo_assets" / "talking_man_192.mp4"
+DEMO_MODEL = ROOT / "flows" / "demo" / "assets" / "mcnet_demo128.pth.tar"
+DEMO_CLIP = ROOT / "flows" / "demo" / "assets" / "talking_man_192.mp4"
 OTHER = ROOT / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
 
 pytestmark = pytest.mark.slow
