@@ -112,6 +112,10 @@ def write_policy(
     return path
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL: escapes every `except Exception`, so no handler of ours runs."""
+
+
 @dataclass
 class FlowWorld:
     """A runtime on real services, plus helpers to set up subjects, consents and batches."""
@@ -190,6 +194,14 @@ class FlowWorld:
                 revoked_by=self.user_id(COMPLIANCE),
                 reason="subject withdrew consent",
             )
+
+    def one_job(self, reference: str = "S-1") -> tuple[str, str]:
+        """A consenting subject and a batch of one job for them (the covered use): (batch id, job id)."""
+        self.add_subject(reference)
+        self.grant(reference)
+        batch_id = self.submit([{"subject": reference}])
+        [job_id] = self.job_ids(batch_id)
+        return batch_id, job_id
 
     def submit(self, jobs: list[dict[str, Any]], *, requester: str = OPERATOR) -> str:
         """Write a batch YAML into the allowed input folder and submit it; returns the batch id."""
