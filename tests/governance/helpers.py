@@ -126,6 +126,7 @@ def render_and_check(
     flow_run_id: str = "r",
     output_bucket: str = "q",
     output_key: str | None = None,
+    output_sha256: str = "a" * 64,
     seed: int = 1,
     model_sha256: str = "b" * 64,
 ) -> None:
@@ -144,7 +145,7 @@ def render_and_check(
         actor="system:test",
         output_bucket=output_bucket,
         output_key=output_key or f"jobs/{job.id}/r.mp4",
-        output_sha256="a" * 64,
+        output_sha256=output_sha256,
         seed=seed,
         model_sha256=model_sha256,
         inference_mode="exact",
