@@ -302,3 +302,17 @@ def refuse(
     return transition(
         session, job, to=S.refused, actor=actor, details=details, changes={"last_error": reason[:2000]}
     )
+
+
+def release_claim(session: Session, *, job_id: str, flow_run_id: str) -> bool:
+    """Let go of a job that flow run `flow_run_id` holds but has given up on (its caller audits the failed
+    attempt in the same transaction), so that a retry claims it at once instead of waiting for the failed
+    run to finish. Only that run's own claim on a `rendering`/`publishing` job is cleared: a job another
+    run has taken over, or one already final, is left as it is. Returns whether the claim was released.
+    """
+    job = get_job(session, job_id, for_update=True)
+    if job.state not in RECLAIMABLE_STATES or job.flow_run_id != flow_run_id:
+        return False
+    job.flow_run_id = None
+    _flush_or_conflict(session, job)
+    return True

@@ -72,17 +72,18 @@ def _publish(job_id: str) -> str:
         error_type, message = describe(exc)
         if not is_transient(exc):
             tasks.mark_failed(job_id, error_type, message)
-        _note_failed_attempt(job_id, error_type, message)
+        _note_failed_attempt(job_id, error_type, message, run_id=current_run_id())
         raise
     return state.value
 
 
-def _note_failed_attempt(job_id: str, error_type: str, message: str) -> None:
-    """Audit why this publish run gave up; never hides the run's own error if the database is down too."""
+def _note_failed_attempt(job_id: str, error_type: str, message: str, *, run_id: str | None) -> None:
+    """Audit why this publish run gave up and release its claim on the job (a retry may claim it at once);
+    never hides the run's own error if the database is down too."""
     from flows.publish.queue import record_failed_attempt
 
     try:
-        record_failed_attempt(get_runtime(), job_id, error_type, message)
+        record_failed_attempt(get_runtime(), job_id, error_type, message, run_id=run_id)
     except Exception:  # noqa: BLE001 - the original error is what the run reports
         logging.getLogger(__name__).warning(
             "could not audit the failed publication of job %s", job_id, exc_info=True

@@ -13,7 +13,9 @@ take minutes. So it is queued, never run in the approver's request:
 
 Every step is in the audit log: `publish.queued` when it is queued (mode, run id, by whom), and
 `publish.attempt_failed` with the error when a run gave up (a transient error that outlived its
-retries leaves the job `approved`/`publishing`; a permanent one marks it `failed`). `publish_status`
+retries leaves the job `approved`/`publishing`; a permanent one marks it `failed`). The run releases
+its claim on the job in the same transaction, so a retry queued as soon as the pages show the failure
+claims the job at once, even while the failed run is still finishing. `publish_status`
 turns the job's state and those events into what the review and batch pages show — `queued`,
 `publishing`, `published`, `failed` (with the error) — and `retry_publish` queues a failed publication
 again; the `publish-approved` sweep retries them too.
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, cast
@@ -31,6 +32,7 @@ from typing import Literal, cast
 from sqlalchemy import select
 
 from flows.runtime.root import Runtime, use_runtime
+from governance import jobs
 from governance.audit import record as audit
 from governance.enums import JobState
 from governance.errors import InvalidTransition
@@ -77,10 +79,6 @@ class PublishStatus:
         return self.state == "failed"
 
 
-HELD_ATTEMPTS = 30  # local runner: how often a retry waits for a run that still holds the job
-HELD_WAIT_SECONDS = 2.0
-
-
 def queue_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTicket:
     """Queue `publish-job` for an approved job and return at once (see the module docstring)."""
     deployment = rt.settings.publish_deployment
@@ -123,31 +121,27 @@ def queue_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTick
 
 def _publish_here(rt: Runtime, job_id: str) -> None:
     """The local runner: `publish_job` on this thread; its failure is already on the job and in the audit."""
-    from flows.jobs.claims import HELD_ELSEWHERE
     from flows.publish.flow import publish_job
 
-    for _ in range(HELD_ATTEMPTS):
-        with use_runtime(rt):
-            state = publish_job(job_id, return_state=True)
-        if not state.is_completed():
-            logger.warning("publication of job %s failed: %s", job_id, state.message)
-            return
-        if state.result(raise_on_failure=False) != HELD_ELSEWHERE:
-            return
-        # A retry queued right after a failure can find the failed run still finishing (RUNNING, with a
-        # fresh heartbeat): wait for it to end rather than drop the retry.
-        time.sleep(HELD_WAIT_SECONDS)
-    logger.warning(
-        "publication of job %s: still held by another live run after %d attempts; left to it",
-        job_id,
-        HELD_ATTEMPTS,
-    )
+    with use_runtime(rt):
+        state = publish_job(job_id, return_state=True)
+    if not state.is_completed():
+        logger.warning("publication of job %s failed: %s", job_id, state.message)
 
 
-def record_failed_attempt(rt: Runtime, job_id: str, error_type: str, message: str) -> None:
-    """Audit that a publish run gave up (`publish.attempt_failed`), so the pages can show why."""
+def record_failed_attempt(
+    rt: Runtime, job_id: str, error_type: str, message: str, *, run_id: str | None
+) -> None:
+    """Audit that publish run `run_id` gave up (`publish.attempt_failed`), so the pages can show why, and
+    release its claim on the job in the same transaction (`governance.jobs.release_claim`): a retry
+    allowed by this event never finds the job still held by the run that failed."""
     with unit_of_work(rt.sessions) as session:
         job = session.get(Job, job_id)
+        released = (
+            jobs.release_claim(session, job_id=job_id, flow_run_id=run_id)
+            if job is not None and run_id is not None
+            else False
+        )
         audit.record(
             session,
             action=FAILED_ATTEMPT,
@@ -156,7 +150,7 @@ def record_failed_attempt(rt: Runtime, job_id: str, error_type: str, message: st
             job_id=job_id,
             resource_type="job",
             resource_id=job_id,
-            details={"error_type": error_type, "error": message},
+            details={"error_type": error_type, "error": message, "claim_released": released},
         )
 
 

@@ -21,30 +21,25 @@ fails with one line naming `PREFECT_API_URL` when there is none or it does not a
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from flows.runtime.root import RuntimeConfigError
 from flows.runtime.settings import Settings
+from pipeline.local_service import HOST, RUNNING, LocalService, free_port, process_argv
 
 logger = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 PREFECT_DIR = "prefect"
-STATE_FILE = "server.json"
-LOG_FILE = "server.log"
 FILESYSTEM_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
 HEALTH_TIMEOUT_S = 5.0
 
@@ -91,13 +86,6 @@ def prefect_executable() -> Path:
     return candidate
 
 
-def free_port() -> int:
-    """A free loopback port (for tests and `--port 0`)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def api_healthy(api_url: str, *, timeout: float = HEALTH_TIMEOUT_S) -> str | None:
     """None when `GET <api_url>/health` answers 200; otherwise the one-line reason it did not."""
     url = f"{api_url.rstrip('/')}/health"
@@ -115,27 +103,11 @@ def api_healthy(api_url: str, *, timeout: float = HEALTH_TIMEOUT_S) -> str | Non
 
 
 def _is_prefect_server(pid: int) -> bool:
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    argv = process_argv(pid)
     return any(part.endswith(b"prefect") for part in argv) and b"server" in argv and b"start" in argv
 
 
-def _alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie (reaping it when it is our own child)."""
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-class LocalPrefectServer:
+class LocalPrefectServer(LocalService[OrchestratorState]):
     """One `prefect server start` whose home, database, leases, log and state file live under `root`.
 
     Args:
@@ -145,6 +117,11 @@ class LocalPrefectServer:
         database_url: Prefect's own database (`postgresql+asyncpg://...`); None: SQLite under `home/`.
         extra_env: more `PREFECT_*` settings for the server process (tests shorten service loops).
     """
+
+    STATE_TYPE = OrchestratorState
+    LOG_FILE = "server.log"
+    KILL_GROUP = True  # the server runs uvicorn in children that must stop with it
+    STOP_GRACE_S = 30.0
 
     def __init__(
         self,
@@ -156,36 +133,26 @@ class LocalPrefectServer:
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"Prefect server port must be 0-65535, got {port}")
-        self.root = Path(root)
+        super().__init__(root)
         self.home = self.root / "home"
         self.port = port
         self.database_url = database_url
         self.extra_env = dict(extra_env or {})
 
-    @property
-    def state_path(self) -> Path:
-        return self.root / STATE_FILE
-
-    def read_state(self) -> OrchestratorState | None:
-        """The recorded state, or None when there is none or it is unreadable."""
-        try:
-            return OrchestratorState(**json.loads(self.state_path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TypeError):
-            return None
+    def is_ours(self, pid: int) -> bool:
+        return _is_prefect_server(pid)
 
     def status(self, *, check_health: bool = True) -> OrchestratorStatus:
         """Whether the recorded server runs (and answers); a stale state file is reported, not trusted."""
-        state = self.read_state()
-        if state is None:
-            return OrchestratorStatus(False, False, None, None, self.home, "not started (no state file)")
-        if not _is_prefect_server(state.pid):
+        state, reason = self.recorded()
+        if state is None or reason != RUNNING:
             return OrchestratorStatus(
                 False,
                 False,
-                state.pid,
-                state.api_url,
+                state.pid if state else None,
+                state.api_url if state else None,
                 self.home,
-                f"stale state: process {state.pid} is not running",
+                reason,
             )
         problem = api_healthy(state.api_url) if check_health else None
         return OrchestratorStatus(
@@ -224,8 +191,8 @@ class LocalPrefectServer:
             OrchestratorError: the process exited on start (its log's last line says why).
             OrchestratorUnavailable: it runs but did not answer within `timeout` (then it is stopped).
         """
-        current = self.read_state()
-        if current is not None and _is_prefect_server(current.pid):
+        current = self.running_state()
+        if current is not None:
             return current
         self.home.mkdir(parents=True, exist_ok=True)
         port = self.port or free_port()
@@ -235,76 +202,26 @@ class LocalPrefectServer:
                 f"port {port} already serves a Prefect API that is not this project's "
                 f"(state in {self.root}); stop it or choose LIKENESS_PREFECT_PORT"
             )
-        with open(self.root / LOG_FILE, "ab") as log:
-            process = subprocess.Popen(
-                [str(prefect_executable()), "server", "start", "--host", HOST, "--port", str(port)],
-                env=self.environment(port),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                cwd=self.root,
-                start_new_session=True,
-            )
+        process = self.spawn(
+            [str(prefect_executable()), "server", "start", "--host", HOST, "--port", str(port)],
+            env=self.environment(port),
+        )
         state = OrchestratorState(
             pid=process.pid, api_url=api_url, port=port, home=str(self.home), started_at=time.time()
         )
-        self._write_state(state)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = process.poll()
-            if code is not None:
-                self._remove_state()
-                raise OrchestratorError(f"prefect server exited with code {code}: {self._log_tail()}")
-            if api_healthy(api_url, timeout=2.0) is None:
-                logger.info("local Prefect server pid %s ready at %s", process.pid, api_url)
-                return state
-            time.sleep(0.5)
-        self._terminate(process.pid, grace=10.0)
-        self._remove_state()
-        raise OrchestratorUnavailable(
-            f"local Prefect server at {api_url} did not answer within {timeout:.0f} s"
+        self.write_state(state)
+        self.wait_ready(
+            process,
+            lambda: api_healthy(api_url, timeout=2.0) is None,
+            timeout=timeout,
+            interval=0.5,
+            exited=lambda code, tail: OrchestratorError(f"prefect server exited with code {code}: {tail}"),
+            timed_out=lambda: OrchestratorUnavailable(
+                f"local Prefect server at {api_url} did not answer within {timeout:.0f} s"
+            ),
         )
-
-    def stop(self, *, grace: float = 30.0) -> bool:
-        """Stop the recorded server and its children (SIGTERM, SIGKILL after `grace` s). Whether one ran."""
-        state = self.read_state()
-        if state is None:
-            return False
-        running = _is_prefect_server(state.pid)
-        if running:
-            self._terminate(state.pid, grace=grace)
-        self._remove_state()
-        return running
-
-    def _write_state(self, state: OrchestratorState) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state)), encoding="utf-8")
-        tmp.replace(self.state_path)
-
-    def _remove_state(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.state_path.unlink()
-
-    def _log_tail(self) -> str:
-        try:
-            lines = (self.root / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            return "no log"
-        return next((line.strip()[:200] for line in reversed(lines) if line.strip()), "no log output")
-
-    @staticmethod
-    def _terminate(pid: int, *, grace: float) -> None:
-        """Signal the server's process group (the server and the uvicorn it runs), then wait it out."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        while _alive(pid):
-            time.sleep(0.05)
+        logger.info("local Prefect server pid %s ready at %s", process.pid, api_url)
+        return state
 
 
 def local_prefect_server(
@@ -343,8 +260,8 @@ def require_api(settings: Settings) -> str:
     """
     api_url = configured_api_url()
     if api_url is None:
-        state = local_prefect_server(settings).read_state()
-        if state is None or not _is_prefect_server(state.pid):
+        state = local_prefect_server(settings).running_state()
+        if state is None:
             raise OrchestratorUnavailable(
                 "no Prefect API: PREFECT_API_URL is not set and the local server is not running "
                 "(start it with `likeness orchestrator up`)"

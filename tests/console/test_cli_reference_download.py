@@ -17,6 +17,7 @@ from governance.enums import JobState
 from governance.publications import record_publication
 from governance.schema import AuditEvent, LikenessReference
 from governance.uow import unit_of_work
+from tests.fixtures.env import services_env
 from tests.web.conftest import MEDIA, WebWorld, build_world
 
 pytestmark = pytest.mark.s3
@@ -32,12 +33,7 @@ def world(sqlite_db_url: str, tmp_path: Path, s3_server: Any) -> Any:
 def cli(world: WebWorld, *args: str, ok: bool = True, allowed: Path | None = None) -> Result:
     settings = world.runtime.settings
     env = {
-        "LIKENESS_VAR_DIR": str(settings.var_dir),
-        "LIKENESS_DATABASE_URL": settings.database_url,
-        "LIKENESS_S3_ENDPOINT": settings.s3_endpoint,
-        "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
-        "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-        "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix,
+        **services_env(settings),
         "LIKENESS_ACTOR": None,
         "COLUMNS": "250",
         "LIKENESS_ALLOWED_INPUT_DIRS": f'["{allowed or world.tmp}"]',

@@ -21,6 +21,7 @@ from console.cli import user as user_cmd
 from governance.database import make_engine, make_session_factory
 from governance.migrate import head_revision
 from governance.schema import AuditEvent, Consent, User
+from tests.console.argv import consent_grant
 from tests.fixtures.storage import S3ServerHandle, unique_prefix
 
 # The governance groups, mounted as console/cli/app.py mounts them (without the other packages' groups).
@@ -118,27 +119,7 @@ def evidence(tmp_path: Path, content: bytes = b"signed consent form") -> tuple[P
 
 
 def grant_args(path: Path, sha: str, *extra: str) -> list[str]:
-    return [
-        "consent",
-        "grant",
-        "--subject",
-        "S-1",
-        "--purpose",
-        "advertising",
-        "--channel",
-        "web",
-        "--territory",
-        "DE",
-        "--evidence",
-        str(path),
-        "--evidence-sha256",
-        sha,
-        "--until",
-        "2099-01-01",
-        "--actor",
-        "comp@example.org",
-        *extra,
-    ]
+    return consent_grant(path, sha, "--until", "2099-01-01", "--actor", "comp@example.org", *extra)
 
 
 def test_commands_refuse_an_unmigrated_database(run: Callable[[str], Run], tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from flows.runtime.root import Runtime
 from flows.runtime.settings import Settings
 from governance.database import make_engine, make_session_factory
 from governance.schema import Consent, LikenessReference
+from tests.console.argv import consent_grant
 from tests.fixtures.media import BadMedia
 from tests.fixtures.storage import S3ServerHandle, unique_prefix
 
@@ -73,20 +74,8 @@ def grant_args(tmp_path: Path, photo: Path, *extra: str) -> list[str]:
     evidence.write_bytes(b"%PDF-1.4 signed consent form")
     target = tmp_path / "photos" / photo.name
     target.write_bytes(photo.read_bytes())
-    return [
-        "consent",
-        "grant",
-        "--subject",
-        "S-1",
-        "--purpose",
-        "advertising",
-        "--channel",
-        "web",
-        "--territory",
-        "DE",
-        "--evidence",
-        str(evidence),
-        "--evidence-sha256",
+    return consent_grant(
+        evidence,
         hashlib.sha256(evidence.read_bytes()).hexdigest(),
         "--until",
         "2099-01-01",
@@ -95,7 +84,7 @@ def grant_args(tmp_path: Path, photo: Path, *extra: str) -> list[str]:
         "--reference-photo",
         str(target),
         *extra,
-    ]
+    )
 
 
 def keys(rt: Runtime) -> list[str]:

@@ -24,6 +24,7 @@ from flows.batch.submission import submit_batch
 from governance.errors import ValidationFailed
 from governance.schema import Asset, Batch, Consent, Job
 from governance.uow import unit_of_work
+from tests.console.argv import consent_grant
 from tests.fixtures.media import png_header_only
 from tests.flows.conftest import COMPLIANCE, OPERATOR, FlowWorld, cli_env, ffmpeg
 
@@ -181,24 +182,7 @@ def test_settings_and_database_errors_are_one_line(flow_world: FlowWorld) -> Non
     evidence = world.root / "consent.pdf"
     evidence.write_bytes(b"%PDF-1.4 consent of S-1\n")
     digest = hashlib.sha256(evidence.read_bytes()).hexdigest()
-    grant = [
-        "consent",
-        "grant",
-        "--subject",
-        "S-1",
-        "--purpose",
-        "advertising",
-        "--channel",
-        "web",
-        "--territory",
-        "DE",
-        "--evidence",
-        str(evidence),
-        "--evidence-sha256",
-        digest,
-        "--actor",
-        COMPLIANCE,
-    ]
+    grant = consent_grant(evidence, digest, "--actor", COMPLIANCE)
     code, lines = invoke(world, [*grant, "--until", "9999-12-31T23:00:00-05:00"])
     assert code == 1 and len(lines) == 1, lines
     assert lines[0] == (

@@ -21,13 +21,9 @@ from governance.errors import ConsentRevoked
 from governance.uow import unit_of_work
 from pipeline.errors import InputError
 from pipeline.storage.objects import ObjectStore, StorageUnavailable
-from tests.flows.conftest import FlowWorld
+from tests.flows.conftest import FlowWorld, Killed
 
 pytestmark = pytest.mark.slow
-
-
-class Killed(BaseException):
-    """Stands for SIGKILL: escapes every `except Exception`."""
 
 
 def once(real: Any, error: BaseException) -> Any:
@@ -53,10 +49,7 @@ def test_killed_between_upload_and_record_publishes_exactly_once(
     flow_world: FlowWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = flow_world
-    world.add_subject("S-1")
-    world.grant("S-1")
-    batch_id = world.submit([{"subject": "S-1"}])
-    [job_id] = world.job_ids(batch_id)
+    batch_id, job_id = world.one_job("S-1")
     monkeypatch.setattr(publications, "record_publication", once(publications.record_publication, Killed()))
     key = f"jobs/{job_id}/video.mp4"
 
@@ -80,10 +73,7 @@ def test_killed_after_upload_before_record_rerenders_same_key(
     flow_world: FlowWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = flow_world
-    world.add_subject("S-1")
-    world.grant("S-1")
-    batch_id = world.submit([{"subject": "S-1"}])
-    [job_id] = world.job_ids(batch_id)
+    batch_id, job_id = world.one_job("S-1")
     monkeypatch.setattr(render_steps.jobs, "record_render", once(render_steps.jobs.record_render, Killed()))
 
     run_until_killed(batch_id)
@@ -105,9 +95,7 @@ def test_killed_after_upload_before_record_rerenders_same_key(
 
 def test_a_job_held_by_a_live_run_is_left_alone_unless_silent(flow_world: FlowWorld) -> None:
     world = flow_world
-    world.add_subject("S-1")
-    world.grant("S-1")
-    [job_id] = world.job_ids(world.submit([{"subject": "S-1"}]))
+    _, job_id = world.one_job("S-1")
     with unit_of_work(world.sessions) as session:
         jobs.claim(
             session,

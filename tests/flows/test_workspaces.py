@@ -19,13 +19,9 @@ from flows.render import steps as render_steps
 from flows.review.steps import apply_decision
 from flows.takedown.flow import takedown
 from governance.enums import JobState
-from tests.flows.conftest import REVIEWER, FlowWorld, ffmpeg
+from tests.flows.conftest import REVIEWER, FlowWorld, Killed, ffmpeg
 
 pytestmark = pytest.mark.slow
-
-
-class Killed(BaseException):
-    """Stands for SIGKILL: escapes every `except Exception`, so no handler of ours runs."""
 
 
 def leftovers(world: FlowWorld) -> list[str]:
@@ -89,10 +85,7 @@ def test_a_killed_run_is_recovered_and_its_leftovers_removed(
     flow_world: FlowWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = flow_world
-    world.add_subject("S-1")
-    world.grant("S-1")
-    batch_id = world.submit([{"subject": "S-1"}])
-    [job_id] = world.job_ids(batch_id)
+    batch_id, job_id = world.one_job("S-1")
     from pipeline.faces import portrait as faces
 
     calls = {"n": 0}

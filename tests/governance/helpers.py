@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from governance import batches, consent, jobs
+from governance import batches, consent, jobs, publications
 from governance.enums import JobState
 from governance.policy import CheckScores, load_policy
 from governance.schema import AuditEvent, Consent, Job
@@ -75,31 +75,84 @@ class World:
         consent_row = self.grant()
         with unit_of_work(self.sf) as session:
             job = jobs.get_job(session, job_id)
-            jobs.claim(
+            render_and_check(
                 session,
                 job,
-                to=JobState.rendering,
-                flow_run_id="run-1",
-                actor="system:test",
                 consent_id=consent_row.id,
-            )
-            jobs.record_render(
-                session,
-                job,
-                actor="system:test",
+                scores=good_scores(colour_drift=7.0),
+                flow_run_id="run-1",
                 output_bucket="quarantine",
                 output_key=f"out/{job_id}.mp4",
-                output_sha256="a" * 64,
                 seed=7,
-                model_sha256="b" * 64,
-                inference_mode="exact",
-            )
-            scores = good_scores(colour_drift=7.0)
-            jobs.record_checks(
-                session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
             )
             assert job.state == JobState.awaiting_review
         return job_id
+
+    def publishing_job(self, consent_id: str, *, territory: str = "DE", model_sha256: str = "b" * 64) -> str:
+        """A job made under `consent_id`, rendered, approved and claimed for publishing (database only)."""
+        job_id = self.batch_job(territory=territory)
+        with unit_of_work(self.sf) as session:
+            job = jobs.get_job(session, job_id)
+            render_and_check(
+                session, job, consent_id=consent_id, scores=good_scores(), model_sha256=model_sha256
+            )
+            jobs.claim(session, job, to=JobState.publishing, flow_run_id="p", actor="system:test")
+        return job_id
+
+    def publish(self, job_id: str, payload: int | None = None) -> str:
+        """Record the publishing job's publication (a watermark payload allocated unless given); its id."""
+        with unit_of_work(self.sf) as session:
+            payload = payload if payload is not None else publications.allocate_payload(session, job_id)
+            row = publications.record_publication(
+                session,
+                job_id=job_id,
+                bucket="pub",
+                object_key=f"jobs/{job_id}/video.mp4",
+                version_id="v1",
+                sha256="d" * 64,
+                size_bytes=10,
+                watermark_payload=payload,
+                published_by="system:publish",
+            )
+            return row.id
+
+
+def render_and_check(
+    session: Session,
+    job: Job,
+    *,
+    consent_id: str,
+    scores: CheckScores,
+    flow_run_id: str = "r",
+    output_bucket: str = "q",
+    output_key: str | None = None,
+    output_sha256: str = "a" * 64,
+    seed: int = 1,
+    model_sha256: str = "b" * 64,
+) -> None:
+    """What a render run records for a job, in governance only: claimed, rendered, checks under the default policy."""
+    jobs.claim(
+        session,
+        job,
+        to=JobState.rendering,
+        flow_run_id=flow_run_id,
+        actor="system:test",
+        consent_id=consent_id,
+    )
+    jobs.record_render(
+        session,
+        job,
+        actor="system:test",
+        output_bucket=output_bucket,
+        output_key=output_key or f"jobs/{job.id}/r.mp4",
+        output_sha256=output_sha256,
+        seed=seed,
+        model_sha256=model_sha256,
+        inference_mode="exact",
+    )
+    jobs.record_checks(
+        session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
+    )
 
 
 def good_scores(**overrides: object) -> CheckScores:

@@ -8,17 +8,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from governance import consent, jobs, models_registry, publications
-from governance.enums import AssetKind, JobState, ModelStatus
+from governance import consent, models_registry, publications
+from governance.enums import AssetKind, ModelStatus
 from governance.errors import ConsentExpired, ConsentScopeError, InvalidTransition, RoleRequired
 from governance.models_registry import ModelNotRenderable, TrainingClip
-from governance.policy import load_policy
 from governance.schema import Asset, AuditEvent, ModelTrainingClip, RegisteredModel
 from governance.subjects import add_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from tests.governance.conftest import world  # noqa: F401 - the shared governance world fixture
-from tests.governance.helpers import World, audit_actions, count, good_scores
+from tests.governance.helpers import World, audit_actions, count
 
 MODEL_SHA = "c" * 64
 CONFIG = {"image_size": 64, "num_kp": 5}
@@ -133,40 +132,7 @@ def test_unregistered_and_retired_models_cannot_render(world: World) -> None:  #
 
 
 def published_job(w: World, consent_id: str, model_sha: str) -> str:
-    job_id = w.batch_job()
-    with unit_of_work(w.sf) as session:
-        job = jobs.get_job(session, job_id)
-        jobs.claim(
-            session, job, to=JobState.rendering, flow_run_id="r", actor="system:test", consent_id=consent_id
-        )
-        jobs.record_render(
-            session,
-            job,
-            actor="system:test",
-            output_bucket="q",
-            output_key=f"jobs/{job_id}/r.mp4",
-            output_sha256="a" * 64,
-            seed=1,
-            model_sha256=model_sha,
-            inference_mode="exact",
-        )
-        scores = good_scores()
-        jobs.record_checks(
-            session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
-        )
-        jobs.claim(session, job, to=JobState.publishing, flow_run_id="p", actor="system:test")
-        publication = publications.record_publication(
-            session,
-            job_id=job_id,
-            bucket="pub",
-            object_key=f"jobs/{job_id}/video.mp4",
-            version_id="v1",
-            sha256="d" * 64,
-            size_bytes=10,
-            watermark_payload=publications.allocate_payload(session, job_id),
-            published_by="system:publish",
-        )
-        return publication.id
+    return w.publish(w.publishing_job(consent_id, model_sha256=model_sha))
 
 
 def test_revoking_a_training_consent_withdraws_the_model_and_lists_its_publications(world: World) -> None:  # noqa: F811

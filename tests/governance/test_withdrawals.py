@@ -8,50 +8,16 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from governance import consent, jobs, publications, withdrawals
-from governance.enums import JobState
-from governance.policy import load_policy
+from governance import consent, publications, withdrawals
 from governance.schema import AuditEvent
 from governance.uow import unit_of_work
-from tests.governance.helpers import World, good_scores
+from tests.governance.helpers import World
 
 
 def published_job(w: World, consent_id: str, *, territory: str = "DE") -> tuple[str, str]:
     """A job made under `consent_id` and published (database only); returns (job id, publication id)."""
-    job_id = w.batch_job(territory=territory)
-    with unit_of_work(w.sf) as session:
-        job = jobs.get_job(session, job_id)
-        jobs.claim(
-            session, job, to=JobState.rendering, flow_run_id="r", actor="system:test", consent_id=consent_id
-        )
-        jobs.record_render(
-            session,
-            job,
-            actor="system:test",
-            output_bucket="q",
-            output_key=f"jobs/{job_id}/r.mp4",
-            output_sha256="a" * 64,
-            seed=1,
-            model_sha256="b" * 64,
-            inference_mode="exact",
-        )
-        scores = good_scores()
-        jobs.record_checks(
-            session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
-        )
-        jobs.claim(session, job, to=JobState.publishing, flow_run_id="p", actor="system:test")
-        row = publications.record_publication(
-            session,
-            job_id=job_id,
-            bucket="pub",
-            object_key=f"jobs/{job_id}/video.mp4",
-            version_id="v1",
-            sha256="d" * 64,
-            size_bytes=10,
-            watermark_payload=publications.allocate_payload(session, job_id),
-            published_by="system:publish",
-        )
-        return job_id, row.id
+    job_id = w.publishing_job(consent_id, territory=territory)
+    return job_id, w.publish(job_id)
 
 
 def due(w: World, **kw: str) -> dict[str, str]:

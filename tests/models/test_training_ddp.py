@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,25 +17,17 @@ from models.loading import load_mcnet
 from models.training.dataset import PairSampler
 from models.training.errors import TrainingError
 from models.training.trainer import Trainer, TrainingSpec
-from pipeline.training.frames import prepare_training_data
+from tests.models.conftest import prepared_clip
 
-CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
 STEPS = 3
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ddp-clips") / "data"
-    prepare_training_data([CLIP], out, size=64, heldout_fraction=0.2, max_frames=40)
-    return out
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    return prepared_clip(tmp_path_factory, "ddp-clips", max_frames=40)
 
 
 def _probe(data: Path, run_dir: Path, spec: TrainingSpec) -> float:

@@ -4,7 +4,6 @@ resume continues exactly, and wrong starts are refused with one line."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,26 +14,17 @@ from models.loading import load_mcnet
 from models.training.dataset import PairSampler
 from models.training.errors import TrainingError
 from models.training.trainer import LAST, Trainer, TrainingSpec
-from pipeline.training.frames import prepare_training_data
+from tests.models.conftest import prepared_clip
 
-CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
 CPU = torch.device("cpu")
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("clips") / "data"
-    prepare_training_data([CLIP], out, size=64, heldout_fraction=0.2, max_frames=60)
-    return out
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Results must not depend on scheduling; one thread also keeps the shared CPU usable.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    return prepared_clip(tmp_path_factory, "clips", max_frames=60)
 
 
 def _fixed_batch_loss(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor]) -> float:

@@ -17,14 +17,13 @@ from flows.runtime.settings import Settings
 from governance import batches, consent, jobs, users
 from governance.database import make_engine, make_session_factory
 from governance.enums import AssetKind, JobState
-from governance.policy import load_policy
 from governance.schema import Asset
 from governance.subjects import add_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from pipeline.storage.objects import ObjectStore, object_key
 from tests.fixtures.storage import S3ServerHandle
-from tests.governance.helpers import good_scores
+from tests.governance.helpers import good_scores, render_and_check
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
 SOURCE_VIDEO = SHARED / "talking_man_320x240_15s.mov"
@@ -121,28 +120,17 @@ def _approved_job(
     stored = store.put_file("quarantine", key, render, metadata={"job-id": job_id})
     with unit_of_work(sf) as session:
         job = jobs.get_job(session, job_id)
-        jobs.claim(
+        render_and_check(
             session,
             job,
-            to=JobState.rendering,
-            flow_run_id="run-r",
-            actor="system:test",
             consent_id=consent_id,
-        )
-        jobs.record_render(
-            session,
-            job,
-            actor="system:test",
+            scores=good_scores(),
+            flow_run_id="run-r",
             output_bucket=stored.bucket,
             output_key=key,
             output_sha256=stored.sha256,
             seed=7,
             model_sha256=model_sha256,
-            inference_mode="exact",
-        )
-        scores = good_scores()
-        jobs.record_checks(
-            session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
         )
         assert job.state == JobState.approved
         jobs.claim(session, job, to=JobState.publishing, flow_run_id="run-p", actor="system:test")

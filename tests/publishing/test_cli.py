@@ -13,6 +13,7 @@ from flows.publish.delivery import mark_and_publish
 from governance.migrate import upgrade
 from governance.schema import AuditEvent
 from pipeline.storage.local_s3 import choose_ports
+from tests.fixtures.env import services_env
 from tests.publishing.conftest import PublishWorld
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -80,12 +81,7 @@ def test_verify_and_takedown_of_a_publication(
     world = publish_world
     settings = world.runtime.settings
     for key, value in {
-        "LIKENESS_VAR_DIR": str(settings.var_dir),
-        "LIKENESS_DATABASE_URL": settings.database_url,
-        "LIKENESS_S3_ENDPOINT": settings.s3_endpoint,
-        "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
-        "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-        "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix,
+        **services_env(settings),
     }.items():
         monkeypatch.setenv(key, value)
     result = mark_and_publish(world.runtime, job_id=world.job_id, actor="system:publish")

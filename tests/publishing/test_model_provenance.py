@@ -13,6 +13,7 @@ from flows.publish.verify import verify_file
 from governance import models_registry
 from governance.uow import unit_of_work
 from pipeline.marks import provenance
+from tests.fixtures.env import services_env
 from tests.publishing.conftest import PublishWorld
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -49,12 +50,7 @@ def test_manifest_and_verify_name_the_registered_model(
 
     settings = world.runtime.settings
     for key, value in {
-        "LIKENESS_VAR_DIR": str(settings.var_dir),
-        "LIKENESS_DATABASE_URL": settings.database_url,
-        "LIKENESS_S3_ENDPOINT": settings.s3_endpoint,
-        "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
-        "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-        "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix,
+        **services_env(settings),
         "COLUMNS": "250",
     }.items():
         monkeypatch.setenv(key, value)

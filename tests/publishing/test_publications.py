@@ -4,67 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from governance import consent, jobs, publications
+from governance import consent, publications
 from governance.enums import JobState
 from governance.errors import InvalidTransition, RoleRequired, ValidationFailed
-from governance.policy import load_policy
 from governance.uow import unit_of_work
 from tests.governance.conftest import world  # noqa: F401 - the shared governance world fixture
-from tests.governance.helpers import World, audit_actions, good_scores, job_state
+from tests.governance.helpers import World, audit_actions, job_state
 
 SHA = "d" * 64
 
 
-def publishing_job(w: World, consent_id: str) -> str:
-    job_id = w.batch_job()
-    with unit_of_work(w.sf) as session:
-        job = jobs.get_job(session, job_id)
-        jobs.claim(
-            session, job, to=JobState.rendering, flow_run_id="r", actor="system:test", consent_id=consent_id
-        )
-        jobs.record_render(
-            session,
-            job,
-            actor="system:test",
-            output_bucket="q",
-            output_key=f"jobs/{job_id}/r.mp4",
-            output_sha256="a" * 64,
-            seed=1,
-            model_sha256="b" * 64,
-            inference_mode="exact",
-        )
-        scores = good_scores()
-        jobs.record_checks(
-            session, job, actor="system:test", scores=scores, decision=load_policy().evaluate(scores)
-        )
-        jobs.claim(session, job, to=JobState.publishing, flow_run_id="p", actor="system:test")
-    return job_id
-
-
-def publish(w: World, job_id: str, payload: int | None = None) -> str:
-    with unit_of_work(w.sf) as session:
-        payload = payload if payload is not None else publications.allocate_payload(session, job_id)
-        row = publications.record_publication(
-            session,
-            job_id=job_id,
-            bucket="pub",
-            object_key=f"jobs/{job_id}/video.mp4",
-            version_id="v1",
-            sha256=SHA,
-            size_bytes=10,
-            watermark_payload=payload,
-            published_by="system:publish",
-        )
-        return row.id
-
-
 def test_record_find_and_describe(world: World) -> None:  # noqa: F811
     granted = world.grant()
-    job_id = publishing_job(world, granted.id)
+    job_id = world.publishing_job(granted.id)
     with unit_of_work(world.sf) as session:
         payload = publications.allocate_payload(session, job_id)
         assert publications.allocate_payload(session, job_id) == payload  # deterministic per job
-    pub_id = publish(world, job_id, payload)
+    pub_id = world.publish(job_id, payload)
     assert job_state(world.sf, job_id) == JobState.published
     assert audit_actions(world.sf)[-2:] == ["job.published", "publication.created"]
     with unit_of_work(world.sf) as session:
@@ -79,31 +35,31 @@ def test_record_find_and_describe(world: World) -> None:  # noqa: F811
 
 def test_payload_collision_moves_to_the_next_candidate(world: World) -> None:  # noqa: F811
     granted = world.grant()
-    first, second = publishing_job(world, granted.id), publishing_job(world, granted.id)
+    first, second = world.publishing_job(granted.id), world.publishing_job(granted.id)
     with unit_of_work(world.sf) as session:
         wanted = publications.allocate_payload(session, second)
-    publish(world, first, wanted)  # another job already holds `second`'s first candidate
+    world.publish(first, wanted)  # another job already holds `second`'s first candidate
     with unit_of_work(world.sf) as session:
         other = publications.allocate_payload(session, second)
     assert other != wanted
     with pytest.raises(ValidationFailed, match=f"watermark payload {wanted} already used"):
-        publish(world, second, wanted)
+        world.publish(second, wanted)
     assert job_state(world.sf, second) == JobState.publishing  # rolled back, nothing half-written
-    publish(world, second, other)
+    world.publish(second, other)
 
 
 def test_only_a_publishing_job_can_be_published(world: World) -> None:  # noqa: F811
     job_id = world.batch_job()
     with pytest.raises(InvalidTransition, match=f"job {job_id} is submitted: only a publishing job"):
-        publish(world, job_id, 1)
+        world.publish(job_id, 1)
     with world.sf() as session:
         assert publications.list_publications(session) == []
 
 
 def test_takedown_rules(world: World) -> None:  # noqa: F811
     granted = world.grant()
-    job_id = publishing_job(world, granted.id)
-    pub_id = publish(world, job_id)
+    job_id = world.publishing_job(granted.id)
+    pub_id = world.publish(job_id)
     with pytest.raises(ValidationFailed, match="needs a reason"), unit_of_work(world.sf) as session:
         publications.takedown(session, publication_id=pub_id, actor="system:x", reason="  ")
     with (
@@ -138,8 +94,8 @@ def test_takedown_rules(world: World) -> None:  # noqa: F811
 
 def test_publications_follow_the_consent_lineage(world: World) -> None:  # noqa: F811
     granted = world.grant()
-    job_id = publishing_job(world, granted.id)
-    pub_id = publish(world, job_id)
+    job_id = world.publishing_job(granted.id)
+    pub_id = world.publish(job_id)
     with unit_of_work(world.sf) as session:
         amended = consent.amend(
             session,

@@ -25,6 +25,7 @@ from governance.enums import JobState
 from governance.schema import AuditEvent, Consent
 from governance.uow import unit_of_work
 from pipeline.storage.local_s3 import LocalS3Server, choose_ports
+from tests.fixtures.env import services_env
 from tests.fixtures.storage import ACCESS_KEY, SECRET_KEY, S3ServerHandle
 from tests.publishing.conftest import PublishWorld
 
@@ -99,12 +100,7 @@ def actions(world: PublishWorld) -> list[str]:
 def cli_env(world: PublishWorld) -> dict[str, str]:
     settings = world.runtime.settings
     return {
-        "LIKENESS_VAR_DIR": str(settings.var_dir),
-        "LIKENESS_DATABASE_URL": settings.database_url,
-        "LIKENESS_S3_ENDPOINT": settings.s3_endpoint,
-        "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
-        "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-        "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix,
+        **services_env(settings),
         "COLUMNS": "250",
         "LIKENESS_ACTOR": "",
     }

@@ -79,6 +79,12 @@ class WebWorld:
     def email(self, name: str) -> str:
         return f"{name}@example.org"
 
+    def close(self) -> None:
+        """Close every client the test opened, then the runtime (its database engine and store)."""
+        for client in self.clients:
+            client.close()
+        self.runtime.close()
+
     def client(self, name: str | None = None) -> TestClient:
         """A browser-like client over HTTPS (the cookies are Secure), signed in as `name` if given."""
         client = TestClient(self.app, base_url="https://testserver", follow_redirects=False)
@@ -291,9 +297,7 @@ def web(sqlite_db_url: str, tmp_path: Path) -> Any:
     """A console on SQLite with no object store reachable (pages that need storage are not used)."""
     world = build_world(tmp_path, sqlite_db_url)
     yield world
-    for client in world.clients:
-        client.close()
-    world.runtime.close()
+    world.close()
 
 
 @pytest.fixture
@@ -301,9 +305,7 @@ def web_any_db(db_url: str, tmp_path: Path) -> Any:
     """The same console on SQLite and on PostgreSQL (for the decisions whose races the database settles)."""
     world = build_world(tmp_path, db_url)
     yield world
-    for client in world.clients:
-        client.close()
-    world.runtime.close()
+    world.close()
 
 
 @pytest.fixture
@@ -318,9 +320,7 @@ def web_s3(sqlite_db_url: str, tmp_path: Path, s3_server: Any) -> Any:
         ),
     )
     yield world
-    for client in world.clients:
-        client.close()
-    world.runtime.close()
+    world.close()
 
 
 @pytest.fixture(scope="session")

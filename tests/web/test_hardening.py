@@ -39,9 +39,7 @@ def proxied(sqlite_db_url: str, tmp_path: Path) -> Iterator[WebWorld]:
         ),
     )
     yield world
-    for client in world.clients:
-        client.close()
-    world.runtime.close()
+    world.close()
 
 
 def behind_proxy(world: WebWorld, client_ip: str, *, peer: tuple[str, int] = PROXY) -> TestClient:
