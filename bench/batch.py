@@ -39,7 +39,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-CLIP = ROOT / "flows" / "demo_assets" / "talking_man_192.mp4"
+CLIP = ROOT / "flows" / "demo" / "assets" / "talking_man_192.mp4"
 ACCESS, SECRET = "bench", "bench-secret-0123456789"
 
 

@@ -37,7 +37,7 @@ from tests.fixtures.model import TinyCheckpoint
 from tests.fixtures.storage import S3ServerHandle, unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_CLIP = ROOT / "flows" / "demo_assets" / "talking_man_192.mp4"
+DEMO_CLIP = ROOT / "flows" / "demo" / "assets" / "talking_man_192.mp4"
 STRANGER = ROOT / ".." / "shared" / "media" / "portrait_grace_hopper.jpg"
 COMPLIANCE, OPERATOR, REVIEWER = "compliance@example.org", "operator@example.org", "reviewer@example.org"
 REVIEWER_OPERATOR = "reviewer-operator@example.org"
