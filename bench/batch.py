@@ -111,6 +111,8 @@ def _loose_policy(path: Path) -> None:
             if name != "binding_distance":
                 for key in bounds:
                     bounds[key] = 0.0 if key.endswith("_below") else (1.0 if "ratio" in name else 1.0e6)
+    for group in ("motion", "leak"):  # a tiny random model moves nothing: leave motion unjudged
+        rules.pop(group, None)
     path.write_text(yaml.safe_dump(rules), encoding="utf-8")
 
 
@@ -141,7 +143,8 @@ def _world(root: Path, checkpoint: Path, *, driving_frames: range) -> World:
     evidence = root / "inputs" / "consent.txt"
     evidence.write_text("bench consent\n", encoding="utf-8")
     rt = Runtime(settings)
-    demo.seed_people(rt, inputs, evidence)
+    subject_id = demo.seed_people(rt, inputs, evidence)
+    demo.register_model(rt, subject_id, demo_model=False)  # only a registered model renders
     return World(rt=rt, server=server, batch_file=demo.write_batch_file(root / "inputs", inputs))
 
 

@@ -208,6 +208,37 @@ def reclaim(
     return job
 
 
+def release(session: Session, *, job_id: str, expected_flow_run_id: str, actor: str, reason: str) -> Job:
+    """Free a job whose holding run is dead (audited `job.released`); its state stays as it was.
+
+    The job keeps `rendering`/`publishing` with no holder, so the next claim (a batch, a render or
+    publish run, the `publish-approved` sweep) takes it over at once. Only a job still held by
+    `expected_flow_run_id` is released, so a run that took it over in the meantime keeps it.
+    """
+    job = get_job(session, job_id, for_update=True)
+    if job.state not in RECLAIMABLE_STATES:
+        raise InvalidTransition(
+            f"job {job.id} is {job.state.value}: only rendering or publishing jobs can be released"
+        )
+    if job.flow_run_id != expected_flow_run_id:
+        raise InvalidTransition(
+            f"job {job.id} is held by run {job.flow_run_id}, not {expected_flow_run_id}: not released"
+        )
+    job.flow_run_id = None
+    _flush_or_conflict(session, job)
+    audit.record(
+        session,
+        action=AuditAction.JOB_RELEASED,
+        actor=actor,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="job",
+        resource_id=job.id,
+        details={"state": job.state.value, "previous_flow_run_id": expected_flow_run_id, "reason": reason},
+    )
+    return job
+
+
 def record_render(
     session: Session,
     job: Job,

@@ -32,22 +32,33 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Include taken-down publications.")] = False,
 ) -> None:
     """List publications, newest first."""
-    with governance_command() as ctx, unit_of_work(ctx.sessions) as session:
-        rows = publications.list_publications(session, active_only=not all_)
-        record_read(
-            session,
-            actor_email=actor,
-            roles=READERS,
-            what="publication.list",
-            resource_type="publication",
-            details={"publications": [row.id for row in rows], "include_taken_down": all_},
-        )
+    with governance_command() as ctx:
+        with unit_of_work(ctx.sessions) as session:
+            rows = publications.list_publications(session, active_only=not all_)
+            record_read(
+                session,
+                actor_email=actor,
+                roles=READERS,
+                what="publication.list",
+                resource_type="publication",
+                details={"publications": [row.id for row in rows], "include_taken_down": all_},
+            )
+            cells = [
+                (
+                    show_time(row.published_at),
+                    str(row.watermark_payload),
+                    f"taken down {show_time(row.taken_down_at)}" if row.taken_down_at else "live",
+                    row.job_id,
+                    row.id,
+                )
+                for row in rows
+            ]
+        # Shown only once the read is on record: a read the audit log could not take shows nothing.
         table = Table("published", "watermark", "status")
         table.add_column("job", no_wrap=True, min_width=36)
         table.add_column("id", no_wrap=True, min_width=36)
-        for row in rows:
-            status = f"taken down {show_time(row.taken_down_at)}" if row.taken_down_at else "live"
-            table.add_row(show_time(row.published_at), str(row.watermark_payload), status, row.job_id, row.id)
+        for cell in cells:
+            table.add_row(*cell)
         out.print(table)
 
 

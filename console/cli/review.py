@@ -153,7 +153,7 @@ def print_item(item: ReviewItem, *, out: Console | None = None) -> None:
 def _decide(job_id: str, reviewer: str, verdict: str, reason: str, publish: bool) -> None:
     with flow_errors():
         rt = open_context()
-        quiet_prefect_console()  # a local publication runs here: its Prefect lines are not the result
+        quiet_prefect_console()  # a local publish run's logs (and tracebacks) stay in Prefect's API
         try:
             with use_runtime(rt):
                 result = apply_decision(
@@ -180,16 +180,14 @@ def _decide(job_id: str, reviewer: str, verdict: str, reason: str, publish: bool
                     console().print(f"publishing queued as flow run {ticket.flow_run_id}")
                     return
                 status = publish_status(rt, job_id)
+                if status.error:  # the decision stands; the publication failed: one line, exit 1
+                    raise PublishFailed(
+                        f"job {job_id} approved, but publishing failed: {status.error}; "
+                        f"retry with `likeness review retry-publish {job_id}`"
+                    )
                 key = existing_publication(rt, job_id)
                 where = f" as {key}" if key else ""
-                console().print(
-                    f"publication: [bold]{status.state}[/bold]{where}"
-                    + (
-                        f" ({status.error}); retry with `likeness review retry-publish {job_id}`"
-                        if status.error
-                        else ""
-                    )
-                )
+                console().print(f"publication: [bold]{status.state}[/bold]{where}")
         finally:
             rt.close()
 
@@ -198,6 +196,10 @@ def _job_state(rt: Runtime, job_id: str) -> str:
     """The job's state now (after the local publication, when one ran)."""
     with unit_of_work(rt.sessions) as session:
         return JobState(jobs.get_job(session, job_id).state).value
+
+
+class PublishFailed(ValueError):
+    """The approval was recorded but its local publication failed (storage down...): exit 1, retryable."""
 
 
 class ApprovalRefused(ValueError):

@@ -6,8 +6,9 @@ claimed would stay `rendering`/`publishing` until `LIKENESS_RECLAIM_AFTER_MINUTE
 `likeness.heartbeat` label every `LIKENESS_RUN_HEARTBEAT_SECONDS`. Whether the holder of a job lives
 (`holder_alive`) then follows the run's state *and* its heartbeat: a RUNNING run silent for longer than
 `LIKENESS_RUN_HEARTBEAT_TIMEOUT_SECONDS` is marked CRASHED in Prefect (with the reason) and counts as
-dead, so the next run — the nightly schedule, a re-run, or the `recover-stuck-jobs` sweep — takes the
-job over at once (audited `job.reclaimed`). A RUNNING run that never beat (one started by older code)
+dead, so the next run — the nightly schedule, a re-run, or the `dead-run-sweep` deployment
+(`flows/recovery/`, every 2 min: it releases the job, audited `job.released`, and queues its next run) —
+takes the job over at once (audited `job.reclaimed`). A RUNNING run that never beat (one started by older code)
 is still trusted until the long clock runs out.
 """
 

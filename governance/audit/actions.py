@@ -53,6 +53,7 @@ class AuditAction(StrEnum):
     JOB_REFUSED = "job.refused"
     JOB_FAILED = "job.failed"
     JOB_RECLAIMED = "job.reclaimed"  # a crashed run's job taken over (the state is unchanged)
+    JOB_RELEASED = "job.released"  # a dead run's claim let go by the dead-run sweep (the state is unchanged)
     LIKENESS_CHECKED = "likeness.checked"  # the portrait was compared with the subject's reference
     # One per model status (`model_event`), plus a refused render.
     MODEL_REGISTERED = "model.registered"

@@ -14,19 +14,12 @@ from pathlib import Path
 import pytest
 
 from flows.runtime.orchestrator import _is_prefect_server
+from tests.flows.deployed import pid_alive as _alive
 
 ROOT = Path(__file__).resolve().parents[2]
 LIKENESS = str(Path(sys.executable).parent / "likeness")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def test_sigterm_to_the_demo_stops_the_servers_it_started(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ EXPECTED = {
     "publish-job--prod": ("cpu", None, None),
     "publish-approved--prod": ("cpu", "*/10 * * * *", "UTC"),
     "review-timeout-sweep--prod": ("cpu", "5 * * * *", "UTC"),
+    "dead-run-sweep--prod": ("cpu", "*/2 * * * *", "UTC"),
     "takedown--prod": ("cpu", "*/10 * * * *", "UTC"),
     "retention-sweep--prod": ("cpu", "30 3 * * *", "Europe/Berlin"),
     "audit-checkpoint--prod": ("cpu", "*/10 * * * *", "UTC"),
