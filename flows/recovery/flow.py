@@ -16,6 +16,8 @@ dead run's `gpu` slot comes back by itself when its lease runs out (`LIKENESS_GP
 
 from __future__ import annotations
 
+from typing import cast
+
 from prefect import flow, get_run_logger, task
 
 from flows.jobs.tasks import run_is_alive
@@ -44,16 +46,20 @@ def hand_on(rt: Runtime, item: Released) -> str:
         deployment = dispatch_deployment(rt.settings)
         if not deployment:
             return "released: left to the next batch run"
+        from prefect.client.schemas.objects import FlowRun
         from prefect.deployments import run_deployment
 
-        run = run_deployment(
-            deployment,
-            parameters={"job_id": item.job_id},
-            timeout=0,
-            tags=[f"job:{item.job_id}"],
-            as_subflow=False,
-            idempotency_key=f"dead-run-sweep:{item.job_id}:{item.dead_run_id}",
-        )
+        run = cast(
+            FlowRun,
+            run_deployment(
+                deployment,
+                parameters={"job_id": item.job_id},
+                timeout=0,
+                tags=[f"job:{item.job_id}"],
+                as_subflow=False,
+                idempotency_key=f"dead-run-sweep:{item.job_id}:{item.dead_run_id}",
+            ),
+        )  # sync caller: always the FlowRun
         return f"released: render-job run {run.id} queued"
     if rt.settings.publish_deployment:
         from flows.publish.queue import queue_publish
