@@ -15,6 +15,7 @@ from governance.policy import CheckScores, load_policy
 from governance.schema import AuditEvent, Consent, Job
 from governance.types import utcnow
 from governance.uow import unit_of_work
+from pipeline.storage.objects import StoredObject
 
 
 @dataclass
@@ -101,20 +102,26 @@ class World:
 
     def publish(self, job_id: str, payload: int | None = None) -> str:
         """Record the publishing job's publication (a watermark payload allocated unless given); its id."""
-        with unit_of_work(self.sf) as session:
-            payload = payload if payload is not None else publications.allocate_payload(session, job_id)
-            row = publications.record_publication(
-                session,
-                job_id=job_id,
-                bucket="pub",
-                object_key=f"jobs/{job_id}/video.mp4",
-                version_id="v1",
-                sha256="d" * 64,
-                size_bytes=10,
-                watermark_payload=payload,
-                published_by="system:publish",
-            )
-            return row.id
+        stored = StoredObject(
+            bucket="pub", key=f"jobs/{job_id}/video.mp4", sha256="d" * 64, size=10, version_id="v1"
+        )
+        return record_published(self.sf, job_id, stored, payload=payload)
+
+
+def record_published(
+    sf: sessionmaker[Session],
+    job_id: str,
+    stored: StoredObject,
+    *,
+    payload: int | None = None,
+    by: str = "system:publish",
+) -> str:
+    """Record `stored` as the publishing job's publication (a watermark payload allocated unless given); its id."""
+    with unit_of_work(sf) as session:
+        payload = payload if payload is not None else publications.allocate_payload(session, job_id)
+        return publications.record_publication(
+            session, job_id=job_id, stored=stored, watermark_payload=payload, published_by=by
+        ).id
 
 
 def render_and_check(

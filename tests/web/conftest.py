@@ -24,6 +24,8 @@ from governance import batches, consent, jobs, subjects, users
 from governance.enums import AssetKind, JobState
 from governance.policy import CheckScores, load_policy
 from governance.uow import unit_of_work
+from pipeline.storage.objects import StoredObject
+from tests.governance.helpers import record_published
 
 PASSWORD = "correct horse battery staple"
 MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
@@ -149,6 +151,16 @@ class WebWorld:
                 media_type=media_type,
                 subject_id=self.subject_id,
             ).id
+
+    def publish_file(self, job_id: str, video: Path, *, payload: int) -> tuple[StoredObject, str]:
+        """Store `video` as the job's published copy and record it (approved, publishing, published):
+        the stored object and the publication's id."""
+        stored = self.runtime.store.put_file("published", f"jobs/{job_id}/final.mp4", video)
+        with unit_of_work(self.sf) as db:
+            job = jobs.get_job(db, job_id)
+            jobs.transition(db, job, to=JobState.approved, actor="system:test")
+            jobs.transition(db, job, to=JobState.publishing, actor="system:test")
+        return stored, record_published(self.sf, job_id, stored, payload=payload, by="system:test")
 
     def job_awaiting_review(
         self,
