@@ -44,6 +44,7 @@ from sqlalchemy.engine import make_url
 
 from governance.audit import ledger as audit_ledger
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.audit.note import NoteSigner, sign_checkpoint
 from governance.database import make_engine, make_session_factory
 from governance.migrate import upgrade
@@ -98,7 +99,7 @@ def run_backend(backend: str, url: str, events: int, per_transaction: int) -> Re
                 for i in range(done, done + size):
                     audit.record(
                         session,
-                        action="job.awaiting_review",
+                        action=AuditAction.JOB_AWAITING_REVIEW,
                         actor="system:bench",
                         subject_id=str(uuid.uuid4()),
                         job_id=str(uuid.uuid4()),
@@ -159,7 +160,7 @@ def _append(factory, start: int, end: int, per_transaction: int) -> None:  # typ
             for i in range(done, done + size):
                 audit.record(
                     session,
-                    action="job.awaiting_review",
+                    action=AuditAction.JOB_AWAITING_REVIEW,
                     actor="system:bench",
                     subject_id=str(uuid.uuid4()),
                     job_id=str(uuid.uuid4()),

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
+from typing import Protocol
 
 from prefect import flow, get_run_logger
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from flows.jobs.data import FINAL_STATES, clear_workspace, workspace_job_id
 from flows.runtime.retry import RETRIES, RETRY_DELAYS
 from flows.runtime.root import Runtime, get_runtime
-from governance.audit import record as audit
+from governance import retention
 from governance.enums import AssetKind, JobState
 from governance.schema import Asset, Job
 from governance.types import utcnow
@@ -66,38 +69,19 @@ def expired_inputs(rt: Runtime, *, days: int) -> list[tuple[str, str | None, str
         return [(row[0], row[1], row[2]) for row in session.execute(statement)]
 
 
-def delete_object(
-    rt: Runtime,
-    *,
-    bucket: str,
-    key: str,
-    action: str,
-    resource_type: str,
-    resource_id: str,
-    subject_id: str | None,
-    job_id: str | None,
-    days: int,
-) -> bool:
-    """Delete every version of one object; audit it when something was there. Returns whether it was."""
+class DeletionRecorder(Protocol):
+    """A `governance.retention.record_*_deleted`, bound to what was deleted but where and how much."""
+
+    def __call__(self, session: Session, *, bucket: str, versions: int) -> object: ...
+
+
+def delete_object(rt: Runtime, *, bucket: str, key: str, record: DeletionRecorder) -> bool:
+    """Delete every version of one object; audit it (`record`) when something was there. Returns whether it was."""
     removed = rt.store.delete(bucket, key)
     if not removed:
         return False
     with unit_of_work(rt.sessions) as session:
-        audit.record(
-            session,
-            action=action,
-            actor=ACTOR,
-            subject_id=subject_id,
-            job_id=job_id,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            details={
-                "bucket": rt.store.bucket_name(bucket),
-                "key": key,
-                "versions": removed,
-                "retention_days": days,
-            },
-        )
+        record(session, bucket=rt.store.bucket_name(bucket), versions=removed)
     return True
 
 
@@ -136,12 +120,14 @@ def retention_sweep(days: int | None = None) -> dict[str, list[str]]:
             rt,
             bucket="quarantine",
             key=key,
-            action="retention.output_deleted",
-            resource_type="job",
-            resource_id=job_id,
-            subject_id=subject_id,
-            job_id=job_id,
-            days=keep,
+            record=partial(
+                retention.record_output_deleted,
+                job_id=job_id,
+                subject_id=subject_id,
+                actor=ACTOR,
+                key=key,
+                retention_days=keep,
+            ),
         ):
             report.outputs.append(key)
     for asset_id, owner, key in expired_inputs(rt, days=keep):
@@ -149,12 +135,14 @@ def retention_sweep(days: int | None = None) -> dict[str, list[str]]:
             rt,
             bucket="inputs",
             key=key,
-            action="retention.input_deleted",
-            resource_type="asset",
-            resource_id=asset_id,
-            subject_id=owner,
-            job_id=None,
-            days=keep,
+            record=partial(
+                retention.record_input_deleted,
+                asset_id=asset_id,
+                subject_id=owner,
+                actor=ACTOR,
+                key=key,
+                retention_days=keep,
+            ),
         ):
             report.inputs.append(key)
     workspaces = clear_local_workspaces(rt)

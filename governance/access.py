@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.enums import Role
 from governance.schema import User
 from governance.users import require_role
@@ -35,7 +36,7 @@ def record_read(
     user = require_role(session, email=actor_email, roles=roles, action=what)
     audit.record(
         session,
-        action="access.read",
+        action=AuditAction.ACCESS_READ,
         actor=user.email,
         subject_id=subject_id,
         job_id=job_id,
@@ -44,3 +45,33 @@ def record_read(
         details={"what": what, **(details or {})},
     )
     return user
+
+
+def record_denied(
+    session: Session,
+    *,
+    actor_email: str,
+    user_id: str,
+    attempted: str,
+    required_roles: list[str],
+    held_roles: list[str],
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Audit a refusal decided outside `require_role` (the console's route table) as `access.denied`.
+
+    The same event `require_role` writes: `attempted` names the operation (`console:<route>`), never an
+    event; `details` adds where it was attempted (method, path).
+    """
+    audit.record(
+        session,
+        action=AuditAction.ACCESS_DENIED,
+        actor=actor_email,
+        resource_type="user",
+        resource_id=user_id,
+        details={
+            "attempted": attempted,
+            **(details or {}),
+            "required_roles": required_roles,
+            "held_roles": held_roles,
+        },
+    )

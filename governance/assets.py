@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.enums import AssetKind
 from governance.errors import NotFound, ValidationFailed
 from governance.schema import Asset
@@ -71,7 +72,7 @@ def register_asset(
     session.flush()
     audit.record(
         session,
-        action="asset.registered",
+        action=AuditAction.ASSET_REGISTERED,
         actor=actor,
         subject_id=subject_id,
         resource_type="asset",

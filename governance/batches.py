@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from governance.assets import get_asset, register_asset
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.enums import AssetKind, Role
 from governance.errors import NotFound, ValidationFailed
 from governance.schema import Batch, Job
@@ -40,6 +41,7 @@ class NewJob(BaseModel):
     channel: str
     territory: str
     options: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None  # the noise seed asked for (reproducible renders); None: the render draws one
 
 
 def _check_job(session: Session, index: int, spec: NewJob) -> None:
@@ -91,7 +93,7 @@ def create_batch(
     session.flush()
     audit.record(
         session,
-        action="batch.created",
+        action=AuditAction.BATCH_CREATED,
         actor=user.email,
         resource_type="batch",
         resource_id=batch.id,
@@ -103,7 +105,7 @@ def create_batch(
         session.flush()
         audit.record(
             session,
-            action="job.submitted",
+            action=AuditAction.JOB_SUBMITTED,
             actor=user.email,
             subject_id=job.subject_id,
             job_id=job.id,

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.enums import Role
 from governance.errors import (
     AlreadyRevoked,
@@ -176,7 +177,7 @@ def grant(
     session.flush()
     audit.record(
         session,
-        action="consent.granted",
+        action=AuditAction.CONSENT_GRANTED,
         actor=user.email,
         subject_id=subject.id,
         resource_type="consent",
@@ -271,7 +272,7 @@ def amend(
     due = [d.publication_id for d in takedowns_due(session, consent_id=new.id, at=now)]
     audit.record(
         session,
-        action="consent.amended",
+        action=AuditAction.CONSENT_AMENDED,
         actor=user.email,
         subject_id=old.subject_id,
         resource_type="consent",
@@ -313,7 +314,7 @@ def revoke(
     due = [p.id for p in publications_for_consent(session, consent.id, active_only=True)]
     audit.record(
         session,
-        action="consent.revoked",
+        action=AuditAction.CONSENT_REVOKED,
         actor=user.email,
         subject_id=consent.subject_id,
         resource_type="consent",

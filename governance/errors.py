@@ -8,14 +8,17 @@ refusal is on record although nothing else was written.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from governance.audit.actions import AuditAction
 
 
 @dataclass(frozen=True)
 class Refusal:
     """An audit event to record after the refused work has been rolled back."""
 
-    action: str
+    action: AuditAction
     actor: str
     subject_id: str | None = None
     job_id: str | None = None

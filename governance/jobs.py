@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction, job_event
 from governance.enums import JobState, Outcome
 from governance.errors import InvalidTransition, NotFound, ValidationFailed
 from governance.policy import CheckScores, PolicyDecision
-from governance.schema import CheckResult, Job
+from governance.schema import CheckResult, Consent, Job
 from governance.types import new_id, utcnow
 
 S = JobState
@@ -130,7 +131,7 @@ def transition(
     _flush_or_conflict(session, job)
     audit.record(
         session,
-        action=f"job.{target.value}",
+        action=job_event(target),
         actor=actor,
         subject_id=job.subject_id,
         job_id=job.id,
@@ -191,7 +192,7 @@ def reclaim(
     _flush_or_conflict(session, job)
     audit.record(
         session,
-        action="job.reclaimed",
+        action=AuditAction.JOB_RECLAIMED,
         actor=actor,
         subject_id=job.subject_id,
         job_id=job.id,
@@ -238,6 +239,56 @@ def record_render(
     )
 
 
+def record_consent(session: Session, job: Job, *, consent: Consent, actor: str) -> Job:
+    """Put the consent found in force on the job, audited as `consent.verified` (the state is unchanged).
+
+    The consent must be the job's subject's: a consent of anyone else is refused, never recorded.
+    """
+    if consent.subject_id != job.subject_id:
+        raise ValidationFailed(
+            f"job {job.id}: consent {consent.id} is subject {consent.subject_id}'s, not {job.subject_id}'s"
+        )
+    job.consent_id = consent.id
+    audit.record(
+        session,
+        action=AuditAction.CONSENT_VERIFIED,
+        actor=actor,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="consent",
+        resource_id=consent.id,
+        details={
+            "lineage_id": consent.lineage_id,
+            "version": consent.version,
+            "state": JobState(job.state).value,
+            "use": {"purpose": job.purpose, "channel": job.channel, "territory": job.territory},
+        },
+    )
+    return job
+
+
+def record_binding(
+    session: Session, job: Job, *, actor: str, distance: float, details: dict[str, Any] | None = None
+) -> Job:
+    """Keep the likeness binding distance (portrait vs. the subject's reference) among the job's scores.
+
+    Audited as `likeness.checked` with `details` (what the comparison used); the state is unchanged:
+    whether the distance refuses the job is the caller's (the policy's bound) to say.
+    """
+    job.check_scores = {**(job.check_scores or {}), "binding_distance": distance}
+    audit.record(
+        session,
+        action=AuditAction.LIKENESS_CHECKED,
+        actor=actor,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="job",
+        resource_id=job.id,
+        details=details,
+    )
+    return job
+
+
 def record_checks(
     session: Session,
     job: Job,
@@ -249,7 +300,8 @@ def record_checks(
 ) -> CheckResult:
     """Store the check scores and the policy's decision, and move the job to where the outcome sends it.
 
-    `rendered -> approved | awaiting_review | rejected`, with the policy version on the job and the row.
+    `rendered -> approved | awaiting_review | rejected`, with the policy version on the job and the row;
+    a rejected job keeps the policy's reasons as its `last_error`.
     """
     result = CheckResult(
         id=new_id(),
@@ -265,6 +317,8 @@ def record_checks(
     job.check_scores = result.scores
     job.policy_version = decision.policy_version
     job.outcome = decision.outcome
+    if decision.outcome == Outcome.reject:
+        job.last_error = "rejected by policy: " + "; ".join(decision.reasons)
     transition(
         session,
         job,

@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 
@@ -31,6 +32,14 @@ def alembic_config(url: str | None = None, *, connection: Connection | None = No
 def upgrade(url: str, revision: str = "head") -> None:
     """Run every migration up to `revision` (head by default) on the database at `url`."""
     command.upgrade(alembic_config(url), revision)
+
+
+def record_upgrade(session: Session, *, before: str | None, after: str | None, actor: str) -> None:
+    """Audit a schema change (`db.upgraded`, from which revision to which), once the upgrade has run."""
+    from governance.audit import record as audit
+    from governance.audit.actions import AuditAction
+
+    audit.record(session, action=AuditAction.DB_UPGRADED, actor=actor, details={"from": before, "to": after})
 
 
 def current_revision(url: str) -> str | None:

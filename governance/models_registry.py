@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction, model_event
 from governance.enums import AssetKind, ModelStatus, Role
 from governance.errors import (
     ConsentError,
@@ -130,7 +131,7 @@ def check_training_consents(
             raise type(exc)(
                 f"training refused: {exc}",
                 refusal=Refusal(
-                    action="training.refused",
+                    action=AuditAction.TRAINING_REFUSED,
                     actor=actor,
                     subject_id=subject_id,
                     resource_type="subject",
@@ -254,7 +255,7 @@ def register_model(
     session.flush()
     audit.record(
         session,
-        action="model.registered",
+        action=AuditAction.MODEL_REGISTERED,
         actor=user.email,
         resource_type="model",
         resource_id=model.id,
@@ -343,7 +344,7 @@ def _set_status(
     session.flush()
     audit.record(
         session,
-        action=f"model.{status.value}",
+        action=model_event(status),
         actor=actor,
         resource_type="model",
         resource_id=model.id,
@@ -466,7 +467,7 @@ def require_renderable(
         raise ModelNotRenderable(
             problem,
             refusal=Refusal(
-                action="model.refused",
+                action=AuditAction.MODEL_REFUSED,
                 actor=actor,
                 job_id=job_id,
                 resource_type="model",

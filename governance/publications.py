@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from governance import jobs
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.enums import JobState, Role
 from governance.errors import InvalidTransition, NotFound, ValidationFailed
 from governance.schema import Asset, Consent, Job, Publication, ReviewDecision, User
@@ -186,7 +187,7 @@ def record_publication(
     )
     audit.record(
         session,
-        action="publication.created",
+        action=AuditAction.PUBLICATION_CREATED,
         actor=published_by,
         subject_id=job.subject_id,
         job_id=job.id,
@@ -255,7 +256,7 @@ def takedown(
         )
     audit.record(
         session,
-        action="publication.taken_down",
+        action=AuditAction.PUBLICATION_TAKEN_DOWN,
         actor=who,
         subject_id=job.subject_id,
         job_id=job.id,
@@ -303,3 +304,77 @@ def input_hashes(session: Session, job: Job) -> dict[str, str]:
         if asset is not None:
             out[role] = asset.sha256
     return out
+
+
+def _job_subject(session: Session, job_id: str) -> str | None:
+    job = session.get(Job, job_id)
+    return job.subject_id if job is not None else None
+
+
+def record_publish_queued(
+    session: Session, *, job_id: str, actor: str, mode: str, flow_run_id: str | None
+) -> None:
+    """Audit that a job's publication was queued (`publish.queued`: how it runs, by whom)."""
+    audit.record(
+        session,
+        action=AuditAction.PUBLISH_QUEUED,
+        actor=actor,
+        subject_id=_job_subject(session, job_id),
+        job_id=job_id,
+        resource_type="job",
+        resource_id=job_id,
+        details={"mode": mode, "flow_run_id": flow_run_id},
+    )
+
+
+def record_publish_failed(
+    session: Session, *, job_id: str, actor: str, error_type: str, error: str, run_id: str | None = None
+) -> None:
+    """Audit that a publish run gave up (`publish.attempt_failed`), so the pages can show why, and release
+    that run's claim on the job in the same transaction (`jobs.release_claim`): a retry this event allows
+    never finds the job still held by the run that failed."""
+    released = (
+        jobs.release_claim(session, job_id=job_id, flow_run_id=run_id)
+        if run_id is not None and session.get(Job, job_id) is not None
+        else False
+    )
+    audit.record(
+        session,
+        action=AuditAction.PUBLISH_ATTEMPT_FAILED,
+        actor=actor,
+        subject_id=_job_subject(session, job_id),
+        job_id=job_id,
+        resource_type="job",
+        resource_id=job_id,
+        details={"error_type": error_type, "error": error, "claim_released": released},
+    )
+
+
+def record_orphan_removed(
+    session: Session, *, job_id: str, actor: str, bucket: str, key: str, versions: int
+) -> None:
+    """Audit the removal of an upload at a job's published key that no publication row records
+    (`publication.orphan_removed`: left by a run killed between upload and record)."""
+    audit.record(
+        session,
+        action=AuditAction.PUBLICATION_ORPHAN_REMOVED,
+        actor=actor,
+        subject_id=jobs.get_job(session, job_id).subject_id,
+        job_id=job_id,
+        resource_type="object",
+        resource_id=key[:100],
+        details={"bucket": bucket, "key": key, "versions": versions},
+    )
+
+
+def record_download(session: Session, *, publication_id: str, job_id: str, actor: str, sha256: str) -> None:
+    """Audit that someone downloaded a live publication (`publication.downloaded`, checked against `sha256`)."""
+    audit.record(
+        session,
+        action=AuditAction.PUBLICATION_DOWNLOADED,
+        actor=actor,
+        job_id=job_id,
+        resource_type="publication",
+        resource_id=publication_id,
+        details={"sha256": sha256},
+    )

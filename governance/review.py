@@ -3,6 +3,7 @@
 The decision stores a snapshot of what was judged (check scores, thresholds and policy version, output
 hash, consent version), so it can be read later against exactly what the reviewer saw. Refusals (no
 reviewer role, four eyes, decided already) are audited as `review.refused` via the unit of work.
+`expire` rejects a job whose review window passed (`review.timed_out`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from governance import jobs
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.enums import JobState, Role, Verdict
 from governance.errors import (
     AlreadyDecided,
@@ -29,6 +31,7 @@ from governance.types import new_id, utcnow
 from governance.users import get_user
 
 VERDICT_STATE = {Verdict.approve: JobState.approved, Verdict.reject: JobState.rejected}
+VERDICT_EVENT = {Verdict.approve: AuditAction.REVIEW_APPROVED, Verdict.reject: AuditAction.REVIEW_REJECTED}
 DECIDED_STATES = frozenset(
     {JobState.approved, JobState.rejected, JobState.publishing, JobState.published, JobState.taken_down}
 )
@@ -64,7 +67,7 @@ def get_decision(session: Session, job_id: str) -> ReviewDecision | None:
 
 def _refusal(reviewer: User, job: Job, verdict: str, why: str) -> Refusal:
     return Refusal(
-        action="review.refused",
+        action=AuditAction.REVIEW_REFUSED,
         actor=reviewer.email,
         subject_id=job.subject_id,
         job_id=job.id,
@@ -132,7 +135,7 @@ def decide(
         raise AlreadyDecided(f"job {job.id} was decided concurrently by another reviewer") from None
     audit.record(
         session,
-        action=f"review.{VERDICT_STATE[chosen].value}",
+        action=VERDICT_EVENT[chosen],
         actor=reviewer.email,
         subject_id=job.subject_id,
         job_id=job.id,
@@ -148,3 +151,36 @@ def decide(
         details={"review_decision_id": decision.id},
     )
     return decision
+
+
+def expire(session: Session, *, job_id: str, actor: str) -> bool:
+    """Reject a job still awaiting review once its window has passed; returns whether it did.
+
+    Audited as `review.timed_out` (hours waited) followed by the job's `job.rejected`, in the caller's
+    transaction; the job keeps the reason as its `last_error`. A job no longer awaiting review (decided
+    meanwhile) is left as it is. Which jobs are overdue is the caller's to say (the review sweep).
+    """
+    job = jobs.get_job(session, job_id, for_update=True)
+    if job.state != JobState.awaiting_review:
+        return False
+    hours = round((utcnow() - job.state_changed_at).total_seconds() / 3600, 2)
+    reason = f"review of job {job_id} timed out after {hours:g} h"
+    audit.record(
+        session,
+        action=AuditAction.REVIEW_TIMED_OUT,
+        actor=actor,
+        subject_id=job.subject_id,
+        job_id=job.id,
+        resource_type="job",
+        resource_id=job.id,
+        details={"waited_hours": hours},
+    )
+    jobs.transition(
+        session,
+        job,
+        to=JobState.rejected,
+        actor=actor,
+        details={"reason": reason},
+        changes={"last_error": reason},
+    )
+    return True

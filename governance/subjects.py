@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.enums import Role
 from governance.errors import NotFound, ValidationFailed
 from governance.schema import LikenessReference, Subject
@@ -87,7 +88,7 @@ def add_subject(session: Session, *, reference: str, display_name: str, created_
     session.flush()
     audit.record(
         session,
-        action="subject.created",
+        action=AuditAction.SUBJECT_CREATED,
         actor=user.email,
         subject_id=subject.id,
         resource_type="subject",
@@ -116,7 +117,7 @@ def add_reference(
     session.flush()
     audit.record(
         session,
-        action="subject.reference_added",
+        action=AuditAction.SUBJECT_REFERENCE_ADDED,
         actor=user.email,
         subject_id=subject.id,
         resource_type="likeness_reference",

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.enums import Role
 from governance.errors import AuthenticationFailed, NotFound, Refusal, RoleRequired, ValidationFailed
 from governance.schema import User
@@ -88,6 +89,9 @@ def list_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.email)))
 
 
+_EVENT_NAMES = frozenset(action.value for action in AuditAction)
+
+
 def require_role(
     session: Session,
     *,
@@ -98,10 +102,15 @@ def require_role(
 ) -> User:
     """The active user (by `email` or `user_id`) if they hold one of `roles`; else RoleRequired.
 
+    `action` names the operation attempted, imperative (`consent.grant`, `publication.takedown`): it is
+    kept in the `details.attempted` of the `access.denied` event, never as an event's action, so an
+    event's past-tense name (`consent.granted`) is refused here (docs/contracts.md, audit vocabulary).
     The refusal is audited as `access.denied` (through `governance.uow.unit_of_work`).
     """
     if (email is None) == (user_id is None):
         raise ValueError("pass exactly one of `email` or `user_id`")
+    if action in _EVENT_NAMES:
+        raise ValueError(f"{action!r} is an audit event: require_role takes the attempted operation")
     user = get_user_by_email(session, email) if email is not None else get_user(session, str(user_id))
     wanted = [Role(role).value for role in roles]
     if not user.has_role(*wanted):
@@ -109,7 +118,7 @@ def require_role(
         raise RoleRequired(
             f"user {user.email} {why} for {action}",
             refusal=Refusal(
-                action="access.denied",
+                action=AuditAction.ACCESS_DENIED,
                 actor=user.email,
                 resource_type="user",
                 resource_id=user.id,
@@ -144,7 +153,7 @@ def add_user(
     session.flush()
     audit.record(
         session,
-        action="user.created",
+        action=AuditAction.USER_CREATED,
         actor=actor,
         resource_type="user",
         resource_id=user.id,
@@ -162,7 +171,7 @@ def set_roles(session: Session, *, user_id: str, roles: Iterable[str], actor: st
     session.flush()
     audit.record(
         session,
-        action="user.roles_changed",
+        action=AuditAction.USER_ROLES_CHANGED,
         actor=actor,
         resource_type="user",
         resource_id=user.id,
@@ -176,7 +185,9 @@ def set_password(session: Session, *, user_id: str, password: str, actor: str) -
     user = get_user(session, user_id)
     user.password_hash = hash_password(password)
     session.flush()
-    audit.record(session, action="user.password_set", actor=actor, resource_type="user", resource_id=user.id)
+    audit.record(
+        session, action=AuditAction.USER_PASSWORD_SET, actor=actor, resource_type="user", resource_id=user.id
+    )
     return user
 
 
@@ -188,8 +199,33 @@ def disable_user(session: Session, *, user_id: str, actor: str) -> User:
     user.active = False
     user.disabled_at = utcnow()
     session.flush()
-    audit.record(session, action="user.disabled", actor=actor, resource_type="user", resource_id=user.id)
+    audit.record(
+        session, action=AuditAction.USER_DISABLED, actor=actor, resource_type="user", resource_id=user.id
+    )
     return user
+
+
+def record_sign_in(session: Session, user: User, *, client: str, via: str) -> None:
+    """Audit a successful sign-in (`auth.signed_in`: from which client, through which surface)."""
+    audit.record(
+        session,
+        action=AuditAction.AUTH_SIGNED_IN,
+        actor=user.email,
+        resource_type="user",
+        resource_id=user.id,
+        details={"client": client, "via": via},
+    )
+
+
+def record_sign_in_failed(session: Session, *, email: str, client: str, via: str) -> None:
+    """Audit a refused sign-in (`auth.sign_in_failed`), by an anonymous actor named after its client."""
+    audit.record(
+        session,
+        action=AuditAction.AUTH_SIGN_IN_FAILED,
+        actor=f"anonymous:{client}",
+        resource_type="user",
+        details={"email": email.strip().lower()[:320], "via": via},
+    )
 
 
 def authenticate(session: Session, *, email: str, password: str) -> User:

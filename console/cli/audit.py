@@ -143,10 +143,10 @@ def verify(
                 report = verify_log(session, notes, verifier)
             checkpoint_count, checkpoint = report.checkpoints, report.checkpoint
         with unit_of_work(ctx.sessions) as session:
-            audit.record(
+            audit.record_verification(
                 session,
-                action="audit.verified" if report.ok else "audit.verify_failed",
                 actor=user.email,
+                ok=report.ok,
                 details={
                     "ok": report.ok,
                     "checked": report.checked,
@@ -282,9 +282,8 @@ def export(
         finally:
             partial.unlink(missing_ok=True)
         with unit_of_work(ctx.sessions) as session:
-            audit.record(
+            audit.record_export(
                 session,
-                action="audit.exported",
                 actor=user.email,
                 details={
                     "format": "bundle" if bundle else fmt,

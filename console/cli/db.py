@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 
 from console.cli.context import governance_command, out
-from governance.audit import record as audit
-from governance.migrate import current_revision, head_revision, upgrade
+from governance.migrate import current_revision, head_revision, record_upgrade, upgrade
 from governance.uow import unit_of_work
 
 app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -26,9 +25,7 @@ def upgrade_command(
         after = current_revision(url)
         if before != after:
             with unit_of_work(ctx.sessions) as session:
-                audit.record(
-                    session, action="db.upgraded", actor="system:cli", details={"from": before, "to": after}
-                )
+                record_upgrade(session, before=before, after=after, actor="system:cli")
         out.print(
             f"database at revision {after} (head {head_revision()})"
             + ("" if before != after else ", unchanged")

@@ -19,7 +19,6 @@ from flows.runtime.root import make_store
 from flows.takedown.steps import RETRY_HINT, take_down_due, takedown_publication
 from governance import publications
 from governance.access import record_read
-from governance.audit import record as audit
 from governance.enums import Role
 from governance.uow import unit_of_work
 
@@ -127,14 +126,8 @@ def download(
                 f"recorded {sha[:12]}…; nothing written"
             )
         with unit_of_work(ctx.sessions) as session:
-            audit.record(
-                session,
-                action="publication.downloaded",
-                actor=user.email,
-                job_id=job_id,
-                resource_type="publication",
-                resource_id=publication_id,
-                details={"sha256": sha},
+            publications.record_download(
+                session, publication_id=publication_id, job_id=job_id, actor=user.email, sha256=sha
             )
         out.print(f"publication {publication_id} (job {job_id}) written to {target} (sha256 {sha})")
 

@@ -16,7 +16,7 @@ from console.web.errors import CsrfRejected, Forbidden, SignInRequired
 from console.web.proxy import expected_origin, normalise_origin
 from console.web.rbac import Access, allows, roles_for
 from console.web.state import CurrentUser, console, web_session
-from governance.audit import record as audit
+from governance.access import record_denied
 from governance.schema import User
 from governance.uow import unit_of_work
 
@@ -35,19 +35,14 @@ def _load_user(request: Request, user_id: str) -> CurrentUser | None:
 def _record_denial(request: Request, user: CurrentUser, route: str, required: list[str]) -> None:
     """A signed-in user refused by the table is on record (`access.denied`, as governance names it)."""
     with unit_of_work(console(request).runtime.sessions) as db:
-        audit.record(
+        record_denied(
             db,
-            action="access.denied",
-            actor=user.email,
-            resource_type="user",
-            resource_id=user.id,
-            details={
-                "attempted": f"console:{route}",
-                "method": request.method,
-                "path": request.url.path,
-                "required_roles": required,
-                "held_roles": sorted(user.roles),
-            },
+            actor_email=user.email,
+            user_id=user.id,
+            attempted=f"console:{route}",
+            required_roles=required,
+            held_roles=sorted(user.roles),
+            details={"method": request.method, "path": request.url.path},
         )
 
 

@@ -1,1 +1,1 @@
-"""flows.audit: see docs/architecture.md for what each module owns."""
+"""The audit log's signed checkpoints: `checkpoints.py` signs and stores tree heads, `flow.py` schedules it."""

@@ -1,1 +1,1 @@
-"""flows.batch.flow: see docs/architecture.md for what each module owns."""
+"""A batch: the file a content team writes, its submission, the `nightly-batch` flow, and its status rows."""

@@ -237,6 +237,7 @@ def _record(
                     purpose=job.purpose,
                     channel=job.channel,
                     territory=job.territory,
+                    seed=job.seed,
                 )
             )
         batch = batches.create_batch(
@@ -246,9 +247,6 @@ def _record(
             jobs=specs,
             spec=request.model_dump(mode="json"),
         )
-        for spec_job, job in zip(batches.jobs_of_batch(session, batch.id), request.jobs, strict=True):
-            if job.seed is not None:
-                spec_job.seed = job.seed
         batch_id = batch.id
     logger.info("batch %s submitted with %d job(s)", batch_id, len(request.jobs))
     return batch_id

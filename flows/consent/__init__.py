@@ -1,1 +1,1 @@
-"""flows.consent: see docs/architecture.md for what each module owns."""
+"""Consent-side steps that need media or storage: the reference photo checked at grant."""

@@ -1,1 +1,1 @@
-"""flows.demo.steps: see docs/architecture.md for what each module owns."""
+"""`likeness demo run`: the whole product on one machine (`steps.py`) from the project's own assets (`assets/`)."""

@@ -1,1 +1,1 @@
-"""flows.jobs: see docs/architecture.md for what each module owns."""
+"""What render and publish share: a job's data and workspace, claim/refuse/fail, and the shared task pieces."""

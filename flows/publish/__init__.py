@@ -1,1 +1,1 @@
-"""flows.publish.flow: see docs/architecture.md for what each module owns."""
+"""Delivery: `flow.py` (`publish-job`, `publish-approved`), `steps.py`, marks and upload (`delivery.py`), the queue, `verify`."""

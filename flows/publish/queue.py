@@ -32,8 +32,8 @@ from typing import Literal, cast
 from sqlalchemy import select
 
 from flows.runtime.root import Runtime, use_runtime
-from governance import jobs
-from governance.audit import record as audit
+from governance import publications
+from governance.audit.actions import AuditAction
 from governance.enums import JobState
 from governance.errors import InvalidTransition
 from governance.schema import AuditEvent, Job
@@ -42,10 +42,10 @@ from governance.uow import unit_of_work
 logger = logging.getLogger(__name__)
 
 ACTOR = "system:publish-queue"
-QUEUED, FAILED_ATTEMPT = "publish.queued", "publish.attempt_failed"
+QUEUED, FAILED_ATTEMPT = AuditAction.PUBLISH_QUEUED, AuditAction.PUBLISH_ATTEMPT_FAILED
 PublishMode = Literal["deployment", "local"]
 PublishState = Literal["none", "queued", "publishing", "published", "failed"]
-_PUBLISH_EVENTS = (QUEUED, FAILED_ATTEMPT, "job.publishing", "job.published")
+_PUBLISH_EVENTS = (QUEUED, FAILED_ATTEMPT, AuditAction.JOB_PUBLISHING, AuditAction.JOB_PUBLISHED)
 
 
 @dataclass(frozen=True)
@@ -102,16 +102,8 @@ def queue_publish(rt: Runtime, job_id: str, *, requested_by: str) -> PublishTick
         thread = threading.Thread(target=_publish_here, args=(rt, job_id), name=f"publish-{job_id[:8]}")
         ticket = PublishTicket(job_id, "local", None, thread)
     with unit_of_work(rt.sessions) as session:
-        job = session.get(Job, job_id)
-        audit.record(
-            session,
-            action=QUEUED,
-            actor=requested_by,
-            subject_id=job.subject_id if job else None,
-            job_id=job_id,
-            resource_type="job",
-            resource_id=job_id,
-            details={"mode": ticket.mode, "flow_run_id": ticket.flow_run_id},
+        publications.record_publish_queued(
+            session, job_id=job_id, actor=requested_by, mode=ticket.mode, flow_run_id=ticket.flow_run_id
         )
     if ticket._thread is not None:
         ticket._thread.start()
@@ -136,21 +128,8 @@ def record_failed_attempt(
     release its claim on the job in the same transaction (`governance.jobs.release_claim`): a retry
     allowed by this event never finds the job still held by the run that failed."""
     with unit_of_work(rt.sessions) as session:
-        job = session.get(Job, job_id)
-        released = (
-            jobs.release_claim(session, job_id=job_id, flow_run_id=run_id)
-            if job is not None and run_id is not None
-            else False
-        )
-        audit.record(
-            session,
-            action=FAILED_ATTEMPT,
-            actor=ACTOR,
-            subject_id=job.subject_id if job else None,
-            job_id=job_id,
-            resource_type="job",
-            resource_id=job_id,
-            details={"error_type": error_type, "error": message, "claim_released": released},
+        publications.record_publish_failed(
+            session, job_id=job_id, actor=ACTOR, error_type=error_type, error=message, run_id=run_id
         )
 
 

@@ -78,23 +78,20 @@ def remove_unrecorded_upload(rt: Runtime, job_id: str) -> None:
     be published. Audited as `publication.orphan_removed`.
     """
     from flows.publish.delivery import PUBLISHED_NAME
-    from governance.audit import record as audit
+    from governance.publications import record_orphan_removed
     from pipeline.storage.objects import object_key
 
     key = object_key(job_id, PUBLISHED_NAME)
     removed = rt.store.delete("published", key)
     if removed:
         with unit_of_work(rt.sessions) as session:
-            job = jobs.get_job(session, job_id)
-            audit.record(
+            record_orphan_removed(
                 session,
-                action="publication.orphan_removed",
-                actor=ACTOR,
-                subject_id=job.subject_id,
                 job_id=job_id,
-                resource_type="object",
-                resource_id=key[:100],
-                details={"bucket": rt.store.bucket_name("published"), "key": key, "versions": removed},
+                actor=ACTOR,
+                bucket=rt.store.bucket_name("published"),
+                key=key,
+                versions=removed,
             )
         logger.warning(
             "job %s: removed %d unrecorded version(s) of %s left by a killed run", job_id, removed, key

@@ -1,1 +1,1 @@
-"""flows.render.flow: see docs/architecture.md for what each module owns."""
+"""One job from consent to the policy's outcome: `flow.py` (`render-job` and its tasks), `steps.py`, `checks.py`."""

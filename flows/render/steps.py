@@ -27,7 +27,6 @@ from flows.jobs.data import (
 )
 from flows.runtime.root import Runtime
 from governance import consent, jobs
-from governance.audit import record as audit
 from governance.enums import JobState
 from governance.errors import ConsentError
 from governance.schema import Job
@@ -77,23 +76,7 @@ def verify_consent(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
         except ConsentError as exc:
             reason, error = str(exc), type(exc).__name__
         else:
-            job = jobs.get_job(session, job_id)
-            job.consent_id = found.id
-            audit.record(
-                session,
-                action="consent.verified",
-                actor=actor,
-                subject_id=spec.subject_id,
-                job_id=job_id,
-                resource_type="consent",
-                resource_id=found.id,
-                details={
-                    "lineage_id": found.lineage_id,
-                    "version": found.version,
-                    "state": job.state.value,
-                    "use": {"purpose": spec.purpose, "channel": spec.channel, "territory": spec.territory},
-                },
-            )
+            job = jobs.record_consent(session, jobs.get_job(session, job_id), consent=found, actor=actor)
             return JobState(job.state)
     return refuse(rt, job_id, reason=reason, error=error, actor=actor)
 
@@ -163,17 +146,8 @@ def bind_likeness(rt: Runtime, job_id: str) -> JobState:
     bound = rt.policy.identity.binding_distance.reject_above
     details = {**result.audit_details(), "reject_above": bound}
     with unit_of_work(rt.sessions) as session:
-        job = jobs.get_job(session, job_id)
-        job.check_scores = {**(job.check_scores or {}), "binding_distance": result.distance}
-        audit.record(
-            session,
-            action="likeness.checked",
-            actor=ACTOR,
-            subject_id=spec.subject_id,
-            job_id=job_id,
-            resource_type="job",
-            resource_id=job_id,
-            details=details,
+        jobs.record_binding(
+            session, jobs.get_job(session, job_id), actor=ACTOR, distance=result.distance, details=details
         )
     if result.distance > bound:
         return refuse(
@@ -319,9 +293,7 @@ def evaluate_checks(rt: Runtime, job_id: str) -> JobState:
         jobs.record_checks(
             session, job, actor=ACTOR, scores=scores, decision=decision, details=scored.details
         )
-        target = JobState(job.state)
-        if target == JobState.rejected:
-            job.last_error = "rejected by policy: " + "; ".join(decision.reasons)
+        target = JobState(job.state)  # a rejected job keeps the policy's reasons (`record_checks`)
     if target in FINAL_STATES or target == JobState.awaiting_review:
         clear_workspace(rt.workspace_root, job_id)  # approved jobs go on to publishing, which fetches anew
     return target

@@ -1,1 +1,1 @@
-"""flows.review.steps: see docs/architecture.md for what each module owns."""
+"""The human gate: `steps.py` applies a decision, `queue.py` shows what waits, `flow.py` sweeps overdue reviews."""

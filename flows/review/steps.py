@@ -19,9 +19,7 @@ from flows.jobs.data import clear_workspace
 from flows.publish.queue import PublishTicket, queue_publish
 from flows.runtime.root import Runtime
 from governance import jobs, review
-from governance.audit import record as audit
 from governance.enums import JobState, Verdict
-from governance.types import utcnow
 from governance.uow import unit_of_work
 from governance.users import get_user_by_email
 
@@ -96,29 +94,8 @@ def apply_decision(
 def expire_review(rt: Runtime, job_id: str) -> JobState:
     """Reject a job whose review window passed; audited as `review.timed_out` with the job's rejection."""
     with unit_of_work(rt.sessions) as session:
-        job = jobs.get_job(session, job_id, for_update=True)
-        if job.state != JobState.awaiting_review:
-            return JobState(job.state)
-        hours = round((utcnow() - job.state_changed_at).total_seconds() / 3600, 2)
-        reason = f"review of job {job_id} timed out after {hours:g} h"
-        audit.record(
-            session,
-            action="review.timed_out",
-            actor=TIMEOUT_ACTOR,
-            subject_id=job.subject_id,
-            job_id=job.id,
-            resource_type="job",
-            resource_id=job.id,
-            details={"waited_hours": hours},
-        )
-        jobs.transition(
-            session,
-            job,
-            to=JobState.rejected,
-            actor=TIMEOUT_ACTOR,
-            details={"reason": reason},
-            changes={"last_error": reason},
-        )
+        if not review.expire(session, job_id=job_id, actor=TIMEOUT_ACTOR):
+            return JobState(jobs.get_job(session, job_id).state)
     clear_workspace(rt.workspace_root, job_id)
     logger.info("job %s rejected: review window passed", job_id)
     return JobState.rejected

@@ -1,1 +1,1 @@
-"""flows.runtime.root: see docs/architecture.md for what each module owns."""
+"""How flows run: settings, the composition root, retries, the `gpu` slot, heartbeats, the local Prefect API."""

@@ -1,1 +1,1 @@
-"""flows.takedown.flow: see docs/architecture.md for what each module owns."""
+"""Revocation and takedown: `steps.py` (revoke, amend, take down what is due), `flow.py` (the `takedown` sweep)."""

@@ -1,1 +1,1 @@
-"""governance.audit.record: see docs/architecture.md for what each module owns."""
+"""The audit log: events (`record.py`), the hash chain, the Merkle tree, signed notes, queries, verification, bundles."""

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from governance.audit.actions import ACTION_PATTERN, AuditAction
 from governance.audit.chain import (
     EXPORT_FIELDS,
     GENESIS_HASH,
@@ -38,6 +38,7 @@ from governance.types import new_id, utcnow
 __all__ = [
     "ACTION_PATTERN",
     "ADVISORY_LOCK_KEY",
+    "AuditAction",
     "EXPORT_FIELDS",
     "GENESIS_HASH",
     "HASHED_FIELDS",
@@ -46,6 +47,7 @@ __all__ = [
     "ExportSummary",
     "canonical_json",
     "chain_head",
+    "check_action",
     "compute_hash",
     "event_fields",
     "export",
@@ -53,6 +55,8 @@ __all__ = [
     "iter_events",
     "query",
     "record",
+    "record_export",
+    "record_verification",
     "stored_hash_input",
     "verify_chain",
     "verify_export",
@@ -60,7 +64,6 @@ __all__ = [
 
 # Key of the PostgreSQL advisory lock that serialises appends ("likeness audit" in ASCII, 63-bit).
 ADVISORY_LOCK_KEY = 0x6C696B656E657373 & 0x7FFFFFFFFFFFFFFF
-ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
 def _normalise_details(details: dict[str, Any] | None, action: str) -> tuple[dict[str, Any], str]:
@@ -106,10 +109,24 @@ def _remember_head(session: Session, seq: int, hash_: str) -> None:
         session.info[_HEAD_CACHE] = (session.get_transaction(), seq, hash_)
 
 
+def check_action(action: object) -> AuditAction:
+    """`action` if it is an `AuditAction`; else ValidationFailed naming what was passed."""
+    if isinstance(action, AuditAction):
+        return action
+    if not isinstance(action, str) or not ACTION_PATTERN.match(action):
+        raise ValidationFailed(
+            f"audit action {action!r} is not a dotted lower-case name like 'consent.granted' "
+            "(pass a governance.audit.actions.AuditAction)"
+        )
+    raise ValidationFailed(
+        f"audit action {action!r} is a plain string: pass a governance.audit.actions.AuditAction"
+    )
+
+
 def record(
     session: Session,
     *,
-    action: str,
+    action: AuditAction,
     actor: str,
     subject_id: str | None = None,
     job_id: str | None = None,
@@ -120,12 +137,11 @@ def record(
     """Append one event to the chain inside the caller's transaction (never committed here).
 
     The event commits or rolls back with the change it describes. `actor` is a user's email or
-    `system:<component>`; `action` is a dotted name such as `consent.granted`.
+    `system:<component>`; `action` is a member of `AuditAction` (`AuditAction.CONSENT_GRANTED`): a
+    plain string is refused, even one equal to a member's value, so every event name is one of the
+    closed list in `governance.audit.actions`.
     """
-    if not ACTION_PATTERN.match(action):
-        raise ValidationFailed(
-            f"audit action {action!r} is not a dotted lower-case name like 'consent.granted'"
-        )
+    name = check_action(action).value  # stored and hashed as the plain string
     if not actor or not actor.strip():
         raise ValidationFailed(f"audit action {action} has no actor")
     clean, details_text = _normalise_details(details, action)
@@ -137,7 +153,7 @@ def record(
             event_id,
             None,
             actor,
-            action,
+            name,
             subject_id,
             job_id,
             resource_type,
@@ -153,7 +169,7 @@ def record(
         seq=seq,
         occurred_at=occurred_at,
         actor=actor,
-        action=action,
+        action=name,
         subject_id=subject_id,
         job_id=job_id,
         resource_type=resource_type,
@@ -165,3 +181,18 @@ def record(
     session.add(event)  # written at the next flush or commit, in the order appended
     _remember_head(session, seq, event.hash)
     return event
+
+
+def record_export(
+    session: Session, *, actor: str, details: dict[str, Any], resource_type: str | None = None
+) -> AuditEvent:
+    """Audit that someone exported the log (`audit.exported`: format, count, chain head, filters)."""
+    return record(
+        session, action=AuditAction.AUDIT_EXPORTED, actor=actor, resource_type=resource_type, details=details
+    )
+
+
+def record_verification(session: Session, *, actor: str, ok: bool, details: dict[str, Any]) -> AuditEvent:
+    """Audit a walk of the log: `audit.verified` when it held, `audit.verify_failed` when it broke."""
+    action = AuditAction.AUDIT_VERIFIED if ok else AuditAction.AUDIT_VERIFY_FAILED
+    return record(session, action=action, actor=actor, details=details)

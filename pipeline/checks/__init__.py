@@ -1,1 +1,1 @@
-"""pipeline.checks: see docs/architecture.md for what each module owns."""
+"""Checks of a render: identity, artifacts, motion and driver leak, each a score and a verdict against thresholds."""

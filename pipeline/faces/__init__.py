@@ -1,1 +1,1 @@
-"""pipeline.faces.portrait: see docs/architecture.md for what each module owns."""
+"""Faces: detection, the one-face portrait rule and crop, driving-video tracking, landmarks, offline weights."""

@@ -1,1 +1,1 @@
-"""pipeline.marks: see docs/architecture.md for what each module owns."""
+"""What marks a published video: the visible label, the invisible watermark, the C2PA manifest."""

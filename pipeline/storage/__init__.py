@@ -1,1 +1,1 @@
-"""pipeline.storage.objects: see docs/architecture.md for what each module owns."""
+"""Object storage: the S3 client, the audit bucket, and the project's own SeaweedFS for one machine."""

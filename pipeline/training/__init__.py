@@ -1,1 +1,1 @@
-"""pipeline.training: see docs/architecture.md for what each module owns."""
+"""Training data from raw videos: face-tracked clips and the clip files `models.training` reads."""

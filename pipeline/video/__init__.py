@@ -1,1 +1,1 @@
-"""pipeline.video.reader: see docs/architecture.md for what each module owns."""
+"""Video in and out through ffmpeg: probing and streaming frames, writing H.264 MP4, finding the binaries."""

@@ -14,17 +14,21 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.errors import ValidationFailed
 from governance.schema import AuditEvent
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from tests.governance.helpers import audit_actions, count
 
+# Any members do: these tests are about the chain, not the vocabulary.
+APPENDED, OUTER, INNER = AuditAction.ACCESS_READ, AuditAction.ACCESS_READ, AuditAction.ACCESS_DENIED
+
 
 def append(sf: sessionmaker[Session], n: int, *, actor: str = "alice@example.org", **kw: object) -> None:
     with unit_of_work(sf) as session:
         for i in range(n):
-            audit.record(session, action="test.appended", actor=actor, details={"i": i, "f": 0.1}, **kw)  # type: ignore[arg-type]
+            audit.record(session, action=APPENDED, actor=actor, details={"i": i, "f": 0.1}, **kw)  # type: ignore[arg-type]
 
 
 def drop_triggers(engine: Engine) -> None:
@@ -138,7 +142,7 @@ def test_removed_tail_is_caught_with_an_anchor(
 def test_rollback_leaves_no_event(session_factory: sessionmaker[Session]) -> None:
     append(session_factory, 1)
     with pytest.raises(RuntimeError), unit_of_work(session_factory) as session:
-        audit.record(session, action="test.appended", actor="alice@example.org")
+        audit.record(session, action=APPENDED, actor="alice@example.org")
         raise RuntimeError("the change this event describes failed")
     assert count(session_factory, AuditEvent) == 1
     append(session_factory, 1)
@@ -150,9 +154,16 @@ def test_rollback_leaves_no_event(session_factory: sessionmaker[Session]) -> Non
     [
         ({"action": "Consent Granted", "actor": "a@x.org"}, "is not a dotted lower-case name"),
         ({"action": "consent", "actor": "a@x.org"}, "is not a dotted lower-case name"),
-        ({"action": "consent.granted", "actor": "  "}, "has no actor"),
-        ({"action": "consent.granted", "actor": "a@x.org", "details": {"x": float("nan")}}, "not plain JSON"),
-        ({"action": "consent.granted", "actor": "a@x.org", "details": {"x": object()}}, "not plain JSON"),
+        ({"action": "consent.granted", "actor": "a@x.org"}, "'consent.granted' is a plain string"),
+        ({"action": AuditAction.CONSENT_GRANTED, "actor": "  "}, "has no actor"),
+        (
+            {"action": AuditAction.CONSENT_GRANTED, "actor": "a@x.org", "details": {"x": float("nan")}},
+            "not plain JSON",
+        ),
+        (
+            {"action": AuditAction.CONSENT_GRANTED, "actor": "a@x.org", "details": {"x": object()}},
+            "not plain JSON",
+        ),
     ],
 )
 def test_bad_events_are_refused(session_factory: sessionmaker[Session], kwargs: dict, message: str) -> None:
@@ -185,13 +196,13 @@ def test_query_filters(session_factory: sessionmaker[Session]) -> None:
     append(session_factory, 2, actor="alice@example.org", subject_id="s-1")
     append(session_factory, 1, actor="bob@example.org", job_id="j-1")
     with unit_of_work(session_factory) as session:
-        audit.record(session, action="consent.granted", actor="bob@example.org", subject_id="s-1")
+        audit.record(session, action=AuditAction.CONSENT_GRANTED, actor="bob@example.org", subject_id="s-1")
     with session_factory() as session:
         assert [e.seq for e in audit.query(session, subject_id="s-1")] == [1, 2, 4]
         assert [e.seq for e in audit.query(session, job_id="j-1")] == [3]
         assert [e.seq for e in audit.query(session, actor="bob@example.org")] == [3, 4]
         assert [e.seq for e in audit.query(session, action="consent.*")] == [4]
-        assert [e.seq for e in audit.query(session, action="test.appended", limit=2)] == [1, 2]
+        assert [e.seq for e in audit.query(session, action=APPENDED, limit=2)] == [1, 2]
         now = utcnow()
         assert (
             len(audit.query(session, since=now - timedelta(minutes=5), until=now + timedelta(minutes=5))) == 4
@@ -230,9 +241,11 @@ def test_refusal_is_audited_after_rollback(session_factory: sessionmaker[Session
     from governance.errors import GovernanceError, Refusal
 
     with pytest.raises(GovernanceError, match="no"), unit_of_work(session_factory) as session:
-        audit.record(session, action="test.appended", actor="alice@example.org")
-        raise GovernanceError("no", refusal=Refusal(action="test.refused", actor="alice@example.org"))
-    assert audit_actions(session_factory) == ["test.refused"]
+        audit.record(session, action=APPENDED, actor="alice@example.org")
+        raise GovernanceError(
+            "no", refusal=Refusal(action=AuditAction.REVIEW_REFUSED, actor="alice@example.org")
+        )
+    assert audit_actions(session_factory) == [AuditAction.REVIEW_REFUSED]
     assert report(session_factory).ok
 
 
@@ -240,14 +253,14 @@ def test_fast_path_hash_input_is_the_canonical_serialisation(session_factory: se
     with unit_of_work(session_factory) as session:
         audit.record(
             session,
-            action="test.appended",
+            action=APPENDED,
             actor="zoë@example.org",
             subject_id="s",
             details={"b": [1, 2.5, None, True], "a": {"ü": '"quoted"\n', "z": -0.0}},
         )
         audit.record(
             session,
-            action="test.appended",
+            action=APPENDED,
             actor="system:x",
             job_id="j",
             resource_type="job",
@@ -297,13 +310,13 @@ def test_equivalent_but_non_canonical_details_still_verify(
 
 def test_savepoint_rollback_does_not_fork_the_chain(session_factory: sessionmaker[Session]) -> None:
     with unit_of_work(session_factory) as session:
-        audit.record(session, action="test.outer", actor="a@x.org")
+        audit.record(session, action=OUTER, actor="a@x.org")
         with pytest.raises(RuntimeError), session.begin_nested():
-            audit.record(session, action="test.inner", actor="a@x.org")
+            audit.record(session, action=INNER, actor="a@x.org")
             raise RuntimeError("inner work failed")
-        audit.record(session, action="test.outer", actor="a@x.org")
-        audit.record(session, action="test.outer", actor="a@x.org")
-    assert audit_actions(session_factory) == ["test.outer"] * 3
+        audit.record(session, action=OUTER, actor="a@x.org")
+        audit.record(session, action=OUTER, actor="a@x.org")
+    assert audit_actions(session_factory) == [OUTER] * 3
     assert report(session_factory).ok
 
 

@@ -303,6 +303,7 @@ import sys
 from flows.audit.checkpoints import write_checkpoint
 from flows.runtime.settings import Settings
 from governance.audit import record as audit
+from governance.audit.actions import AuditAction
 from governance.database import make_engine, make_session_factory
 from governance.uow import unit_of_work
 
@@ -311,7 +312,7 @@ sf = make_session_factory(make_engine(settings.database_url))
 for i in range(int(sys.argv[1])):
     with unit_of_work(sf) as session:
         for j in range(3):
-            audit.record(session, action="test.appended", actor=sys.argv[2], details={"i": i, "j": j})
+            audit.record(session, action=AuditAction.ACCESS_READ, actor=sys.argv[2], details={"i": i, "j": j})
     write_checkpoint(settings, sf)
 """
 

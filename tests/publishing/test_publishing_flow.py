@@ -7,13 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from flows.publish.delivery import (
-    mark_and_publish,
-    takedown_for_consent,
-    takedown_publication,
-    trust_anchors,
-    verify_file,
-)
+from flows.publish.delivery import mark_and_publish, trust_anchors
+from flows.publish.verify import verify_file
+from flows.takedown.steps import takedown_for_consent, takedown_publication
 from governance import consent
 from governance.enums import JobState
 from governance.errors import ConsentRevoked, InvalidTransition, RoleRequired

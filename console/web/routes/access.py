@@ -13,10 +13,9 @@ from console.web.errors import TooManyAttempts
 from console.web.pages import redirect, render
 from console.web.proxy import client_address
 from console.web.state import console, current_user, web_session
-from governance.audit import record as audit
 from governance.errors import AuthenticationFailed, ValidationFailed
 from governance.uow import unit_of_work
-from governance.users import authenticate
+from governance.users import authenticate, record_sign_in, record_sign_in_failed
 
 router = APIRouter()
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -82,24 +81,11 @@ def _check_password(request: Request, email: str, password: str) -> str | None:
     try:
         with unit_of_work(sessions) as db:
             user = authenticate(db, email=email, password=password)
-            audit.record(
-                db,
-                action="auth.signed_in",
-                actor=user.email,
-                resource_type="user",
-                resource_id=user.id,
-                details={"client": _client(request), "via": "console"},
-            )
+            record_sign_in(db, user, client=_client(request), via="console")
             return user.id
     except AuthenticationFailed:
         with unit_of_work(sessions) as db:
-            audit.record(
-                db,
-                action="auth.sign_in_failed",
-                actor=f"anonymous:{_client(request)}",
-                resource_type="user",
-                details={"email": email.strip().lower()[:320], "via": "console"},
-            )
+            record_sign_in_failed(db, email=email, client=_client(request), via="console")
         return None
 
 

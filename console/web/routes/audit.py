@@ -184,9 +184,8 @@ def audit_export(
         with handle, unit_of_work(state.runtime.sessions) as db:
             summary = audit.export(db, handle, fmt=format, flt=flt)  # type: ignore[arg-type]  # a text file
         with unit_of_work(state.runtime.sessions) as db:
-            audit.record(
+            audit.record_export(
                 db,
-                action="audit.exported",
                 actor=current_user(request).email,
                 resource_type="audit_log",
                 details={
