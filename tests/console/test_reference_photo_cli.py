@@ -21,7 +21,7 @@ from governance.database import make_engine, make_session_factory
 from governance.schema import Consent, LikenessReference
 from tests.console.argv import consent_grant
 from tests.fixtures.media import BadMedia
-from tests.fixtures.storage import S3ServerHandle, unique_prefix
+from tests.fixtures.storage import S3ServerHandle
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 COMPLIANCE = "comp@example.org"
@@ -36,10 +36,7 @@ def cli(
     env = {
         "LIKENESS_DATABASE_URL": sqlite_db_url,
         "LIKENESS_VAR_DIR": str(tmp_path / "var"),
-        "LIKENESS_S3_ENDPOINT": s3_server.endpoint,
-        "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
-        "LIKENESS_S3_SECRET_KEY": s3_server.secret_key,
-        "LIKENESS_S3_BUCKET_PREFIX": unique_prefix(),
+        **s3_server.env(),
         "LIKENESS_ALLOWED_INPUT_DIRS": json.dumps([str(photos)]),
         "LIKENESS_ACTOR": "",
         "COLUMNS": "250",

@@ -34,6 +34,7 @@ from governance.schema import AuditEvent, Job, Publication
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from tests.fixtures.env import services_env
+from tests.fixtures.media import H264
 from tests.fixtures.model import TinyCheckpoint
 from tests.fixtures.storage import S3ServerHandle, unique_prefix
 
@@ -74,12 +75,7 @@ def flow_media(tmp_path_factory: pytest.TempPathFactory) -> Media:
         r"select=between(n\,300\,315),setpts=N/25/TB",
         "-r",
         "25",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-crf",
-        "18",
+        *H264,
         str(driving),
     )
     stranger = folder / "stranger.jpg"

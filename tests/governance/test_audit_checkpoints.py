@@ -327,10 +327,7 @@ def test_two_processes_append_and_checkpoint_one_linear_log(
         **os.environ,
         "LIKENESS_DATABASE_URL": postgres_db_url,
         "LIKENESS_VAR_DIR": str(tmp_path / "var"),
-        "LIKENESS_S3_ENDPOINT": s3_server.endpoint,
-        "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
-        "LIKENESS_S3_SECRET_KEY": s3_server.secret_key,
-        "LIKENESS_S3_BUCKET_PREFIX": prefix,
+        **s3_server.env(bucket_prefix=prefix),
         "LIKENESS_AUDIT_ORIGIN": "test.example/audit",
         "LIKENESS_AUDIT_RETENTION_DAYS": "1",
     }

@@ -22,6 +22,7 @@ from governance.subjects import add_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from pipeline.storage.objects import ObjectStore, object_key
+from tests.fixtures.media import H264
 from tests.fixtures.storage import S3ServerHandle
 from tests.governance.helpers import good_scores, render_and_check
 
@@ -45,12 +46,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "2",
         "-vf",
         "crop=240:240,scale=256:256",
-        "-c:v",
-        "libx264",
-        "-crf",
-        "18",
-        "-pix_fmt",
-        "yuv420p",
+        *H264,
         str(path),
     )
     return path

@@ -25,7 +25,7 @@ from governance.enums import AssetKind, JobState
 from governance.policy import CheckScores, load_policy
 from governance.uow import unit_of_work
 from pipeline.storage.objects import StoredObject
-from tests.governance.helpers import record_published
+from tests.governance.helpers import FRAME_SCORES, record_published
 
 PASSWORD = "correct horse battery staple"
 MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
@@ -208,22 +208,7 @@ class WebWorld:
                 model_sha256="b" * 64,
                 inference_mode="exact",
             )
-            scores = CheckScores.model_validate(
-                {
-                    "binding_distance": 0.03,
-                    "fidelity_mean_distance": 0.03,
-                    "fidelity_worst5_distance": 0.05,
-                    "missing_face_ratio": 0.0,
-                    "sharpness_ratio": 0.9,
-                    "flicker_outlier_ratio": 0.0,
-                    "longest_frozen_run": 1,
-                    "colour_drift": 7.0,
-                    "duration_ok": True,
-                    "fps_ok": True,
-                    "size_ok": True,
-                    **(scores or {}),
-                }
-            )
+            checked = CheckScores.model_validate({**FRAME_SCORES, "colour_drift": 7.0, **(scores or {})})
             details = {
                 "identity": identity
                 or {
@@ -238,8 +223,8 @@ class WebWorld:
                 db,
                 job,
                 actor="system:test",
-                scores=scores,
-                decision=load_policy().evaluate(scores),
+                scores=checked,
+                decision=load_policy().evaluate(checked),
                 details=details,
             )
             assert job.state == JobState.awaiting_review
