@@ -178,27 +178,28 @@ FRAME_SCORES: dict[str, object] = {
 }
 
 
+# The motion scores of a clean render: the output moves as the driver does.
+MOTION_SCORES: dict[str, object] = {
+    "motion_mean_distance": 0.015,
+    "motion_worst5_distance": 0.02,
+    "mouth_correlation": 0.9,
+    "mouth_mean_difference": 0.01,
+    "eyes_correlation": 0.9,
+    "eyes_mean_difference": 0.01,
+    "yaw_correlation": 0.9,
+    "yaw_mean_difference": 0.5,
+    "pitch_correlation": 0.9,
+    "pitch_mean_difference": 0.5,
+    "roll_correlation": 0.9,
+    "roll_mean_difference": 0.5,
+}
+# The leak scores of a clean render: the output shows the portrait's person, not the driver.
+LEAK_SCORES: dict[str, object] = {"driver_portrait_distance": 0.02, "leak_margin": 0.0}
+
+
 def good_scores(**overrides: object) -> CheckScores:
-    """Scores that the default policy approves (frame, identity and motion), with overrides."""
-    base: dict[str, object] = {
-        **FRAME_SCORES,
-        "motion_mean_distance": 0.015,
-        "motion_worst5_distance": 0.02,
-        "mouth_correlation": 0.9,
-        "mouth_mean_difference": 0.01,
-        "eyes_correlation": 0.9,
-        "eyes_mean_difference": 0.01,
-        "yaw_correlation": 0.9,
-        "yaw_mean_difference": 0.5,
-        "pitch_correlation": 0.9,
-        "pitch_mean_difference": 0.5,
-        "roll_correlation": 0.9,
-        "roll_mean_difference": 0.5,
-        "driver_portrait_distance": 0.02,
-        "leak_margin": 0.0,
-    }
-    base.update(overrides)
-    return CheckScores.model_validate(base)
+    """Scores that the default policy approves (frame, identity, motion and leak), with overrides."""
+    return CheckScores.model_validate({**FRAME_SCORES, **MOTION_SCORES, **LEAK_SCORES, **overrides})
 
 
 def audit_actions(sf: sessionmaker[Session]) -> list[str]:
