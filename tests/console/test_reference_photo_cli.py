@@ -16,7 +16,6 @@ from typer.testing import CliRunner, Result
 from console.cli.app import app
 from flows.consent.references import discard_unreferenced, store_upload
 from flows.runtime.root import Runtime
-from flows.runtime.settings import Settings
 from governance.database import make_engine, make_session_factory
 from governance.schema import Consent, LikenessReference
 from tests.console.argv import consent_grant
@@ -52,13 +51,10 @@ def cli(
         ("subject", "add", "--reference", "S-1", "--name", "Ada", "--actor", COMPLIANCE),
     ):
         assert invoke(*args).exit_code == 0
-    settings = Settings(
-        database_url=sqlite_db_url,
-        var_dir=tmp_path / "var",
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
-        s3_bucket_prefix=env["LIKENESS_S3_BUCKET_PREFIX"],
+    settings = s3_server.settings(
+        tmp_path / "var",
+        sqlite_db_url,
+        bucket_prefix=env["LIKENESS_S3_BUCKET_PREFIX"],
         allowed_input_dirs=[photos],
     )
     rt = Runtime(settings)
