@@ -25,6 +25,7 @@ JSON goes to bench/results/.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import multiprocessing
@@ -32,7 +33,6 @@ import os
 import platform
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -56,6 +56,7 @@ from models.inference import animate, cpu_has_amx, fast_dtype, use_channels_last
 from models.keypoints import movement_scale, normalize_keypoints
 from models.loading import load_mcnet, save_checkpoint
 from models.mcnet import MCNet
+from pipeline.video.reader import iter_frames
 
 if TYPE_CHECKING:
     import multiprocessing.synchronize
@@ -66,6 +67,7 @@ MEDIA = ROOT / ".." / "shared" / "media" / "portrait_astronaut.png"
 DEMO_CHECKPOINT = ROOT / "flows" / "demo" / "assets" / "mcnet_demo128.pth.tar"
 DEMO_VIDEO = ROOT / "flows" / "demo" / "assets" / "talking_man_192.mp4"
 DEMO_HELDOUT_SECONDS = 12.0  # frame 300 at 25 fps: the first frame the demo model never trained on
+DEMO_FPS = 25
 RESULTS = ROOT / "bench" / "results"
 REFERENCE_ENV = "LIKENESS_MCNET_REFERENCE_DIR"
 SEED = 2026
@@ -132,38 +134,13 @@ def make_inputs(frames: int, size: int) -> tuple[torch.Tensor, list[torch.Tensor
 
 def demo_inputs(frames: int, size: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The demo model's held-out frames: frame 300 of its training video as source, the next `frames` as driving."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None or not DEMO_VIDEO.is_file():
+    if shutil.which("ffmpeg") is None or not DEMO_VIDEO.is_file():
         return make_inputs(frames, size)
-    raw = subprocess.run(
-        [
-            ffmpeg,
-            "-v",
-            "error",
-            "-ss",
-            str(DEMO_HELDOUT_SECONDS),
-            "-i",
-            str(DEMO_VIDEO),
-            "-frames:v",
-            str(frames + 1),
-            "-vf",
-            f"scale={size}:{size}",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ],
-        check=True,
-        capture_output=True,
-    ).stdout
-    video = (
-        torch.from_numpy(np.frombuffer(raw, np.uint8).copy())
-        .view(-1, size, size, 3)
-        .permute(0, 3, 1, 2)
-        .float()
-        / 255
-    )
+    first = round(DEMO_HELDOUT_SECONDS * DEMO_FPS)
+    video = [
+        torch.from_numpy(frame.copy()).permute(2, 0, 1).float() / 255
+        for frame in itertools.islice(iter_frames(DEMO_VIDEO, size=size), first, first + frames + 1)
+    ]
     return video[0], list(video[1:])
 
 

@@ -269,25 +269,15 @@ def _timed_phases(totals: dict[str, float]) -> Iterator[None]:
 def _local_gpu_limit(slots: int = 1) -> Iterator[None]:
     """A fresh project-local Prefect server (as `likeness orchestrator up` runs it) with a `gpu` limit of
     `slots`: the limit is the operator's, so the benchmark creates it on a server of its own."""
-    from prefect.context import refresh_global_settings_context
-
     from flows.runtime.concurrency import ensure_gpu_limit
-    from flows.runtime.orchestrator import LocalPrefectServer, point_prefect_at
+    from flows.runtime.orchestrator import LocalPrefectServer, serving
 
-    with tempfile.TemporaryDirectory(prefix="bench-prefect-") as tmp:
-        server = LocalPrefectServer(Path(tmp), port=0)
-        previous = os.environ.get("PREFECT_API_URL")
-        try:
-            point_prefect_at(server.start(timeout=240).api_url)
-            ensure_gpu_limit(slots)
-            yield
-        finally:
-            server.stop()
-            if previous is None:
-                os.environ.pop("PREFECT_API_URL", None)
-            else:
-                os.environ["PREFECT_API_URL"] = previous
-            refresh_global_settings_context()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-prefect-") as tmp,
+        serving(LocalPrefectServer(Path(tmp), port=0), timeout=240),
+    ):
+        ensure_gpu_limit(slots)
+        yield
 
 
 def measure_throughput(checkpoint: Path, jobs: int, workers: int) -> Throughput:

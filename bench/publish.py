@@ -29,68 +29,32 @@ from pipeline.marks import provenance, watermark
 from pipeline.marks.label import burn_label
 from pipeline.storage.local_s3 import LocalS3Server
 from pipeline.storage.objects import ObjectStore, object_key, sha256_file
+from pipeline.training.frames import decode_video
+from pipeline.video.reader import VideoWriter, iter_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
 RESULTS = ROOT / "bench" / "results"
 PAYLOAD = 0x5EED1234
+FPS = 25
 
 
 def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-loglevel", "error", "-nostdin", "-y", *args], check=True)
 
 
-def frames_of(path: Path, size: int = 256) -> np.ndarray:
-    raw = subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-i",
-            str(path),
-            "-vf",
-            f"scale={size}:{size}:flags=bicubic",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3)
+def frames_of(path: Path, size: int | None = 256) -> np.ndarray:
+    """Every frame of a video as RGB arrays, resized to `size` (None: as stored), by the product's reader."""
+    return np.stack(list(iter_frames(path, size=size)))
 
 
-def write_frames(frames: np.ndarray, path: Path, *, crf: int = 20, fps: int = 25) -> None:
+def write_frames(frames: np.ndarray, path: Path, *, crf: int = 20, fps: int = FPS) -> Path:
+    """H.264 yuv420p through the product's writer (`pipeline.video.writer.VideoWriter`)."""
     h, w = frames.shape[1:3]
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            f"{w}x{h}",
-            "-r",
-            str(fps),
-            "-i",
-            "-",
-            "-c:v",
-            "libx264",
-            "-crf",
-            str(crf),
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        input=frames.tobytes(),
-        check=True,
-    )
+    with VideoWriter(path, fps=fps, size=(w, h), crf=crf) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return path
 
 
 def attacks(marked: Path, work: Path) -> dict[str, Path]:
@@ -108,7 +72,9 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
 
 
 def dwt_accuracy(path: Path, bits: np.ndarray) -> dict[str, Any]:
-    scores = np.array([watermark.frame_scores(f) for f in frames_of(path)])
+    scores = np.array(
+        [watermark.frame_scores(f) for f in frames_of(path, size=None)]
+    )  # resized as `read` does
     per_frame = float(((scores > 0.5) == bits).mean())
     voted = float(((scores.mean(0) > 0.5) == bits).mean())
     payload, flipped = watermark.decode_scores(scores.mean(0))
@@ -173,21 +139,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-publish-") as tmp:
         work = Path(tmp)
         clip = work / "clip.mp4"
-        ffmpeg(
-            "-i",
-            str(SOURCE),
-            "-t",
-            str(args.seconds),
-            "-vf",
-            "crop=240:240,scale=256:256",
-            "-c:v",
-            "libx264",
-            "-crf",
-            "18",
-            "-pix_fmt",
-            "yuv420p",
-            str(clip),
-        )
+        # The source's centre square at 256x256, as the training frames are cut (25 fps, no audio).
+        write_frames(decode_video(SOURCE, size=256, max_frames=round(args.seconds * FPS)), clip, crf=18)
         steps: dict[str, float] = {}
         labelled, steps["label"] = timed(burn_label, clip, work / "labelled.mp4")
         marked, steps["watermark_embed"] = timed(watermark.embed, labelled, work / "marked.mp4", PAYLOAD)

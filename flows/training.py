@@ -10,6 +10,7 @@ registered as assets, and the checkpoint is registered with that lineage, so it 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,26 +70,9 @@ __all__ = [
 ]
 
 
-def prepare_data(
-    inputs: Sequence[Path],
-    out_dir: Path,
-    *,
-    size: int,
-    heldout_fraction: float = 0.2,
-    max_frames: int | None = None,
-    subjects: Sequence[str] | None = None,
-    crop: str = "face",
-) -> ClipManifest:
-    """Decode videos / frame folders into a training data folder (see `pipeline.training.frames`)."""
-    return prepare_training_data(
-        inputs,
-        out_dir,
-        size=size,
-        heldout_fraction=heldout_fraction,
-        max_frames=max_frames,
-        subjects=subjects,
-        crop=crop,
-    )
+# Decode videos / frame folders into a training data folder (see `pipeline.training.frames`); what the CLI
+# calls, with the face-tracked crop as the default (the pipeline's own default is the centre crop).
+prepare_data = functools.partial(prepare_training_data, crop="face")
 
 
 def _data_folder(

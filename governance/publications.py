@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +26,22 @@ from governance.users import require_role
 
 TAKEDOWN_ROLES = (Role.compliance, Role.admin)
 PAYLOAD_MAX = 2**32
+
+
+class StoredCopy(Protocol):
+    """A stored object as the object store reports it (`pipeline.storage.objects.StoredObject` is one);
+    governance does not import the store, so it names only the fields a publication row keeps."""
+
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def version_id(self) -> str | None: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
@@ -121,18 +137,15 @@ def record_publication(
     session: Session,
     *,
     job_id: str,
-    bucket: str,
-    object_key: str,
-    version_id: str | None,
-    sha256: str,
-    size_bytes: int | None,
+    stored: StoredCopy,
     watermark_payload: int,
     published_by: str,
     c2pa_manifest_label: str | None = None,
     c2pa_manifest: dict[str, Any] | None = None,
     publication_id: str | None = None,
 ) -> Publication:
-    """Record a published object for a job in `publishing` and move the job to `published` (audited).
+    """Record a published object (`stored`: where and which bytes, as the store reported them) for a job in
+    `publishing` and move the job to `published` (audited).
 
     Raises:
         InvalidTransition: the job is not in `publishing`.
@@ -143,6 +156,7 @@ def record_publication(
         raise InvalidTransition(
             f"job {job_id} is {JobState(job.state).value}: only a publishing job can be published"
         )
+    sha256 = stored.sha256
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256.lower()):
         raise ValidationFailed(f"job {job_id}: sha256 {sha256!r} is not 64 hex characters")
     if not 0 <= int(watermark_payload) < PAYLOAD_MAX:
@@ -155,11 +169,11 @@ def record_publication(
     publication = Publication(
         id=publication_id or new_id(),
         job_id=job_id,
-        bucket=bucket,
-        object_key=object_key,
-        version_id=version_id,
+        bucket=stored.bucket,
+        object_key=stored.key,
+        version_id=stored.version_id,
         sha256=sha256.lower(),
-        size_bytes=size_bytes,
+        size_bytes=stored.size,
         watermark_payload=int(watermark_payload),
         c2pa_manifest_label=c2pa_manifest_label,
         c2pa_manifest=c2pa_manifest,
@@ -180,9 +194,9 @@ def record_publication(
         resource_type="publication",
         resource_id=publication.id,
         details={
-            "bucket": bucket,
-            "object_key": object_key,
-            "version_id": version_id,
+            "bucket": publication.bucket,
+            "object_key": publication.object_key,
+            "version_id": publication.version_id,
             "sha256": publication.sha256,
             "watermark_payload": publication.watermark_payload,
         },

@@ -8,15 +8,16 @@ storage.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.context import get_run_context
 
 from flows.jobs import claims
 from flows.render import steps as render_steps
 from flows.runtime.retry import RETRIES, RETRY_DELAYS, only_transient
-from flows.runtime.root import get_runtime
+from flows.runtime.root import Runtime, get_runtime
+from governance.enums import JobState
 
 RETRYING: dict[str, Any] = {
     "retries": RETRIES,
@@ -43,6 +44,24 @@ def run_is_alive(run_id: str) -> bool:
     from flows.runtime.heartbeat import holder_alive
 
     return holder_alive(run_id, timeout_seconds=get_runtime().settings.run_heartbeat_timeout_seconds)
+
+
+class ClaimStep(Protocol):
+    """A plain claim step (`flows.render.steps.claim_render`, `flows.publish.steps.claim_publish`)."""
+
+    def __call__(
+        self, rt: Runtime, job_id: str, *, run_id: str, holder_alive: claims.HolderCheck | None = None
+    ) -> JobState: ...
+
+
+def claim_for_this_run(step: ClaimStep, job_id: str) -> str:
+    """Claim the job for the calling flow run: its state after the claim, or `held_elsewhere` when a live
+    run holds it (logged, and left to that run), so the render and publish tasks claim alike."""
+    try:
+        return step(get_runtime(), job_id, run_id=flow_run_id(), holder_alive=run_is_alive).value
+    except claims.HeldElsewhere as exc:
+        get_run_logger().info("%s: left to that run", exc)
+        return claims.HELD_ELSEWHERE
 
 
 @task(name="verify-consent", **RETRYING)

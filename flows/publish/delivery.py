@@ -247,11 +247,7 @@ def mark_and_publish(
                 publication = pubs.record_publication(
                     session,
                     job_id=job_id,
-                    bucket=stored.bucket,
-                    object_key=stored.key,
-                    version_id=stored.version_id,
-                    sha256=stored.sha256,
-                    size_bytes=stored.size,
+                    stored=stored,
                     watermark_payload=payload,
                     published_by=actor,
                     c2pa_manifest=manifest,

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
 from flows.audit.checkpoints import checkpoint_after
 from flows.jobs import tasks
-from flows.jobs.claims import HELD_ELSEWHERE, HeldElsewhere, describe
-from flows.jobs.tasks import RETRYING, flow_run_id, run_is_alive
+from flows.jobs.claims import HELD_ELSEWHERE, describe
+from flows.jobs.tasks import RETRYING
 from flows.publish import steps as publish_steps
 from flows.publish.steps import ACTOR
 from flows.runtime.heartbeat import beating, current_run_id
@@ -31,13 +31,7 @@ from governance.uow import unit_of_work
 @task(name="claim-publish", **RETRYING)
 def claim_publish(job_id: str) -> str:
     """Claim an approved job for publishing; returns its state after the claim, or `held_elsewhere`."""
-    try:
-        return publish_steps.claim_publish(
-            get_runtime(), job_id, run_id=flow_run_id(), holder_alive=run_is_alive
-        ).value
-    except HeldElsewhere as exc:
-        get_run_logger().info("%s: left to that run", exc)
-        return HELD_ELSEWHERE
+    return tasks.claim_for_this_run(publish_steps.claim_publish, job_id)
 
 
 @task(name="publish", **RETRYING)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 
 from flows.jobs import tasks
-from flows.jobs.claims import HELD_ELSEWHERE, HeldElsewhere, describe
-from flows.jobs.tasks import RETRYING, flow_run_id, run_is_alive
+from flows.jobs.claims import HELD_ELSEWHERE, describe
+from flows.jobs.tasks import RETRYING
 from flows.publish.flow import publish_job
 from flows.render import steps as render_steps
 from flows.render.steps import REFUSED
@@ -28,13 +28,7 @@ from governance.errors import InvalidTransition
 @task(name="claim-render", **RETRYING)
 def claim_render(job_id: str) -> str:
     """Claim the job for rendering; returns its state after the claim, or `held_elsewhere`."""
-    try:
-        return render_steps.claim_render(
-            get_runtime(), job_id, run_id=flow_run_id(), holder_alive=run_is_alive
-        ).value
-    except HeldElsewhere as exc:
-        get_run_logger().info("%s: left to that run", exc)
-        return HELD_ELSEWHERE
+    return tasks.claim_for_this_run(render_steps.claim_render, job_id)
 
 
 @task(name="verify-model", **RETRYING)

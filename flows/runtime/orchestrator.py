@@ -252,6 +252,26 @@ def point_prefect_at(api_url: str) -> None:
     refresh_global_settings_context()
 
 
+@contextlib.contextmanager
+def serving(server: LocalPrefectServer, *, timeout: float = 120.0) -> Iterator[OrchestratorState]:
+    """A server of the block's own (a test process's, a benchmark's): started, this process's Prefect
+    client pointed at it, then stopped and the previous `PREFECT_API_URL` restored, whatever happens."""
+    from prefect.context import refresh_global_settings_context
+
+    previous = os.environ.get("PREFECT_API_URL")
+    try:
+        state = server.start(timeout=timeout)
+        point_prefect_at(state.api_url)
+        yield state
+    finally:
+        server.stop()
+        if previous is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = previous
+        refresh_global_settings_context()
+
+
 def require_api(settings: Settings) -> str:
     """The Prefect API this process will use, checked: `PREFECT_API_URL`, else the local server.
 

@@ -16,22 +16,10 @@ from PIL import Image
 from console.cli.app import main
 from governance.policy import DEFAULT_POLICY_PATH
 from tests.fixtures.media import encode
+from tests.governance.helpers import MOTION_SCORES
 
 ROOT = Path(__file__).resolve().parents[2]
-MOTION = {
-    "motion_mean_distance",
-    "motion_worst5_distance",
-    "mouth_correlation",
-    "mouth_mean_difference",
-    "eyes_correlation",
-    "eyes_mean_difference",
-    "yaw_correlation",
-    "yaw_mean_difference",
-    "pitch_correlation",
-    "pitch_mean_difference",
-    "roll_correlation",
-    "roll_mean_difference",
-}
+MOTION = set(MOTION_SCORES)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

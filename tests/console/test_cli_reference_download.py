@@ -12,9 +12,6 @@ from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
 from console.cli.app import app
-from governance import jobs
-from governance.enums import JobState
-from governance.publications import record_publication
 from governance.schema import AuditEvent, LikenessReference
 from governance.uow import unit_of_work
 from tests.fixtures.env import services_env
@@ -126,22 +123,7 @@ def test_publication_download_checks_the_hash_and_is_audited(world: WebWorld, tm
     job_id = world.job_awaiting_review()
     video = tmp_path / "final.mp4"
     video.write_bytes(b"\x00\x00\x00\x18ftypmp42 a published video stand-in")
-    stored = world.runtime.store.put_file("published", f"jobs/{job_id}/final.mp4", video)
-    with unit_of_work(world.sf) as db:
-        job = jobs.get_job(db, job_id)
-        jobs.transition(db, job, to=JobState.approved, actor="system:test")
-        jobs.transition(db, job, to=JobState.publishing, actor="system:test")
-        publication_id = record_publication(
-            db,
-            job_id=job_id,
-            bucket=stored.bucket,
-            object_key=stored.key,
-            version_id=stored.version_id,
-            sha256=stored.sha256,
-            size_bytes=stored.size,
-            watermark_payload=77,
-            published_by="system:test",
-        ).id
+    stored, publication_id = world.publish_file(job_id, video, payload=77)
     target = tmp_path / "copy.mp4"
     done = cli(
         world, "publication", "download", publication_id, "--actor", "auditor@example.org", "-o", str(target)

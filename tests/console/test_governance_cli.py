@@ -22,7 +22,7 @@ from governance.database import make_engine, make_session_factory
 from governance.migrate import head_revision
 from governance.schema import AuditEvent, Consent, User
 from tests.console.argv import consent_grant
-from tests.fixtures.storage import S3ServerHandle, unique_prefix
+from tests.fixtures.storage import S3ServerHandle
 
 # The governance groups, mounted as console/cli/app.py mounts them (without the other packages' groups).
 app = typer.Typer()
@@ -41,12 +41,7 @@ Run = Callable[..., Result]
 @pytest.fixture
 def s3_env(s3_server: S3ServerHandle) -> dict[str, str]:
     """The session's real S3 server, with buckets of this test's own (consent evidence is kept there)."""
-    return {
-        "LIKENESS_S3_ENDPOINT": s3_server.endpoint,
-        "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
-        "LIKENESS_S3_SECRET_KEY": s3_server.secret_key,
-        "LIKENESS_S3_BUCKET_PREFIX": unique_prefix(),
-    }
+    return s3_server.env()
 
 
 def evidence_objects(s3_server: S3ServerHandle, env: dict[str, str]) -> list[str]:

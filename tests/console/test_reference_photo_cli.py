@@ -16,12 +16,11 @@ from typer.testing import CliRunner, Result
 from console.cli.app import app
 from flows.consent.references import discard_unreferenced, store_upload
 from flows.runtime.root import Runtime
-from flows.runtime.settings import Settings
 from governance.database import make_engine, make_session_factory
 from governance.schema import Consent, LikenessReference
 from tests.console.argv import consent_grant
 from tests.fixtures.media import BadMedia
-from tests.fixtures.storage import S3ServerHandle, unique_prefix
+from tests.fixtures.storage import S3ServerHandle
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 COMPLIANCE = "comp@example.org"
@@ -36,10 +35,7 @@ def cli(
     env = {
         "LIKENESS_DATABASE_URL": sqlite_db_url,
         "LIKENESS_VAR_DIR": str(tmp_path / "var"),
-        "LIKENESS_S3_ENDPOINT": s3_server.endpoint,
-        "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
-        "LIKENESS_S3_SECRET_KEY": s3_server.secret_key,
-        "LIKENESS_S3_BUCKET_PREFIX": unique_prefix(),
+        **s3_server.env(),
         "LIKENESS_ALLOWED_INPUT_DIRS": json.dumps([str(photos)]),
         "LIKENESS_ACTOR": "",
         "COLUMNS": "250",
@@ -55,13 +51,10 @@ def cli(
         ("subject", "add", "--reference", "S-1", "--name", "Ada", "--actor", COMPLIANCE),
     ):
         assert invoke(*args).exit_code == 0
-    settings = Settings(
-        database_url=sqlite_db_url,
-        var_dir=tmp_path / "var",
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
-        s3_bucket_prefix=env["LIKENESS_S3_BUCKET_PREFIX"],
+    settings = s3_server.settings(
+        tmp_path / "var",
+        sqlite_db_url,
+        bucket_prefix=env["LIKENESS_S3_BUCKET_PREFIX"],
         allowed_input_dirs=[photos],
     )
     rt = Runtime(settings)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from sqlalchemy import func, select
 from flows.batch.batchfile import read_batch_file
 from flows.batch.submission import submit_batch
 from flows.runtime.root import Runtime, use_runtime
-from flows.runtime.settings import Settings
 from governance import batches, consent, models_registry, subjects, users
 from governance.enums import JobState
 from governance.policy import DEFAULT_POLICY_PATH
@@ -34,8 +32,9 @@ from governance.schema import AuditEvent, Job, Publication
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from tests.fixtures.env import services_env
+from tests.fixtures.media import H264, ffmpeg
 from tests.fixtures.model import TinyCheckpoint
-from tests.fixtures.storage import S3ServerHandle, unique_prefix
+from tests.fixtures.storage import S3ServerHandle
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CLIP = ROOT / "flows" / "demo" / "assets" / "talking_man_192.mp4"
@@ -44,10 +43,6 @@ COMPLIANCE, OPERATOR, REVIEWER = "compliance@example.org", "operator@example.org
 REVIEWER_OPERATOR = "reviewer-operator@example.org"
 COVERED = {"purpose": "advertising", "channel": "web", "territory": "DE"}
 TINY_MODEL_NAME = "tiny-test"
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-nostdin", "-y", *args], check=True)
 
 
 @dataclass(frozen=True)
@@ -74,12 +69,7 @@ def flow_media(tmp_path_factory: pytest.TempPathFactory) -> Media:
         r"select=between(n\,300\,315),setpts=N/25/TB",
         "-r",
         "25",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        "-crf",
-        "18",
+        *H264,
         str(driving),
     )
     stranger = folder / "stranger.jpg"
@@ -376,13 +366,9 @@ def make_world(
     db_url: str, s3: S3ServerHandle, checkpoint: TinyCheckpoint, media: Media, root: Path
 ) -> FlowWorld:
     (root / "inputs").mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        var_dir=root / "var",
-        database_url=db_url,
-        s3_endpoint=s3.endpoint,
-        s3_access_key=s3.access_key,
-        s3_secret_key=s3.secret_key,  # type: ignore[arg-type]
-        s3_bucket_prefix=unique_prefix(),
+    settings = s3.settings(
+        root / "var",
+        db_url,
         mcnet_checkpoint=checkpoint.path,
         mcnet_checkpoint_sha256=checkpoint.sha256,
         allowed_input_dirs=[root / "inputs", media.portrait.parent],

@@ -15,6 +15,7 @@ from governance.policy import CheckScores, load_policy
 from governance.schema import AuditEvent, Consent, Job
 from governance.types import utcnow
 from governance.uow import unit_of_work
+from pipeline.storage.objects import StoredObject
 
 
 @dataclass
@@ -101,20 +102,26 @@ class World:
 
     def publish(self, job_id: str, payload: int | None = None) -> str:
         """Record the publishing job's publication (a watermark payload allocated unless given); its id."""
-        with unit_of_work(self.sf) as session:
-            payload = payload if payload is not None else publications.allocate_payload(session, job_id)
-            row = publications.record_publication(
-                session,
-                job_id=job_id,
-                bucket="pub",
-                object_key=f"jobs/{job_id}/video.mp4",
-                version_id="v1",
-                sha256="d" * 64,
-                size_bytes=10,
-                watermark_payload=payload,
-                published_by="system:publish",
-            )
-            return row.id
+        stored = StoredObject(
+            bucket="pub", key=f"jobs/{job_id}/video.mp4", sha256="d" * 64, size=10, version_id="v1"
+        )
+        return record_published(self.sf, job_id, stored, payload=payload)
+
+
+def record_published(
+    sf: sessionmaker[Session],
+    job_id: str,
+    stored: StoredObject,
+    *,
+    payload: int | None = None,
+    by: str = "system:publish",
+) -> str:
+    """Record `stored` as the publishing job's publication (a watermark payload allocated unless given); its id."""
+    with unit_of_work(sf) as session:
+        payload = payload if payload is not None else publications.allocate_payload(session, job_id)
+        return publications.record_publication(
+            session, job_id=job_id, stored=stored, watermark_payload=payload, published_by=by
+        ).id
 
 
 def render_and_check(
@@ -155,37 +162,44 @@ def render_and_check(
     )
 
 
+# The frame and identity scores of a clean render (colour drift well inside the default policy's bounds).
+FRAME_SCORES: dict[str, object] = {
+    "binding_distance": 0.03,
+    "fidelity_mean_distance": 0.03,
+    "fidelity_worst5_distance": 0.05,
+    "missing_face_ratio": 0.0,
+    "sharpness_ratio": 0.9,
+    "flicker_outlier_ratio": 0.0,
+    "longest_frozen_run": 1,
+    "colour_drift": 2.0,
+    "duration_ok": True,
+    "fps_ok": True,
+    "size_ok": True,
+}
+
+
+# The motion scores of a clean render: the output moves as the driver does.
+MOTION_SCORES: dict[str, object] = {
+    "motion_mean_distance": 0.015,
+    "motion_worst5_distance": 0.02,
+    "mouth_correlation": 0.9,
+    "mouth_mean_difference": 0.01,
+    "eyes_correlation": 0.9,
+    "eyes_mean_difference": 0.01,
+    "yaw_correlation": 0.9,
+    "yaw_mean_difference": 0.5,
+    "pitch_correlation": 0.9,
+    "pitch_mean_difference": 0.5,
+    "roll_correlation": 0.9,
+    "roll_mean_difference": 0.5,
+}
+# The leak scores of a clean render: the output shows the portrait's person, not the driver.
+LEAK_SCORES: dict[str, object] = {"driver_portrait_distance": 0.02, "leak_margin": 0.0}
+
+
 def good_scores(**overrides: object) -> CheckScores:
-    """Scores that the default policy approves, with overrides."""
-    base: dict[str, object] = {
-        "binding_distance": 0.03,
-        "fidelity_mean_distance": 0.03,
-        "fidelity_worst5_distance": 0.05,
-        "missing_face_ratio": 0.0,
-        "sharpness_ratio": 0.9,
-        "flicker_outlier_ratio": 0.0,
-        "longest_frozen_run": 1,
-        "colour_drift": 2.0,
-        "duration_ok": True,
-        "fps_ok": True,
-        "size_ok": True,
-        "motion_mean_distance": 0.015,
-        "motion_worst5_distance": 0.02,
-        "mouth_correlation": 0.9,
-        "mouth_mean_difference": 0.01,
-        "eyes_correlation": 0.9,
-        "eyes_mean_difference": 0.01,
-        "yaw_correlation": 0.9,
-        "yaw_mean_difference": 0.5,
-        "pitch_correlation": 0.9,
-        "pitch_mean_difference": 0.5,
-        "roll_correlation": 0.9,
-        "roll_mean_difference": 0.5,
-        "driver_portrait_distance": 0.02,
-        "leak_margin": 0.0,
-    }
-    base.update(overrides)
-    return CheckScores.model_validate(base)
+    """Scores that the default policy approves (frame, identity, motion and leak), with overrides."""
+    return CheckScores.model_validate({**FRAME_SCORES, **MOTION_SCORES, **LEAK_SCORES, **overrides})
 
 
 def audit_actions(sf: sessionmaker[Session]) -> list[str]:

@@ -45,16 +45,9 @@ pytestmark = pytest.mark.s3
 
 @pytest.fixture
 def settings(db_url: str, s3_server: S3ServerHandle, tmp_path: Path) -> Settings:
-    return Settings(
-        var_dir=tmp_path / "var",
-        database_url=db_url,
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,
-        s3_bucket_prefix=unique_prefix(),
-        audit_origin="test.example/audit",
-        audit_retention_days=1,
-    )  # type: ignore[arg-type]
+    return s3_server.settings(
+        tmp_path / "var", db_url, audit_origin="test.example/audit", audit_retention_days=1
+    )
 
 
 @pytest.fixture
@@ -327,10 +320,7 @@ def test_two_processes_append_and_checkpoint_one_linear_log(
         **os.environ,
         "LIKENESS_DATABASE_URL": postgres_db_url,
         "LIKENESS_VAR_DIR": str(tmp_path / "var"),
-        "LIKENESS_S3_ENDPOINT": s3_server.endpoint,
-        "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
-        "LIKENESS_S3_SECRET_KEY": s3_server.secret_key,
-        "LIKENESS_S3_BUCKET_PREFIX": prefix,
+        **s3_server.env(bucket_prefix=prefix),
         "LIKENESS_AUDIT_ORIGIN": "test.example/audit",
         "LIKENESS_AUDIT_RETENTION_DAYS": "1",
     }
@@ -346,14 +336,8 @@ def test_two_processes_append_and_checkpoint_one_linear_log(
     ]
     outputs = [w.communicate(timeout=300)[0] for w in writers]
     assert [w.returncode for w in writers] == [0, 0], outputs
-    settings = Settings(
-        var_dir=tmp_path / "var",
-        database_url=postgres_db_url,
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
-        s3_bucket_prefix=prefix,
-        audit_origin="test.example/audit",
+    settings = s3_server.settings(
+        tmp_path / "var", postgres_db_url, bucket_prefix=prefix, audit_origin="test.example/audit"
     )
     engine = make_engine(postgres_db_url)
     try:

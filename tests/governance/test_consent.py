@@ -8,18 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from governance import consent
-from governance.errors import (
-    AlreadyRevoked,
-    ConsentExpired,
-    ConsentMissing,
-    ConsentNotYetValid,
-    ConsentRevoked,
-    ConsentScopeError,
-    NotFound,
-    RoleRequired,
-    ValidationFailed,
-)
+from governance import consent, errors
 from governance.schema import AuditEvent, Consent
 from governance.types import utcnow
 from governance.uow import unit_of_work
@@ -56,33 +45,37 @@ def test_grant_records_version_one_and_audits(world: World) -> None:
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [
-        ({"subject_id": "no-such-subject"}, NotFound, "subject no-such-subject not found"),
+        ({"subject_id": "no-such-subject"}, errors.NotFound, "subject no-such-subject not found"),
         (
             {"valid_from": utcnow() + timedelta(days=10), "valid_until": utcnow() + timedelta(days=5)},
-            ValidationFailed,
+            errors.ValidationFailed,
             r"valid_until .* is not after valid_from",
         ),
         (
             {"valid_from": utcnow() - timedelta(days=10), "valid_until": utcnow() - timedelta(days=1)},
-            ValidationFailed,
+            errors.ValidationFailed,
             "valid_until .* is in the past: a consent's validity must end in the future",
         ),
-        ({"purposes": ["advertising", "propaganda"]}, ValidationFailed, "unknown purpose 'propaganda'"),
-        ({"channels": ["carrier_pigeon"]}, ValidationFailed, "unknown channel 'carrier_pigeon'"),
-        ({"territories": ["XX"]}, ValidationFailed, "unknown territory 'XX'"),
-        ({"territories": []}, ValidationFailed, "at least one territory is required"),
+        (
+            {"purposes": ["advertising", "propaganda"]},
+            errors.ValidationFailed,
+            "unknown purpose 'propaganda'",
+        ),
+        ({"channels": ["carrier_pigeon"]}, errors.ValidationFailed, "unknown channel 'carrier_pigeon'"),
+        ({"territories": ["XX"]}, errors.ValidationFailed, "unknown territory 'XX'"),
+        ({"territories": []}, errors.ValidationFailed, "at least one territory is required"),
         (
             {"evidence_path": Path("/nonexistent/consent.pdf")},
-            ValidationFailed,
+            errors.ValidationFailed,
             "evidence file /nonexistent/consent.pdf not found",
         ),
-        ({"evidence_sha256": "0" * 64}, ValidationFailed, r"has sha256 [0-9a-f]{64}, expected 0{64}"),
+        ({"evidence_sha256": "0" * 64}, errors.ValidationFailed, r"has sha256 [0-9a-f]{64}, expected 0{64}"),
         (
             {"evidence_sha256": "not-a-hash"},
-            ValidationFailed,
+            errors.ValidationFailed,
             "evidence sha256 'not-a-hash' is not a SHA-256",
         ),
-        ({"evidence_key": " "}, ValidationFailed, "evidence key is empty"),
+        ({"evidence_key": " "}, errors.ValidationFailed, "evidence key is empty"),
     ],
 )
 def test_grant_refuses_bad_input_and_writes_nothing(
@@ -98,7 +91,8 @@ def test_grant_refuses_bad_input_and_writes_nothing(
 def test_grant_needs_compliance_role_and_the_refusal_is_audited(world: World) -> None:
     before = count(world.sf, AuditEvent)
     with pytest.raises(
-        RoleRequired, match="user operator@example.org lacks role compliance or admin for consent.grant"
+        errors.RoleRequired,
+        match="user operator@example.org lacks role compliance or admin for consent.grant",
     ):
         world.grant(recorded_by=world.operator)
     assert count(world.sf, Consent) == 0
@@ -138,13 +132,17 @@ def test_amend_refusals(world: World, tmp_path: Path) -> None:
             session, consent_id=v1.id, recorded_by=world.compliance, reason="r", channels=["social_media"]
         )
     cases = [
-        ({"consent_id": v1.id}, ValidationFailed, f"consent {v1.id} was superseded by {v2.id}"),
-        ({"consent_id": "nope"}, NotFound, "consent nope not found"),
-        ({"consent_id": v2.id}, ValidationFailed, "changes nothing"),
-        ({"consent_id": v2.id, "reason": " ", "channels": ["web"]}, ValidationFailed, "needs a reason"),
+        ({"consent_id": v1.id}, errors.ValidationFailed, f"consent {v1.id} was superseded by {v2.id}"),
+        ({"consent_id": "nope"}, errors.NotFound, "consent nope not found"),
+        ({"consent_id": v2.id}, errors.ValidationFailed, "changes nothing"),
+        (
+            {"consent_id": v2.id, "reason": " ", "channels": ["web"]},
+            errors.ValidationFailed,
+            "needs a reason",
+        ),
         (
             {"consent_id": v2.id, "valid_until": utcnow() - timedelta(hours=1)},
-            ValidationFailed,
+            errors.ValidationFailed,
             "valid_until .* is in the past: a consent's validity must end in the future",
         ),
         (
@@ -154,7 +152,7 @@ def test_amend_refusals(world: World, tmp_path: Path) -> None:
                 "evidence_sha256": "1" * 64,
                 "evidence_key": "k",
             },
-            ValidationFailed,
+            errors.ValidationFailed,
             "not found",
         ),
     ]
@@ -171,12 +169,12 @@ def test_revoke_once_then_verify_says_revoked(world: World) -> None:
     with unit_of_work(world.sf) as session:
         consent.revoke(session, consent_id=granted.id, revoked_by=world.compliance, reason="subject withdrew")
     with pytest.raises(
-        ConsentRevoked,
+        errors.ConsentRevoked,
         match=f"consent {granted.id} for subject .* covers advertising/web/DE but is revoked at",
     ):
         verify(world)
     before = count(world.sf, AuditEvent)
-    with pytest.raises(AlreadyRevoked, match=f"consent {granted.id} was already revoked at"):
+    with pytest.raises(errors.AlreadyRevoked, match=f"consent {granted.id} was already revoked at"):
         with unit_of_work(world.sf) as session:
             consent.revoke(session, consent_id=granted.id, revoked_by=world.compliance, reason="again")
     assert count(world.sf, AuditEvent) == before
@@ -185,7 +183,7 @@ def test_revoke_once_then_verify_says_revoked(world: World) -> None:
     assert row.revoke_reason == "subject withdrew"
     assert audit_actions(world.sf).count("consent.revoked") == 1
     with (
-        pytest.raises(ConsentRevoked, match="is revoked: grant a new consent"),
+        pytest.raises(errors.ConsentRevoked, match="is revoked: grant a new consent"),
         unit_of_work(world.sf) as session,
     ):
         consent.amend(
@@ -194,26 +192,28 @@ def test_revoke_once_then_verify_says_revoked(world: World) -> None:
 
 
 def test_verify_errors_are_specific(world: World) -> None:
-    with pytest.raises(ConsentMissing, match=f"subject {world.subject} has no consent"):
+    with pytest.raises(errors.ConsentMissing, match=f"subject {world.subject} has no consent"):
         verify(world)
-    with pytest.raises(NotFound, match="subject ghost not found"):
+    with pytest.raises(errors.NotFound, match="subject ghost not found"):
         verify(world, subject_id="ghost")
-    with pytest.raises(ValidationFailed, match="unknown purpose 'spam'"):
+    with pytest.raises(errors.ValidationFailed, match="unknown purpose 'spam'"):
         verify(world, purpose="spam")
     now = utcnow()
     future = world.grant(valid_from=now + timedelta(days=30), valid_until=now + timedelta(days=60))
-    with pytest.raises(ConsentNotYetValid, match=f"consent {future.id} .* is valid from"):
+    with pytest.raises(errors.ConsentNotYetValid, match=f"consent {future.id} .* is valid from"):
         verify(world)
     assert verify(world, at=now + timedelta(days=31)).id == future.id
-    with pytest.raises(ConsentExpired, match=f"consent {future.id} .* is expired at"):
+    with pytest.raises(errors.ConsentExpired, match=f"consent {future.id} .* is expired at"):
         verify(world, at=now + timedelta(days=61))
-    with pytest.raises(ConsentScopeError, match="no consent of subject .* covers purpose 'editorial'$"):
+    with pytest.raises(
+        errors.ConsentScopeError, match="no consent of subject .* covers purpose 'editorial'$"
+    ):
         verify(world, purpose="editorial")
-    with pytest.raises(ConsentScopeError, match="covers channel 'broadcast'$"):
+    with pytest.raises(errors.ConsentScopeError, match="covers channel 'broadcast'$"):
         verify(world, channel="broadcast")
-    with pytest.raises(ConsentScopeError, match="covers territory 'US'$"):
+    with pytest.raises(errors.ConsentScopeError, match="covers territory 'US'$"):
         verify(world, territory="US")
-    with pytest.raises(ConsentScopeError, match="covers channel 'broadcast', territory 'US'$"):
+    with pytest.raises(errors.ConsentScopeError, match="covers channel 'broadcast', territory 'US'$"):
         verify(world, channel="broadcast", territory="US")
 
 
@@ -226,7 +226,7 @@ def test_verify_picks_the_consent_in_force_among_several(world: World) -> None:
         consent.revoke(session, consent_id=worldwide.id, revoked_by=world.admin, reason="r")
     # The DE consent still covers DE; nothing covers US any more, and the error says revoked.
     assert verify(world).territories == ["DE", "FR"]
-    with pytest.raises(ConsentRevoked):
+    with pytest.raises(errors.ConsentRevoked):
         verify(world, territory="US")
 
 

@@ -11,24 +11,9 @@ from pydantic import ValidationError
 from governance.enums import Outcome
 from governance.errors import PolicyError
 from governance.policy import DEFAULT_POLICY_PATH, CheckScores, load_policy
-from tests.governance.helpers import good_scores
+from tests.governance.helpers import LEAK_SCORES, MOTION_SCORES, good_scores
 
-MOTION_AND_LEAK = (
-    "motion_mean_distance",
-    "motion_worst5_distance",
-    "mouth_correlation",
-    "mouth_mean_difference",
-    "eyes_correlation",
-    "eyes_mean_difference",
-    "yaw_correlation",
-    "yaw_mean_difference",
-    "pitch_correlation",
-    "pitch_mean_difference",
-    "roll_correlation",
-    "roll_mean_difference",
-    "driver_portrait_distance",
-    "leak_margin",
-)
+MOTION_AND_LEAK = (*MOTION_SCORES, *LEAK_SCORES)
 
 
 def write_policy(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]

@@ -8,12 +8,11 @@ everywhere by converting the model explicitly, on random tiny weights and on the
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import shutil
-import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -21,11 +20,13 @@ from models import inference
 from models.inference import Mode, animate, effective_mode, fast_dtype, use_low_precision
 from models.loading import load_mcnet
 from models.mcnet import MCNet
+from pipeline.video.reader import iter_frames
 from tests.fixtures.model import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_CHECKPOINT = ROOT / "flows" / "demo" / "assets" / "mcnet_demo128.pth.tar"
 DEMO_VIDEO = ROOT / "flows" / "demo" / "assets" / "talking_man_192.mp4"
+HELD_OUT_FRAME = 300  # 12 s at 25 fps: the first frame the demo model never trained on
 PSNR_FLOOR_DB = 35.0
 
 
@@ -67,33 +68,10 @@ def test_bf16_frames_stay_above_the_psnr_floor_on_random_weights() -> None:
 
 
 def _demo_frames(count: int, size: int) -> list[torch.Tensor]:
-    """Held-out frames (from frame 300) of the demo model's training video, decoded by ffmpeg."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
+    """Held-out frames (from frame 300) of the demo model's training video, decoded by the product's reader."""
+    if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed")
-    raw = subprocess.run(
-        [
-            ffmpeg,
-            "-v",
-            "error",
-            "-ss",
-            "12",
-            "-i",
-            str(DEMO_VIDEO),
-            "-frames:v",
-            str(count),
-            "-vf",
-            f"scale={size}:{size}",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ],
-        check=True,
-        capture_output=True,
-    ).stdout
-    video = np.frombuffer(raw, np.uint8).reshape(-1, size, size, 3)
+    video = list(itertools.islice(iter_frames(DEMO_VIDEO, size=size), HELD_OUT_FRAME, HELD_OUT_FRAME + count))
     assert len(video) == count
     return [torch.from_numpy(frame.copy()).permute(2, 0, 1).float() / 255 for frame in video]
 

@@ -31,7 +31,7 @@ from governance.subjects import add_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from models.loading import load_mcnet, sha256_file
-from tests.fixtures.storage import S3ServerHandle, unique_prefix
+from tests.fixtures.storage import S3ServerHandle
 
 CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
 runner = CliRunner()
@@ -80,10 +80,7 @@ def governed(sqlite_db_url: str, s3_server: S3ServerHandle, tmp_path: Path) -> I
     env = {
         "LIKENESS_DATABASE_URL": sqlite_db_url,
         "LIKENESS_VAR_DIR": str(tmp_path / "var"),
-        "LIKENESS_S3_ENDPOINT": s3_server.endpoint,
-        "LIKENESS_S3_ACCESS_KEY": s3_server.access_key,
-        "LIKENESS_S3_SECRET_KEY": s3_server.secret_key,
-        "LIKENESS_S3_BUCKET_PREFIX": unique_prefix(),
+        **s3_server.env(),
         "LIKENESS_ACTOR": OPERATOR,
         "COLUMNS": "200",
     }

@@ -3,7 +3,6 @@ with no face or with two people is refused with one line and nothing is written.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +14,15 @@ from models.training.clips import load_clip, read_manifest
 from pipeline.faces.detection import MultipleFacesError, NoFaceError
 from pipeline.training.faces import face_tracked_frames
 from pipeline.training.frames import prepare_training_data
+from tests.fixtures.media import ffmpeg
 
 CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
-
-
-def _ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-nostdin", "-y", *args], check=True)
 
 
 @pytest.fixture(scope="module")
 def two_people(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("faces") / "two.mp4"
-    _ffmpeg(
+    ffmpeg(
         "-t",
         "2",
         "-i",
@@ -49,7 +45,7 @@ def two_people(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def no_face(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("faces") / "pattern.mp4"
-    _ffmpeg(
+    ffmpeg(
         "-f",
         "lavfi",
         "-i",

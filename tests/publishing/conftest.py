@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +12,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flows.runtime.root import Runtime
-from flows.runtime.settings import Settings
 from governance import batches, consent, jobs, users
 from governance.database import make_engine, make_session_factory
 from governance.enums import AssetKind, JobState
@@ -22,16 +20,13 @@ from governance.subjects import add_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from pipeline.storage.objects import ObjectStore, object_key
+from tests.fixtures.media import H264, ffmpeg
 from tests.fixtures.storage import S3ServerHandle
 from tests.governance.helpers import good_scores, render_and_check
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
 SOURCE_VIDEO = SHARED / "talking_man_320x240_15s.mov"
 PORTRAIT = SHARED / "portrait_astronaut.png"
-
-
-def ffmpeg(*args: str) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-nostdin", "-y", *args], check=True)
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +40,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "2",
         "-vf",
         "crop=240:240,scale=256:256",
-        "-c:v",
-        "libx264",
-        "-crf",
-        "18",
-        "-pix_fmt",
-        "yuv420p",
+        *H264,
         str(path),
     )
     return path
@@ -149,14 +139,7 @@ def publish_world(
     sqlite_db_url: str, s3_server: S3ServerHandle, object_store: ObjectStore, clip: Path, tmp_path: Path
 ) -> PublishWorld:
     """Users, a subject with consent, inputs and a render in storage, one job claimed for publishing."""
-    settings = Settings(
-        var_dir=tmp_path / "var",
-        database_url=sqlite_db_url,
-        s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key,
-        s3_secret_key=s3_server.secret_key,  # type: ignore[arg-type]
-        s3_bucket_prefix=object_store.bucket_prefix,
-    )
+    settings = s3_server.settings(tmp_path / "var", sqlite_db_url, bucket_prefix=object_store.bucket_prefix)
     runtime = Runtime(settings)
     sf = make_session_factory(make_engine(sqlite_db_url))
     evidence = tmp_path / "consent.pdf"

@@ -27,6 +27,7 @@ from governance.uow import unit_of_work
 from pipeline.storage.local_s3 import LocalS3Server, choose_ports
 from tests.fixtures.env import services_env
 from tests.fixtures.storage import ACCESS_KEY, SECRET_KEY, S3ServerHandle
+from tests.governance.helpers import record_published
 from tests.publishing.conftest import PublishWorld
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
@@ -60,19 +61,7 @@ def quick_publication(world: PublishWorld) -> tuple[str, str, str]:
     job_id = world.new_job()
     key = f"jobs/{job_id}/video.mp4"
     stored = world.store.put_file("published", key, world.render_path)
-    with unit_of_work(world.sf) as session:
-        row = publications.record_publication(
-            session,
-            job_id=job_id,
-            bucket=stored.bucket,
-            object_key=stored.key,
-            version_id=stored.version_id,
-            sha256=stored.sha256,
-            size_bytes=stored.size,
-            watermark_payload=publications.allocate_payload(session, job_id),
-            published_by="system:publish",
-        )
-        return job_id, row.id, key
+    return job_id, record_published(world.sf, job_id, stored), key
 
 
 def state(world: PublishWorld, job_id: str) -> JobState:

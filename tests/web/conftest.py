@@ -24,6 +24,8 @@ from governance import batches, consent, jobs, subjects, users
 from governance.enums import AssetKind, JobState
 from governance.policy import CheckScores, load_policy
 from governance.uow import unit_of_work
+from pipeline.storage.objects import StoredObject
+from tests.governance.helpers import FRAME_SCORES, record_published
 
 PASSWORD = "correct horse battery staple"
 MEDIA = Path(__file__).resolve().parents[2] / ".." / "shared" / "media"
@@ -150,6 +152,16 @@ class WebWorld:
                 subject_id=self.subject_id,
             ).id
 
+    def publish_file(self, job_id: str, video: Path, *, payload: int) -> tuple[StoredObject, str]:
+        """Store `video` as the job's published copy and record it (approved, publishing, published):
+        the stored object and the publication's id."""
+        stored = self.runtime.store.put_file("published", f"jobs/{job_id}/final.mp4", video)
+        with unit_of_work(self.sf) as db:
+            job = jobs.get_job(db, job_id)
+            jobs.transition(db, job, to=JobState.approved, actor="system:test")
+            jobs.transition(db, job, to=JobState.publishing, actor="system:test")
+        return stored, record_published(self.sf, job_id, stored, payload=payload, by="system:test")
+
     def job_awaiting_review(
         self,
         *,
@@ -196,22 +208,7 @@ class WebWorld:
                 model_sha256="b" * 64,
                 inference_mode="exact",
             )
-            scores = CheckScores.model_validate(
-                {
-                    "binding_distance": 0.03,
-                    "fidelity_mean_distance": 0.03,
-                    "fidelity_worst5_distance": 0.05,
-                    "missing_face_ratio": 0.0,
-                    "sharpness_ratio": 0.9,
-                    "flicker_outlier_ratio": 0.0,
-                    "longest_frozen_run": 1,
-                    "colour_drift": 7.0,
-                    "duration_ok": True,
-                    "fps_ok": True,
-                    "size_ok": True,
-                    **(scores or {}),
-                }
-            )
+            checked = CheckScores.model_validate({**FRAME_SCORES, "colour_drift": 7.0, **(scores or {})})
             details = {
                 "identity": identity
                 or {
@@ -226,8 +223,8 @@ class WebWorld:
                 db,
                 job,
                 actor="system:test",
-                scores=scores,
-                decision=load_policy().evaluate(scores),
+                scores=checked,
+                decision=load_policy().evaluate(checked),
                 details=details,
             )
             assert job.state == JobState.awaiting_review

@@ -88,25 +88,9 @@ def test_revoke_confirmation_lists_publications_then_takes_them_down(
     web = web_s3
     job_id = web.job_awaiting_review()
     store = web.runtime.store
-    stored = store.put_file("published", f"jobs/{job_id}/final.mp4", sample_media["render"])
-    with unit_of_work(web.sf) as db:
-        job = jobs.get_job(db, job_id)
-        jobs.transition(db, job, to=JobState.approved, actor="system:test")
-        jobs.transition(db, job, to=JobState.publishing, actor="system:test")
-        from governance.publications import record_publication
-
-        record_publication(
-            db,
-            job_id=job_id,
-            bucket=stored.bucket,
-            object_key=stored.key,
-            version_id=stored.version_id,
-            sha256=stored.sha256,
-            size_bytes=stored.size,
-            watermark_payload=4242,
-            published_by="system:test",
-        )
-        consent_id = job.consent_id
+    stored, _ = web.publish_file(job_id, sample_media["render"], payload=4242)
+    with web.sf() as db:
+        consent_id = jobs.get_job(db, job_id).consent_id
     client = web.client("compliance")
     confirm = client.get(f"/consents/{consent_id}/revoke")
     assert confirm.status_code == 200
