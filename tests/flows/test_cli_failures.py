@@ -21,6 +21,7 @@ from governance import review
 from governance.enums import JobState
 from governance.schema import Batch, Consent
 from governance.uow import unit_of_work
+from tests.console.argv import consent_grant
 from tests.flows.conftest import COMPLIANCE, OPERATOR, REVIEWER, REVIEWER_OPERATOR, FlowWorld, cli_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -66,24 +67,7 @@ def commands(job_id: str, evidence: Path, batch_file: Path) -> dict[str, list[st
 
     return {
         "consent list": ["consent", "list", "--actor", COMPLIANCE],
-        "consent grant": [
-            "consent",
-            "grant",
-            "--subject",
-            "S-1",
-            "--purpose",
-            "advertising",
-            "--channel",
-            "web",
-            "--territory",
-            "DE",
-            "--evidence",
-            str(evidence),
-            "--evidence-sha256",
-            sha256_file(evidence),
-            "--actor",
-            COMPLIANCE,
-        ],
+        "consent grant": consent_grant(evidence, sha256_file(evidence), "--actor", COMPLIANCE),
         "batch submit": ["batch", "submit", str(batch_file), "--actor", OPERATOR],
         "review approve": ["review", "approve", job_id, "--actor", REVIEWER, "--reason", "looks right"],
         "publication list": ["publication", "list", "--actor", COMPLIANCE],
