@@ -53,28 +53,8 @@ def _sqlite_time(raw: str) -> str:
 
 
 def _matches(row: tuple[Any, ...], occurred_at: str) -> bool:
-    """Does the stored hash match the stored contents? Fast path first, then the parsing path."""
-    if hashlib.sha256(stored_hash_input(row, occurred_at).encode("utf-8")).hexdigest() == row[11]:
-        return True
-    seq, id_, _, actor, action, subject_id, job_id, rtype, rid, details_text, prev_hash, stored = row
-    try:  # details stored in a non-canonical (but maybe equivalent) form: hash by the definition
-        details = json.loads(details_text)
-    except ValueError:
-        return False
-    fields = {
-        "seq": int(seq),
-        "id": id_,
-        "occurred_at": occurred_at,
-        "actor": actor,
-        "action": action,
-        "subject_id": subject_id,
-        "job_id": job_id,
-        "resource_type": rtype,
-        "resource_id": rid,
-        "details": details,
-        "prev_hash": prev_hash,
-    }
-    return compute_hash(fields) == stored
+    """Does the stored hash match the stored contents? (`checked_leaf_data`: fast path, then parsing.)"""
+    return checked_leaf_data(row, occurred_at)[0]
 
 
 def stored_rows(
