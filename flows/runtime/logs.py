@@ -12,10 +12,8 @@ import logging
 
 
 def _drop(record: logging.LogRecord) -> bool:
+    """A log filter that lets nothing through."""
     return False
-
-
-_SILENCE = _drop
 
 
 def quiet_prefect_console() -> None:
@@ -34,5 +32,5 @@ def quiet_prefect_console() -> None:
     ]
     for item in loggers:
         for handler in item.handlers:
-            if isinstance(handler, PrefectConsoleHandler) and _SILENCE not in handler.filters:
-                handler.addFilter(_SILENCE)  # a filter, not a level: a later incremental setup resets levels
+            if isinstance(handler, PrefectConsoleHandler) and _drop not in handler.filters:
+                handler.addFilter(_drop)  # a filter, not a level: a later incremental setup resets levels
