@@ -13,12 +13,12 @@ holder that never beat (a run started by older code): once it has run out, that 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from flows.jobs.claims import HolderCheck
 from flows.runtime.root import Runtime
 from governance import jobs
 from governance.enums import JobState
@@ -31,7 +31,6 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "system:dead-run-sweep"
 HELD_STATES = (JobState.rendering, JobState.publishing)
-HolderCheck = Callable[[str], bool]
 
 
 @dataclass(frozen=True)
