@@ -135,6 +135,16 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"error: {(message.strip().splitlines() or [type(exc).__name__])[0]}", err=True)
         return int(getattr(exc, "exit_code", 2))
+    except Exception as exc:
+        # A setting read while a command's module is imported (LIKENESS_RETRY_DELAYS, say) fails before
+        # the command's own one-line handler is in place; it is still one line. Imported only here,
+        # so that commands which never touch settings stay light.
+        from flows.runtime.settings import SettingsInvalid
+
+        if not isinstance(exc, SettingsInvalid):
+            raise
+        typer.echo(f"error: {str(exc).strip().splitlines()[0]}", err=True)
+        return 1
     return result if isinstance(result, int) else 0
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from console.cli.batch import flow_errors, print_report
 from console.cli.terminal import make_console
-from flows.demo.steps import DemoError, DemoResult, run_demo
+from flows.demo.steps import DemoError, DemoResult, driving_stretch, run_demo
 from flows.runtime.settings import load_settings
 
 app = typer.Typer(help="Run the end-to-end demo.", no_args_is_help=True)
@@ -25,14 +25,21 @@ def console() -> Console:
 @app.command("run")
 def run(
     root: Path = typer.Option(Path("var/demo"), help="where the demo keeps its state (wiped first)"),
+    frames: int | None = typer.Option(
+        None, help="animate only the first N frames of the 75-frame driving stretch (a quicker run)"
+    ),
 ) -> None:
     """Start S3, migrate SQLite, register a consenting subject, render, review, publish, verify, audit."""
     with flow_errors(DemoError):
+        driving_stretch(frames)  # a bad --frames is refused before anything is printed or touched
         settings = load_settings()
         out = console()
         out.print(Panel.fit(_model_notice(settings.mcnet_checkpoint), title="likeness demo"))
         result = run_demo(
-            settings, root=root.resolve(), on_step=lambda text: out.print(f"[bold cyan]»[/bold cyan] {text}")
+            settings,
+            root=root.resolve(),
+            on_step=lambda text: out.print(f"[bold cyan]»[/bold cyan] {text}"),
+            frames=frames,
         )
     _print_result(result)
     if not result.audit_ok or result.published_copy is None or result.verify_verdict != "published":

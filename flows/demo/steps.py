@@ -51,7 +51,7 @@ ADMIN = "admin@demo.likeness"  # the one demo account with a password: it signs 
 SUBJECT_REFERENCE = "DEMO-TALKING-MAN"
 # Frames of the 25 fps, 375-frame clip: one for the reference photo, one for the portrait, a stretch to drive.
 REFERENCE_FRAME, PORTRAIT_FRAME = 0, 40
-DRIVING_FRAMES = range(300, 375)
+DRIVING_FRAMES = range(300, 375)  # the held-out last three seconds: the speaker never trained on them
 COVERED_USE = {"purpose": "advertising", "channel": "web", "territory": "DE"}
 UNCOVERED_USE = {"purpose": "advertising", "channel": "broadcast", "territory": "US"}
 
@@ -272,10 +272,27 @@ def write_batch_file(folder: Path, inputs: dict[str, Path]) -> Path:
     return path
 
 
-def run_demo(base: Settings, *, root: Path, on_step: StepReporter) -> DemoResult:
-    """Run the demo under `root` (wiped first); the local S3 server is stopped at the end."""
+def driving_stretch(frames: int | None) -> range:
+    """The first `frames` of the held-out stretch (None: all of it, three seconds).
+
+    Raises:
+        DemoError: `frames` is not between 1 and the stretch's length.
+    """
+    if frames is None:
+        return DRIVING_FRAMES
+    if not 1 <= frames <= len(DRIVING_FRAMES):
+        raise DemoError(f"--frames must be between 1 and {len(DRIVING_FRAMES)}, got {frames}")
+    return DRIVING_FRAMES[:frames]
+
+
+def run_demo(base: Settings, *, root: Path, on_step: StepReporter, frames: int | None = None) -> DemoResult:
+    """Run the demo under `root` (wiped first); the local S3 server is stopped at the end.
+
+    `frames` animates only the first frames of the driving stretch: a quicker look at the same path.
+    """
     from pipeline.storage.local_s3 import LocalS3Server
 
+    driving = driving_stretch(frames)
     if not DEMO_CLIP.is_file():
         raise DemoError(f"demo clip {DEMO_CLIP} is missing")
     s3_root = root / "s3"
@@ -306,7 +323,7 @@ def run_demo(base: Settings, *, root: Path, on_step: StepReporter) -> DemoResult
                 f"using the Prefect API at {api.api_url}"
                 + (" (the demo's own local server, stopped at the end)" if api.started else "")
             )
-            _run(rt, result, on_step)
+            _run(rt, result, on_step, driving)
     finally:
         rt.close()
         on_step("stopping the local S3 server (its data stays under var/demo/s3)")
@@ -314,7 +331,7 @@ def run_demo(base: Settings, *, root: Path, on_step: StepReporter) -> DemoResult
     return result
 
 
-def _run(rt: Runtime, result: DemoResult, on_step: StepReporter) -> None:
+def _run(rt: Runtime, result: DemoResult, on_step: StepReporter, driving: range) -> None:
     from flows.batch.flow import nightly_batch
     from flows.publish.delivery import trust_anchors
     from flows.publish.verify import verify_file
@@ -326,7 +343,7 @@ def _run(rt: Runtime, result: DemoResult, on_step: StepReporter) -> None:
     upgrade(rt.settings.database_url)
     write_demo_policy(root / "policy.yaml")
     on_step("cutting the licensed clip into a reference photo, a portrait and a driving video")
-    inputs = extract_inputs(DEMO_CLIP, root / "inputs")
+    inputs = extract_inputs(DEMO_CLIP, root / "inputs", driving=driving)
     evidence = root / "inputs" / "consent-form.txt"
     evidence.write_text(
         "Demo consent form: the speaker of the BSD-3 talking-man clip agrees to advertising "

@@ -37,7 +37,7 @@ EXPECTED = {
     "audit-checkpoint--prod": ("cpu", "*/10 * * * *", "UTC"),
 }
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 
 def _free_port() -> int:
@@ -140,7 +140,12 @@ def test_deploy_all_and_a_scheduled_run_fires(
     )
     assert created.status_code == 201, created.text
 
-    worker_env = {**env, "LIKENESS_DATABASE_URL": sqlite_db_url, "LIKENESS_VAR_DIR": str(tmp_path / "var")}
+    worker_env = {
+        **env,
+        "LIKENESS_DATABASE_URL": sqlite_db_url,
+        "LIKENESS_VAR_DIR": str(tmp_path / "var"),
+        "PREFECT_LOGGING_LEVEL": "INFO",  # the worker logs the runs it submits: a failure shows how far it got
+    }
     worker_log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - handed to the child
     worker = subprocess.Popen(
         [PREFECT, "worker", "start", "--pool", "cpu", "--type", "process", "--limit", "1"],
@@ -151,7 +156,9 @@ def test_deploy_all_and_a_scheduled_run_fires(
         start_new_session=True,
     )
     try:
-        completed = _wait_for_completed_run(api, sweep["id"], timeout=90)
+        # Generous: on two loaded cores the scheduler, the worker's poll and the flow-run process's start
+        # each take seconds (CI once needed more than 90 s); a healthy run completes in about ten.
+        completed = _wait_for_completed_run(api, sweep["id"], timeout=300)
     finally:
         os.killpg(worker.pid, signal.SIGINT)
         try:
@@ -160,7 +167,10 @@ def test_deploy_all_and_a_scheduled_run_fires(
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
         worker_log.close()
-    assert completed is not None, (tmp_path / "worker.log").read_text()[-3000:]
+    assert completed is not None, (
+        f"runs of the sweep: {_run_states(api, sweep['id'])}\n"
+        + (tmp_path / "worker.log").read_text()[-3000:]
+    )
     assert completed["state"]["type"] == "COMPLETED"
     assert completed["auto_scheduled"] is True
 
@@ -178,6 +188,13 @@ def _post_retrying_busy(api: httpx.Client, path: str, *, json: object, attempts:
                 return response
         time.sleep(1.0)
     raise AssertionError("unreachable")
+
+
+def _run_states(api: httpx.Client, deployment_id: str) -> list[tuple[str, str]]:
+    """(state name, expected start time) of every run of the deployment, for a failure message."""
+    body = {"deployments": {"id": {"any_": [deployment_id]}}}
+    runs = _post_retrying_busy(api, "/flow_runs/filter", json=body).json()
+    return [(run["state"]["name"], run["expected_start_time"]) for run in runs[:10]]
 
 
 def _wait_for_completed_run(api: httpx.Client, deployment_id: str, *, timeout: float) -> dict | None:  # type: ignore[type-arg]
