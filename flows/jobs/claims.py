@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flows.jobs.data import FINAL_STATES, clear_workspace
 from flows.runtime.root import Runtime
@@ -29,6 +29,26 @@ HELD_ELSEWHERE = "held_elsewhere"  # what a claim task returns for a job another
 
 class HeldElsewhere(InvalidTransition):
     """Another, still running flow run holds the job; this run leaves it alone (never retried)."""
+
+
+def holder_gone(
+    rt: Runtime, holder: str | None, *, held_since: datetime, holder_alive: HolderCheck | None
+) -> str | None:
+    """Why a held job's holder counts as gone, or None while it is alive and keeps the job.
+
+    The one rule for a claim's take-over and the dead-run sweep: a holder that has been silent longer
+    than `LIKENESS_RECLAIM_AFTER_MINUTES` is gone (the long clock, for a holder that never beat);
+    otherwise `holder_alive` decides (its heartbeat and Prefect state). Without a check (`None`), a
+    recorded holder is not asked and counts as gone.
+    """
+    if not holder:
+        return "no holder run recorded"
+    since = held_since.replace(tzinfo=UTC) if held_since.tzinfo is None else held_since  # SQLite: naive UTC
+    if utcnow() - since > timedelta(minutes=rt.settings.reclaim_after_minutes):
+        return f"holder run {holder} silent for more than {rt.settings.reclaim_after_minutes:.0f} min"
+    if holder_alive is not None and holder_alive(holder):
+        return None
+    return f"holder run {holder} is dead (crashed, ended, or its heartbeat stopped)"
 
 
 def claim(
@@ -53,9 +73,7 @@ def claim(
             jobs.claim(session, job, to=to, flow_run_id=run_id, actor=actor)
         elif job.state == to and job.flow_run_id != run_id:
             holder = job.flow_run_id
-            silent_for = utcnow() - job.updated_at
-            stale = silent_for > timedelta(minutes=rt.settings.reclaim_after_minutes)
-            if holder and not stale and holder_alive is not None and holder_alive(holder):
+            if holder_gone(rt, holder, held_since=job.updated_at, holder_alive=holder_alive) is None:
                 raise HeldElsewhere(f"job {job_id} is being worked on by live flow run {holder}")
             jobs.reclaim(session, job_id=job_id, flow_run_id=run_id, actor=actor, expected_flow_run_id=holder)
             reclaimed = True

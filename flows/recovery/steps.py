@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 
-from flows.jobs.claims import HolderCheck
+from flows.jobs.claims import HolderCheck, holder_gone
 from flows.runtime.root import Runtime
 from governance import jobs
 from governance.enums import JobState
 from governance.errors import InvalidTransition
 from governance.schema import Job
-from governance.types import utcnow
 from governance.uow import unit_of_work
 
 logger = logging.getLogger(__name__)
@@ -42,9 +41,8 @@ class Released:
     dead_run_id: str
 
 
-def held_jobs(rt: Runtime, *, limit: int) -> list[tuple[str, str, bool]]:
-    """(job id, holder run id, the long clock ran out) of jobs in rendering/publishing that have a holder."""
-    cutoff = utcnow() - timedelta(minutes=rt.settings.reclaim_after_minutes)
+def held_jobs(rt: Runtime, *, limit: int) -> list[tuple[str, str, datetime]]:
+    """(job id, holder run id, held since) of jobs in rendering/publishing that have a holder."""
     statement = (
         select(Job.id, Job.flow_run_id, Job.updated_at)
         .where(Job.state.in_(HELD_STATES), Job.flow_run_id.is_not(None))
@@ -52,12 +50,7 @@ def held_jobs(rt: Runtime, *, limit: int) -> list[tuple[str, str, bool]]:
         .limit(limit)
     )
     with unit_of_work(rt.sessions) as session:
-        return [(row[0], row[1], _aware(row[2]) < cutoff) for row in session.execute(statement)]
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive UTC timestamps; compare them as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        return [(row[0], row[1], row[2]) for row in session.execute(statement)]
 
 
 def release_dead_holders(
@@ -70,14 +63,10 @@ def release_dead_holders(
     on the dead run still holding it.
     """
     released: list[Released] = []
-    for job_id, holder, stale in held_jobs(rt, limit=limit):
-        if not stale and holder_alive(holder):
+    for job_id, holder, held_since in held_jobs(rt, limit=limit):
+        reason = holder_gone(rt, holder, held_since=held_since, holder_alive=holder_alive)
+        if reason is None:
             continue
-        reason = (
-            f"holder run {holder} silent for more than {rt.settings.reclaim_after_minutes:.0f} min"
-            if stale
-            else f"holder run {holder} is dead (crashed, ended, or its heartbeat stopped)"
-        )
         try:
             with unit_of_work(rt.sessions) as session:
                 job = jobs.release(
