@@ -25,10 +25,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from models.digest import sha256_file
 from pipeline.marks import provenance, watermark
 from pipeline.marks.label import burn_label
 from pipeline.storage.local_s3 import LocalS3Server
-from pipeline.storage.objects import ObjectStore, object_key, sha256_file
+from pipeline.storage.objects import ObjectStore, object_key
 from pipeline.training.frames import decode_video
 from pipeline.video.reader import VideoWriter, iter_frames
 

@@ -8,7 +8,6 @@ code, and we refuse anything that does not fit the configured architecture exact
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from models.config import MCNetConfig, vox256
+from models.digest import sha256_file
 from models.errors import CheckpointError, ConfigError
 from models.mcnet import MCNet
 
@@ -45,12 +45,6 @@ class LoadedMCNet:
     config: MCNetConfig
     sha256: str
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file (the `models` layer's own: it imports nothing of the project but itself)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def sidecar_config_path(path: str | os.PathLike[str]) -> Path:

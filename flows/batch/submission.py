@@ -30,8 +30,8 @@ from governance.subjects import find_subject
 from governance.uow import unit_of_work
 from governance.users import get_user_by_email, require_role
 from governance.vocabulary import check_term
+from models.digest import sha256_file
 from pipeline.errors import PipelineError
-from pipeline.storage.objects import sha256_file
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

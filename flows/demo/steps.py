@@ -35,7 +35,7 @@ from governance.policy import DEFAULT_POLICY_PATH
 from governance.types import utcnow
 from governance.uow import unit_of_work
 from governance.vocabulary import TRAINING_PURPOSE
-from pipeline.storage.objects import sha256_file
+from models.digest import sha256_file
 
 logger = logging.getLogger(__name__)
 

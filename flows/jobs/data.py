@@ -146,7 +146,7 @@ def local_name(folder: Path, stem: str, ref: StoredRef) -> Path:
 
 def fetch(store: ObjectStore, ref: StoredRef, dest: Path) -> Path:
     """Download `ref` to `dest` (reusing a present copy with the right hash) and check its SHA-256."""
-    from pipeline.storage.objects import sha256_file
+    from models.digest import sha256_file
 
     if dest.exists() and sha256_file(dest) == ref.sha256:
         return dest

@@ -17,8 +17,8 @@ from governance.publications import PublicationRecord
 from governance.schema import Publication
 from governance.uow import unit_of_work
 from governance.withdrawals import due_reason
+from models.digest import sha256_file
 from pipeline.marks import provenance, watermark
-from pipeline.storage.objects import sha256_file
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker

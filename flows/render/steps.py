@@ -88,7 +88,7 @@ def verify_model(rt: Runtime, job_id: str, *, actor: str = ACTOR) -> JobState:
     the file's own. See `governance.models_registry`.
     """
     from governance.models_registry import renderable_problem
-    from pipeline.storage.objects import sha256_file
+    from models.digest import sha256_file
 
     sha256 = rt.settings.mcnet_checkpoint_sha256 or sha256_file(rt.checkpoint_path)
     with unit_of_work(rt.sessions) as session:

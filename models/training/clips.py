@@ -13,7 +13,6 @@ one person; `split` is "train" or "heldout" (evaluation never sees a training cl
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from types import TracebackType
 import torch
 from torch import Tensor
 
+from models.digest import sha256_file
 from models.training.errors import TrainingDataError
 
 CLIPS_FORMAT = "likeness.training-clips/1"
@@ -67,12 +67,6 @@ class ClipManifest:
     def split(self, name: str) -> tuple[ClipInfo, ...]:
         """The clips of one split, in manifest order."""
         return tuple(clip for clip in self.clips if clip.split == name)
-
-
-def _sha256(path: Path) -> str:
-    # Not models.loading.sha256_file: preparing data should not import the network's modules.
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class ClipWriter:
@@ -124,7 +118,9 @@ class ClipWriter:
             raise TrainingDataError(f"clip `{name}` has {frames.shape[0]} frame(s); a pair needs at least 2")
         path = self._tmp / "clips" / f"{name}.pt"
         torch.save(frames.contiguous().clone(), path)
-        info = ClipInfo(name, split, int(frames.shape[0]), origin, int(first_frame), _sha256(path), subject)
+        info = ClipInfo(
+            name, split, int(frames.shape[0]), origin, int(first_frame), sha256_file(path), subject
+        )
         self._clips.append(info)
         return info
 
@@ -201,7 +197,7 @@ def load_clip(manifest: ClipManifest, clip: ClipInfo) -> Tensor:
     path = manifest.root / "clips" / f"{clip.name}.pt"
     if not path.is_file():
         raise TrainingDataError(f"clip file {path} is missing")
-    if _sha256(path) != clip.sha256:
+    if sha256_file(path) != clip.sha256:
         raise TrainingDataError(f"clip file {path} does not match its sha256 in the manifest")
     try:
         frames = torch.load(path, map_location="cpu", weights_only=True)

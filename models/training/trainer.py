@@ -26,8 +26,9 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from models.config import MCNetConfig
+from models.digest import sha256_file
 from models.keypoint_detector import KeypointOutput
-from models.loading import load_mcnet, save_checkpoint, sha256_file
+from models.loading import load_mcnet, save_checkpoint
 from models.mcnet import MCNet
 from models.training.augment import AugmentationParams
 from models.training.clips import read_manifest

@@ -15,7 +15,6 @@ milliseconds; a worker's threads queue briefly rather than each holding another 
 from __future__ import annotations
 
 import functools
-import hashlib
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from models.digest import sha256_file
 from pipeline.faces.detection import DEEPFACE_LOCK
 from pipeline.faces.weights import weights_source
 
@@ -58,8 +58,7 @@ def predictor_path() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    return sha256_file(path)
 
 
 def _cached_sha256(path: Path) -> str:

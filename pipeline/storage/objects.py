@@ -28,6 +28,7 @@ from minio.commonconfig import ENABLED
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.versioningconfig import VersioningConfig
 
+from models.digest import sha256_file
 from pipeline.errors import InputError, PermanentError, PipelineError, TransientError
 
 logger = logging.getLogger(__name__)
@@ -154,12 +155,6 @@ def object_key(job_id: str, name: str) -> str:
     if not _NAME.match(name) or name in {".", ".."}:
         raise ValueError(f"`name` must be a plain file name, got {name!r}")
     return f"jobs/{canonical}/{name}"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file: the hash every object is stored and checked under (`pipeline` and `flows` use it)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def make_http_client(

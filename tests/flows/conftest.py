@@ -156,7 +156,7 @@ class FlowWorld:
         """A consent for advertising in DE (web by default), valid a year unless told otherwise."""
         evidence = self.root / f"evidence-{uuid.uuid4().hex}.txt"
         evidence.write_text(f"consent form of {reference}\n", encoding="utf-8")
-        from pipeline.storage.objects import sha256_file
+        from models.digest import sha256_file
 
         digest = sha256_file(evidence)
         start = valid_from or utcnow() - timedelta(minutes=1)

@@ -63,7 +63,7 @@ def scene(flow_world: FlowWorld) -> tuple[FlowWorld, str, Path, Path]:
 
 
 def commands(job_id: str, evidence: Path, batch_file: Path) -> dict[str, list[str]]:
-    from pipeline.storage.objects import sha256_file
+    from models.digest import sha256_file
 
     return {
         "consent list": ["consent", "list", "--actor", COMPLIANCE],

@@ -80,7 +80,7 @@ def test_a_model_whose_training_consent_is_revoked_is_refused(flow_world: FlowWo
         officer = world.user_id(COMPLIANCE)
         evidence = world.root / "training-consent.txt"
         evidence.write_text("training consent\n", encoding="utf-8")
-        from pipeline.storage.objects import sha256_file
+        from models.digest import sha256_file
 
         digest = sha256_file(evidence)
         training = consent.grant(

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from models.config import MCNetConfig
+from models.digest import sha256_file
 from models.errors import CheckpointError
-from models.loading import load_mcnet, save_checkpoint, sha256_file, sidecar_config_path
+from models.loading import load_mcnet, save_checkpoint, sidecar_config_path
 from tests.fixtures.model import TinyCheckpoint
 
 

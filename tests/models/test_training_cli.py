@@ -30,7 +30,8 @@ from governance.schema import AuditEvent, RegisteredModel
 from governance.subjects import add_subject
 from governance.types import utcnow
 from governance.uow import unit_of_work
-from models.loading import load_mcnet, sha256_file
+from models.digest import sha256_file
+from models.loading import load_mcnet
 from tests.fixtures.storage import S3ServerHandle
 
 CLIP = Path(__file__).resolve().parents[2] / ".." / "shared" / "media" / "talking_man_320x240_15s.mov"
