@@ -8,6 +8,8 @@
     workers, against a real project-local Prefect server (`flows.runtime.orchestrator.LocalPrefectServer`, the
     `gpu` limit created with as many slots as workers); jobs per minute and the ratio. On a 2-core machine
     shared with other work, expect well under 2x.
+(2b) The same batch as deployments: `nightly-batch` hands one `render-job` deployment run per job to the
+    `gpu` pool, on one and on two `prefect worker start` processes (`bench/deployed_batch.py`).
 (3) Approve latency: the web console's approve request (`POST /review/jobs/{id}/decision`, a signed-in
     reviewer, real app and database) until its response, against the time until the queued publication
     has ended; deciding no longer waits for publishing.
@@ -409,6 +411,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=4, help="jobs in the throughput batch")
     parser.add_argument("--overhead-model", choices=["demo", "configured", "tiny", "skip"], default="demo")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--skip-deployed", action="store_true", help="skip (2b): the batch as deployments on worker processes"
+    )
     parser.add_argument("--approvals", type=int, default=3, help="console approvals timed (0: skip)")
     args = parser.parse_args()
     console = Console()
@@ -463,6 +468,21 @@ def main() -> None:
             out["throughput"] = {"runs": [asdict(r) for r in runs], "ratio_2_vs_1": ratio}
             table = Table(title=f"(2) batch of {args.jobs} jobs, tiny MCNet, process workers")
             for column in ("workers", "jobs", "wall s", "jobs/min"):
+                table.add_column(column, justify="right")
+            for run in runs:
+                table.add_row(str(run.workers), str(run.jobs), f"{run.wall_s}", f"{run.jobs_per_min}")
+            table.add_row("ratio 2/1", "", "", f"{ratio}x")
+            console.print(table)
+        if not args.skip_deployed:
+            from bench.deployed_batch import measure_deployed_throughput
+
+            runs = [measure_deployed_throughput(tiny, args.jobs, workers) for workers in (1, 2)]
+            ratio = round(runs[1].jobs_per_min / runs[0].jobs_per_min, 2)
+            out["deployed_throughput"] = {"runs": [asdict(r) for r in runs], "ratio_2_vs_1": ratio}
+            table = Table(
+                title=f"(2b) batch of {args.jobs} jobs as deployments: nightly-batch, render-job runs on gpu workers"
+            )
+            for column in ("gpu workers", "jobs", "wall s", "jobs/min"):
                 table.add_column(column, justify="right")
             for run in runs:
                 table.add_row(str(run.workers), str(run.jobs), f"{run.wall_s}", f"{run.jobs_per_min}")
