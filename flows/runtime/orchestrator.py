@@ -252,6 +252,28 @@ def point_prefect_at(api_url: str) -> None:
     refresh_global_settings_context()
 
 
+FLUSH_TIMEOUT_S = 15.0
+
+
+def flush_prefect_queues(timeout: float = FLUSH_TIMEOUT_S) -> None:
+    """Deliver what this process's Prefect client still has queued (events, logs) while the server is up.
+
+    Called just before this process stops a server it started. Prefect sends events and logs from
+    background workers; anything still queued when the server goes away is retried against the dead
+    port for as long as the process lives (seconds per event, a warning and an error each time; a
+    benchmark that ran a busy batch once logged that for minutes after finishing). Draining stops those
+    workers; a later flow run starts fresh ones for whichever server it talks to.
+    """
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (EventsWorker, APILogWorker):
+        try:
+            service.drain_all(timeout=timeout, at_exit=False)
+        except Exception as exc:  # never let flushing mask the stop it precedes
+            logger.debug("draining %s failed: %s", service.__name__, exc)
+
+
 @contextlib.contextmanager
 def serving(server: LocalPrefectServer, *, timeout: float = 120.0) -> Iterator[OrchestratorState]:
     """A server of the block's own (a test process's, a benchmark's): started, this process's Prefect
@@ -264,6 +286,7 @@ def serving(server: LocalPrefectServer, *, timeout: float = 120.0) -> Iterator[O
         point_prefect_at(state.api_url)
         yield state
     finally:
+        flush_prefect_queues()
         server.stop()
         if previous is None:
             os.environ.pop("PREFECT_API_URL", None)
@@ -341,6 +364,7 @@ def api_for(settings: Settings, *, start_local: bool = True, timeout: float = 12
         yield ManagedApi(require_api(settings), server, not running)
     finally:
         if not running:
+            flush_prefect_queues()
             server.stop()
             os.environ.pop("PREFECT_API_URL", None)
             from prefect.context import refresh_global_settings_context

@@ -214,3 +214,40 @@ def test_an_approval_that_cannot_be_queued_is_not_recorded(flow_world: FlowWorld
             reason="drifts",
         )
     assert result.state == "rejected" and result.publishing is None
+
+
+FLUSHED = """
+import sys, tempfile
+from pathlib import Path
+from prefect import flow, task
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
+from flows.runtime.orchestrator import LocalPrefectServer, serving
+
+@task
+def step(i: int) -> int:
+    return i
+
+@flow
+def little() -> int:
+    return sum(step.map(range(30)).result())
+
+with tempfile.TemporaryDirectory() as tmp:
+    with serving(LocalPrefectServer(Path(tmp), port=0), timeout=240):
+        assert little() == 435
+        assert EventsWorker._instances, "the flow sent no events: nothing to flush"
+    print("left", len(EventsWorker._instances), len(APILogWorker._instances), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_server_this_process_stops_leaves_no_queued_events_behind() -> None:
+    """Events still queued when the server went away were retried against its dead port for minutes."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_API")}
+    env["PREFECT_LOGGING_TO_API_ENABLED"] = "true"
+    done = subprocess.run(
+        [sys.executable, "-c", FLUSHED], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "left 0 0"
+    assert "Unable to connect" not in done.stderr and "failed to process item" not in done.stderr
