@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -381,6 +382,11 @@ def measure_approve_latency(checkpoint: Path, approvals: int = 3) -> ApproveLate
                     published.append(time.perf_counter() - start)
                     assert publish_status(rt, job_id).state == "published"
                 client.close()
+                # The job is published before its publish-job run has reported its own end: let those
+                # threads finish while the server they report to is still up.
+                for thread in threading.enumerate():
+                    if thread.name.startswith("publish-"):
+                        thread.join(timeout=120)
         finally:
             world.close()
     return ApproveLatency(

@@ -51,8 +51,11 @@ def beating(run_id: str | None, *, every: float) -> Iterator[None]:
         while True:
             try:
                 beat(run_id)
-            except Exception:  # noqa: BLE001 - an API hiccup must not fail the render; the next beat retries
-                logger.warning("heartbeat of flow run %s not recorded", run_id, exc_info=True)
+            except Exception as exc:  # noqa: BLE001 - an API hiccup must not fail the render; the next beat retries
+                # One line, no traceback: an operator's log gets a warning per missed beat, not 60 lines.
+                logger.warning(
+                    "heartbeat of flow run %s not recorded: %s: %s", run_id, type(exc).__name__, exc
+                )
             if stop.wait(every):
                 return
 
