@@ -41,15 +41,7 @@ def worker_env(settings: Any, api_url: str, *, slots: int) -> dict[str, str]:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_LOGGING_LEVEL": "WARNING",
-            "LIKENESS_VAR_DIR": str(settings.var_dir),
-            "LIKENESS_DATABASE_URL": settings.database_url,
-            "LIKENESS_S3_ENDPOINT": settings.s3_endpoint,
-            "LIKENESS_S3_ACCESS_KEY": settings.s3_access_key,
-            "LIKENESS_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value(),
-            "LIKENESS_S3_BUCKET_PREFIX": settings.s3_bucket_prefix,
-            "LIKENESS_MCNET_CHECKPOINT": str(settings.mcnet_checkpoint),
-            "LIKENESS_POLICY_PATH": str(settings.policy_path),
-            "LIKENESS_ALLOWED_INPUT_DIRS": json.dumps([str(p) for p in settings.allowed_input_dirs]),
+            **settings.as_environment(),
             "LIKENESS_GPU_CONCURRENCY": str(slots),
         }
     )

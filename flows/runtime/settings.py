@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -130,6 +131,28 @@ class Settings(BaseSettings):
                 f"{reason} (e.g. sqlite:///var/likeness.db or postgresql+psycopg://user@host/db)"
             ) from None
         return value
+
+    def as_environment(self) -> dict[str, str]:
+        """`LIKENESS_*` variables that give a child process (a worker, a CLI) exactly these settings.
+
+        Every field that is not None, in the form `load_settings` reads back: paths and numbers as text,
+        booleans as `true`/`false`, lists as JSON, secrets revealed (the child needs them).
+        """
+        environment: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, list):
+                text = json.dumps([str(item) for item in value])
+            else:
+                text = str(value)
+            environment[f"LIKENESS_{name.upper()}"] = text
+        return environment
 
 
 def load_settings() -> Settings:
