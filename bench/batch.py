@@ -518,4 +518,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from flows.runtime.orchestrator import sigterm_as_exit
+
+    with sigterm_as_exit():  # SIGTERM stops the S3 and Prefect servers a measurement started, as Ctrl-C does
+        main()

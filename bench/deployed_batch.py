@@ -128,14 +128,16 @@ def measure_deployed_throughput(checkpoint: Path, jobs: int, workers: int) -> Th
                 with open(root / "workers.log", "wb") as log:
                     procs = [_start_worker(env, "gpu", f"gpu-{i}", log) for i in range(workers)]
                     procs.append(_start_worker(env, "cpu", "cpu-0", log))
-                    with get_client(sync_client=True) as client:
-                        deployment = client.read_deployment_by_name("nightly-batch/nightly-batch--prod")
-                        start = time.monotonic()
-                        run = client.create_flow_run_from_deployment(
-                            deployment.id, parameters={"batch_id": batch_id}
-                        )
-                    state, end = _wait_for(run.id, timeout=1800)
-                    _stop(procs)
+                    try:
+                        with get_client(sync_client=True) as client:
+                            deployment = client.read_deployment_by_name("nightly-batch/nightly-batch--prod")
+                            start = time.monotonic()
+                            run = client.create_flow_run_from_deployment(
+                                deployment.id, parameters={"batch_id": batch_id}
+                            )
+                        state, end = _wait_for(run.id, timeout=1800)
+                    finally:  # while their server is still up: a worker whose server is gone shuts down slowly
+                        _stop(procs)
                 if state != "COMPLETED":
                     tail = (root / "workers.log").read_text(errors="replace")[-2000:]
                     raise RuntimeError(f"nightly-batch ended {state}:\n{tail}")
@@ -143,7 +145,7 @@ def measure_deployed_throughput(checkpoint: Path, jobs: int, workers: int) -> Th
             if set(states) != {"published"}:
                 raise RuntimeError(f"not every job was published: {states}")
         finally:
-            _stop(procs)
+            _stop(procs)  # started but the block above never reached its own stop (nothing to do otherwise)
             world.close()
     wall = end - start
     return Throughput(
@@ -162,4 +164,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from flows.runtime.orchestrator import sigterm_as_exit
+
+    with sigterm_as_exit():  # SIGTERM stops the servers and workers it started, as Ctrl-C does
+        main()
