@@ -30,7 +30,7 @@ import platform
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -412,6 +412,22 @@ def tiny_checkpoint(folder: Path) -> Path:
     return path
 
 
+def _one_and_two_workers(
+    console: Console, measure: Callable[[int], Throughput], *, title: str, workers_column: str
+) -> dict[str, Any]:
+    """Measure on one and on two workers, print the table with the ratio, return what goes in the JSON."""
+    runs = [measure(workers) for workers in (1, 2)]
+    ratio = round(runs[1].jobs_per_min / runs[0].jobs_per_min, 2)
+    table = Table(title=title)
+    for column in (workers_column, "jobs", "wall s", "jobs/min"):
+        table.add_column(column, justify="right")
+    for run in runs:
+        table.add_row(str(run.workers), str(run.jobs), f"{run.wall_s}", f"{run.jobs_per_min}")
+    table.add_row("ratio 2/1", "", "", f"{ratio}x")
+    console.print(table)
+    return {"runs": [asdict(r) for r in runs], "ratio_2_vs_1": ratio}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=4, help="jobs in the throughput batch")
@@ -469,31 +485,21 @@ def main() -> None:
                 phases.add_row(phase, f"{seconds}")
             console.print(phases)
         if not args.skip_throughput:
-            runs = [measure_throughput(tiny, args.jobs, workers) for workers in (1, 2)]
-            ratio = round(runs[1].jobs_per_min / runs[0].jobs_per_min, 2)
-            out["throughput"] = {"runs": [asdict(r) for r in runs], "ratio_2_vs_1": ratio}
-            table = Table(title=f"(2) batch of {args.jobs} jobs, tiny MCNet, process workers")
-            for column in ("workers", "jobs", "wall s", "jobs/min"):
-                table.add_column(column, justify="right")
-            for run in runs:
-                table.add_row(str(run.workers), str(run.jobs), f"{run.wall_s}", f"{run.jobs_per_min}")
-            table.add_row("ratio 2/1", "", "", f"{ratio}x")
-            console.print(table)
+            out["throughput"] = _one_and_two_workers(
+                console,
+                lambda workers: measure_throughput(tiny, args.jobs, workers),
+                title=f"(2) batch of {args.jobs} jobs, tiny MCNet, process workers",
+                workers_column="workers",
+            )
         if not args.skip_deployed:
             from bench.deployed_batch import measure_deployed_throughput
 
-            runs = [measure_deployed_throughput(tiny, args.jobs, workers) for workers in (1, 2)]
-            ratio = round(runs[1].jobs_per_min / runs[0].jobs_per_min, 2)
-            out["deployed_throughput"] = {"runs": [asdict(r) for r in runs], "ratio_2_vs_1": ratio}
-            table = Table(
-                title=f"(2b) batch of {args.jobs} jobs as deployments: nightly-batch, render-job runs on gpu workers"
+            out["deployed_throughput"] = _one_and_two_workers(
+                console,
+                lambda workers: measure_deployed_throughput(tiny, args.jobs, workers),
+                title=f"(2b) batch of {args.jobs} jobs as deployments: nightly-batch, render-job runs on gpu workers",
+                workers_column="gpu workers",
             )
-            for column in ("gpu workers", "jobs", "wall s", "jobs/min"):
-                table.add_column(column, justify="right")
-            for run in runs:
-                table.add_row(str(run.workers), str(run.jobs), f"{run.wall_s}", f"{run.jobs_per_min}")
-            table.add_row("ratio 2/1", "", "", f"{ratio}x")
-            console.print(table)
         if args.approvals > 0:
             latency = measure_approve_latency(tiny, args.approvals)
             out["approve_latency"] = asdict(latency)

@@ -78,7 +78,7 @@ def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _wait_for(run_id: UUID, *, timeout: float) -> tuple[str, float]:
-    """The run's final state type and its wall time (start to end, from Prefect's record)."""
+    """The run's final state type and the `time.monotonic()` at which it was first seen final."""
     from prefect.client.orchestration import get_client
 
     deadline = time.monotonic() + timeout
@@ -93,13 +93,11 @@ def _wait_for(run_id: UUID, *, timeout: float) -> tuple[str, float]:
 
 def _job_states(rt: Any, batch_id: str) -> list[str]:
     from governance.batches import jobs_of_batch
+    from governance.enums import JobState
     from governance.uow import unit_of_work
 
     with unit_of_work(rt.sessions) as session:
-        return [
-            str(job.state.value if hasattr(job.state, "value") else job.state)
-            for job in jobs_of_batch(session, batch_id)
-        ]
+        return [JobState(job.state).value for job in jobs_of_batch(session, batch_id)]
 
 
 def measure_deployed_throughput(checkpoint: Path, jobs: int, workers: int) -> Throughput:
@@ -113,7 +111,6 @@ def measure_deployed_throughput(checkpoint: Path, jobs: int, workers: int) -> Th
     with tempfile.TemporaryDirectory(prefix="bench-deployed-") as tmp:
         root = Path(tmp)
         world = _world(root, checkpoint, driving_frames=range(300, 350))
-        procs: list[subprocess.Popen[bytes]] = []
         try:
             batch_id = _submit(world.rt, world.batch_file, jobs)
             with (
@@ -126,9 +123,10 @@ def measure_deployed_throughput(checkpoint: Path, jobs: int, workers: int) -> Th
                 _prefect(env, "--no-prompt", "deploy", "--all")
                 ensure_gpu_limit(workers)
                 with open(root / "workers.log", "wb") as log:
-                    procs = [_start_worker(env, "gpu", f"gpu-{i}", log) for i in range(workers)]
-                    procs.append(_start_worker(env, "cpu", "cpu-0", log))
+                    procs: list[subprocess.Popen[bytes]] = []
                     try:
+                        for pool, name in [("gpu", f"gpu-{i}") for i in range(workers)] + [("cpu", "cpu-0")]:
+                            procs.append(_start_worker(env, pool, name, log))
                         with get_client(sync_client=True) as client:
                             deployment = client.read_deployment_by_name("nightly-batch/nightly-batch--prod")
                             start = time.monotonic()
@@ -145,7 +143,6 @@ def measure_deployed_throughput(checkpoint: Path, jobs: int, workers: int) -> Th
             if set(states) != {"published"}:
                 raise RuntimeError(f"not every job was published: {states}")
         finally:
-            _stop(procs)  # started but the block above never reached its own stop (nothing to do otherwise)
             world.close()
     wall = end - start
     return Throughput(

@@ -139,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         # A setting read while a command's module is imported (LIKENESS_RETRY_DELAYS, say) fails before
         # the command's own one-line handler is in place; it is still one line. Imported only here,
         # so that commands which never touch settings stay light.
+        from console.cli.errors import describe
         from flows.runtime.settings import SettingsInvalid
 
         if not isinstance(exc, SettingsInvalid):
             raise
-        typer.echo(f"error: {str(exc).strip().splitlines()[0]}", err=True)
+        typer.echo(f"error: {describe(exc)}", err=True)
         return 1
     return result if isinstance(result, int) else 0
 
